@@ -1,0 +1,130 @@
+# polarisd - build, test, install.
+#
+#   make            build the daemon, polarisctl and the Lua test modules
+#   make run        install deps if missing, build, run the daemon in the foreground
+#   make test       install deps if missing, build, run every test; last line "N passed, N failed"
+#   make asan       the whole suite against an AddressSanitizer + UBSan build
+#   make install    honours PREFIX, DESTDIR, CC, CFLAGS, LDFLAGS, PKG_CONFIG
+#   make deps       install build and test dependencies (Debian packages)
+
+VERSION    := $(shell cat VERSION)
+GIT_REV    := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR    ?= $(PREFIX)/share/polaris
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS     ?= -O2 -g
+LDFLAGS    ?=
+WERROR     ?= -Werror
+BUILD      ?= build
+SANFLAGS   ?=
+
+LUA_PC     ?= lua5.4
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib 2>/dev/null)
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lpthread
+LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
+
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
+               -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"' \
+               -DPOLARIS_DATADIR='"$(DATADIR)"'
+ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
+
+LIB_SRCS := core/buf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
+            core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
+            core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c
+DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/host_commands.c \
+               core/core.c core/polarisd.c
+UNIT_SRCS := $(wildcard spec/unit/c/*.c)
+
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
+UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+# Lua modules load into the system's lua5.4, so they are built without
+# sanitizers (an ASan-built .so cannot load into an uninstrumented process).
+PIC_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
+
+LIBCORE  := $(BUILD)/libpolaris_core.a
+LIBPIC   := $(BUILD)/pic/libpolaris_core_pic.a
+BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
+LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
+UNIT_BIN := $(BUILD)/unit_tests
+
+.PHONY: all deps run test test-unit asan install uninstall clean check-version
+all: $(BINS) $(LUAMODS) $(UNIT_BIN)
+
+V ?= 0
+ifeq ($(V),0)
+Q := @
+endif
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC(pic) $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+
+$(LIBCORE): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(LIBPIC): $(PIC_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/polarisctl: $(BUILD)/tools/polarisctl.o $(LIBCORE)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/core/bind_codec.o $(LIBPIC)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/lua/ptest.so: $(BUILD)/pic/spec/support/ptest.o
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(UNIT_BIN): $(UNIT_OBJS) $(LIBCORE)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+deps:
+	@tools/deps.sh
+
+run: deps all
+	$(BUILD)/polarisd -c conf/polarisd.conf --foreground
+
+test: deps all
+	@BUILD=$(BUILD) tools/run-tests.sh
+
+asan: deps
+	$(MAKE) BUILD=build-asan SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g" test
+
+install: $(BINS)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/strategies \
+	    $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(DATADIR)/lua $(DESTDIR)$(SYSCONFDIR)/polaris
+	install -m 0755 $(BUILD)/polarisd $(DESTDIR)$(SBINDIR)/polarisd
+	install -m 0755 $(BUILD)/polarisctl $(DESTDIR)$(BINDIR)/polarisctl
+	install -m 0644 conf/polarisd.conf $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf
+	for f in $$(find strategies plugins lua -type f -name '*.lua' -o -type f -name '*.json'); do \
+	    install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/$$f; done
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/polarisd $(DESTDIR)$(BINDIR)/polarisctl
+	rm -rf $(DESTDIR)$(DATADIR)
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf (configuration is yours)"
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

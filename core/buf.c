@@ -1,0 +1,213 @@
+/* buf.c - growable byte buffer and JSON text writers.
+ *
+ * Provides the one buffer type every codec and writer in the daemon appends
+ * to. The JSON writers exist because the daemon emits JSON (status, command
+ * results, synthetic events) but never needs a DOM to do it. */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+    if (b->cap - b->len > extra)
+        return 0;
+    size_t need = b->len + extra + 1;      /* room for a trailing NUL */
+    if (need < b->len)
+        return -1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(struct buf *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int buf_putc(struct buf *b, char c)
+{
+    return buf_append(b, &c, 1);
+}
+
+int buf_puts(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n) < 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->p, b->p + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->p)
+        b->p[b->len] = '\0';
+}
+
+void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;                           /* overlong or out of range */
+    if (cp >= 0xD800 && cp <= 0xDFFF)
+        return 0;                           /* surrogates are not characters */
+    return len;
+}
+
+int buf_json_str(struct buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    if (buf_reserve(b, n + 2) < 0 || buf_putc(b, '"') < 0)
+        return -1;
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        /* copy the longest run that needs no escaping in one go */
+        while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
+            run++;
+        if (run > i && buf_append(b, s + i, run - i) < 0)
+            return -1;
+        i = run;
+        if (i >= n)
+            break;
+        unsigned char c = u[i];
+        int rc = 0;
+        if (c == '"') rc = buf_append(b, "\\\"", 2);
+        else if (c == '\\') rc = buf_append(b, "\\\\", 2);
+        else if (c == '\n') rc = buf_append(b, "\\n", 2);
+        else if (c == '\r') rc = buf_append(b, "\\r", 2);
+        else if (c == '\t') rc = buf_append(b, "\\t", 2);
+        else if (c == '\b') rc = buf_append(b, "\\b", 2);
+        else if (c == '\f') rc = buf_append(b, "\\f", 2);
+        else if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, esc, 6);
+        } else {
+            size_t l = utf8_seq_len(u + i, n - i);
+            if (l == 0) {
+                rc = buf_append(b, "\xEF\xBF\xBD", 3);    /* U+FFFD */
+                l = 1;
+            } else {
+                rc = buf_append(b, s + i, l);
+            }
+            i += l;
+            if (rc < 0)
+                return -1;
+            continue;
+        }
+        if (rc < 0)
+            return -1;
+        i++;
+    }
+    return buf_putc(b, '"');
+}
+
+int buf_json_cstr(struct buf *b, const char *s)
+{
+    if (!s)
+        return buf_append(b, "null", 4);
+    return buf_json_str(b, s, strlen(s));
+}
+
+int buf_json_u64(struct buf *b, uint64_t v)
+{
+    char tmp[24];
+    int i = (int)sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+int buf_json_i64(struct buf *b, int64_t v)
+{
+    if (v < 0) {
+        if (buf_putc(b, '-') < 0)
+            return -1;
+        return buf_json_u64(b, (uint64_t)0 - (uint64_t)v);
+    }
+    return buf_json_u64(b, (uint64_t)v);
+}
+
+int buf_json_double(struct buf *b, double v)
+{
+    if (!isfinite(v))
+        return buf_append(b, "null", 4);
+    char tmp[40];
+    int n = snprintf(tmp, sizeof tmp, "%.17g", v);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -1;
+    /* %g follows LC_NUMERIC; JSON wants a dot whatever the locale says */
+    for (int i = 0; i < n; i++)
+        if (tmp[i] == ',')
+            tmp[i] = '.';
+    return buf_append(b, tmp, (size_t)n);
+}

@@ -1,0 +1,69 @@
+/* config.h - the daemon's configuration: a declarative file (no code runs in
+ * it) overlaid by the command line. Immutable once built; a reload builds a
+ * new one and swaps the reference. */
+#ifndef POLARIS_CONFIG_H
+#define POLARIS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "log.h"
+
+#define CONFIG_MAX_LIST 32
+#define CONFIG_PATH_MAX 256
+
+struct str_list {
+    int n;
+    char v[CONFIG_MAX_LIST][CONFIG_PATH_MAX];
+};
+
+struct config {
+    _Atomic int refs;
+    char file[CONFIG_PATH_MAX];         /* "" when running without a file */
+
+    /* [daemon] */
+    enum log_level log_level;
+    unsigned workers;
+    unsigned core_queue_max;            /* envelopes; full -> ingress backpressure */
+    unsigned shutdown_grace_ms;
+    char spool_dir[CONFIG_PATH_MAX];
+
+    /* [ipc] */
+    char ipc_path[108];
+    unsigned ipc_mode;
+    unsigned max_clients;
+    unsigned frame_timeout_ms;
+    unsigned client_out_max_bytes;      /* unsent CMD_RESP bytes per client */
+
+    /* [guest] */
+    char guest_uri[CONFIG_PATH_MAX];
+    char guest_fallback_uri[CONFIG_PATH_MAX];
+    unsigned heartbeat_ms;
+    unsigned heartbeat_misses;
+    unsigned gzip_min_bytes;
+    uint64_t buffer_max_bytes;
+    unsigned buffer_max_events;
+    unsigned write_ahead_bytes;         /* bytes encoded ahead of the socket */
+
+    /* [commands] */
+    unsigned cmd_default_timeout_ms;
+    unsigned cmd_max_timeout_ms;
+    unsigned max_inflight_host;         /* commands running on the host */
+    unsigned max_inflight_guest;        /* app commands waiting on the guest */
+    struct str_list guest_allow;        /* empty: every offered action */
+    struct str_list guest_block;
+
+    /* [plugins] */
+    struct str_list plugin_paths;
+};
+
+/* Defaults as documented in conf/polarisd.conf. */
+void config_defaults(struct config *c);
+/* Parses file into c (which holds defaults or earlier values). Returns 0, or
+ * -1 with a "file:line: message" in err. */
+int  config_load_file(struct config *c, const char *file, char *err, size_t errlen);
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+bool str_list_has(const struct str_list *l, const char *s);
+
+#endif

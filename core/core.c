@@ -1,0 +1,541 @@
+/* core.c - the core domain (DESIGN 2, 3.3).
+ *
+ * Runs on the main thread's default libev loop, which also owns the signal
+ * watchers. It takes every envelope the other domains produce and decides
+ * where it goes: events to the guest link (strategies will sit here), host
+ * commands to the worker pool with a deadline, app commands for the guest to
+ * the guest link with a deadline, and every answer back to whoever asked.
+ * A command whose deadline passes is answered -2 at once; its late result is
+ * discarded. The core also runs reload (SIGHUP) and orderly shutdown
+ * (SIGTERM): ingress stops first, then the workers, then the guest link
+ * drains within the grace period.
+ *
+ * Uses: envq, worker_pool, host_commands, command_msg, stats, sd_notify. */
+#include "core.h"
+#include "command_msg.h"
+#include "guest_link.h"
+#include "host_commands.h"
+#include "ipc_server.h"
+#include "json_scan.h"
+#include "log.h"
+#include "sd_notify.h"
+#include "stats.h"
+#include "worker_pool.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pending {
+    struct pending *next, *prev;
+    struct core *core;
+    uint32_t id;                /* exec id (host) or the H2G seq_id (guest) */
+    uint8_t origin;
+    bool to_guest;
+    uint32_t conn_id, req_id;
+    ev_timer timer;
+    char action[CMD_ACTION_MAX];
+};
+
+enum phase { RUNNING, STOPPING_INGRESS, STOPPING_EGRESS };
+
+struct core {
+    struct daemon *d;
+    struct ev_loop *loop;
+    ev_async inbox_w;
+    ev_signal sigterm_w, sigint_w, sighup_w;
+    struct pending host, guest;         /* list heads */
+    unsigned n_host, n_guest;
+    uint32_t next_exec_id, next_h2g_seq;
+    bool guest_connected;
+    enum phase phase;
+    config_loader load;
+    void *load_ctx;
+    struct buf scratch, scratch2;
+};
+
+static void list_init(struct pending *head)
+{
+    head->next = head->prev = head;
+}
+
+static void list_add(struct pending *head, struct pending *p)
+{
+    p->next = head;
+    p->prev = head->prev;
+    head->prev->next = p;
+    head->prev = p;
+}
+
+static void list_del(struct pending *p)
+{
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+}
+
+static struct pending *list_find(struct pending *head, uint32_t id)
+{
+    for (struct pending *p = head->next; p != head; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+/* Sends a finished CommandResult JSON to whoever asked. */
+static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t req_id,
+                    const char *json, size_t len)
+{
+    if (origin == ORIGIN_APP) {
+        struct envelope *e = envelope_new(ENV_APP_CMD_RESP, json, len);
+        if (!e)
+            return;
+        e->conn_id = conn_id;
+        e->req_id = req_id;
+        envq_push_force(&c->d->ingress_q, e);
+    } else if (origin == ORIGIN_GUEST) {
+        struct envelope *e = envelope_new(ENV_H2G_CMD_RESP, json, len);
+        if (!e)
+            return;
+        e->req_id = req_id;
+        envq_push_force(&c->d->egress_q, e);
+    }
+}
+
+static void answer(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t req_id,
+                   int code, const char *msg, const char *data, size_t data_len)
+{
+    struct buf *b = &c->scratch2;
+    buf_reset(b);
+    if (cmd_result_write(b, req_id, code, msg, data, data_len) == 0)
+        deliver(c, origin, conn_id, req_id, b->p, b->len);
+}
+
+static void count_code(int code)
+{
+    switch (code) {
+    case CMD_UNKNOWN_ACTION: STAT_INC(commands_unknown_action); break;
+    case CMD_TIMEOUT: STAT_INC(commands_timeouts); break;
+    case CMD_GUEST_ABSENT: STAT_INC(commands_guest_absent); break;
+    case CMD_BAD_REQUEST: STAT_INC(commands_bad_requests); break;
+    case CMD_DENIED: STAT_INC(commands_denied); break;
+    case CMD_HANDLER_ERROR: STAT_INC(commands_handler_errors); break;
+    case CMD_BUSY: STAT_INC(commands_busy); break;
+    default: break;
+    }
+}
+
+static void refuse(struct core *c, const struct envelope *e, int code, const char *msg)
+{
+    count_code(code);
+    answer(c, e->origin, e->conn_id, e->req_id, code, msg, NULL, 0);
+}
+
+static void pending_free(struct core *c, struct pending *p)
+{
+    ev_timer_stop(c->loop, &p->timer);
+    list_del(p);
+    if (p->to_guest) {
+        c->n_guest--;
+        STAT_SET(commands_inflight_guest, c->n_guest);
+    } else {
+        c->n_host--;
+        STAT_SET(commands_inflight_host, c->n_host);
+    }
+    free(p);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop; (void)revents;
+    struct pending *p = w->data;
+    struct core *c = p->core;
+    log_info("command %s (%s) timed out", p->action, p->to_guest ? "to the guest" : "on the host");
+    count_code(CMD_TIMEOUT);
+    answer(c, p->origin, p->conn_id, p->req_id, CMD_TIMEOUT, NULL, NULL, 0);
+    pending_free(c, p);
+}
+
+/* The request's own timeout, or the default, never above the maximum. */
+static uint32_t deadline_ms(const struct core *c, const struct envelope *e)
+{
+    const struct config *cfg = c->d->cfg;
+    uint32_t ms = e->timeout_ms ? e->timeout_ms : cfg->cmd_default_timeout_ms;
+    return ms > cfg->cmd_max_timeout_ms ? cfg->cmd_max_timeout_ms : ms;
+}
+
+static struct pending *pending_new(struct core *c, const struct envelope *e, bool to_guest, uint32_t id)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    uint32_t ms = deadline_ms(c, e);
+    p->core = c;
+    p->id = id;
+    p->origin = e->origin;
+    p->to_guest = to_guest;
+    p->conn_id = e->conn_id;
+    p->req_id = e->req_id;
+    memcpy(p->action, e->action, sizeof p->action);
+    ev_timer_init(&p->timer, deadline_cb, ms / 1000.0, 0.);
+    p->timer.data = p;
+    ev_timer_start(c->loop, &p->timer);
+    if (to_guest) {
+        list_add(&c->guest, p);
+        c->n_guest++;
+        STAT_SET(commands_inflight_guest, c->n_guest);
+    } else {
+        list_add(&c->host, p);
+        c->n_host++;
+        STAT_SET(commands_inflight_host, c->n_host);
+    }
+    return p;
+}
+
+static int status_json(struct core *c, struct buf *b)
+{
+    uint64_t up = (mono_ns() - c->d->started_mono_ns) / 1000000000u;
+    int rc = buf_puts(b, "{\"version\":");
+    rc |= buf_json_cstr(b, polaris_version);
+    rc |= buf_puts(b, ",\"git\":");
+    rc |= buf_json_cstr(b, polaris_git_rev);
+    rc |= buf_printf(b, ",\"pid\":%d,\"uptime_s\":%llu,\"config\":", (int)getpid(),
+                     (unsigned long long)up);
+    rc |= buf_json_cstr(b, c->d->cfg->file[0] ? c->d->cfg->file : NULL);
+    rc |= buf_puts(b, ",\"guest_uri\":");
+    rc |= buf_json_cstr(b, guest_link_uri(c->d->guest));
+    rc |= buf_puts(b, ",\"ipc_socket\":");
+    rc |= buf_json_cstr(b, c->d->cfg->ipc_path);
+    rc |= buf_printf(b, ",\"core\":{\"queue\":%zu,\"queue_max\":%u,\"queue_high_water\":%zu},",
+                     envq_count(&c->d->core_q), c->d->cfg->core_queue_max, c->d->core_q.high_water);
+    /* the counters, grouped; "core" merges into the object above */
+    struct buf tmp = BUF_INIT;
+    rc |= stats_append_json(&tmp);
+    if (tmp.p)
+        rc |= buf_append(b, tmp.p, tmp.len);
+    buf_free(&tmp);
+    rc |= buf_puts(b, ",\"plugins\":[]}");
+    return rc ? -1 : 0;
+}
+
+static void do_reload(struct core *c, char *err, size_t errlen)
+{
+    sd_notify_send("RELOADING=1");
+    struct config *nc = c->load(c->load_ctx, err, errlen);
+    if (!nc) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        sd_notify_send("READY=1");
+        return;
+    }
+    struct config *old = c->d->cfg;
+    if (strcmp(old->ipc_path, nc->ipc_path) != 0 || strcmp(old->guest_uri, nc->guest_uri) != 0)
+        log_warn("reload: socket paths and the guest URI change only on restart");
+    c->d->cfg = nc;
+    log_set_level(nc->log_level);
+    struct envelope *e1 = envelope_new(ENV_CTL_RELOAD, &nc, sizeof nc);
+    struct envelope *e2 = envelope_new(ENV_CTL_RELOAD, &nc, sizeof nc);
+    if (e1) {
+        config_ref(nc);
+        envq_push_force(&c->d->ingress_q, e1);
+    }
+    if (e2) {
+        config_ref(nc);
+        envq_push_force(&c->d->egress_q, e2);
+    }
+    config_unref(old);
+    err[0] = '\0';
+    log_info("configuration reloaded");
+    sd_notify_send("READY=1");
+}
+
+static void control_request(struct core *c, struct envelope *e)
+{
+    if (e->uid != getuid() && e->uid != 0) {
+        STAT_INC(ipc_control_denied);
+        refuse(c, e, CMD_DENIED, "permission denied: control actions need the daemon's uid or root");
+        return;
+    }
+    if (strcmp(e->action, "status") == 0) {
+        buf_reset(&c->scratch);
+        if (status_json(c, &c->scratch) < 0)
+            refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
+        else
+            answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, c->scratch.p, c->scratch.len);
+        return;
+    }
+    char err[512];
+    do_reload(c, err, sizeof err);
+    if (err[0])
+        refuse(c, e, CMD_HANDLER_ERROR, err);
+    else
+        answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"reloaded\":true}", 17);
+}
+
+static bool is_control_action(const char *a)
+{
+    return strcmp(a, "status") == 0 || strcmp(a, "reload") == 0;
+}
+
+/* Host command from the guest or an app; takes e. */
+static void host_command(struct core *c, struct envelope *e)
+{
+    const struct config *cfg = c->d->cfg;
+    if (e->origin == ORIGIN_APP && is_control_action(e->action)) {
+        control_request(c, e);
+        envelope_free(e);
+        return;
+    }
+    if (e->origin == ORIGIN_GUEST &&
+        ((cfg->guest_allow.n && !str_list_has(&cfg->guest_allow, e->action)) ||
+         str_list_has(&cfg->guest_block, e->action))) {
+        log_warn("guest asked for '%s', which the command policy blocks", e->action);
+        refuse(c, e, CMD_DENIED, "permission denied: action blocked by policy");
+        envelope_free(e);
+        return;
+    }
+    if (!host_command_find(e->action)) {
+        refuse(c, e, CMD_UNKNOWN_ACTION, NULL);
+        envelope_free(e);
+        return;
+    }
+    if (c->n_host >= cfg->max_inflight_host) {
+        refuse(c, e, CMD_BUSY, NULL);
+        envelope_free(e);
+        return;
+    }
+    uint32_t id = ++c->next_exec_id;
+    if (!pending_new(c, e, false, id)) {
+        refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
+        envelope_free(e);
+        return;
+    }
+    log_info("command %s from %s (pid %d uid %u)", e->action,
+             e->origin == ORIGIN_GUEST ? "the guest" : "an app", (int)e->pid, (unsigned)e->uid);
+    e->seq = id;
+    worker_pool_submit(c->d->workers, e);
+}
+
+static void exec_result(struct core *c, struct envelope *e)
+{
+    struct pending *p = list_find(&c->host, e->seq);
+    if (!p) {
+        STAT_INC(commands_late_results);
+        log_info("discarding the late result of command %s", e->action);
+        return;
+    }
+    count_code(e->code);
+    if (e->len)
+        deliver(c, p->origin, p->conn_id, p->req_id, e->data, e->len);
+    else
+        answer(c, p->origin, p->conn_id, p->req_id, CMD_HANDLER_ERROR, NULL, NULL, 0);
+    pending_free(c, p);
+}
+
+static void guest_command(struct core *c, struct envelope *e)
+{
+    STAT_INC(commands_to_guest);
+    if (!c->guest_connected) {
+        refuse(c, e, CMD_GUEST_ABSENT, NULL);
+        return;
+    }
+    if (c->n_guest >= c->d->cfg->max_inflight_guest) {
+        refuse(c, e, CMD_BUSY, NULL);
+        return;
+    }
+    uint32_t seq = ++c->next_h2g_seq;
+    struct pending *p = pending_new(c, e, true, seq);
+    struct buf *b = &c->scratch;
+    buf_reset(b);
+    int rc = buf_puts(b, "{\"action\":");
+    rc |= buf_json_cstr(b, e->action);
+    rc |= buf_puts(b, ",\"args\":");
+    rc |= buf_append(b, e->data, e->len);
+    rc |= buf_printf(b, ",\"timeout\":%u}", (unsigned)deadline_ms(c, e));
+    struct envelope *out = p && !rc ? envelope_new(ENV_H2G_CMD_REQ, b->p, b->len) : NULL;
+    if (!out) {
+        if (p)
+            pending_free(c, p);
+        refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
+        return;
+    }
+    out->req_id = seq;
+    envq_push_force(&c->d->egress_q, out);
+}
+
+static void guest_answer(struct core *c, struct envelope *e)
+{
+    struct pending *p = list_find(&c->guest, e->req_id);
+    if (!p) {
+        STAT_INC(commands_late_results);
+        return;
+    }
+    int64_t code;
+    const char *msg, *data;
+    size_t msg_len, data_len;
+    if (cmd_result_parse(e->data, e->len, &code, &msg, &msg_len, &data, &data_len) < 0 ||
+        code < INT32_MIN || code > INT32_MAX) {
+        count_code(CMD_HANDLER_ERROR);
+        answer(c, p->origin, p->conn_id, p->req_id, CMD_HANDLER_ERROR,
+               "invalid CommandResult from the guest", NULL, 0);
+    } else {
+        char m[256];
+        if (!msg || json_string_decode(msg, msg_len, m, sizeof m) < 0)
+            snprintf(m, sizeof m, "%s", cmd_code_str((int)code));
+        count_code((int)code);
+        answer(c, p->origin, p->conn_id, p->req_id, (int)code, m, data, data_len);
+    }
+    pending_free(c, p);
+}
+
+static void guest_state(struct core *c, bool connected)
+{
+    c->guest_connected = connected;
+    if (connected)
+        return;
+    /* the guest that was asked is gone; a new one will not answer for it */
+    while (c->guest.next != &c->guest) {
+        struct pending *p = c->guest.next;
+        count_code(CMD_GUEST_ABSENT);
+        answer(c, p->origin, p->conn_id, p->req_id, CMD_GUEST_ABSENT, "guest disconnected", NULL, 0);
+        pending_free(c, p);
+    }
+}
+
+static void forward_event(struct core *c, struct envelope *e)
+{
+    STAT_INC(core_events_routed);
+    e->type = ENV_FORWARD_EVENT;
+    envq_push_force(&c->d->egress_q, e);
+}
+
+static void stopped(struct core *c, const char *who)
+{
+    if (strcmp(who, "ipc") == 0) {
+        /* nothing more can arrive from apps; let running commands end */
+        worker_pool_stop(c->d->workers);
+        c->phase = STOPPING_EGRESS;
+        envq_push_force(&c->d->egress_q, envelope_new(ENV_CTL_STOP, NULL, 0));
+    } else {
+        ev_break(c->loop, EVBREAK_ALL);
+    }
+}
+
+static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop; (void)revents;
+    struct core *c = w->data;
+    bool was_full;
+    struct envelope *e = envq_drain(&c->d->core_q, &was_full);
+    if (was_full)
+        ipc_server_resume(c->d->ipc);
+    while (e) {
+        struct envelope *next = e->next;
+        switch (e->type) {
+        case ENV_IPC_EVENT:
+        case ENV_MONITOR_EVENT:
+        case ENV_STRATEGY_COMPLETE:
+            forward_event(c, e);
+            e = NULL;
+            break;
+        case ENV_GUEST_CMD_REQ:
+            host_command(c, e);
+            e = NULL;
+            break;
+        case ENV_APP_CMD_REQ:
+            if (e->is_control) {           /* target "guest" */
+                guest_command(c, e);
+            } else {
+                host_command(c, e);
+                e = NULL;
+            }
+            break;
+        case ENV_CMD_EXEC_RESULT:
+            exec_result(c, e);
+            break;
+        case ENV_G2H_CMD_RESP:
+            guest_answer(c, e);
+            break;
+        case ENV_GUEST_STATE:
+            guest_state(c, e->code != 0);
+            break;
+        case ENV_CTL_STOPPED:
+            stopped(c, e->data);
+            break;
+        default:
+            log_error("core: unexpected envelope type %u", e->type);
+        }
+        envelope_free(e);
+        e = next;
+    }
+}
+
+static void shutdown_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop; (void)revents;
+    struct core *c = w->data;
+    if (c->phase != RUNNING) {
+        log_info("already shutting down");
+        return;
+    }
+    log_info("signal %d: shutting down (grace period %u ms)", w->signum, c->d->cfg->shutdown_grace_ms);
+    sd_notify_send("STOPPING=1");
+    c->phase = STOPPING_INGRESS;
+    envq_push_force(&c->d->ingress_q, envelope_new(ENV_CTL_STOP, NULL, 0));
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop; (void)revents;
+    struct core *c = w->data;
+    char err[512];
+    log_info("SIGHUP: reloading");
+    do_reload(c, err, sizeof err);
+}
+
+struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load, void *load_ctx)
+{
+    struct core *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->d = d;
+    c->loop = loop;
+    c->load = load;
+    c->load_ctx = load_ctx;
+    list_init(&c->host);
+    list_init(&c->guest);
+    ev_async_init(&c->inbox_w, inbox_cb);
+    c->inbox_w.data = c;
+    ev_async_start(loop, &c->inbox_w);
+    envq_attach(&d->core_q, loop, &c->inbox_w);
+    ev_signal_init(&c->sigterm_w, shutdown_cb, SIGTERM);
+    ev_signal_init(&c->sigint_w, shutdown_cb, SIGINT);
+    ev_signal_init(&c->sighup_w, sighup_cb, SIGHUP);
+    c->sigterm_w.data = c->sigint_w.data = c->sighup_w.data = c;
+    ev_signal_start(loop, &c->sigterm_w);
+    ev_signal_start(loop, &c->sigint_w);
+    ev_signal_start(loop, &c->sighup_w);
+    return c;
+}
+
+void core_run(struct core *c)
+{
+    ev_run(c->loop, 0);
+}
+
+void core_free(struct core *c)
+{
+    if (!c)
+        return;
+    while (c->host.next != &c->host)
+        pending_free(c, c->host.next);
+    while (c->guest.next != &c->guest)
+        pending_free(c, c->guest.next);
+    ev_async_stop(c->loop, &c->inbox_w);
+    ev_signal_stop(c->loop, &c->sigterm_w);
+    ev_signal_stop(c->loop, &c->sigint_w);
+    ev_signal_stop(c->loop, &c->sighup_w);
+    buf_free(&c->scratch);
+    buf_free(&c->scratch2);
+    free(c);
+}

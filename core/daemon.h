@@ -1,0 +1,39 @@
+/* daemon.h - what the execution domains share: the queues that couple them
+ * (DESIGN 2) and the handles to each domain. Nothing else is shared. */
+#ifndef POLARIS_DAEMON_H
+#define POLARIS_DAEMON_H
+
+#include <stdint.h>
+#include <time.h>
+#include "config.h"
+#include "envq.h"
+
+struct ipc_server;
+struct guest_link;
+struct worker_pool;
+struct core;
+
+struct daemon {
+    struct config *cfg;           /* the core's current config (core thread only) */
+    struct envq core_q;           /* ingress, egress, workers -> core (bounded) */
+    struct envq ingress_q;        /* core -> ingress: answers, control */
+    struct envq egress_q;         /* core -> egress: events, command frames, control */
+    struct ipc_server *ipc;
+    struct guest_link *guest;
+    struct worker_pool *workers;
+    struct core *core;
+    uint64_t started_mono_ns;
+    uint64_t started_wall_ms;
+};
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+extern const char polaris_version[];
+extern const char polaris_git_rev[];
+
+#endif

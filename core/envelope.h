@@ -1,0 +1,54 @@
+/* envelope.h - the unit of work passed between execution domains (DESIGN 2).
+ * The type is the state-machine state. */
+#ifndef POLARIS_ENVELOPE_H
+#define POLARIS_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum env_type {
+    ENV_IPC_EVENT = 1,        /* ingress -> core: an app's event */
+    ENV_MONITOR_EVENT,        /* monitor/plugin -> core: an event of our own */
+    ENV_STRATEGY_COMPLETE,    /* worker -> core: strategies done, forward */
+    ENV_GUEST_CMD_REQ,        /* egress -> core: guest asks the host */
+    ENV_APP_CMD_REQ,          /* ingress -> core: an app asks host or guest */
+    ENV_CMD_EXEC_RESULT,      /* worker -> core: a host handler's answer */
+    ENV_H2G_CMD_REQ,          /* core -> egress: a command for the guest */
+    ENV_H2G_CMD_RESP,         /* core -> egress: the host's answer to the guest */
+    ENV_G2H_CMD_RESP,         /* egress -> core: the guest's answer */
+    ENV_APP_CMD_RESP,         /* core -> ingress: the answer for an app */
+    ENV_FORWARD_EVENT,        /* core -> egress: an event for the guest */
+    ENV_GUEST_STATE,          /* egress -> core: guest connected (code 1) or gone (0) */
+    ENV_CTL_STOP,             /* core -> domain: stop (shutdown) */
+    ENV_CTL_STOPPED,          /* domain -> core: stopped */
+    ENV_CTL_RELOAD,           /* core -> domain: new config values */
+};
+
+/* Origin of a command: where its answer goes. */
+enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST };
+
+struct envelope {
+    struct envelope *next;    /* queue link; owned by whichever queue holds it */
+    uint16_t type;
+    uint8_t  origin;
+    uint8_t  is_control;      /* reserved control actions (status, reload) */
+    uint32_t conn_id;         /* ingress client id for ORIGIN_APP */
+    uint32_t req_id;          /* app req_id, or the guest's seq_id */
+    uint32_t seq;             /* PLP seq for an event, assigned at first send */
+    int32_t  code;            /* command result code (DESIGN 3.3) */
+    uint32_t uid;             /* peer uid (SO_PEERCRED) */
+    int32_t  pid;             /* peer pid (SO_PEERCRED) */
+    uint32_t timeout_ms;
+    uint64_t event_id;
+    uint64_t t_in_ns;         /* monotonic time of acceptance */
+    size_t   wend;            /* egress: end offset of its frame in the write buffer */
+    char     action[48];      /* command action, NUL-terminated */
+    size_t   len;
+    char     data[];          /* JSON payload, NUL-terminated */
+};
+
+struct envelope *envelope_new(enum env_type type, const void *data, size_t len);
+void envelope_free(struct envelope *e);
+void envelope_free_list(struct envelope *e);
+
+#endif

@@ -1,0 +1,101 @@
+/* envq.c - the bounded envelope queue between execution domains.
+ *
+ * A mutex-protected intrusive list: pushes are O(1) and never allocate, the
+ * consumer takes the whole list in one lock and wakes once per batch. Only
+ * the empty -> non-empty transition sends the ev_async, so a busy producer
+ * costs one wakeup per drain, not one per envelope. */
+#include "envq.h"
+
+int envq_init(struct envq *q, size_t max)
+{
+    q->head = q->tail = NULL;
+    q->count = 0;
+    q->max = max ? max : 1;
+    q->full_seen = false;
+    q->high_water = 0;
+    q->loop = NULL;
+    q->wake = NULL;
+    return pthread_mutex_init(&q->mu, NULL) == 0 ? 0 : -1;
+}
+
+void envq_destroy(struct envq *q)
+{
+    envelope_free_list(q->head);
+    q->head = q->tail = NULL;
+    q->count = 0;
+    pthread_mutex_destroy(&q->mu);
+}
+
+void envq_attach(struct envq *q, struct ev_loop *loop, ev_async *wake)
+{
+    pthread_mutex_lock(&q->mu);
+    q->loop = loop;
+    q->wake = wake;
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void append_locked(struct envq *q, struct envelope *e, bool *wake)
+{
+    e->next = NULL;
+    *wake = q->head == NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->count++;
+    if (q->count > q->high_water)
+        q->high_water = q->count;
+}
+
+static void wake_consumer(struct envq *q, bool wake)
+{
+    /* loop and wake are set once before any producer starts */
+    if (wake && q->loop)
+        ev_async_send(q->loop, q->wake);
+}
+
+int envq_push(struct envq *q, struct envelope *e)
+{
+    bool wake;
+    pthread_mutex_lock(&q->mu);
+    if (q->count >= q->max) {
+        q->full_seen = true;
+        pthread_mutex_unlock(&q->mu);
+        return -1;
+    }
+    append_locked(q, e, &wake);
+    pthread_mutex_unlock(&q->mu);
+    wake_consumer(q, wake);
+    return 0;
+}
+
+void envq_push_force(struct envq *q, struct envelope *e)
+{
+    bool wake;
+    pthread_mutex_lock(&q->mu);
+    append_locked(q, e, &wake);
+    pthread_mutex_unlock(&q->mu);
+    wake_consumer(q, wake);
+}
+
+struct envelope *envq_drain(struct envq *q, bool *was_full)
+{
+    pthread_mutex_lock(&q->mu);
+    struct envelope *h = q->head;
+    q->head = q->tail = NULL;
+    q->count = 0;
+    if (was_full)
+        *was_full = q->full_seen;
+    q->full_seen = false;
+    pthread_mutex_unlock(&q->mu);
+    return h;
+}
+
+size_t envq_count(struct envq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = q->count;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}

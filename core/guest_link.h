@@ -1,0 +1,13 @@
+/* guest_link.h - the egress domain: PLP v1 to the guest. */
+#ifndef POLARIS_GUEST_LINK_H
+#define POLARIS_GUEST_LINK_H
+
+#include "daemon.h"
+
+struct guest_link *guest_link_new(struct daemon *d, int listen_fd, const char *uri);
+int  guest_link_start(struct guest_link *g);
+void guest_link_join(struct guest_link *g);
+void guest_link_free(struct guest_link *g);
+const char *guest_link_uri(const struct guest_link *g);
+
+#endif

@@ -1,0 +1,429 @@
+/* json_scan.c - a strict, non-allocating JSON validator and top-level member
+ * scanner.
+ *
+ * The daemon never needs a JSON tree: it checks that a payload is valid,
+ * reads a handful of top-level fields (eventId, pid, action, ...) and splices
+ * the original bytes through. Parsing into a tree (json-c, jansson) would
+ * cost an allocation per value and pass 64-bit integers through types that
+ * cannot hold every u64, which DESIGN 3.1 forbids. Tested against lua-cjson
+ * and dkjson in spec/unit. */
+#include "json_scan.h"
+
+#include <string.h>
+
+struct scanner {
+    const char *s;
+    size_t n, i;
+    const char *err;
+};
+
+static void skip_ws(struct scanner *sc)
+{
+    while (sc->i < sc->n) {
+        char c = sc->s[sc->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+        sc->i++;
+    }
+}
+
+static int fail(struct scanner *sc, const char *msg)
+{
+    if (!sc->err)
+        sc->err = msg;
+    return -1;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int read_hex4(const char *p, uint32_t *cp)
+{
+    uint32_t v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = hexval(p[k]);
+        if (h < 0)
+            return -1;
+        v = (v << 4) | (uint32_t)h;
+    }
+    *cp = v;
+    return 0;
+}
+
+static int scan_string(struct scanner *sc)
+{
+    const unsigned char *u = (const unsigned char *)sc->s;
+    sc->i++;                                     /* opening quote */
+    while (sc->i < sc->n) {
+        unsigned char c = u[sc->i];
+        if (c == '"') {
+            sc->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return fail(sc, "control character in string");
+        if (c == '\\') {
+            if (sc->i + 1 >= sc->n)
+                return fail(sc, "unterminated string");
+            char e = sc->s[sc->i + 1];
+            if (e == 'u') {
+                uint32_t cp;
+                if (sc->i + 6 > sc->n || read_hex4(sc->s + sc->i + 2, &cp) < 0)
+                    return fail(sc, "bad \\u escape");
+                sc->i += 6;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    uint32_t lo;
+                    if (sc->i + 6 > sc->n || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u' ||
+                        read_hex4(sc->s + sc->i + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+                        return fail(sc, "unpaired surrogate in \\u escape");
+                    sc->i += 6;
+                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return fail(sc, "unpaired surrogate in \\u escape");
+                }
+                continue;
+            }
+            if (!strchr("\"\\/bfnrt", e) || e == '\0')
+                return fail(sc, "bad escape in string");
+            sc->i += 2;
+            continue;
+        }
+        if (c < 0x80) {
+            sc->i++;
+            continue;
+        }
+        /* strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF */
+        size_t len;
+        uint32_t cp;
+        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        else return fail(sc, "invalid UTF-8 in string");
+        if (sc->i + len > sc->n)
+            return fail(sc, "invalid UTF-8 in string");
+        for (size_t k = 1; k < len; k++) {
+            if ((u[sc->i + k] & 0xC0) != 0x80)
+                return fail(sc, "invalid UTF-8 in string");
+            cp = (cp << 6) | (u[sc->i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return fail(sc, "invalid UTF-8 in string");
+        sc->i += len;
+    }
+    return fail(sc, "unterminated string");
+}
+
+static int scan_number(struct scanner *sc)
+{
+    size_t i = sc->i;
+    const char *s = sc->s;
+    if (i < sc->n && s[i] == '-')
+        i++;
+    if (i >= sc->n)
+        return fail(sc, "bad number");
+    if (s[i] == '0') {
+        i++;
+    } else if (s[i] >= '1' && s[i] <= '9') {
+        while (i < sc->n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    } else {
+        return fail(sc, "bad number");
+    }
+    if (i < sc->n && s[i] == '.') {
+        i++;
+        if (i >= sc->n || s[i] < '0' || s[i] > '9')
+            return fail(sc, "bad number");
+        while (i < sc->n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    if (i < sc->n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < sc->n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (i >= sc->n || s[i] < '0' || s[i] > '9')
+            return fail(sc, "bad number");
+        while (i < sc->n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    }
+    sc->i = i;
+    return 0;
+}
+
+static int scan_literal(struct scanner *sc, const char *lit)
+{
+    size_t l = strlen(lit);
+    if (sc->n - sc->i < l || memcmp(sc->s + sc->i, lit, l) != 0)
+        return fail(sc, "unexpected character");
+    sc->i += l;
+    return 0;
+}
+
+static enum json_kind scan_value(struct scanner *sc, int depth);
+
+static int scan_object_body(struct scanner *sc, int depth, struct json_member *m,
+                            size_t max, size_t *count)
+{
+    sc->i++;                                     /* '{' */
+    skip_ws(sc);
+    size_t c = 0;
+    if (sc->i < sc->n && sc->s[sc->i] == '}') {
+        sc->i++;
+        *count = 0;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (sc->i >= sc->n || sc->s[sc->i] != '"')
+            return fail(sc, "expected a string key");
+        size_t kstart = sc->i;
+        if (scan_string(sc) < 0)
+            return -1;
+        size_t kend = sc->i;
+        skip_ws(sc);
+        if (sc->i >= sc->n || sc->s[sc->i] != ':')
+            return fail(sc, "expected ':' after key");
+        sc->i++;
+        skip_ws(sc);
+        size_t vstart = sc->i;
+        enum json_kind k = scan_value(sc, depth + 1);
+        if (k == JSON_INVALID)
+            return -1;
+        if (m && c < max) {
+            m[c].key = sc->s + kstart + 1;
+            m[c].key_len = kend - kstart - 2;
+            m[c].val = sc->s + vstart;
+            m[c].val_len = sc->i - vstart;
+            m[c].kind = k;
+        }
+        c++;
+        skip_ws(sc);
+        if (sc->i >= sc->n)
+            return fail(sc, "unterminated object");
+        if (sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
+        if (sc->s[sc->i] == '}') {
+            sc->i++;
+            *count = c;
+            return 0;
+        }
+        return fail(sc, "expected ',' or '}' in object");
+    }
+}
+
+static int scan_array(struct scanner *sc, int depth)
+{
+    sc->i++;                                     /* '[' */
+    skip_ws(sc);
+    if (sc->i < sc->n && sc->s[sc->i] == ']') {
+        sc->i++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(sc);
+        if (scan_value(sc, depth + 1) == JSON_INVALID)
+            return -1;
+        skip_ws(sc);
+        if (sc->i >= sc->n)
+            return fail(sc, "unterminated array");
+        if (sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
+        if (sc->s[sc->i] == ']') {
+            sc->i++;
+            return 0;
+        }
+        return fail(sc, "expected ',' or ']' in array");
+    }
+}
+
+static enum json_kind scan_value(struct scanner *sc, int depth)
+{
+    if (depth > JSON_MAX_DEPTH) {
+        fail(sc, "nested too deeply");
+        return JSON_INVALID;
+    }
+    skip_ws(sc);
+    if (sc->i >= sc->n) {
+        fail(sc, "unexpected end of input");
+        return JSON_INVALID;
+    }
+    char c = sc->s[sc->i];
+    size_t dummy;
+    switch (c) {
+    case '{': return scan_object_body(sc, depth, NULL, 0, &dummy) < 0 ? JSON_INVALID : JSON_OBJECT;
+    case '[': return scan_array(sc, depth) < 0 ? JSON_INVALID : JSON_ARRAY;
+    case '"': return scan_string(sc) < 0 ? JSON_INVALID : JSON_STRING;
+    case 't': return scan_literal(sc, "true") < 0 ? JSON_INVALID : JSON_TRUE;
+    case 'f': return scan_literal(sc, "false") < 0 ? JSON_INVALID : JSON_FALSE;
+    case 'n': return scan_literal(sc, "null") < 0 ? JSON_INVALID : JSON_NULL;
+    default:
+        if (c == '-' || (c >= '0' && c <= '9'))
+            return scan_number(sc) < 0 ? JSON_INVALID : JSON_NUMBER;
+        fail(sc, "unexpected character");
+        return JSON_INVALID;
+    }
+}
+
+enum json_kind json_validate(const char *s, size_t n, const char **err)
+{
+    struct scanner sc = {s, n, 0, NULL};
+    enum json_kind k = scan_value(&sc, 0);
+    if (k != JSON_INVALID) {
+        skip_ws(&sc);
+        if (sc.i != n) {
+            fail(&sc, "trailing characters after JSON value");
+            k = JSON_INVALID;
+        }
+    }
+    if (err)
+        *err = sc.err;
+    return k;
+}
+
+int json_object_members(const char *s, size_t n, struct json_member *m,
+                        size_t max, const char **err)
+{
+    struct scanner sc = {s, n, 0, NULL};
+    size_t count = 0;
+    skip_ws(&sc);
+    if (sc.i >= n || s[sc.i] != '{') {
+        if (err)
+            *err = "not a JSON object";
+        return -1;
+    }
+    if (scan_object_body(&sc, 0, m, max, &count) < 0) {
+        if (err)
+            *err = sc.err;
+        return -1;
+    }
+    skip_ws(&sc);
+    if (sc.i != n) {
+        if (err)
+            *err = "trailing characters after JSON value";
+        return -1;
+    }
+    return (int)count;
+}
+
+bool json_key_is(const struct json_member *m, const char *key)
+{
+    size_t kl = strlen(key);
+    if (!memchr(m->key, '\\', m->key_len))
+        return m->key_len == kl && memcmp(m->key, key, kl) == 0;
+    /* an escaped key ("p\u0069d") must match like its plain spelling, or
+     * it could smuggle a second value past the checks */
+    char tmp[128];
+    int l = json_string_decode(m->key - 1, m->key_len + 2, tmp, sizeof tmp);
+    return l == (int)kl && memcmp(tmp, key, kl) == 0;
+}
+
+const struct json_member *json_find(const struct json_member *m, size_t count,
+                                    const char *key)
+{
+    const struct json_member *found = NULL;
+    for (size_t i = 0; i < count; i++)
+        if (json_key_is(&m[i], key))
+            found = &m[i];                       /* last duplicate wins, as in cjson */
+    return found;
+}
+
+int json_to_u64(const char *tok, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 20)
+        return -1;
+    if (n > 1 && tok[0] == '0')
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tok[i] < '0' || tok[i] > '9')
+            return -1;
+        uint64_t d = (uint64_t)(tok[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int json_to_i64(const char *tok, size_t n, int64_t *out)
+{
+    bool neg = n > 0 && tok[0] == '-';
+    uint64_t u;
+    if (json_to_u64(tok + neg, n - neg, &u) < 0)
+        return -1;
+    if (neg) {
+        if (u > (uint64_t)INT64_MAX + 1)
+            return -1;
+        *out = u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u;
+    } else {
+        if (u > (uint64_t)INT64_MAX)
+            return -1;
+        *out = (int64_t)u;
+    }
+    return 0;
+}
+
+static size_t put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+int json_string_decode(const char *tok, size_t n, char *out, size_t outcap)
+{
+    if (n < 2 || tok[0] != '"' || tok[n - 1] != '"' || outcap == 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 1; i < n - 1; i++) {
+        char c = tok[i];
+        char tmp[4];
+        size_t l = 1;
+        tmp[0] = c;
+        if (c == '\\') {
+            char e = tok[++i];
+            switch (e) {
+            case 'n': tmp[0] = '\n'; break;
+            case 't': tmp[0] = '\t'; break;
+            case 'r': tmp[0] = '\r'; break;
+            case 'b': tmp[0] = '\b'; break;
+            case 'f': tmp[0] = '\f'; break;
+            case 'u': {
+                uint32_t cp, lo;
+                if (i + 4 >= n || read_hex4(tok + i + 1, &cp) < 0)
+                    return -1;
+                i += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < n && tok[i + 1] == '\\' &&
+                    read_hex4(tok + i + 3, &lo) == 0) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    i += 6;
+                }
+                l = put_utf8(tmp, cp);
+                break;
+            }
+            default: tmp[0] = e; break;
+            }
+        }
+        if (o + l >= outcap)
+            return -1;
+        memcpy(out + o, tmp, l);
+        o += l;
+    }
+    out[o] = '\0';
+    return (int)o;
+}

@@ -1,0 +1,51 @@
+/* json_scan.h - validate JSON text and find the members of its top-level
+ * object without building a tree. */
+#ifndef POLARIS_JSON_SCAN_H
+#define POLARIS_JSON_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define JSON_MAX_DEPTH 128
+
+enum json_kind {
+    JSON_INVALID = 0, JSON_OBJECT, JSON_ARRAY, JSON_STRING, JSON_NUMBER,
+    JSON_TRUE, JSON_FALSE, JSON_NULL
+};
+
+struct json_member {
+    const char *key;       /* raw key bytes between the quotes, escapes intact */
+    size_t key_len;
+    const char *val;       /* the value's text as it appears in the input */
+    size_t val_len;
+    enum json_kind kind;
+};
+
+/* Validates all of s[0..n) as one JSON text (RFC 8259, strict UTF-8,
+ * depth <= JSON_MAX_DEPTH). Returns its kind, or JSON_INVALID with *err set
+ * to a static message. */
+enum json_kind json_validate(const char *s, size_t n, const char **err);
+
+/* Validates s as a JSON object and stores up to max members in m. Returns
+ * the number of members (which may exceed max: the rest are not stored), or
+ * -1 with *err set. */
+int json_object_members(const char *s, size_t n, struct json_member *m,
+                        size_t max, const char **err);
+
+/* Compares a member's key, decoding escapes first. */
+bool json_key_is(const struct json_member *m, const char *key);
+/* Finds a member by key (keys with escapes are decoded before comparing). */
+const struct json_member *json_find(const struct json_member *m, size_t count,
+                                    const char *key);
+
+/* Exact integer parsing of a JSON number token; fails (-1) for fractions,
+ * exponents, signs where not allowed, and overflow. */
+int json_to_u64(const char *tok, size_t n, uint64_t *out);
+int json_to_i64(const char *tok, size_t n, int64_t *out);
+
+/* Decodes a JSON string value (with its quotes) into out (NUL-terminated).
+ * Returns the decoded length, or -1 if it does not fit or is not a string. */
+int json_string_decode(const char *tok, size_t n, char *out, size_t outcap);
+
+#endif

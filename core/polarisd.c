@@ -1,0 +1,356 @@
+/* polarisd.c - the daemon's entry point: command line (DESIGN 7), config,
+ * sockets, the four execution domains, and an orderly, leak-free exit.
+ *
+ * Sockets are opened here, before any thread starts, so a bad path or a
+ * busy port fails the start with a clear message instead of half a daemon. */
+#include "config.h"
+#include "core.h"
+#include "daemon.h"
+#include "guest_link.h"
+#include "ipc_server.h"
+#include "log.h"
+#include "sd_notify.h"
+#include "stats.h"
+#include "transport.h"
+#include "worker_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef POLARIS_VERSION
+#define POLARIS_VERSION "0.0.0"
+#endif
+#ifndef POLARIS_GIT_REV
+#define POLARIS_GIT_REV "unknown"
+#endif
+#ifndef POLARIS_DATADIR
+#define POLARIS_DATADIR "/usr/local/share/polaris"
+#endif
+
+const char polaris_version[] = POLARIS_VERSION;
+const char polaris_git_rev[] = POLARIS_GIT_REV;
+
+struct cli {
+    const char *config_file;
+    const char *ipc_path;
+    const char *guest_uri;
+    const char *spool_dir;
+    const char *log_level;
+    const char *plugins[CONFIG_MAX_LIST];
+    int nplugins;
+    bool foreground, check;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: polarisd [-c FILE] [--ipc PATH] [--guest URI] [--plugins DIR]...\n"
+        "                [--spool DIR] [--log-level debug|info|warn|error] [--foreground]\n"
+        "       polarisd --check [-c FILE] [--plugins DIR]...\n"
+        "       polarisd --version\n"
+        "\n"
+        "  -c, --config FILE   configuration file (see conf/polarisd.conf)\n"
+        "      --ipc PATH      Unix socket for local apps (default /run/polaris/polaris.sock)\n"
+        "      --guest URI     guest link: vsock://any:9001 (default), tcp://HOST:PORT, unix:PATH\n"
+        "      --plugins DIR   plugin directory; repeatable; replaces the configured paths\n"
+        "      --spool DIR     keep undelivered events on disk in DIR\n"
+        "      --log-level L   debug, info, warn or error\n"
+        "      --foreground    do not detach (use under systemd and in tests)\n"
+        "      --check         load the config and plugins, report problems, exit\n");
+}
+
+static int parse_cli(int argc, char **argv, struct cli *cli)
+{
+    enum { O_IPC = 256, O_GUEST, O_PLUGINS, O_SPOOL, O_LOGLEVEL, O_FG, O_CHECK, O_VERSION };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"ipc", required_argument, NULL, O_IPC},
+        {"guest", required_argument, NULL, O_GUEST},
+        {"plugins", required_argument, NULL, O_PLUGINS},
+        {"spool", required_argument, NULL, O_SPOOL},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
+        {"foreground", no_argument, NULL, O_FG},
+        {"check", no_argument, NULL, O_CHECK},
+        {"version", no_argument, NULL, O_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': cli->config_file = optarg; break;
+        case O_IPC: cli->ipc_path = optarg; break;
+        case O_GUEST: cli->guest_uri = optarg; break;
+        case O_PLUGINS:
+            if (cli->nplugins == CONFIG_MAX_LIST) {
+                fprintf(stderr, "polarisd: at most %d --plugins directories\n", CONFIG_MAX_LIST);
+                return 2;
+            }
+            cli->plugins[cli->nplugins++] = optarg;
+            break;
+        case O_SPOOL: cli->spool_dir = optarg; break;
+        case O_LOGLEVEL: cli->log_level = optarg; break;
+        case O_FG: cli->foreground = true; break;
+        case O_CHECK: cli->check = true; break;
+        case O_VERSION:
+            printf("polarisd %s (git %s)\n", polaris_version, polaris_git_rev);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "polarisd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static int set_str(char *dst, size_t cap, const char *src, const char *what, char *err, size_t errlen)
+{
+    if (strlen(src) >= cap) {
+        snprintf(err, errlen, "%s is longer than %zu bytes", what, cap - 1);
+        return -1;
+    }
+    strcpy(dst, src);
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* config file, then the command line over it (DESIGN 7 precedence) */
+static struct config *load_config(void *ctx, char *err, size_t errlen)
+{
+    struct cli *cli = ctx;
+    struct config *c = malloc(sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    config_defaults(c);
+    if (cli->config_file && config_load_file(c, cli->config_file, err, errlen) < 0)
+        goto fail;
+    if (cli->ipc_path && set_str(c->ipc_path, sizeof c->ipc_path, cli->ipc_path, "--ipc", err, errlen) < 0)
+        goto fail;
+    if (cli->guest_uri && set_str(c->guest_uri, sizeof c->guest_uri, cli->guest_uri, "--guest", err, errlen) < 0)
+        goto fail;
+    if (cli->spool_dir && set_str(c->spool_dir, sizeof c->spool_dir, cli->spool_dir, "--spool", err, errlen) < 0)
+        goto fail;
+    if (cli->log_level && log_level_parse(cli->log_level, &c->log_level) < 0) {
+        snprintf(err, errlen, "--log-level: '%s' is not one of debug, info, warn, error", cli->log_level);
+        goto fail;
+    }
+    if (cli->nplugins) {
+        c->plugin_paths.n = 0;
+        for (int i = 0; i < cli->nplugins; i++)
+            if (set_str(c->plugin_paths.v[c->plugin_paths.n++], CONFIG_PATH_MAX, cli->plugins[i],
+                        "--plugins", err, errlen) < 0)
+                goto fail;
+    } else if (c->plugin_paths.n == 0) {
+        /* a source checkout runs its own plugins; an install runs the shipped ones */
+        bool local = is_dir("strategies") || is_dir("plugins");
+        const char *names[] = {"strategies", "plugins"};
+        for (int i = 0; i < 2; i++) {
+            if (local)
+                snprintf(c->plugin_paths.v[c->plugin_paths.n++], CONFIG_PATH_MAX, "%s", names[i]);
+            else
+                snprintf(c->plugin_paths.v[c->plugin_paths.n++], CONFIG_PATH_MAX, "%s/%s",
+                         POLARIS_DATADIR, names[i]);
+        }
+    }
+    return c;
+fail:
+    free(c);
+    return NULL;
+}
+
+static void ensure_parent_dir(const char *path)
+{
+    char tmp[CONFIG_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    char *dir = dirname(tmp);
+    if (!is_dir(dir) && mkdir(dir, 0755) < 0 && errno != EEXIST)
+        log_warn("cannot create %s: %s", dir, strerror(errno));
+}
+
+static int open_guest_listener(const struct config *cfg, char *uri, size_t urilen)
+{
+    char err[512];
+    snprintf(uri, urilen, "%s", cfg->guest_uri);
+    if (strncmp(uri, "vsock://", 8) == 0) {
+        int fd = -1;
+        if (transport_vsock_usable()) {
+            fd = transport_listen(uri, 0, err, sizeof err);
+            if (fd >= 0)
+                return fd;
+            log_warn("guest link %s: %s", uri, err);
+        } else {
+            log_warn("no VSOCK host transport here (/dev/vhost-vsock is missing): "
+                     "the guest link falls back to %s", cfg->guest_fallback_uri);
+        }
+        snprintf(uri, urilen, "%s", cfg->guest_fallback_uri);
+    }
+    const char *upath = transport_unix_path(uri);
+    if (upath)
+        ensure_parent_dir(upath);
+    int fd = transport_listen(uri, 0660, err, sizeof err);
+    if (fd < 0)
+        log_error("guest link: %s", err);
+    return fd;
+}
+
+/* Detach like a classic daemon, but let the parent exit only once the child
+ * is ready, so "polarisd && polarisctl status" works. */
+static int daemonize(int *ready_fd)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(p[1]);
+        char c;
+        ssize_t n = read(p[0], &c, 1);
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    setsid();
+    if (fork() > 0)
+        _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (null > 2)
+            close(null);
+    }
+    *ready_fd = p[1];
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {0};
+    int rc = parse_cli(argc, argv, &cli);
+    if (rc)
+        return rc;
+    char err[512];
+    struct config *cfg = load_config(&cli, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "polarisd: %s\n", err);
+        return 1;
+    }
+    log_set_level(cfg->log_level);
+    if (cli.check) {
+        printf("config: %s: ok\n", cfg->file[0] ? cfg->file : "(built-in defaults)");
+        for (int i = 0; i < cfg->plugin_paths.n; i++)
+            printf("plugin path: %s%s\n", cfg->plugin_paths.v[i],
+                   is_dir(cfg->plugin_paths.v[i]) ? "" : " (missing)");
+        config_unref(cfg);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    int ready_fd = -1;
+    if (!cli.foreground && daemonize(&ready_fd) < 0) {
+        fprintf(stderr, "polarisd: cannot detach: %s\n", strerror(errno));
+        config_unref(cfg);
+        return 1;
+    }
+
+    struct daemon d = {0};
+    d.cfg = cfg;
+    d.started_mono_ns = mono_ns();
+    envq_init(&d.core_q, cfg->core_queue_max);
+    envq_init(&d.ingress_q, 1);
+    envq_init(&d.egress_q, 1);
+
+    ensure_parent_dir(cfg->ipc_path);
+    int ipc_fd = transport_listen(cfg->ipc_path, cfg->ipc_mode, err, sizeof err);
+    if (ipc_fd < 0) {
+        log_error("IPC socket: %s", err);
+        rc = 1;
+        goto out;
+    }
+    char guest_uri[CONFIG_PATH_MAX];
+    int guest_fd = open_guest_listener(cfg, guest_uri, sizeof guest_uri);
+    if (guest_fd < 0) {
+        close(ipc_fd);
+        unlink(cfg->ipc_path);
+        rc = 1;
+        goto out;
+    }
+
+    /* only the core thread takes these signals */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    d.ipc = ipc_server_new(&d, ipc_fd);
+    d.guest = guest_link_new(&d, guest_fd, guest_uri);
+    d.workers = worker_pool_new(&d, cfg->workers);
+    d.core = loop ? core_new(&d, loop, load_config, &cli) : NULL;
+    if (!d.ipc || !d.guest || !d.workers || !d.core ||
+        worker_pool_start(d.workers) < 0 || ipc_server_start(d.ipc) < 0 ||
+        guest_link_start(d.guest) < 0) {
+        log_error("cannot start: out of memory or threads");
+        _exit(1);    /* threads may be running: no orderly teardown is possible */
+    }
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+
+    log_info("polarisd %s (git %s) ready: apps on %s, guest on %s, %u workers",
+             polaris_version, polaris_git_rev, cfg->ipc_path, guest_uri, cfg->workers);
+    sd_notify_send("READY=1");
+    if (ready_fd >= 0) {
+        ssize_t w = write(ready_fd, "r", 1);
+        (void)w;
+        close(ready_fd);
+    }
+
+    core_run(d.core);
+
+    ipc_server_join(d.ipc);
+    guest_link_join(d.guest);
+    worker_pool_stop(d.workers);
+    const char *gpath = transport_unix_path(guest_uri);
+    if (gpath)
+        unlink(gpath);
+    unlink(d.cfg->ipc_path);
+    log_info("stopped: %llu events sent to the guest, %llu dropped",
+             (unsigned long long)STAT_GET(guest_events_sent),
+             (unsigned long long)(STAT_GET(guest_dropped) + STAT_GET(guest_dropped_shutdown)));
+    core_free(d.core);
+    ipc_server_free(d.ipc);
+    guest_link_free(d.guest);
+    worker_pool_free(d.workers);
+    ev_loop_destroy(loop);
+out:
+    envq_destroy(&d.core_q);
+    envq_destroy(&d.ingress_q);
+    envq_destroy(&d.egress_q);
+    config_unref(d.cfg);
+    return rc;
+}

@@ -1,0 +1,85 @@
+/* test_json_scan.c - the JSON validator and member scanner. */
+#include "harness.h"
+#include "json_scan.h"
+
+#include <string.h>
+
+static enum json_kind v(const char *s)
+{
+    const char *err;
+    return json_validate(s, strlen(s), &err);
+}
+
+TEST(json_accepts_valid_texts)
+{
+    const char *ok[] = {"{}", "[]", "0", "-0", "1.5e10", "\"\"", "true", "false", "null",
+                        " {\"a\" : [1, 2, {\"b\": null}], \"c\": \"\\u00e9\\n\"} ",
+                        "\"\\ud83d\\ude00\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+                        "18446744073709551615", "[1e-5,2E+3]"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        CHECK(v(ok[i]) != JSON_INVALID);
+}
+
+TEST(json_rejects_invalid_texts)
+{
+    const char *bad[] = {"", "{", "{\"a\"}", "{\"a\":}", "{a:1}", "[1,]", "01", "1.", ".5",
+                         "+1", "\"\\x\"", "\"\\ud800\"", "\"a\nb\"", "\"\xff\"",
+                         "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "tru", "nul", "{} {}",
+                         "{\"a\":1,}", "\"abc", "[1 2]", "NaN", "Infinity"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (v(bad[i]) != JSON_INVALID)
+            fprintf(stderr, "  accepted: %s\n", bad[i]);
+        CHECK(v(bad[i]) == JSON_INVALID);
+    }
+}
+
+TEST(json_depth_limit)
+{
+    char deep[600];
+    memset(deep, '[', 300);
+    memset(deep + 300, ']', 300);
+    const char *err;
+    CHECK(json_validate(deep, 600, &err) == JSON_INVALID);
+    CHECK(json_validate(deep + 300 - 100, 200, &err) == JSON_ARRAY);
+}
+
+TEST(json_members_and_escaped_keys)
+{
+    const char *s = "{\"eventId\": 18446744073709551615, \"p\\u0069d\": 5, \"params\": {\"x\": [1]}}";
+    struct json_member m[8];
+    const char *err;
+    int n = json_object_members(s, strlen(s), m, 8, &err);
+    REQUIRE(n == 3);
+    const struct json_member *id = json_find(m, 3, "eventId");
+    REQUIRE(id && id->kind == JSON_NUMBER);
+    uint64_t u;
+    CHECK(json_to_u64(id->val, id->val_len, &u) == 0 && u == UINT64_MAX);
+    const struct json_member *pid = json_find(m, 3, "pid");
+    REQUIRE(pid);
+    CHECK(pid->val_len == 1 && pid->val[0] == '5');
+    const struct json_member *params = json_find(m, 3, "params");
+    REQUIRE(params && params->kind == JSON_OBJECT);
+    CHECK(params->val_len == strlen("{\"x\": [1]}"));
+}
+
+TEST(json_integer_conversion_is_exact)
+{
+    uint64_t u;
+    int64_t i;
+    CHECK(json_to_u64("9007199254740993", 16, &u) == 0 && u == 9007199254740993ull);
+    CHECK(json_to_u64("18446744073709551616", 20, &u) == -1);
+    CHECK(json_to_u64("1.0", 3, &u) == -1);
+    CHECK(json_to_u64("1e3", 3, &u) == -1);
+    CHECK(json_to_u64("-1", 2, &u) == -1);
+    CHECK(json_to_i64("-9223372036854775808", 20, &i) == 0 && i == INT64_MIN);
+    CHECK(json_to_i64("9223372036854775808", 19, &i) == -1);
+}
+
+TEST(json_string_decode_handles_escapes)
+{
+    char out[32];
+    const char *s = "\"a\\\"b\\u00e9\\ud83d\\ude00\"";
+    int n = json_string_decode(s, strlen(s), out, sizeof out);
+    CHECK(n == 9 && memcmp(out, "a\"b\xc3\xa9\xf0\x9f\x98\x80", 9) == 0);
+    CHECK(json_string_decode(s, strlen(s), out, 4) == -1);
+}
