@@ -207,9 +207,9 @@ static int status_json(struct core *c, struct buf *b)
     rc |= buf_json_cstr(b, guest_link_uri(c->d->guest));
     rc |= buf_puts(b, ",\"ipc_socket\":");
     rc |= buf_json_cstr(b, c->d->cfg->ipc_path);
-    rc |= buf_printf(b, ",\"core\":{\"queue\":%zu,\"queue_max\":%u,\"queue_high_water\":%zu},",
+    rc |= buf_printf(b, ",\"core_queue\":{\"length\":%zu,\"max\":%u,\"high_water\":%zu},",
                      envq_count(&c->d->core_q), c->d->cfg->core_queue_max, c->d->core_q.high_water);
-    /* the counters, grouped; "core" merges into the object above */
+    /* the counters, one object per group */
     struct buf tmp = BUF_INIT;
     rc |= stats_append_json(&tmp);
     if (tmp.p)

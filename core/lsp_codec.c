@@ -32,6 +32,8 @@ void lsp_decoder_free(struct lsp_decoder *d)
 
 uint8_t *lsp_decoder_space(struct lsp_decoder *d, size_t min, size_t *avail)
 {
+    if (min == 0)
+        min = 1;
     if (d->start == d->end)
         d->start = d->end = 0;
     if (d->cap - d->end < min && d->start > 0) {
@@ -60,6 +62,8 @@ void lsp_decoder_commit(struct lsp_decoder *d, size_t n)
 
 int lsp_decoder_feed(struct lsp_decoder *d, const void *data, size_t n)
 {
+    if (n == 0)
+        return 0;
     size_t avail;
     uint8_t *p = lsp_decoder_space(d, n, &avail);
     if (!p)

@@ -44,6 +44,8 @@ void plp_decoder_free(struct plp_decoder *d)
 
 uint8_t *plp_decoder_space(struct plp_decoder *d, size_t min, size_t *avail)
 {
+    if (min == 0)
+        min = 1;
     if (d->start == d->end)
         d->start = d->end = 0;
     if (d->cap - d->end < min && d->start > 0) {
@@ -72,6 +74,8 @@ void plp_decoder_commit(struct plp_decoder *d, size_t n)
 
 int plp_decoder_feed(struct plp_decoder *d, const void *data, size_t n)
 {
+    if (n == 0)
+        return 0;
     size_t avail;
     uint8_t *p = plp_decoder_space(d, n, &avail);
     if (!p)

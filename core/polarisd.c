@@ -308,7 +308,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
     d.ipc = ipc_server_new(&d, ipc_fd);
     d.guest = guest_link_new(&d, guest_fd, guest_uri);
     d.workers = worker_pool_new(&d, cfg->workers);
@@ -319,7 +319,8 @@ int main(int argc, char **argv)
         log_error("cannot start: out of memory or threads");
         _exit(1);    /* threads may be running: no orderly teardown is possible */
     }
-    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+    /* the signals stay blocked in every thread: the core reads them from
+     * a signalfd (EVFLAG_SIGNALFD), so no handler runs on a random thread */
 
     log_info("polarisd %s (git %s) ready: apps on %s, guest on %s, %u workers",
              polaris_version, polaris_git_rev, cfg->ipc_path, guest_uri, cfg->workers);
