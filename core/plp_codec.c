@@ -164,8 +164,8 @@ int plp_encode(struct buf *out, uint16_t type, uint16_t flags, uint32_t seq,
         return -1;
     out->len += PLP_HEADER_LEN;                  /* header written last */
     size_t plen = len;
-    flags &= (uint16_t)~PLP_FLAG_GZIP;
-    if (gzip_min && len >= gzip_min) {
+    /* GZIP set by the caller: the payload is already a gzip stream */
+    if (!(flags & PLP_FLAG_GZIP) && gzip_min && len >= gzip_min) {
         if (gzip_compress(payload, len, out) < 0)
             goto fail;
         plen = out->len - start - PLP_HEADER_LEN;

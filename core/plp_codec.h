@@ -65,7 +65,8 @@ size_t plp_decoder_pending(const struct plp_decoder *d);
 const char *plp_status_str(int status);
 
 /* Appends one frame; gzips the payload when gzip_min > 0 and len >= gzip_min.
- * Returns 0 or -1. */
+ * A caller that sets PLP_FLAG_GZIP passes a payload that is already a gzip
+ * stream (simulators, tests). Returns 0 or -1. */
 int plp_encode(struct buf *out, uint16_t type, uint16_t flags, uint32_t seq,
                const void *payload, size_t len, size_t gzip_min);
 

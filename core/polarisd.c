@@ -332,6 +332,11 @@ int main(int argc, char **argv)
     }
 
     core_run(d.core);
+    /* shutdown is under way: a repeated SIGTERM must not kill the teardown
+     * once libev stops watching (and unblocks) the signals */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
 
     ipc_server_join(d.ipc);
     guest_link_join(d.guest);

@@ -21,7 +21,11 @@ static int l_spawn(lua_State *L)
     int n = (int)luaL_len(L, 1);
     luaL_argcheck(L, n > 0, 1, "argv must not be empty");
     const char *out = NULL, *err = NULL;
+    lua_Integer uid = -1;
     if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "uid");
+        uid = luaL_optinteger(L, -1, -1);
+        lua_pop(L, 1);
         lua_getfield(L, 2, "stdout");
         out = lua_tostring(L, -1);
         lua_getfield(L, 2, "stderr");
@@ -71,6 +75,8 @@ static int l_spawn(lua_State *L)
             int fd = open(err, O_WRONLY | O_CREAT | O_APPEND, 0644);
             if (fd >= 0) dup2(fd, 2);
         }
+        if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
+            _exit(126);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
