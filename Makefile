@@ -57,7 +57,7 @@ BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
-.PHONY: all deps run test test-unit asan install uninstall clean check-version
+.PHONY: all deps run test asan bench install uninstall clean
 all: $(BINS) $(LUAMODS) $(UNIT_BIN)
 
 V ?= 0
@@ -98,8 +98,18 @@ $(BUILD)/lua/ptest.so: $(BUILD)/pic/spec/support/ptest.o
 $(UNIT_BIN): $(UNIT_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
+$(BUILD)/bench/relay: $(BUILD)/bench/relay.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lev
+
+$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
+
 deps:
 	@tools/deps.sh
+
+bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen
+	@BUILD=$(BUILD) LUA_CPATH="$(CURDIR)/$(BUILD)/lua/?.so;;" \
+	    LUA_PATH="$(CURDIR)/spec/support/?.lua;;" lua5.4 bench/run.lua
 
 run: deps all
 	$(BUILD)/polarisd -c conf/polarisd.conf --foreground

@@ -402,11 +402,21 @@ static void guest_state(struct core *c, bool connected)
     }
 }
 
-static void forward_event(struct core *c, struct envelope *e)
+/* Events leave for the guest link in one batch per drain: one wakeup. */
+struct batch {
+    struct envelope *head, *tail;
+};
+
+static void forward_event(struct batch *b, struct envelope *e)
 {
     STAT_INC(core_events_routed);
     e->type = ENV_FORWARD_EVENT;
-    envq_push_force(&c->d->egress_q, e);
+    e->next = NULL;
+    if (b->tail)
+        b->tail->next = e;
+    else
+        b->head = e;
+    b->tail = e;
 }
 
 static void stopped(struct core *c, const char *who)
@@ -429,13 +439,14 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     struct envelope *e = envq_drain(&c->d->core_q, &was_full);
     if (was_full)
         ipc_server_resume(c->d->ipc);
+    struct batch out = {NULL, NULL};
     while (e) {
         struct envelope *next = e->next;
         switch (e->type) {
         case ENV_IPC_EVENT:
         case ENV_MONITOR_EVENT:
         case ENV_STRATEGY_COMPLETE:
-            forward_event(c, e);
+            forward_event(&out, e);
             e = NULL;
             break;
         case ENV_GUEST_CMD_REQ:
@@ -460,6 +471,9 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             guest_state(c, e->code != 0);
             break;
         case ENV_CTL_STOPPED:
+            /* everything before the stop notice goes out before the stop */
+            envq_push_list_force(&c->d->egress_q, out.head);
+            out.head = out.tail = NULL;
             stopped(c, e->data);
             break;
         default:
@@ -468,6 +482,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         envelope_free(e);
         e = next;
     }
+    envq_push_list_force(&c->d->egress_q, out.head);
 }
 
 static void shutdown_cb(struct ev_loop *loop, ev_signal *w, int revents)

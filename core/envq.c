@@ -79,6 +79,43 @@ void envq_push_force(struct envq *q, struct envelope *e)
     wake_consumer(q, wake);
 }
 
+size_t envq_push_some(struct envq *q, struct envelope **list)
+{
+    size_t taken = 0;
+    bool wake = false;
+    pthread_mutex_lock(&q->mu);
+    bool was_empty = q->head == NULL;
+    while (*list && q->count < q->max) {
+        struct envelope *e = *list;
+        *list = e->next;
+        bool w;
+        append_locked(q, e, &w);
+        taken++;
+    }
+    if (*list)
+        q->full_seen = true;
+    wake = was_empty && taken > 0;
+    pthread_mutex_unlock(&q->mu);
+    wake_consumer(q, wake);
+    return taken;
+}
+
+void envq_push_list_force(struct envq *q, struct envelope *head)
+{
+    if (!head)
+        return;
+    bool w, wake;
+    pthread_mutex_lock(&q->mu);
+    wake = q->head == NULL;
+    while (head) {
+        struct envelope *e = head;
+        head = e->next;
+        append_locked(q, e, &w);
+    }
+    pthread_mutex_unlock(&q->mu);
+    wake_consumer(q, wake);
+}
+
 struct envelope *envq_drain(struct envq *q, bool *was_full)
 {
     pthread_mutex_lock(&q->mu);

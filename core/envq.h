@@ -28,6 +28,11 @@ int  envq_push(struct envq *q, struct envelope *e);
 /* Push that ignores the bound, for envelopes whose number is bounded
  * elsewhere (results of in-flight commands, control messages). */
 void envq_push_force(struct envq *q, struct envelope *e);
+/* Batch pushes: one lock and at most one wakeup for a whole list.
+ * envq_push_some takes as many envelopes from *list as the bound allows and
+ * leaves the rest in *list (marking the queue as having refused someone). */
+size_t envq_push_some(struct envq *q, struct envelope **list);
+void envq_push_list_force(struct envq *q, struct envelope *head);
 /* Takes everything queued, in order. *was_full tells whether a producer was
  * refused since the last drain (so it can be told to resume). */
 struct envelope *envq_drain(struct envq *q, bool *was_full);

@@ -35,10 +35,26 @@ static int proc_comm(pid_t pid, char *out, size_t cap)
     return 0;
 }
 
+enum field { F_OTHER, F_EVENT_ID, F_TIMESTAMP, F_PID, F_UID, F_CLAIMED_PID, F_PARAMS,
+             F_PROCESS_NAME, F_PROCESS_VER, F_LOGF, F_COUNT };
+
+static enum field classify(const struct json_member *m)
+{
+    static const char *names[F_COUNT] = {
+        NULL, "eventId", "timestamp", "pid", "uid", "claimedPid", "params",
+        "processName", "processVer", "logf",
+    };
+    for (int f = 1; f < F_COUNT; f++)
+        if (json_key_is(m, names[f]))
+            return (enum field)f;
+    return F_OTHER;
+}
+
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
                 struct buf *out, uint64_t *event_id, const char **err)
 {
     struct json_member m[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
     int n = json_object_members(json, len, m, MAX_MEMBERS, err);
     if (n < 0)
         return -1;
@@ -46,7 +62,13 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "event has more than 64 top-level members";
         return -1;
     }
-    const struct json_member *id = json_find(m, (size_t)n, "eventId");
+    /* one pass: what each member is; the last duplicate wins, as in cjson */
+    const struct json_member *f[F_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        kind[i] = classify(&m[i]);
+        f[kind[i]] = &m[i];
+    }
+    const struct json_member *id = f[F_EVENT_ID];
     if (!id) {
         *err = "missing eventId";
         return -1;
@@ -55,47 +77,55 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "eventId must be an integer in 0..18446744073709551615";
         return -1;
     }
-    const struct json_member *ts = json_find(m, (size_t)n, "timestamp");
+    const struct json_member *ts = f[F_TIMESTAMP];
     uint64_t ts_val;
     if (ts && (ts->kind != JSON_NUMBER || json_to_u64(ts->val, ts->val_len, &ts_val) < 0)) {
         *err = "timestamp must be a non-negative integer (ms since the epoch)";
         return -1;
     }
-    const struct json_member *p = json_find(m, (size_t)n, "pid");
+    const struct json_member *p = f[F_PID];
     int64_t claimed = 0;
     if (p && (p->kind != JSON_NUMBER || json_to_i64(p->val, p->val_len, &claimed) < 0)) {
         *err = "pid must be an integer";
         return -1;
     }
-    const struct json_member *params = json_find(m, (size_t)n, "params");
+    const struct json_member *params = f[F_PARAMS];
     if (params && params->kind != JSON_OBJECT) {
         *err = "params must be an object";
         return -1;
     }
-    static const char *str_fields[] = {"processName", "processVer", "logf"};
-    for (size_t i = 0; i < 3; i++) {
-        const struct json_member *s = json_find(m, (size_t)n, str_fields[i]);
-        if (s && s->kind != JSON_STRING && s->kind != JSON_NULL) {
-            *err = i == 0 ? "processName must be a string"
-                 : i == 1 ? "processVer must be a string" : "logf must be a string";
+    static const struct { enum field f; const char *msg; } strings[] = {
+        {F_PROCESS_NAME, "processName must be a string"},
+        {F_PROCESS_VER, "processVer must be a string"},
+        {F_LOGF, "logf must be a string"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const struct json_member *x = f[strings[i].f];
+        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL) {
+            *err = strings[i].msg;
             return -1;
         }
     }
 
     int rc = buf_reserve(out, len + 128);
-    rc |= buf_puts(out, "{\"eventId\":");
+    rc |= buf_append(out, "{\"eventId\":", 11);
     rc |= buf_append(out, id->val, id->val_len);
-    rc |= buf_puts(out, ",\"timestamp\":");
+    rc |= buf_append(out, ",\"timestamp\":", 13);
     if (ts)
         rc |= buf_append(out, ts->val, ts->val_len);
     else
         rc |= buf_json_u64(out, wall_ms());
-    rc |= buf_printf(out, ",\"pid\":%d,\"uid\":%u", (int)pid, (unsigned)uid);
-    if (p && claimed != (int64_t)pid)
-        rc |= buf_printf(out, ",\"claimedPid\":%lld", (long long)claimed);
+    rc |= buf_append(out, ",\"pid\":", 7);
+    rc |= buf_json_i64(out, pid);
+    rc |= buf_append(out, ",\"uid\":", 7);
+    rc |= buf_json_u64(out, uid);
+    if (p && claimed != (int64_t)pid) {
+        rc |= buf_append(out, ",\"claimedPid\":", 14);
+        rc |= buf_json_i64(out, claimed);
+    }
     if (!params)
-        rc |= buf_puts(out, ",\"params\":{}");
-    if (!json_find(m, (size_t)n, "processName")) {
+        rc |= buf_append(out, ",\"params\":{}", 12);
+    if (!f[F_PROCESS_NAME]) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
             rc |= buf_puts(out, ",\"processName\":");
@@ -103,17 +133,16 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         }
     }
     for (int i = 0; i < n; i++) {
-        const struct json_member *x = &m[i];
-        /* the identity fields are ours to set; duplicates are dropped */
-        if (json_key_is(x, "eventId") || json_key_is(x, "timestamp") || json_key_is(x, "pid") ||
-            json_key_is(x, "uid") || json_key_is(x, "claimedPid"))
-            continue;
-        if (json_key_is(x, "params") && x != params)
+        /* the identity fields are ours to set; a duplicate of any known
+         * field is dropped so the guest sees exactly what was checked */
+        if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP || kind[i] == F_PID ||
+            kind[i] == F_UID || kind[i] == F_CLAIMED_PID ||
+            (kind[i] != F_OTHER && &m[i] != f[kind[i]]))
             continue;
         rc |= buf_putc(out, ',');
-        rc |= buf_append(out, x->key - 1, x->key_len + 2);
+        rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
         rc |= buf_putc(out, ':');
-        rc |= buf_append(out, x->val, x->val_len);
+        rc |= buf_append(out, m[i].val, m[i].val_len);
     }
     rc |= buf_putc(out, '}');
     if (rc) {

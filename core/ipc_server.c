@@ -27,6 +27,7 @@
 
 #define READ_CHUNK   65536
 #define READ_ROUNDS  16          /* reads per wakeup per client, for fairness */
+#define BATCH_MAX    256         /* envelopes handed to the core in one push */
 
 struct client {
     struct ipc_server *srv;
@@ -41,7 +42,9 @@ struct client {
     struct lsp_decoder dec;
     struct buf out;
     size_t out_off;
-    struct envelope *stalled;    /* refused by a full core queue, sent first on resume */
+    struct envelope *pend_head;  /* accepted, not yet on the core queue: pushed as */
+    struct envelope *pend_tail;  /* one batch, or kept while the queue is full */
+    unsigned pend_n;
     bool paused;
     bool draining;               /* closing: deliver what it sent, answer nothing */
     bool closed;
@@ -89,16 +92,36 @@ static void pause_client(struct client *c)
     ev_timer_stop(c->srv->loop, &c->frame_timer);
 }
 
-/* Hands an envelope to the core; false when the client must pause. */
-static bool submit(struct client *c, struct envelope *e)
+/* Queues an accepted envelope for the core; sent in batches by flush_pending. */
+static void submit(struct client *c, struct envelope *e)
 {
-    if (c->srv->stopping || c->draining) {
-        envq_push_force(&c->srv->d->core_q, e);
+    e->next = NULL;
+    if (c->pend_tail)
+        c->pend_tail->next = e;
+    else
+        c->pend_head = e;
+    c->pend_tail = e;
+    c->pend_n++;
+}
+
+/* Hands the pending batch to the core: one lock, one wakeup. Returns false
+ * (and pauses the client) when the core queue could not take all of it. */
+static bool flush_pending(struct client *c)
+{
+    struct ipc_server *s = c->srv;
+    if (!c->pend_head)
+        return true;
+    if (s->stopping || c->draining) {
+        envq_push_list_force(&s->d->core_q, c->pend_head);
+        c->pend_head = c->pend_tail = NULL;
+        c->pend_n = 0;
         return true;
     }
-    if (envq_push(&c->srv->d->core_q, e) == 0)
+    c->pend_n -= (unsigned)envq_push_some(&s->d->core_q, &c->pend_head);
+    if (!c->pend_head) {
+        c->pend_tail = NULL;
         return true;
-    c->stalled = e;
+    }
     pause_client(c);
     return false;
 }
@@ -175,7 +198,8 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->uid = c->uid;
         e->t_in_ns = mono_ns();
         STAT_INC(ipc_events_in);
-        return submit(c, e);
+        submit(c, e);
+        return true;
     }
     if (f->type == LSP_CMD_REQ) {
         STAT_INC(ipc_commands_in);
@@ -202,7 +226,8 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->uid = c->uid;
         e->timeout_ms = r.timeout_ms;
         e->t_in_ns = mono_ns();
-        return submit(c, e);
+        submit(c, e);
+        return true;
     }
     STAT_INC(ipc_frames_unknown_type);
     log_debug("client pid %d: skipped frame of unknown type 0x%x", (int)c->pid, f->type);
@@ -233,7 +258,7 @@ static void process_frames(struct client *c)
         struct lsp_frame f;
         int rc = lsp_decoder_next(&c->dec, &f);
         if (rc == LSP_NEED_MORE)
-            return;
+            break;
         if (rc < 0) {
             STAT_INC(ipc_frames_oversize);
             log_warn("client pid %d: %s; closing the connection", (int)c->pid, lsp_status_str(rc));
@@ -242,7 +267,11 @@ static void process_frames(struct client *c)
         }
         if (!handle_frame(c, &f))
             return;
+        if (c->pend_n >= BATCH_MAX && !flush_pending(c))
+            return;
     }
+    if (!c->closed)
+        flush_pending(c);
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -305,18 +334,12 @@ static void client_close(struct client *c, bool drain)
     struct ipc_server *s = c->srv;
     if (c->closed || c->draining)
         return;
-    if (drain) {
-        c->draining = true;
-        if (c->stalled) {
-            envq_push_force(&s->d->core_q, c->stalled);
-            c->stalled = NULL;
-        }
-        c->paused = false;
+    c->draining = true;          /* pushes are forced: all of it was accepted */
+    c->paused = false;
+    if (drain)
         process_frames(c);
-    }
+    flush_pending(c);
     c->closed = true;
-    envelope_free(c->stalled);
-    c->stalled = NULL;
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->frame_timer);
@@ -403,11 +426,9 @@ static void resume_cb(struct ev_loop *loop, ev_async *w, int revents)
         struct client *c = s->slots[i];
         if (!c || !c->paused)
             continue;
-        if (c->stalled) {
-            if (envq_push(&s->d->core_q, c->stalled) < 0)
-                continue;                  /* still full: the next drain resumes us */
-            c->stalled = NULL;
-        }
+        c->paused = false;
+        if (!flush_pending(c))
+            continue;                      /* still full: the next drain resumes us */
         c->paused = false;
         process_frames(c);
         if (!c->closed && !c->paused) {

@@ -199,6 +199,7 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
             m[c].val = sc->s + vstart;
             m[c].val_len = sc->i - vstart;
             m[c].kind = k;
+            m[c].key_escaped = memchr(m[c].key, '\\', m[c].key_len) != NULL;
         }
         c++;
         skip_ws(sc);
@@ -316,7 +317,7 @@ int json_object_members(const char *s, size_t n, struct json_member *m,
 bool json_key_is(const struct json_member *m, const char *key)
 {
     size_t kl = strlen(key);
-    if (!memchr(m->key, '\\', m->key_len))
+    if (!m->key_escaped)
         return m->key_len == kl && memcmp(m->key, key, kl) == 0;
     /* an escaped key ("p\u0069d") must match like its plain spelling, or
      * it could smuggle a second value past the checks */

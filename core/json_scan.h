@@ -20,6 +20,7 @@ struct json_member {
     const char *val;       /* the value's text as it appears in the input */
     size_t val_len;
     enum json_kind kind;
+    bool key_escaped;      /* the key holds a backslash escape */
 };
 
 /* Validates all of s[0..n) as one JSON text (RFC 8259, strict UTF-8,

@@ -3,6 +3,8 @@
 local H = require "helpers"
 local codec, cjson, ptest = H.codec, H.cjson, H.ptest
 
+after_each(function() H.stop_all() end)
+
 local function stop_ok(d)
   local how, code = d:stop()
   assert.are.same({"exited", 0}, {how, code}, d:log_text())

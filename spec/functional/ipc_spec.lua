@@ -3,6 +3,8 @@
 local H = require "helpers"
 local codec, cjson, ptest = H.codec, H.cjson, H.ptest
 
+after_each(function() H.stop_all() end)
+
 describe("ipc", function()
   local d
   before_each(function() d = H.start_daemon() end)

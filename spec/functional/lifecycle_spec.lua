@@ -2,6 +2,8 @@
 -- command line, and the systemd notify protocol.
 local H = require "helpers"
 local codec, cjson, ptest = H.codec, H.cjson, H.ptest
+
+after_each(function() H.stop_all() end)
 local unix = require "socket.unix"
 
 local function run(argv)

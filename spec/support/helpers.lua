@@ -49,6 +49,7 @@ end
 
 local Daemon = {}
 Daemon.__index = Daemon
+local running = {}   -- daemons not stopped yet, so a failed test leaks none
 
 -- opts.config: {section = {key = value}} merged over test defaults;
 -- opts.guest: "tcp" (default) or "unix"; opts.args: extra argv.
@@ -78,6 +79,7 @@ function H.start_daemon(opts)
     table.insert(argv, 1, "valgrind")
   end
   d.pid = assert(ptest.spawn(argv, {stderr = d.log, stdout = d.log, env = opts.env}))
+  running[d] = true
   H.wait_for("polarisd to listen on " .. d.ipc, function()
     local s = unix.stream()
     local ok = s:connect(d.ipc)
@@ -104,8 +106,15 @@ function Daemon:stop(timeout_ms)
     how = "hung"
   end
   self.stopped, self.how, self.code = true, how, code
+  running[self] = nil
   os.execute("rm -rf '" .. self.dir .. "'")
   return how, code
+end
+
+-- Stops every daemon a test left running (an assertion failed before its
+-- own stop). Spec files call it from after_each.
+function H.stop_all()
+  for d in pairs(running) do d:stop(5000) end
 end
 
 function Daemon:signal(name) return ptest.kill(self.pid, name) end

@@ -1,0 +1,147 @@
+/* loadgen.c - drives an e2e throughput run: a guest-side reader on TCP and N
+ * client threads writing 200-byte LSP EVENT_REPORT frames (batched with
+ * writev, as the SDK does) to a Unix socket. Prints one JSON line with the
+ * events/s seen by the reader.
+ *
+ * usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVENT_BYTES 200
+#define BATCH 64
+
+static const char *unix_path;
+static long per_thread;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *client(void *arg)
+{
+    long id = (long)arg;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", unix_path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        perror("loadgen: connect unix");
+        exit(1);
+    }
+    static __thread char frames[BATCH][EVENT_BYTES + 12];
+    struct iovec iov[BATCH];
+    for (long sent = 0; sent < per_thread;) {
+        int n = 0;
+        for (; n < BATCH && sent < per_thread; n++, sent++) {
+            char *f = frames[n];
+            int len = snprintf(f + 12, EVENT_BYTES + 1,
+                "{\"eventId\":%ld,\"timestamp\":1732262400123,\"pid\":1,\"processName\":\"bench\","
+                "\"processVer\":\"1\",\"params\":{\"thread\":%ld,\"pad\":\"", sent, id);
+            while (len < EVENT_BYTES - 3)
+                f[12 + len++] = 'x';
+            memcpy(f + 12 + len, "\"}}", 3);
+            len += 3;
+            uint32_t total = (uint32_t)len + 12;
+            uint8_t h[12] = {(uint8_t)total, (uint8_t)(total >> 8), (uint8_t)(total >> 16),
+                             (uint8_t)(total >> 24), 1, 0, 0, 0, 0, 0, 0, 0};
+            memcpy(f, h, 12);
+            iov[n].iov_base = f;
+            iov[n].iov_len = total;
+        }
+        struct iovec *v = iov;
+        int cnt = n;
+        while (cnt > 0) {
+            ssize_t w = writev(fd, v, cnt);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                perror("loadgen: writev");
+                exit(1);
+            }
+            while (cnt > 0 && (size_t)w >= v->iov_len) {
+                w -= (ssize_t)v->iov_len;
+                v++;
+                cnt--;
+            }
+            if (cnt > 0) {
+                v->iov_base = (char *)v->iov_base + w;
+                v->iov_len -= (size_t)w;
+            }
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp\n");
+        return 2;
+    }
+    unix_path = argv[1];
+    int port = atoi(argv[2]);
+    int threads = atoi(argv[3]);
+    per_thread = atol(argv[4]);
+    int plp = strcmp(argv[5], "plp") == 0;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in si = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(s, (struct sockaddr *)&si, sizeof si) < 0) {
+        perror("loadgen: connect tcp");
+        return 1;
+    }
+    usleep(100000);     /* let the server register the reader before the clock starts */
+    long want = per_thread * threads, got = 0;
+    pthread_t t[64];
+    double t0 = now_s();
+    for (long i = 0; i < threads && i < 64; i++)
+        pthread_create(&t[i], NULL, client, (void *)i);
+    static uint8_t buf[1 << 20];
+    size_t have = 0;
+    const size_t hdr = 24;
+    while (got < want) {
+        ssize_t n = read(s, buf + have, sizeof buf - have);
+        if (n <= 0) {
+            fprintf(stderr, "loadgen: sink closed after %ld of %ld events\n", got, want);
+            return 1;
+        }
+        have += (size_t)n;
+        if (!plp) {
+            /* the relay interleaves clients' bytes unparsed: count bytes */
+            got += (long)(have / (EVENT_BYTES + 12));
+            have %= (EVENT_BYTES + 12);
+            continue;
+        }
+        size_t off = 0;
+        while (have - off >= hdr) {
+            const uint8_t *h = buf + off;
+            size_t flen = 24 + (h[8] | h[9] << 8 | h[10] << 16 | (size_t)h[11] << 24);
+            if (have - off < flen)
+                break;
+            if ((h[12] | h[13] << 8) == 0x10)
+                got++;
+            off += flen;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    double el = now_s() - t0;
+    for (int i = 0; i < threads && i < 64; i++)
+        pthread_join(t[i], NULL);
+    printf("{\"events\":%ld,\"seconds\":%.6f,\"events_per_s\":%.0f}\n", want, el, want / el);
+    return 0;
+}

@@ -1,0 +1,97 @@
+-- run.lua - `make bench`: every figure is a ratio against a baseline measured
+-- in the same run, interleaved round by round (the machine is shared and
+-- noisy). Writes bench/results.json.
+local H = require "helpers"
+local cjson, ptest = H.cjson, H.ptest
+
+local BUILD = H.BUILD
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "5")
+local THREADS, PER_THREAD = 4, tonumber(os.getenv("BENCH_EVENTS") or "50000")
+
+local function run_loadgen(unix_path, port, proto)
+  local out = os.tmpname()
+  local pid = assert(ptest.spawn({BUILD .. "/bench/loadgen", unix_path, tostring(port),
+                                  tostring(THREADS), tostring(PER_THREAD), proto},
+                                 {stdout = out, stderr = out}))
+  local how, code = ptest.wait(pid, 120000)
+  local text = H.read_file(out)
+  os.remove(out)
+  assert(how == "exited" and code == 0, "loadgen failed: " .. tostring(text))
+  return cjson.decode(text).events_per_s
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function spread(t)
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(t) do lo = math.min(lo, v); hi = math.max(hi, v) end
+  return lo, hi
+end
+
+-- the relay (baseline) and the daemon, each started once
+local dir = ptest.mkdtemp()
+local relay_port = ptest.free_port()
+local relay_sock = dir .. "/relay.sock"
+local relay = assert(ptest.spawn({BUILD .. "/bench/relay", relay_sock, tostring(relay_port)},
+                                {stdout = "/dev/null", stderr = "/dev/null"}))
+H.wait_for("the relay", function()
+  local s = require("socket.unix").stream()
+  local ok = s:connect(relay_sock)
+  s:close()
+  return ok
+end)
+local d = H.start_daemon({config = {daemon = {log_level = "warn"},
+                                    guest = {buffer_max_events = 10000000, buffer_max_bytes = "4G"}}})
+
+local relay_rates, e2e_rates, ratios = {}, {}, {}
+local ok, err = pcall(function()
+  for round = 1, ROUNDS do
+    local r = run_loadgen(relay_sock, relay_port, "lsp")
+    local e = run_loadgen(d.ipc, d.guest_port, "plp")
+    relay_rates[round], e2e_rates[round], ratios[round] = r, e, e / r
+    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s, ratio %.2f\n", round, r, e, e / r))
+  end
+end)
+if not ok then
+  d:stop()
+  ptest.kill(relay, "TERM")
+  ptest.wait(relay, 5000)
+  error(err)
+end
+
+local st = d:status()
+local how, code = d:stop()
+assert(how == "exited" and code == 0, "polarisd did not stop cleanly")
+ptest.kill(relay, "TERM")
+ptest.wait(relay, 5000)
+os.execute("rm -rf '" .. dir .. "'")
+
+local cores = tonumber(io.popen("nproc"):read("l"))
+local git = io.popen("git rev-parse --short=12 HEAD 2>/dev/null"):read("l") or "unknown"
+local results = {
+  cores = cores, git = git, rounds = ROUNDS, events_per_run = THREADS * PER_THREAD,
+  e2e_events_per_s = median(e2e_rates),
+  relay_events_per_s = median(relay_rates),
+  e2e_vs_relay_ratio = median(ratios),
+  e2e_dropped = st.guest.dropped,
+}
+local lo, hi = spread(ratios)
+print()
+print(string.format("%-24s %14s   %s", "figure", "median", "spread (min..max)"))
+local function row(name, vals, fmt)
+  local a, b = spread(vals)
+  print(string.format("%-24s " .. fmt .. "   " .. fmt .. " .. " .. fmt, name, median(vals), a, b))
+end
+row("relay_events_per_s", relay_rates, "%14.0f")
+row("e2e_events_per_s", e2e_rates, "%14.0f")
+print(string.format("%-24s %14.2f   %.2f .. %.2f   (target >= 0.5)", "e2e_vs_relay_ratio", results.e2e_vs_relay_ratio, lo, hi))
+local f = assert(io.open("bench/results.json", "w"))
+f:write(cjson.encode(results), "\n")
+f:close()
+print("wrote bench/results.json")
