@@ -30,18 +30,20 @@ SANFLAGS   ?=
 LUA_PC     ?= lua5.4
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lpthread
-LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4)
+LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -llua5.4-cjson
 
-BASE_CFLAGS := -std=gnu11 -Wall -Wextra $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
+BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
                -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"' \
                -DPOLARIS_DATADIR='"$(DATADIR)"'
 ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 
 LIB_SRCS := core/buf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
-            core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c
-DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/host_commands.c \
-               core/core.c core/polarisd.c
+            core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
+            core/lua_json.c
+DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
+               core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
+               core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -82,10 +84,10 @@ $(LIBPIC): $(PIC_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
-	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
 $(BUILD)/polarisctl: $(BUILD)/tools/polarisctl.o $(LIBCORE)
-	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
 $(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/core/bind_codec.o $(LIBPIC)
 	@mkdir -p $(dir $@)
@@ -96,7 +98,7 @@ $(BUILD)/lua/ptest.so: $(BUILD)/pic/spec/support/ptest.o
 	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(UNIT_BIN): $(UNIT_OBJS) $(LIBCORE)
-	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
 $(BUILD)/bench/relay: $(BUILD)/bench/relay.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lev

@@ -37,6 +37,13 @@ void config_defaults(struct config *c)
     c->cmd_max_timeout_ms = 60000;
     c->max_inflight_host = 64;
     c->max_inflight_guest = 64;
+    snprintf(c->policy, sizeof c->policy, "blacklist");
+    c->permissions.n = 1;
+    snprintf(c->permissions.v[0], CONFIG_PATH_MAX, "NetworkAccess");
+    c->plugin_memory_limit = 16u << 20;
+    c->plugin_cpu_ms = 1000;
+    c->plugin_max_errors = 5;
+    c->shared_max_bytes = 1u << 20;
 }
 
 struct config *config_ref(struct config *c)
@@ -95,6 +102,13 @@ static const struct key keys[] = {
     {"commands", "guest_allow", K_LIST, F(guest_allow), 0, 0},
     {"commands", "guest_block", K_LIST, F(guest_block), 0, 0},
     {"plugins", "paths", K_LIST, F(plugin_paths), 0, 0},
+    {"plugins", "lua_dir", K_STR, F(lua_dir), 0, 0},
+    {"plugins", "policy", K_STR, F(policy), 0, 0},
+    {"plugins", "permissions", K_LIST, F(permissions), 0, 0},
+    {"plugins", "memory_limit", K_U64, F(plugin_memory_limit), 65536, (uint64_t)1 << 34},
+    {"plugins", "cpu_time_limit_ms", K_UINT, F(plugin_cpu_ms), 1, 600000},
+    {"plugins", "max_consecutive_errors", K_UINT, F(plugin_max_errors), 1, 1000000},
+    {"plugins", "shared_max_bytes", K_UINT, F(shared_max_bytes), 1024, 1u << 30},
 };
 #undef F
 
@@ -248,5 +262,9 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
         }
     }
     fclose(f);
+    if (rc == 0 && strcmp(c->policy, "blacklist") != 0 && strcmp(c->policy, "whitelist") != 0) {
+        snprintf(err, errlen, "%s: plugins.policy must be \"blacklist\" or \"whitelist\"", file);
+        rc = -1;
+    }
     return rc;
 }

@@ -55,6 +55,13 @@ struct config {
 
     /* [plugins] */
     struct str_list plugin_paths;
+    char lua_dir[CONFIG_PATH_MAX];      /* the runtime's own Lua (lua/polaris/...) */
+    char policy[16];                    /* "blacklist" or "whitelist" */
+    struct str_list permissions;        /* what the policy lists */
+    uint64_t plugin_memory_limit;       /* default when the manifest says nothing */
+    unsigned plugin_cpu_ms;             /* default CPU budget per callback */
+    unsigned plugin_max_errors;         /* consecutive failures before Error */
+    unsigned shared_max_bytes;          /* polaris.shared store */
 };
 
 /* Defaults as documented in conf/polarisd.conf. */

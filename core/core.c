@@ -14,7 +14,7 @@
 #include "core.h"
 #include "command_msg.h"
 #include "guest_link.h"
-#include "host_commands.h"
+#include "plugin_registry.h"
 #include "ipc_server.h"
 #include "json_scan.h"
 #include "log.h"
@@ -39,7 +39,7 @@ struct pending {
     char action[CMD_ACTION_MAX];
 };
 
-enum phase { RUNNING, STOPPING_INGRESS, STOPPING_EGRESS };
+enum phase { RUNNING, STOPPING_INGRESS, STOPPING_WORKERS, STOPPING_EGRESS };
 
 struct core {
     struct daemon *d;
@@ -215,18 +215,23 @@ static int status_json(struct core *c, struct buf *b)
     if (tmp.p)
         rc |= buf_append(b, tmp.p, tmp.len);
     buf_free(&tmp);
-    rc |= buf_puts(b, ",\"plugins\":[]}");
+    rc |= buf_puts(b, ",\"plugins\":");
+    rc |= registry_status_json(c->d->plugins, b);
+    rc |= buf_putc(b, '}');
     return rc ? -1 : 0;
 }
 
-static void do_reload(struct core *c, char *err, size_t errlen)
+/* Re-reads the config and the plugins. err is set when the config itself is
+ * refused; per-plugin outcomes go to report (may be NULL). Returns the
+ * number of plugins that failed. */
+static int do_reload(struct core *c, char *err, size_t errlen, struct buf *report)
 {
     sd_notify_send("RELOADING=1");
     struct config *nc = c->load(c->load_ctx, err, errlen);
     if (!nc) {
         log_error("reload failed, keeping the running configuration: %s", err);
         sd_notify_send("READY=1");
-        return;
+        return 0;
     }
     struct config *old = c->d->cfg;
     if (strcmp(old->ipc_path, nc->ipc_path) != 0 || strcmp(old->guest_uri, nc->guest_uri) != 0)
@@ -245,8 +250,10 @@ static void do_reload(struct core *c, char *err, size_t errlen)
     }
     config_unref(old);
     err[0] = '\0';
-    log_info("configuration reloaded");
+    int failed = registry_load(c->d->plugins, nc, report);
+    log_info("configuration reloaded; %d plugin%s failed", failed, failed == 1 ? "" : "s");
     sd_notify_send("READY=1");
+    return failed;
 }
 
 static void control_request(struct core *c, struct envelope *e)
@@ -265,11 +272,20 @@ static void control_request(struct core *c, struct envelope *e)
         return;
     }
     char err[512];
-    do_reload(c, err, sizeof err);
-    if (err[0])
+    struct buf report = BUF_INIT;
+    int failed = do_reload(c, err, sizeof err, &report);
+    if (err[0]) {
         refuse(c, e, CMD_HANDLER_ERROR, err);
-    else
-        answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"reloaded\":true}", 17);
+    } else {
+        struct buf data = BUF_INIT;
+        buf_printf(&data, "{\"reloaded\":true,\"failed\":%d,\"plugins\":", failed);
+        buf_append(&data, report.p ? report.p : "[]", report.p ? report.len : 2);
+        buf_putc(&data, '}');
+        answer(c, e->origin, e->conn_id, e->req_id, 0,
+               failed ? "reloaded; some plugins failed" : NULL, data.p, data.len);
+        buf_free(&data);
+    }
+    buf_free(&report);
 }
 
 static bool is_control_action(const char *a)
@@ -294,7 +310,8 @@ static void host_command(struct core *c, struct envelope *e)
         envelope_free(e);
         return;
     }
-    if (!host_command_find(e->action)) {
+    struct plugin *p = c->phase < STOPPING_WORKERS ? registry_command(c->d->plugins, e->action) : NULL;
+    if (!p) {
         refuse(c, e, CMD_UNKNOWN_ACTION, NULL);
         envelope_free(e);
         return;
@@ -302,18 +319,21 @@ static void host_command(struct core *c, struct envelope *e)
     if (c->n_host >= cfg->max_inflight_host) {
         refuse(c, e, CMD_BUSY, NULL);
         envelope_free(e);
+        plugin_unref(p);
         return;
     }
     uint32_t id = ++c->next_exec_id;
     if (!pending_new(c, e, false, id)) {
         refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         envelope_free(e);
+        plugin_unref(p);
         return;
     }
     log_info("command %s from %s (pid %d uid %u)", e->action,
              e->origin == ORIGIN_GUEST ? "the guest" : "an app", (int)e->pid, (unsigned)e->uid);
     e->seq = id;
-    worker_pool_submit(c->d->workers, e);
+    plugin_post(p, e);
+    plugin_unref(p);
 }
 
 static void exec_result(struct core *c, struct envelope *e)
@@ -409,7 +429,6 @@ struct batch {
 
 static void forward_event(struct batch *b, struct envelope *e)
 {
-    STAT_INC(core_events_routed);
     e->type = ENV_FORWARD_EVENT;
     e->next = NULL;
     if (b->tail)
@@ -419,11 +438,44 @@ static void forward_event(struct batch *b, struct envelope *e)
     b->tail = e;
 }
 
+/* An event goes through its strategies (the first plugin's mailbox; each
+ * plugin passes it on, the last sends it back as STRATEGY_COMPLETE) or, with
+ * none, straight into the outgoing batch. */
+static void route_event(struct core *c, struct batch *out, struct envelope *e)
+{
+    STAT_INC(core_events_routed);
+    struct plugin *chain[32];
+    size_t n = 0;
+    if (e->type != ENV_STRATEGY_COMPLETE && c->phase < STOPPING_WORKERS)
+        n = registry_route(c->d->plugins, e->event_id, e->from, chain, 32);
+    if (n == 0) {
+        forward_event(out, e);
+        return;
+    }
+    e->chain = malloc(n * sizeof *e->chain);
+    if (!e->chain) {
+        for (size_t i = 0; i < n; i++)
+            plugin_unref(chain[i]);
+        log_error("out of memory routing event %llu; forwarding it without strategies",
+                  (unsigned long long)e->event_id);
+        forward_event(out, e);
+        return;
+    }
+    memcpy(e->chain, chain, n * sizeof *chain);
+    e->chain_len = (uint8_t)n;
+    e->chain_pos = 0;
+    plugin_post(chain[0], e);
+}
+
 static void stopped(struct core *c, const char *who)
 {
     if (strcmp(who, "ipc") == 0) {
-        /* nothing more can arrive from apps; let running commands end */
+        /* nothing more comes from apps: let strategies and commands finish;
+         * what they produce is queued before the "workers" notice below */
+        c->phase = STOPPING_WORKERS;
         worker_pool_stop(c->d->workers);
+        envq_push_force(&c->d->core_q, envelope_new(ENV_CTL_STOPPED, "workers", 7));
+    } else if (strcmp(who, "workers") == 0) {
         c->phase = STOPPING_EGRESS;
         envq_push_force(&c->d->egress_q, envelope_new(ENV_CTL_STOP, NULL, 0));
     } else {
@@ -445,6 +497,9 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         switch (e->type) {
         case ENV_IPC_EVENT:
         case ENV_MONITOR_EVENT:
+            route_event(c, &out, e);
+            e = NULL;
+            break;
         case ENV_STRATEGY_COMPLETE:
             forward_event(&out, e);
             e = NULL;
@@ -505,7 +560,7 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     struct core *c = w->data;
     char err[512];
     log_info("SIGHUP: reloading");
-    do_reload(c, err, sizeof err);
+    do_reload(c, err, sizeof err, NULL);
 }
 
 struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load, void *load_ctx)

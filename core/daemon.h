@@ -12,6 +12,7 @@ struct ipc_server;
 struct guest_link;
 struct worker_pool;
 struct core;
+struct plugin_registry;
 
 struct daemon {
     struct config *cfg;           /* the core's current config (core thread only) */
@@ -22,6 +23,7 @@ struct daemon {
     struct guest_link *guest;
     struct worker_pool *workers;
     struct core *core;
+    struct plugin_registry *plugins;
     uint64_t started_mono_ns;
     uint64_t started_wall_ms;
 };

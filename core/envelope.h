@@ -22,7 +22,10 @@ enum env_type {
     ENV_CTL_STOP,             /* core -> domain: stop (shutdown) */
     ENV_CTL_STOPPED,          /* domain -> core: stopped */
     ENV_CTL_RELOAD,           /* core -> domain: new config values */
+    ENV_PLUGIN_MSG,           /* plugin -> plugin: on_message(from, topic, data) */
 };
+
+struct plugin;
 
 /* Origin of a command: where its answer goes. */
 enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST };
@@ -42,7 +45,10 @@ struct envelope {
     uint64_t event_id;
     uint64_t t_in_ns;         /* monotonic time of acceptance */
     size_t   wend;            /* egress: end offset of its frame in the write buffer */
-    char     action[48];      /* command action, NUL-terminated */
+    char     action[48];      /* command action or message topic */
+    char     from[64];        /* emitting/sending plugin id, "" for apps */
+    struct plugin **chain;    /* strategies still to run, each holding a ref */
+    uint8_t  chain_len, chain_pos;
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */
 };

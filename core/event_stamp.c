@@ -115,17 +115,20 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         rc |= buf_append(out, ts->val, ts->val_len);
     else
         rc |= buf_json_u64(out, wall_ms());
-    rc |= buf_append(out, ",\"pid\":", 7);
-    rc |= buf_json_i64(out, pid);
-    rc |= buf_append(out, ",\"uid\":", 7);
-    rc |= buf_json_u64(out, uid);
-    if (p && claimed != (int64_t)pid) {
-        rc |= buf_append(out, ",\"claimedPid\":", 14);
-        rc |= buf_json_i64(out, claimed);
+    bool stamp = pid >= 0;
+    if (stamp) {
+        rc |= buf_append(out, ",\"pid\":", 7);
+        rc |= buf_json_i64(out, pid);
+        rc |= buf_append(out, ",\"uid\":", 7);
+        rc |= buf_json_u64(out, uid);
+        if (p && claimed != (int64_t)pid) {
+            rc |= buf_append(out, ",\"claimedPid\":", 14);
+            rc |= buf_json_i64(out, claimed);
+        }
     }
     if (!params)
         rc |= buf_append(out, ",\"params\":{}", 12);
-    if (!f[F_PROCESS_NAME]) {
+    if (!f[F_PROCESS_NAME] && stamp) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
             rc |= buf_puts(out, ",\"processName\":");
@@ -135,8 +138,8 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
     for (int i = 0; i < n; i++) {
         /* the identity fields are ours to set; a duplicate of any known
          * field is dropped so the guest sees exactly what was checked */
-        if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP || kind[i] == F_PID ||
-            kind[i] == F_UID || kind[i] == F_CLAIMED_PID ||
+        if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP ||
+            (stamp && (kind[i] == F_PID || kind[i] == F_UID || kind[i] == F_CLAIMED_PID)) ||
             (kind[i] != F_OTHER && &m[i] != f[kind[i]]))
             continue;
         rc |= buf_putc(out, ',');

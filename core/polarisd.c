@@ -9,6 +9,8 @@
 #include "guest_link.h"
 #include "ipc_server.h"
 #include "log.h"
+#include "event_stamp.h"
+#include "plugin_registry.h"
 #include "sd_notify.h"
 #include "stats.h"
 #include "transport.h"
@@ -64,7 +66,8 @@ static void usage(FILE *f)
         "      --spool DIR     keep undelivered events on disk in DIR\n"
         "      --log-level L   debug, info, warn or error\n"
         "      --foreground    do not detach (use under systemd and in tests)\n"
-        "      --check         load the config and plugins, report problems, exit\n");
+        "      --check         load the config and plugins, report problems, exit\n"
+        "                      (non-zero when anything failed)\n");
 }
 
 static int parse_cli(int argc, char **argv, struct cli *cli)
@@ -175,6 +178,12 @@ static struct config *load_config(void *ctx, char *err, size_t errlen)
                          POLARIS_DATADIR, names[i]);
         }
     }
+    if (!c->lua_dir[0]) {
+        if (is_dir("lua/polaris"))
+            snprintf(c->lua_dir, sizeof c->lua_dir, "lua");
+        else
+            snprintf(c->lua_dir, sizeof c->lua_dir, "%s/lua", POLARIS_DATADIR);
+    }
     return c;
 fail:
     free(c);
@@ -261,12 +270,27 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg->log_level);
     if (cli.check) {
+        /* like nginx -t: the config, then every plugin built and initialised,
+         * no sockets and no threads */
         printf("config: %s: ok\n", cfg->file[0] ? cfg->file : "(built-in defaults)");
         for (int i = 0; i < cfg->plugin_paths.n; i++)
             printf("plugin path: %s%s\n", cfg->plugin_paths.v[i],
                    is_dir(cfg->plugin_paths.v[i]) ? "" : " (missing)");
+        struct daemon cd = {0};
+        cd.cfg = cfg;
+        envq_init(&cd.core_q, 1u << 30);
+        cd.plugins = registry_new(&cd);
+        int failed = cd.plugins ? registry_load(cd.plugins, cfg, NULL) : 1;
+        struct buf st = BUF_INIT;
+        if (cd.plugins)
+            registry_status_json(cd.plugins, &st);
+        printf("plugins: %s\n", st.p ? st.p : "[]");
+        printf("%s: %d plugin%s failed\n", failed ? "FAILED" : "ok", failed, failed == 1 ? "" : "s");
+        buf_free(&st);
+        registry_free(cd.plugins);
+        envq_destroy(&cd.core_q);
         config_unref(cfg);
-        return 0;
+        return failed ? 1 : 0;
     }
 
     signal(SIGPIPE, SIG_IGN);
@@ -280,6 +304,7 @@ int main(int argc, char **argv)
     struct daemon d = {0};
     d.cfg = cfg;
     d.started_mono_ns = mono_ns();
+    d.started_wall_ms = wall_ms();
     envq_init(&d.core_q, cfg->core_queue_max);
     envq_init(&d.ingress_q, 1);
     envq_init(&d.egress_q, 1);
@@ -309,16 +334,21 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
+    d.plugins = registry_new(&d);
     d.ipc = ipc_server_new(&d, ipc_fd);
     d.guest = guest_link_new(&d, guest_fd, guest_uri);
     d.workers = worker_pool_new(&d, cfg->workers);
     d.core = loop ? core_new(&d, loop, load_config, &cli) : NULL;
-    if (!d.ipc || !d.guest || !d.workers || !d.core ||
+    if (!d.ipc || !d.guest || !d.workers || !d.core || !d.plugins ||
         worker_pool_start(d.workers) < 0 || ipc_server_start(d.ipc) < 0 ||
         guest_link_start(d.guest) < 0) {
         log_error("cannot start: out of memory or threads");
         _exit(1);    /* threads may be running: no orderly teardown is possible */
     }
+    int failed = registry_load(d.plugins, cfg, NULL);
+    if (failed)
+        log_warn("%d plugin%s failed to load (see above); the rest are running",
+                 failed, failed == 1 ? "" : "s");
     /* the signals stay blocked in every thread: the core reads them from
      * a signalfd (EVFLAG_SIGNALFD), so no handler runs on a random thread */
 
@@ -349,6 +379,7 @@ int main(int argc, char **argv)
              (unsigned long long)STAT_GET(guest_events_sent),
              (unsigned long long)(STAT_GET(guest_dropped) + STAT_GET(guest_dropped_shutdown)));
     core_free(d.core);
+    registry_free(d.plugins);
     ipc_server_free(d.ipc);
     guest_link_free(d.guest);
     worker_pool_free(d.workers);

@@ -1,0 +1,85 @@
+/* plugin.h - one plugin: a sandboxed lua_State run as an actor. Its mailbox
+ * is drained by one worker at a time, so the state is never used by two
+ * threads at once and events to one plugin keep their order. */
+#ifndef POLARIS_PLUGIN_H
+#define POLARIS_PLUGIN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "envelope.h"
+#include "sandbox.h"
+
+struct plugin_registry;
+
+enum plugin_state {
+    PLUGIN_UNLOADED, PLUGIN_LOADING, PLUGIN_LOADED, PLUGIN_INITIALIZING,
+    PLUGIN_ACTIVE, PLUGIN_ERROR, PLUGIN_UNLOADING,
+};
+
+enum permission {
+    PERM_FS = 1u << 0, PERM_EXEC = 1u << 1, PERM_NET = 1u << 2,
+    PERM_VM_READ = 1u << 3, PERM_VM_WRITE = 1u << 4, PERM_MEM = 1u << 5,
+};
+
+struct job {
+    struct job *next;
+    void (*run)(struct job *);
+};
+
+struct handler {
+    uint64_t event_id;
+    bool any;                     /* "*" */
+    int ref;                      /* Lua function in the registry */
+};
+
+struct command_handler {
+    char name[48];
+    int ref;
+};
+
+struct plugin {
+    struct job job;               /* first: the worker runs it */
+    struct plugin_registry *reg;
+    _Atomic int refs;
+    char id[64], name[96], version[32], type[16];
+    char file[512], manifest[512];
+    uint64_t file_sig, manifest_sig;  /* mtime/size, to see what a reload changed */
+    unsigned perms;
+    size_t mem_limit;
+    uint64_t budget_ns;
+    struct sandbox sb;
+    int callbacks_ref;            /* the table the file returned */
+    int decode_ref;               /* cjson.decode, kept before plugin code runs */
+    _Atomic int state;
+    bool loading;                 /* registration calls are allowed */
+    char last_error[256];
+    uint64_t loaded_mono_ns;
+    _Atomic uint64_t events, errors, messages, commands;
+    unsigned consecutive_errors;
+    struct handler *handlers;
+    size_t nhandlers;
+    struct command_handler *cmds;
+    size_t ncmds;
+    pthread_mutex_t mu;           /* guards the mailbox, last_error */
+    struct envelope *mb_head, *mb_tail;
+    bool scheduled;
+    char **allowed_paths, **forbidden_paths;
+    size_t nallowed, nforbidden;
+};
+
+/* Builds the state, runs the file and init()/start(). On failure the plugin
+ * is in PLUGIN_ERROR with last_error set and -1 is returned. */
+int  plugin_load(struct plugin *p);
+void plugin_ref(struct plugin *p);
+void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
+/* Queues work for the plugin (takes e) and schedules it on a worker. */
+void plugin_post(struct plugin *p, struct envelope *e);
+bool plugin_handles(const struct plugin *p, uint64_t event_id);
+bool plugin_has_command(const struct plugin *p, const char *name);
+void plugin_set_error(struct plugin *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *plugin_state_name(int s);
+
+/* bind_polaris.c */
+void bind_polaris(struct plugin *p);
+
+#endif

@@ -1,0 +1,683 @@
+/* plugin_registry.c - which plugins are loaded, and everything that needs
+ * the whole set: (re)loading from the plugin paths, routing events to
+ * strategies, actions to command plugins, messages between plugins, the
+ * shared store, and the plugins' part of `polarisctl status`.
+ *
+ * Manifests, versions and dependency order are decided in Lua
+ * (lua/polaris/loader.lua) in one trusted loader state per load; the C side
+ * applies the permission policy, builds each sandbox and swaps plugins in.
+ * A reload rebuilds only plugins whose files changed; a rebuilt plugin
+ * replaces the old one only if it initialises, and the old one finishes what
+ * is already in its mailbox before it is freed (envelopes hold references).
+ *
+ * Uses: plugin, worker_pool, envq, lua-cjson, Lua 5.4. */
+#include "plugin_registry.h"
+#include "daemon.h"
+#include "log.h"
+#include "worker_pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct kv {
+    struct kv *next;
+    char *key;
+    char *json;
+    size_t len;
+};
+
+struct plugin_registry {
+    struct daemon *d;
+    pthread_mutex_t mu;            /* guards plugins[] */
+    struct plugin **plugins;       /* load order; failed ones are kept for status */
+    size_t n;
+    unsigned max_errors;
+    pthread_mutex_t kv_mu;
+    struct kv *kv;
+    size_t kv_bytes, kv_max;
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} perm_names[] = {
+    {"FileSystemAccess", PERM_FS}, {"ExecuteSyscall", PERM_EXEC}, {"NetworkAccess", PERM_NET},
+    {"ReadVmState", PERM_VM_READ}, {"WriteVmState", PERM_VM_WRITE}, {"MemoryAllocation", PERM_MEM},
+};
+
+struct plugin_registry *registry_new(struct daemon *d)
+{
+    struct plugin_registry *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->d = d;
+    r->max_errors = 5;
+    r->kv_max = 1u << 20;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->kv_mu, NULL);
+    return r;
+}
+
+void registry_free(struct plugin_registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        plugin_unref(r->plugins[i]);
+    free(r->plugins);
+    while (r->kv) {
+        struct kv *k = r->kv;
+        r->kv = k->next;
+        free(k->key);
+        free(k->json);
+        free(k);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->kv_mu);
+    free(r);
+}
+
+uint64_t registry_started_ms(struct plugin_registry *r)
+{
+    return r->d->started_wall_ms;
+}
+
+unsigned registry_max_errors(struct plugin_registry *r)
+{
+    return r->max_errors;
+}
+
+void registry_schedule(struct plugin_registry *r, struct job *j)
+{
+    if (r->d->workers) {
+        worker_pool_submit_job(r->d->workers, j);
+    } else {
+        j->run(j);                 /* --check: no workers, run inline */
+    }
+}
+
+void registry_to_core(struct plugin_registry *r, struct envelope *e)
+{
+    envq_push_force(&r->d->core_q, e);
+}
+
+int registry_emit(struct plugin_registry *r, struct envelope *e)
+{
+    if (envq_push(&r->d->core_q, e) < 0) {
+        envelope_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+static void release_chain(struct envelope *e)
+{
+    for (unsigned i = 0; i < e->chain_len; i++)
+        plugin_unref(e->chain[i]);
+    free(e->chain);
+    e->chain = NULL;
+    e->chain_len = e->chain_pos = 0;
+}
+
+void registry_chain_done(struct plugin_registry *r, struct envelope *e)
+{
+    release_chain(e);
+    e->type = ENV_STRATEGY_COMPLETE;
+    envq_push_force(&r->d->core_q, e);
+}
+
+void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
+{
+    (void)r;
+    release_chain(e);
+    envelope_free(e);
+}
+
+size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *from,
+                      struct plugin **out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n && n < max; i++) {
+        struct plugin *p = r->plugins[i];
+        if (atomic_load(&p->state) != PLUGIN_ACTIVE || !plugin_handles(p, event_id))
+            continue;
+        if (from && from[0] && strcmp(from, p->id) == 0)
+            continue;                      /* a plugin never sees its own emits */
+        plugin_ref(p);
+        out[n++] = p;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+struct plugin *registry_command(struct plugin_registry *r, const char *action)
+{
+    struct plugin *found = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n && !found; i++) {
+        struct plugin *p = r->plugins[i];
+        if (p->sb.L && plugin_has_command(p, action)) {
+            plugin_ref(p);
+            found = p;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+struct plugin *registry_find(struct plugin_registry *r, const char *id)
+{
+    struct plugin *found = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n && !found; i++)
+        if (strcmp(r->plugins[i]->id, id) == 0 && r->plugins[i]->sb.L) {
+            found = r->plugins[i];
+            plugin_ref(found);
+        }
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+int registry_message(struct plugin_registry *r, const char *from, const char *id,
+                     const char *topic, const char *json, size_t len)
+{
+    struct plugin *targets[256];
+    size_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n && n < 256; i++) {
+        struct plugin *p = r->plugins[i];
+        if (atomic_load(&p->state) != PLUGIN_ACTIVE)
+            continue;
+        if (id ? strcmp(p->id, id) != 0 : strcmp(p->id, from) == 0)
+            continue;
+        plugin_ref(p);
+        targets[n++] = p;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (id && n == 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct envelope *e = envelope_new(ENV_PLUGIN_MSG, json, len);
+        if (e) {
+            snprintf(e->action, sizeof e->action, "%s", topic);
+            snprintf(e->from, sizeof e->from, "%s", from);
+            plugin_post(targets[i], e);
+        }
+        plugin_unref(targets[i]);
+    }
+    return (int)n;
+}
+
+/* ---- the shared store: JSON values, surviving reloads ---- */
+
+int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out)
+{
+    int rc = -1;
+    pthread_mutex_lock(&r->kv_mu);
+    for (struct kv *k = r->kv; k; k = k->next)
+        if (strcmp(k->key, key) == 0) {
+            rc = buf_append(out, k->json, k->len);
+            break;
+        }
+    pthread_mutex_unlock(&r->kv_mu);
+    return rc;
+}
+
+int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len)
+{
+    pthread_mutex_lock(&r->kv_mu);
+    struct kv **pp = &r->kv;
+    while (*pp && strcmp((*pp)->key, key) != 0)
+        pp = &(*pp)->next;
+    if (*pp) {                                 /* replace or delete */
+        struct kv *k = *pp;
+        r->kv_bytes -= strlen(k->key) + k->len;
+        *pp = k->next;
+        free(k->key);
+        free(k->json);
+        free(k);
+    }
+    int rc = 0;
+    if (json && len) {
+        size_t need = strlen(key) + len;
+        struct kv *k = malloc(sizeof *k);
+        if (r->kv_bytes + need > r->kv_max || !k) {
+            free(k);
+            rc = -1;
+        } else {
+            k->key = strdup(key);
+            k->json = malloc(len);
+            if (!k->key || !k->json) {
+                free(k->key);
+                free(k->json);
+                free(k);
+                rc = -1;
+            } else {
+                memcpy(k->json, json, len);
+                k->len = len;
+                k->next = r->kv;
+                r->kv = k;
+                r->kv_bytes += need;
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->kv_mu);
+    return rc;
+}
+
+/* ---- status ---- */
+
+int registry_status_json(struct plugin_registry *r, struct buf *b)
+{
+    int rc = buf_putc(b, '[');
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        struct plugin *p = r->plugins[i];
+        int st = atomic_load(&p->state);
+        if (i)
+            rc |= buf_putc(b, ',');
+        rc |= buf_puts(b, "{\"id\":");
+        rc |= buf_json_cstr(b, p->id);
+        rc |= buf_puts(b, ",\"version\":");
+        rc |= buf_json_cstr(b, p->version);
+        rc |= buf_puts(b, ",\"type\":");
+        rc |= buf_json_cstr(b, p->type);
+        rc |= buf_puts(b, ",\"state\":");
+        rc |= buf_json_cstr(b, plugin_state_name(st));
+        rc |= buf_puts(b, ",\"file\":");
+        rc |= buf_json_cstr(b, p->file);
+        double up = p->loaded_mono_ns ? (mono_ns() - p->loaded_mono_ns) / 1e9 : 0;
+        rc |= buf_printf(b, ",\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
+                         "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
+                         "\"errors\":%llu,\"last_error\":",
+                         up, p->sb.L ? p->sb.mem_used : 0, p->mem_limit,
+                         p->sb.cpu_ns_total / 1e6,
+                         (unsigned long long)atomic_load(&p->events),
+                         (unsigned long long)atomic_load(&p->commands),
+                         (unsigned long long)atomic_load(&p->messages),
+                         (unsigned long long)atomic_load(&p->errors));
+        pthread_mutex_lock(&p->mu);
+        rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
+        pthread_mutex_unlock(&p->mu);
+        rc |= buf_puts(b, ",\"actions\":[");
+        for (size_t k = 0; k < p->ncmds; k++) {
+            if (k)
+                rc |= buf_putc(b, ',');
+            rc |= buf_json_cstr(b, p->cmds[k].name);
+        }
+        rc |= buf_puts(b, "]}");
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc | buf_putc(b, ']');
+}
+
+int registry_actions_json(struct plugin_registry *r, struct buf *b)
+{
+    int rc = buf_putc(b, '[');
+    bool first = true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        struct plugin *p = r->plugins[i];
+        if (atomic_load(&p->state) != PLUGIN_ACTIVE)
+            continue;
+        for (size_t k = 0; k < p->ncmds; k++) {
+            if (!first)
+                rc |= buf_putc(b, ',');
+            first = false;
+            rc |= buf_json_cstr(b, p->cmds[k].name);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc | buf_putc(b, ']');
+}
+
+/* ---- loading ---- */
+
+static int l_list_dir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR *dir = opendir(path);
+    if (!dir) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_newtable(L);
+    int i = 0;
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (de->d_name[0] == '.')
+            continue;
+        lua_pushstring(L, de->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(dir);
+    return 1;
+}
+
+static int l_read_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char tmp[4096];
+    size_t n, total = 0;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0 && total < (1u << 20)) {
+        luaL_addlstring(&b, tmp, n);
+        total += n;
+    }
+    fclose(f);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static uint64_t file_sig(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return 0;
+    return (uint64_t)st.st_mtim.tv_sec * 1000000007u ^ (uint64_t)st.st_mtim.tv_nsec ^
+           (uint64_t)st.st_size << 40 ^ (uint64_t)st.st_ino;
+}
+
+static void field_str(lua_State *L, const char *k, char *out, size_t cap)
+{
+    lua_getfield(L, -1, k);
+    snprintf(out, cap, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+}
+
+static char **field_list(lua_State *L, const char *k, size_t *n)
+{
+    *n = 0;
+    lua_getfield(L, -1, k);
+    size_t len = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    char **v = len ? calloc(len, sizeof *v) : NULL;
+    for (size_t i = 0; v && i < len; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        if (lua_isstring(L, -1))
+            v[(*n)++] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Fills p from the loader's entry on the top of L; applies the policy. */
+static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
+{
+    field_str(L, "id", p->id, sizeof p->id);
+    field_str(L, "name", p->name, sizeof p->name);
+    field_str(L, "version", p->version, sizeof p->version);
+    field_str(L, "plugin_type", p->type, sizeof p->type);
+    field_str(L, "file", p->file, sizeof p->file);
+    field_str(L, "manifest_file", p->manifest, sizeof p->manifest);
+    lua_getfield(L, -1, "memory_limit");
+    p->mem_limit = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)cfg->plugin_memory_limit;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "cpu_time_limit_ms");
+    double ms = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : cfg->plugin_cpu_ms;
+    lua_pop(L, 1);
+    p->budget_ns = (uint64_t)(ms * 1e6);
+    p->allowed_paths = field_list(L, "allowed_paths", &p->nallowed);
+    p->forbidden_paths = field_list(L, "forbidden_paths", &p->nforbidden);
+    p->file_sig = file_sig(p->file);
+    p->manifest_sig = file_sig(p->manifest);
+    lua_getfield(L, -1, "error");
+    if (lua_isstring(L, -1)) {
+        snprintf(p->last_error, sizeof p->last_error, "%s", lua_tostring(L, -1));
+        atomic_store(&p->state, PLUGIN_ERROR);
+    }
+    lua_pop(L, 1);
+    if (atomic_load(&p->state) == PLUGIN_ERROR)
+        return;
+    bool whitelist = strcmp(cfg->policy, "whitelist") == 0;
+    lua_getfield(L, -1, "permissions");
+    size_t np = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    for (size_t i = 1; i <= np; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        const char *name = lua_tostring(L, -1);
+        bool listed = name && str_list_has(&cfg->permissions, name);
+        if (name && listed != whitelist) {
+            snprintf(p->last_error, sizeof p->last_error,
+                     "permission not granted by the %s policy: %s", cfg->policy, name);
+            atomic_store(&p->state, PLUGIN_ERROR);
+        }
+        for (size_t k = 0; name && k < sizeof perm_names / sizeof perm_names[0]; k++)
+            if (strcmp(name, perm_names[k].name) == 0)
+                p->perms |= perm_names[k].bit;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (atomic_load(&p->state) == PLUGIN_ERROR)
+        return;
+    lua_getfield(L, -1, "isolation");
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "process") == 0) {
+        snprintf(p->last_error, sizeof p->last_error,
+                 "isolation \"process\" is not available yet; refusing to run it in-process");
+        atomic_store(&p->state, PLUGIN_ERROR);
+    }
+    lua_pop(L, 1);
+}
+
+static struct plugin *plugin_new(struct plugin_registry *r)
+{
+    struct plugin *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->reg = r;
+    atomic_init(&p->refs, 1);
+    p->job.run = plugin_run_job;
+    p->callbacks_ref = LUA_NOREF;
+    p->decode_ref = LUA_NOREF;
+    pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
+static struct plugin *find_in(struct plugin **v, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i]->id, id) == 0)
+            return v[i];
+    return NULL;
+}
+
+static bool deps_loaded(lua_State *L, struct plugin **v, size_t n, char *why, size_t whylen)
+{
+    bool ok = true;
+    lua_getfield(L, -1, "dependencies");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (ok && lua_next(L, -2)) {
+            const char *dep = lua_tostring(L, -2);
+            struct plugin *d = dep ? find_in(v, n, dep) : NULL;
+            if (!d || atomic_load(&d->state) != PLUGIN_ACTIVE) {
+                snprintf(why, whylen, "dependency '%s' did not load", dep ? dep : "?");
+                ok = false;
+            }
+            lua_pop(L, 1);
+        }
+        if (!ok)
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+static bool command_taken(struct plugin **v, size_t n, const struct plugin *p, char *why, size_t whylen)
+{
+    for (size_t k = 0; k < p->ncmds; k++)
+        for (size_t i = 0; i < n; i++)
+            if (v[i] != p && strcmp(v[i]->id, p->id) != 0 && v[i]->sb.L &&
+                plugin_has_command(v[i], p->cmds[k].name)) {
+                snprintf(why, whylen, "action '%s' is already offered by plugin '%s'",
+                         p->cmds[k].name, v[i]->id);
+                return true;
+            }
+    return false;
+}
+
+static lua_State *loader_state(const struct config *cfg, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua", cfg->lua_dir);
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "polaris.loader");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        snprintf(err, errlen, "cannot load the plugin loader from %s: %s", cfg->lua_dir,
+                 lua_tostring(L, -1));
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report)
+{
+    char err[512];
+    r->max_errors = cfg->plugin_max_errors;
+    r->kv_max = cfg->shared_max_bytes;
+    int failures = 0;
+    if (report)
+        buf_putc(report, '[');
+    lua_State *L = loader_state(cfg, err, sizeof err);
+    if (!L) {
+        log_error("%s", err);
+        if (report) {
+            buf_puts(report, "{\"id\":null,\"outcome\":\"failed\",\"reason\":");
+            buf_json_cstr(report, err);
+            buf_puts(report, "}]");
+        }
+        return 1;
+    }
+    lua_getfield(L, -1, "plan");
+    lua_newtable(L);
+    for (int i = 0; i < cfg->plugin_paths.n; i++) {
+        lua_pushstring(L, cfg->plugin_paths.v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, l_list_dir);
+    lua_pushcfunction(L, l_read_file);
+    if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+        log_error("plugin loader failed: %s", lua_tostring(L, -1));
+        lua_close(L);
+        if (report)
+            buf_putc(report, ']');
+        return 1;
+    }
+    size_t count = lua_rawlen(L, -1);
+    struct plugin **next = calloc(count + 1, sizeof *next);
+    size_t nn = 0;
+    pthread_mutex_lock(&r->mu);
+    struct plugin **old = r->plugins;
+    size_t nold = r->n;
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 1; next && i <= count; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        struct plugin *p = plugin_new(r);
+        if (!p) {
+            lua_pop(L, 1);
+            continue;
+        }
+        from_entry(L, p, cfg);
+        struct plugin *prev = find_in(old, nold, p->id);
+        const char *outcome;
+        char why[300] = "";
+        if (atomic_load(&p->state) != PLUGIN_ERROR && !deps_loaded(L, next, nn, why, sizeof why)) {
+            snprintf(p->last_error, sizeof p->last_error, "%s", why);
+            atomic_store(&p->state, PLUGIN_ERROR);
+        }
+        if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE &&
+            prev->file_sig == p->file_sig && prev->manifest_sig == p->manifest_sig &&
+            atomic_load(&p->state) != PLUGIN_ERROR) {
+            plugin_unref(p);                   /* unchanged: keep the running one */
+            plugin_ref(prev);
+            next[nn++] = prev;
+            outcome = "unchanged";
+        } else if (atomic_load(&p->state) != PLUGIN_ERROR && plugin_load(p) == 0 &&
+                   !command_taken(next, nn, p, why, sizeof why)) {
+            next[nn++] = p;
+            outcome = prev ? "reloaded" : "loaded";
+            log_info("plugin %s %s (%s)", p->id, outcome, p->version);
+        } else {
+            if (why[0] && atomic_load(&p->state) == PLUGIN_ACTIVE) {
+                snprintf(p->last_error, sizeof p->last_error, "%s", why);
+                atomic_store(&p->state, PLUGIN_ERROR);
+                p->callbacks_ref = LUA_NOREF;
+                sandbox_close(&p->sb);
+            }
+            failures++;
+            if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE) {
+                /* a failed reload keeps the running version */
+                plugin_set_error(prev, "reload failed, still running %s: %s", prev->version, p->last_error);
+                log_error("plugin %s: reload failed, keeping version %s: %s", p->id, prev->version,
+                          p->last_error);
+                plugin_ref(prev);
+                next[nn++] = prev;
+                outcome = "kept";
+                snprintf(why, sizeof why, "%s", p->last_error);
+                plugin_unref(p);
+                p = prev;
+            } else {
+                log_error("plugin %s not loaded: %s", p->id, p->last_error);
+                next[nn++] = p;
+                outcome = "failed";
+                snprintf(why, sizeof why, "%s", p->last_error);
+            }
+        }
+        if (report) {
+            if (i > 1)
+                buf_putc(report, ',');
+            buf_puts(report, "{\"id\":");
+            buf_json_cstr(report, p->id);
+            buf_puts(report, ",\"outcome\":");
+            buf_json_cstr(report, outcome);
+            buf_puts(report, ",\"reason\":");
+            buf_json_cstr(report, why[0] ? why : NULL);
+            buf_putc(report, '}');
+        }
+        lua_pop(L, 1);
+    }
+    lua_close(L);
+    if (report)
+        buf_putc(report, ']');
+    pthread_mutex_lock(&r->mu);
+    r->plugins = next;
+    r->n = nn;
+    pthread_mutex_unlock(&r->mu);
+    /* the old set: each keeps running what is in its mailbox, then frees */
+    for (size_t i = 0; i < nold; i++) {
+        if (!find_in(next, nn, old[i]->id) || find_in(next, nn, old[i]->id) != old[i]) {
+            if (atomic_load(&old[i]->state) == PLUGIN_ACTIVE)
+                log_info("plugin %s %s", old[i]->id, find_in(next, nn, old[i]->id) ? "replaced" : "unloaded");
+        }
+        plugin_unref(old[i]);
+    }
+    free(old);
+    return failures;
+}

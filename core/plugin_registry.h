@@ -1,0 +1,49 @@
+/* plugin_registry.h - the set of loaded plugins: loading and reloading them
+ * from the plugin paths, routing events to strategies and actions to command
+ * plugins, the shared store, and their accounting. */
+#ifndef POLARIS_PLUGIN_REGISTRY_H
+#define POLARIS_PLUGIN_REGISTRY_H
+
+#include "buf.h"
+#include "config.h"
+#include "plugin.h"
+
+struct daemon;
+struct plugin_registry;
+
+struct plugin_registry *registry_new(struct daemon *d);
+void registry_free(struct plugin_registry *r);
+
+/* Loads (or reloads) every plugin under cfg's paths. Unchanged plugins are
+ * kept; changed ones are rebuilt and swapped in only if they initialise.
+ * Writes a JSON array of per-plugin outcomes to report (may be NULL).
+ * Returns the number of plugins that failed. */
+int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report);
+
+/* Strategies for an event, in load order, skipping `from`; refs taken. */
+size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *from,
+                      struct plugin **out, size_t max);
+/* The plugin offering an action (ref taken), or NULL. */
+struct plugin *registry_command(struct plugin_registry *r, const char *action);
+struct plugin *registry_find(struct plugin_registry *r, const char *id);
+/* Sends a message to one plugin (id) or every other Active plugin (id NULL). */
+int registry_message(struct plugin_registry *r, const char *from, const char *id,
+                     const char *topic, const char *json, size_t len);
+
+int registry_status_json(struct plugin_registry *r, struct buf *b);
+int registry_actions_json(struct plugin_registry *r, struct buf *b);
+
+int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out);
+int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len);
+
+/* For plugin.c and bind_polaris.c */
+void registry_schedule(struct plugin_registry *r, struct job *j);
+void registry_to_core(struct plugin_registry *r, struct envelope *e);
+int  registry_emit(struct plugin_registry *r, struct envelope *e);
+void registry_chain_done(struct plugin_registry *r, struct envelope *e);
+void registry_chain_drop(struct plugin_registry *r, struct envelope *e);
+unsigned registry_max_errors(struct plugin_registry *r);
+uint64_t registry_started_ms(struct plugin_registry *r);
+void plugin_run_job(struct job *j);
+
+#endif

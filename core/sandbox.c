@@ -1,0 +1,288 @@
+/* sandbox.c - the restricted Lua state every plugin runs in (DESIGN 5.3).
+ *
+ * - Globals: only the whitelist below survives; `load` is text-only and
+ *   always loads into the sandbox globals; `setmetatable` refuses __gc (Lua
+ *   runs finalizers with hooks off, so a __gc loop would escape the budget);
+ *   the string metatable is sealed with __metatable.
+ * - Memory: the allocator counts every byte and refuses past the limit; Lua
+ *   turns that into a "not enough memory" error inside the plugin.
+ * - CPU: a count hook every 1000 VM instructions compares this thread's CPU
+ *   time with the call's budget and raises once it is spent. New coroutines
+ *   inherit the hook, and pcall/xpcall cannot swallow it for long: it fires
+ *   again at the next check outside the protected call.
+ *
+ * Uses: Lua 5.4 C API, lua-cjson. */
+#include "sandbox.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HOOK_EVERY 1000
+#define MSG_MAX 480
+
+uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct sandbox *sb = ud;
+    if (!ptr)
+        osize = 0;                         /* osize is a type tag then */
+    if (nsize == 0) {
+        free(ptr);
+        sb->mem_used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && sb->mem_limit && sb->mem_used - osize + nsize > sb->mem_limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        sb->mem_used = sb->mem_used - osize + nsize;
+    return p;
+}
+
+static struct sandbox *sb_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sandbox *sb = sb_of(L);
+    if (sb->in_call && thread_cpu_ns() - sb->call_start_ns > sb->budget_ns) {
+        sb->over_budget = true;
+        luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    }
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text only, into the globals
+ * unless an env table is given. */
+static int safe_load(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    if (len > 0 && s[0] == LUA_SIGNATURE[0])
+        return luaL_error(L, "load: binary chunks are not allowed");
+    int status = luaL_loadbufferx(L, s, len, name, "t");
+    if (status != LUA_OK) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lua_pushvalue(L, 4);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "__gc");
+        bool has_gc = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (has_gc)
+            return luaL_error(L, "setmetatable: __gc is not allowed in plugins");
+    }
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    return orig(L);
+}
+
+static int safe_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") == 0) {
+        lua_pushnumber(L, (lua_Number)sb_of(L)->mem_used / 1024.0);
+        return 1;
+    }
+    if (strcmp(opt, "collect") == 0 || strcmp(opt, "step") == 0) {
+        lua_gc(L, LUA_GCCOLLECT);
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    return luaL_error(L, "collectgarbage: only \"count\", \"collect\" and \"step\" are allowed");
+}
+
+static void keep_only(lua_State *L, const char *lib, const char *const *names)
+{
+    if (lua_getglobal(L, lib) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_newtable(L);
+    for (const char *const *n = names; *n; n++) {
+        lua_getfield(L, -2, *n);
+        lua_setfield(L, -2, *n);
+    }
+    lua_setglobal(L, lib);
+    lua_pop(L, 1);
+}
+
+static void build_globals(lua_State *L)
+{
+    static const char *const drop[] = {
+        "dofile", "loadfile", "require", "package", "io", "debug", "collectgarbage",
+        "load", "setmetatable", NULL,
+    };
+    static const char *const os_keep[] = {"time", "clock", "date", "difftime", NULL};
+    static const char *const string_keep[] = {
+        "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match",
+        "pack", "packsize", "rep", "reverse", "sub", "unpack", "upper", NULL,
+    };
+    lua_pushcfunction(L, luaopen_base);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setglobal(L, "_polaris_setmetatable");
+    lua_pop(L, 1);
+    static const luaL_Reg libs[] = {
+        {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+        {LUA_STRLIBNAME, luaopen_string}, {LUA_MATHLIBNAME, luaopen_math},
+        {LUA_UTF8LIBNAME, luaopen_utf8}, {LUA_OSLIBNAME, luaopen_os}, {NULL, NULL},
+    };
+    for (const luaL_Reg *l = libs; l->name; l++) {
+        luaL_requiref(L, l->name, l->func, 1);
+        lua_pop(L, 1);
+    }
+    luaL_requiref(L, "cjson", luaopen_cjson, 1);
+    lua_pop(L, 1);
+    for (const char *const *n = drop; *n; n++) {
+        lua_pushnil(L);
+        lua_setglobal(L, *n);
+    }
+    lua_getglobal(L, "_polaris_setmetatable");
+    lua_setglobal(L, "setmetatable");
+    lua_pushnil(L);
+    lua_setglobal(L, "_polaris_setmetatable");
+    lua_pushcfunction(L, safe_load);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, safe_collectgarbage);
+    lua_setglobal(L, "collectgarbage");
+    keep_only(L, "os", os_keep);
+    keep_only(L, "string", string_keep);
+    /* cjson.new would hand out a fresh module; one is enough */
+    lua_getglobal(L, "cjson");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "new");
+    lua_pop(L, 1);
+    /* seal the string metatable: getmetatable("") returns false, and the
+     * metatable's __index is the plugin's own string table */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_getglobal(L, "string");
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 2);
+}
+
+int sandbox_open(struct sandbox *sb, size_t mem_limit, uint64_t budget_ns, char *err, size_t errlen)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->mem_limit = 0;                      /* no limit while the libraries load */
+    sb->budget_ns = budget_ns;
+    sb->L = lua_newstate(sb_alloc, sb);
+    if (!sb->L) {
+        snprintf(err, errlen, "cannot create a Lua state (out of memory)");
+        return -1;
+    }
+    lua_gc(sb->L, LUA_GCGEN, 0, 0);
+    build_globals(sb->L);
+    if (mem_limit && sb->mem_used >= mem_limit) {
+        snprintf(err, errlen, "memory_limit %zu is below the %zu bytes a bare state needs",
+                 mem_limit, sb->mem_used);
+        sandbox_close(sb);
+        return -1;
+    }
+    sb->mem_limit = mem_limit;
+    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    return 0;
+}
+
+void sandbox_close(struct sandbox *sb)
+{
+    if (sb->L) {
+        sb->mem_limit = 0;                  /* let finalizers of ours run freely */
+        lua_close(sb->L);
+    }
+    sb->L = NULL;
+}
+
+int sandbox_load(struct sandbox *sb, const char *code, size_t len, const char *chunkname,
+                 char *err, size_t errlen)
+{
+    if (len > 0 && code[0] == LUA_SIGNATURE[0]) {
+        snprintf(err, errlen, "%s: binary chunks are not allowed", chunkname);
+        return -1;
+    }
+    if (luaL_loadbufferx(sb->L, code, len, chunkname, "t") != LUA_OK) {
+        const char *m = lua_tostring(sb->L, -1);
+        snprintf(err, errlen, "%s", m ? m : "syntax error");
+        lua_pop(sb->L, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* The message handler: a string message gets a short traceback; any other
+ * error value is described by its type only, so no plugin code (__tostring,
+ * __index) runs in the host's error path. */
+static int msgh(lua_State *L)
+{
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t l;
+        const char *m = lua_tolstring(L, 1, &l);
+        if (l > MSG_MAX)
+            lua_pushfstring(L, "%s... (%d bytes)", lua_pushlstring(L, m, MSG_MAX), (int)l);
+        else
+            lua_pushvalue(L, 1);
+    } else {
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    return 1;
+}
+
+int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen)
+{
+    lua_State *L = sb->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msgh);
+    lua_insert(L, base);
+    bool nested = sb->in_call;
+    if (!nested) {
+        sb->in_call = true;
+        sb->over_budget = false;
+        sb->call_start_ns = thread_cpu_ns();
+    }
+    int rc = lua_pcall(L, nargs, nresults, base);
+    if (!nested) {
+        sb->in_call = false;
+        sb->cpu_ns_total += thread_cpu_ns() - sb->call_start_ns;
+    }
+    lua_remove(L, base);
+    if (rc == LUA_OK)
+        return 0;
+    const char *m = rc == LUA_ERRMEM ? "not enough memory (memory_limit reached)"
+                                     : lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", m ? m : "error");
+    if (sb->over_budget && !strstr(err, "cpu budget exceeded"))
+        snprintf(err, errlen, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    lua_pop(L, 1);
+    return -1;
+}

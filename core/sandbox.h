@@ -1,0 +1,37 @@
+/* sandbox.h - one restricted lua_State: whitelisted globals, a memory limit
+ * in the allocator, a CPU budget per call in an instruction-count hook. */
+#ifndef POLARIS_SANDBOX_H
+#define POLARIS_SANDBOX_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sandbox {
+    lua_State *L;
+    size_t mem_used;
+    size_t mem_limit;
+    uint64_t budget_ns;          /* CPU time allowed per call */
+    uint64_t call_start_ns;      /* thread CPU clock when the call began */
+    bool in_call;
+    bool over_budget;
+    uint64_t cpu_ns_total;
+};
+
+/* Creates the state. Returns 0, or -1 with a message in err. */
+int  sandbox_open(struct sandbox *sb, size_t mem_limit, uint64_t budget_ns, char *err, size_t errlen);
+void sandbox_close(struct sandbox *sb);
+
+/* Loads text-only Lua source as a chunk into the sandbox's globals and
+ * leaves the function on the stack. 0 or -1 with err. */
+int  sandbox_load(struct sandbox *sb, const char *code, size_t len, const char *chunkname,
+                  char *err, size_t errlen);
+
+/* lua_pcall with the budget armed and a traceback-free, side-effect-free
+ * error message: an error object's __tostring is never called. 0 or -1. */
+int  sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen);
+
+uint64_t thread_cpu_ns(void);
+
+#endif
