@@ -190,16 +190,19 @@ static int l_shared_set(lua_State *L)
 static int log_at(lua_State *L, enum log_level lvl)
 {
     struct plugin *p = self(L);
+    int n = lua_gettop(L);                    /* before the buffer takes a slot */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, ' ');
         size_t l;
-        const char *s = luaL_tolstring(L, i, &l);
-        luaL_addlstring(&b, s, l > 1000 ? 1000 : l);
-        lua_pop(L, 1);
+        luaL_tolstring(L, i, &l);
+        if (l > 1000) {
+            lua_pushlstring(L, lua_tostring(L, -1), 1000);
+            lua_remove(L, -2);
+        }
+        luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
     log_msg(lvl, "plugin %s: %s", p->id, lua_tostring(L, -1));

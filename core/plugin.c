@@ -248,34 +248,38 @@ static int push_event(struct plugin *p, const struct envelope *e, char *err, siz
 static struct envelope *reencode(struct plugin *p, struct envelope *e, char *err, size_t errlen)
 {
     lua_State *L = p->sb.L;
-    if (lua_getfield(L, -1, "eventId") != LUA_TNUMBER || !lua_isinteger(L, -1)) {
+    /* raw access only: this runs outside the budget, so no metamethod of
+     * the plugin's may run here */
+    lua_pushliteral(L, "eventId");
+    if (lua_rawget(L, -2) != LUA_TNUMBER || !lua_isinteger(L, -1)) {
         lua_pop(L, 1);
         snprintf(err, errlen, "the returned event has no integer eventId");
         return NULL;
     }
     uint64_t id = (uint64_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    struct buf b = BUF_INIT;
-    if (lua_json_encode(L, -1, &b, err, errlen) < 0) {
-        buf_free(&b);
+    /* the eventId is written by us, unsigned, first; the rest by the encoder */
+    lua_pushliteral(L, "eventId");
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    struct buf body = BUF_INIT, b = BUF_INIT;
+    int rc = lua_json_encode(L, -1, &body, err, errlen);
+    lua_pushliteral(L, "eventId");
+    lua_pushinteger(L, (lua_Integer)id);
+    lua_rawset(L, -3);
+    if (rc < 0 || body.len < 2 || body.p[0] != '{') {
+        if (rc == 0)
+            snprintf(err, errlen, "the returned event is not an object");
+        buf_free(&body);
         return NULL;
     }
-    /* keep the eventId's full unsigned range: rewrite the signed form */
-    char signed_txt[32], unsigned_txt[32];
-    snprintf(signed_txt, sizeof signed_txt, "\"eventId\":%lld,", (long long)(int64_t)id);
-    snprintf(unsigned_txt, sizeof unsigned_txt, "\"eventId\":%llu,", (unsigned long long)id);
-    struct envelope *n = NULL;
-    char *at = (int64_t)id < 0 ? strstr(b.p, signed_txt) : NULL;
-    if (at) {
-        struct buf fixed = BUF_INIT;
-        buf_append(&fixed, b.p, (size_t)(at - b.p));
-        buf_puts(&fixed, unsigned_txt);
-        buf_puts(&fixed, at + strlen(signed_txt));
-        n = envelope_new(e->type, fixed.p, fixed.len);
-        buf_free(&fixed);
-    } else {
-        n = envelope_new(e->type, b.p, b.len);
-    }
+    buf_puts(&b, "{\"eventId\":");
+    buf_json_u64(&b, id);
+    if (body.len > 2)
+        buf_putc(&b, ',');
+    buf_append(&b, body.p + 1, body.len - 1);
+    buf_free(&body);
+    struct envelope *n = envelope_new(e->type, b.p, b.len);
     buf_free(&b);
     if (!n) {
         snprintf(err, errlen, "out of memory");

@@ -3,7 +3,8 @@
  * - Globals: only the whitelist below survives; `load` is text-only and
  *   always loads into the sandbox globals; `setmetatable` refuses __gc (Lua
  *   runs finalizers with hooks off, so a __gc loop would escape the budget);
- *   the string metatable is sealed with __metatable.
+ *   the string metatable is sealed with __metatable; xpcall's message
+ *   handler is skipped once the budget is spent (see guarded_handler).
  * - Memory: the allocator counts every byte and refuses past the limit; Lua
  *   turns that into a "not enough memory" error inside the plugin.
  * - CPU: a count hook every 1000 VM instructions compares this thread's CPU
@@ -57,14 +58,22 @@ static struct sandbox *sb_of(lua_State *L)
     return ud;
 }
 
+/* Once a call is over budget the hook fires on every instruction of every
+ * thread that reaches it, so the error re-raises in the first Lua frame
+ * outside whatever pcall caught it, and nothing can swallow it for good. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct sandbox *sb = sb_of(L);
-    if (sb->in_call && thread_cpu_ns() - sb->call_start_ns > sb->budget_ns) {
+    if (!sb->in_call)
+        return;
+    if (!sb->over_budget && thread_cpu_ns() - sb->call_start_ns <= sb->budget_ns)
+        return;
+    if (!sb->over_budget || lua_gethookcount(L) != 1) {
         sb->over_budget = true;
-        luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     }
+    luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
 }
 
 /* load(chunk [, chunkname [, mode [, env]]]): text only, into the globals
@@ -100,6 +109,29 @@ static int safe_setmetatable(lua_State *L)
         if (has_gc)
             return luaL_error(L, "setmetatable: __gc is not allowed in plugins");
     }
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    return orig(L);
+}
+
+/* A message handler runs with hooks disabled when the error came from the
+ * budget hook itself, so a looping handler could never be stopped. Once the
+ * budget is spent the plugin's handler is skipped and the error goes on. */
+static int guarded_handler(lua_State *L)
+{
+    if (sb_of(L)->over_budget)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int safe_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
     lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
     return orig(L);
 }
@@ -150,6 +182,9 @@ static void build_globals(lua_State *L)
     lua_getfield(L, -1, "setmetatable");
     lua_pushcclosure(L, safe_setmetatable, 1);
     lua_setglobal(L, "_polaris_setmetatable");
+    lua_getfield(L, -1, "xpcall");
+    lua_pushcclosure(L, safe_xpcall, 1);
+    lua_setglobal(L, "xpcall");
     lua_pop(L, 1);
     static const luaL_Reg libs[] = {
         {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
@@ -269,6 +304,8 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
         sb->in_call = true;
         sb->over_budget = false;
         sb->call_start_ns = thread_cpu_ns();
+        if (lua_gethookcount(sb->L) != HOOK_EVERY)
+            lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     }
     int rc = lua_pcall(L, nargs, nresults, base);
     if (!nested) {

@@ -45,6 +45,32 @@ local function write_config(path, cfg)
 end
 
 -------------------------------------------------------------------------------
+-- Plugins written into a temp directory: {name = {lua = "...", manifest = {...}}}
+
+function H.write_plugins(dir, plugins)
+  os.execute("mkdir -p '" .. dir .. "'")
+  for name, p in pairs(plugins) do
+    local m = p.manifest or {}
+    m.id = m.id or name
+    m.version = m.version or "1.0.0"
+    m.plugin_type = m.plugin_type or "Strategy"
+    local f = assert(io.open(dir .. "/" .. name .. ".json", "w"))
+    f:write(type(p.manifest_text) == "string" and p.manifest_text or cjson.encode(m))
+    f:close()
+    if p.lua then
+      f = assert(io.open(dir .. "/" .. name .. ".lua", "w"))
+      f:write(p.lua)
+      f:close()
+    end
+  end
+  return dir
+end
+
+function H.plugin_by_id(status, id)
+  for _, p in ipairs(status.plugins) do if p.id == id then return p end end
+end
+
+-------------------------------------------------------------------------------
 -- The daemon
 
 local Daemon = {}
@@ -65,6 +91,15 @@ function H.start_daemon(opts)
     d.guest_uri = "tcp://127.0.0.1:" .. d.guest_port
   end
   local cfg = {daemon = {log_level = "debug"}, guest = {}, ipc = {}, commands = {}}
+  if opts.plugins then
+    -- the test's plugins, plus the shipped command plugins
+    d.plugin_dir = H.write_plugins(dir .. "/plugins", opts.plugins)
+    opts.args = opts.args or {}
+    table.insert(opts.args, "--plugins")
+    table.insert(opts.args, d.plugin_dir)
+    table.insert(opts.args, "--plugins")
+    table.insert(opts.args, "plugins")
+  end
   for section, kv in pairs(opts.config or {}) do
     cfg[section] = cfg[section] or {}
     for k, v in pairs(kv) do cfg[section][k] = v end

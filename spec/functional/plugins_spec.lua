@@ -1,0 +1,442 @@
+-- plugins_spec.lua - the Lua plugin runtime through the real daemon (DESIGN
+-- 5): strategies, command plugins, the sandbox and its limits, permissions,
+-- messaging, the shared store, accounting and hot reload.
+local H = require "helpers"
+local codec, cjson, ptest = H.codec, H.cjson, H.ptest
+
+after_each(function() H.stop_all() end)
+
+local function stop_ok(d)
+  local how, code = d:stop()
+  assert.are.same({"exited", 0}, {how, code}, d:log_text())
+end
+
+local function plugin(d, id) return H.plugin_by_id(d:status(), id) end
+
+describe("strategies", function()
+  it("modify, drop, and pass events; others are forwarded untouched", function()
+    local d = H.start_daemon({plugins = {
+      tagger = {lua = [[
+        polaris.on_event(9001, function(ev)
+          ev.params.seen_by = "tagger"
+          ev.logf = "/var/log/captured.tar.gz"
+          return ev
+        end)
+        polaris.on_event(9002, function(ev) return false end)
+        polaris.on_event(9003, function(ev) ev.params.ignored = true end)  -- nil: as is
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(9001))
+    app:send_event(H.event(9002))
+    app:send_event(H.event(9003))
+    app:send_event(H.event(42))
+    -- events without a strategy are not held behind those with one: order
+    -- is kept per plugin, not across the whole stream
+    local got = {}
+    for _ = 1, 3 do local ev = g:event(); got[ev.eventId] = ev end
+    local a = got[9001]
+    assert.are.equal("tagger", a.params.seen_by)
+    assert.are.equal("/var/log/captured.tar.gz", a.logf)
+    assert.are.equal(ptest.getpid(), a.pid)          -- stamped fields survive
+    assert.is_nil(got[9003].params.ignored)
+    assert.is_table(got[42])
+    assert.is_nil(got[9002])
+    assert.is_nil(g:event(200))
+    assert.are.equal(1, d:status().core.events_dropped_by_strategy)
+    assert.are.equal(3, plugin(d, "tagger").events)
+    stop_ok(d)
+  end)
+
+  it("keeps u64 eventIds exact through a strategy", function()
+    local d = H.start_daemon({plugins = {
+      all = {lua = [[polaris.on_event("*", function(ev) ev.params.x = 1; return ev end)]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for _, id in ipairs({"18446744073709551615", "9007199254740993", "9223372036854775808"}) do
+      app:send_event('{"eventId":' .. id .. ',"params":{}}')
+      local ev, f = g:event()
+      assert.is_truthy(f.payload:find('"eventId":' .. id .. ',', 1, true), f.payload)
+      assert.are.equal(1, ev.params.x)
+    end
+    stop_ok(d)
+  end)
+
+  it("chains strategies in load order and keeps each plugin's order", function()
+    local d = H.start_daemon({plugins = {
+      a_first = {lua = [[polaris.on_event("*", function(ev) ev.params.trail = "a"; return ev end)]]},
+      b_second = {lua = [[polaris.on_event("*", function(ev) ev.params.trail = ev.params.trail .. "b"; return ev end)]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for i = 1, 300 do app:send_event(H.event(i)) end
+    for i = 1, 300 do
+      local ev = g:event()
+      assert.are.equal(i, ev.eventId)
+      assert.are.equal("ab", ev.params.trail)
+    end
+    stop_ok(d)
+  end)
+
+  it("forwards the event as it came, with strategyError, when a strategy fails", function()
+    local d = H.start_daemon({plugins = {
+      broken = {lua = [[polaris.on_event(7, function(ev) ev.params.half = true; error("boom") end)]]},
+      spin = {lua = [[polaris.on_event(8, function(ev) while true do end end)]],
+              manifest = {sandbox = {cpu_time_limit_ms = 50}}},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(7))
+    app:send_event(H.event(8))
+    local a = g:event()
+    assert.are.equal("broken", a.strategyError.plugin)
+    assert.is_truthy(a.strategyError.reason:find("boom", 1, true))
+    assert.is_nil(a.params.half)
+    local b = g:event(5000)
+    assert.are.equal("spin", b.strategyError.plugin)
+    assert.is_truthy(b.strategyError.reason:find("cpu budget exceeded", 1, true))
+    local st = plugin(d, "broken")
+    assert.are.equal(1, st.errors)
+    assert.is_truthy(st.last_error:find("boom", 1, true))
+    stop_ok(d)
+  end)
+
+  it("puts a plugin that keeps failing in Error, and other plugins never notice", function()
+    local d = H.start_daemon({
+      config = {plugins = {max_consecutive_errors = 3}},
+      plugins = {
+        flaky = {lua = [[polaris.on_event(1, function() error("always") end)]]},
+        steady = {lua = [[polaris.on_event(1, function(ev) ev.params.steady = true; return ev end)]]},
+      }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for i = 1, 5 do app:send_event(H.event(1, {params = {i = i}})) end
+    for i = 1, 5 do
+      local ev = g:event()
+      assert.are.equal(i, ev.params.i)
+      assert.is_true(ev.params.steady)
+      if i <= 3 then assert.are.equal("flaky", ev.strategyError.plugin) else assert.is_nil(ev.strategyError) end
+    end
+    local st = plugin(d, "flaky")
+    assert.are.equal("Error", st.state)
+    assert.are.equal(3, st.errors)
+    assert.are.equal("Active", plugin(d, "steady").state)
+    stop_ok(d)
+  end)
+end)
+
+describe("command plugins", function()
+  it("answer with code, msg and data; errors become -6", function()
+    local d = H.start_daemon({plugins = {
+      echo = {lua = [[
+        polaris.command("echo", function(args, req) return 0, "Success", {echo = args, origin = req.origin} end)
+        polaris.command("fail", function() error("no disk") end)
+        polaris.command("bad", function() return "yes" end)
+        polaris.command("custom", function() return 3, "partial" end)
+      ]], manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    local r = app:call("host", "echo", {a = 1, big = 9007199254740993})
+    assert.are.equal(0, r.code)
+    assert.are.equal(1, r.data.echo.a)
+    assert.are.equal("app", r.data.origin)
+    assert.are.equal(-6, app:call("host", "fail").code)
+    assert.is_truthy(app:call("host", "fail").msg:find("no disk", 1, true))
+    assert.are.equal(-6, app:call("host", "bad").code)
+    local c = app:call("host", "custom")
+    assert.are.equal(3, c.code)
+    assert.are.equal("partial", c.msg)
+    local g = H.guest_connected(d)
+    g:send_plp(codec.PLP_CMD_REQ_G2H, 5, '{"action":"echo","args":{"x":"y"}}')
+    local f = assert(g:expect(codec.PLP_CMD_RESP_H2G, 5))
+    local gr = cjson.decode(f.payload)
+    assert.are.equal(0, gr.code)
+    assert.are.equal("guest", gr.data.origin)
+    stop_ok(d)
+  end)
+
+  it("answer -2 at the deadline and discard the late result", function()
+    local d = H.start_daemon({plugins = {
+      slow = {lua = [[
+        polaris.command("slow", function()
+          local t = os.clock()
+          while os.clock() - t < 0.6 do end
+          return 0, "finally"
+        end)
+      ]], manifest = {plugin_type = "Command", sandbox = {cpu_time_limit_ms = 5000}}},
+    }})
+    local app = H.app(d)
+    local t0 = ptest.now_ms()
+    local r = app:call("host", "slow", {}, 200)
+    assert.are.equal(-2, r.code)
+    assert.is_true(ptest.now_ms() - t0 < 550)
+    H.wait_for("the late result", function() return d:status().commands.late_results == 1 end)
+    stop_ok(d)
+  end)
+
+  it("refuse a second plugin offering the same action", function()
+    local d = H.start_daemon({plugins = {
+      pong2 = {lua = [[polaris.command("ping", function() return 0 end)]], manifest = {plugin_type = "Command"}},
+    }})
+    local st = d:status()
+    local failed = 0
+    for _, p in ipairs(st.plugins) do
+      if p.state == "Error" and p.last_error:find("already offered", 1, true) then failed = failed + 1 end
+    end
+    assert.are.equal(1, failed)
+    assert.are.equal(0, H.app(d):call("host", "ping").code)
+    stop_ok(d)
+  end)
+end)
+
+describe("sandbox", function()
+  local probe = [[
+    local out = {}
+    local function try(name, f) local ok, e = pcall(f); out[name] = ok and "allowed" or tostring(e) end
+    for _, g in ipairs({"io", "debug", "package", "require", "dofile", "loadfile"}) do
+      out[g] = _G[g] == nil and "absent" or "present"
+    end
+    for _, f in ipairs({"execute", "exit", "getenv", "remove", "rename", "tmpname"}) do
+      out["os." .. f] = os[f] == nil and "absent" or "present"
+    end
+    out["string.dump"] = string.dump == nil and "absent" or "present"
+    try("bytecode", function() return assert(load(string.char(27) .. "Lua")) end)
+    try("load_text", function() return assert(load("return 1"))() end)
+    try("gc_meta", function() setmetatable({}, {__gc = function() end}) end)
+    out.string_mt = tostring(getmetatable(""))
+    try("string_mt_poison", function() getmetatable("").__index = {} end)
+    try("memory", function() local t = {} for i = 1, 1e7 do t[i] = string.rep("x", 100) .. i end end)
+    try("rep_bomb", function() return string.rep("x", 1 << 30) end)
+    try("recursion", function() local function f() return 1 + f() end return f() end)
+    polaris.command("probe", function() return 0, "ok", out end)
+  ]]
+
+  it("removes dangerous globals, refuses bytecode and __gc, seals the string metatable, and bounds memory", function()
+    local d = H.start_daemon({plugins = {
+      probe = {lua = probe, manifest = {plugin_type = "Command", sandbox = {memory_limit = 4 * 1024 * 1024}}},
+    }})
+    local r = H.app(d):call("host", "probe")
+    assert.are.equal(0, r.code, r.msg)
+    local o = r.data
+    for _, g in ipairs({"io", "debug", "package", "require", "dofile", "loadfile", "os.execute",
+                        "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname", "string.dump"}) do
+      assert.are.equal("absent", o[g], g)
+    end
+    assert.is_truthy(o.bytecode:find("binary chunks are not allowed", 1, true), o.bytecode)
+    assert.are.equal("allowed", o.load_text)
+    assert.is_truthy(o.gc_meta:find("__gc is not allowed", 1, true))
+    assert.are.equal("false", o.string_mt)
+    assert.is_truthy(o.memory:find("not enough memory", 1, true), o.memory)
+    assert.is_truthy(o.rep_bomb:find("not enough memory", 1, true) or o.rep_bomb:find("too large", 1, true), o.rep_bomb)
+    -- deep recursion ends at Lua's stack limit or, under a small memory_limit, at that
+    assert.is_truthy(o.recursion:find("stack overflow", 1, true) or
+                     o.recursion:find("not enough memory", 1, true), o.recursion)
+    local st = plugin(d, "probe")
+    assert.is_true(st.memory_bytes <= 4 * 1024 * 1024)
+    stop_ok(d)
+  end)
+
+  for name, body in pairs({
+    ["a plain loop"] = "while true do end",
+    ["a coroutine"] = "local co = coroutine.wrap(function() while true do end end) co()",
+    ["pcall swallowing the error"] = "while true do pcall(function() while true do end end) end",
+    ["an xpcall handler"] = "xpcall(function() error('x') end, function() while true do end end) while true do end",
+    ["a gsub callback"] = "string.gsub(string.rep('a', 100), 'a', function() while true do end end)",
+    ["a sort comparator"] = "local t = {} for i = 1, 100 do t[i] = i end table.sort(t, function(a, b) while true do end end)",
+  }) do
+    it("stops CPU loops in " .. name, function()
+      local d = H.start_daemon({plugins = {
+        hog = {lua = "polaris.command('hog', function() " .. body .. " end)",
+               manifest = {plugin_type = "Command", sandbox = {cpu_time_limit_ms = 100}}},
+      }})
+      local app = H.app(d)
+      local r = app:call("host", "hog", {}, 10000, 10000)
+      assert.are.equal(-6, r.code)
+      assert.is_truthy(r.msg:find("cpu budget exceeded", 1, true), r.msg)
+      assert.are.equal(0, app:call("host", "ping").code)    -- the daemon is fine
+      stop_ok(d)
+    end)
+  end
+
+  it("never runs an error object's __tostring in the host", function()
+    local d = H.start_daemon({plugins = {
+      trick = {lua = [[
+        polaris.command("trick", function()
+          error(setmetatable({}, {__tostring = function() while true do end end}))
+        end)
+      ]], manifest = {plugin_type = "Command"}},
+    }})
+    local r = H.app(d):call("host", "trick")
+    assert.are.equal(-6, r.code)
+    assert.is_truthy(r.msg:find("error object is a table value", 1, true), r.msg)
+    stop_ok(d)
+  end)
+end)
+
+describe("permissions", function()
+  it("refuses to load a plugin asking for a permission the policy does not grant", function()
+    local d = H.start_daemon({plugins = {
+      netty = {lua = "", manifest = {permissions = {"NetworkAccess"}}},
+      reader = {lua = [[polaris.command("vm", function() return 0, "ok", polaris.guest.status() end)]],
+                manifest = {plugin_type = "Command", permissions = {"ReadVmState"}}},
+      nosy = {lua = [[polaris.command("nosy", function() return 0, "ok", polaris.guest.status() end)]],
+              manifest = {plugin_type = "Command"}},
+    }})
+    local st = plugin(d, "netty")
+    assert.are.equal("Error", st.state)
+    assert.is_truthy(st.last_error:find("NetworkAccess", 1, true))
+    local app = H.app(d)
+    local ok = app:call("host", "vm")
+    assert.are.equal(0, ok.code)
+    assert.is_false(ok.data.connected)
+    local denied = app:call("host", "nosy")
+    assert.are.equal(-6, denied.code)
+    assert.is_truthy(denied.msg:find("permission denied: ReadVmState", 1, true), denied.msg)
+    stop_ok(d)
+  end)
+
+  it("whitelist policy grants only what it lists", function()
+    local d = H.start_daemon({
+      config = {plugins = {policy = "whitelist", permissions = "ReadVmState"}},
+      plugins = {
+        fs = {lua = "", manifest = {permissions = {"FileSystemAccess"}}},
+        vm = {lua = "", manifest = {permissions = {"ReadVmState"}}},
+      }})
+    assert.are.equal("Error", plugin(d, "fs").state)
+    assert.are.equal("Active", plugin(d, "vm").state)
+    stop_ok(d)
+  end)
+end)
+
+describe("messaging and the shared store", function()
+  it("delivers send and broadcast to on_message, and emit feeds the pipeline", function()
+    local d = H.start_daemon({plugins = {
+      sender = {lua = [[
+        polaris.command("go", function(args)
+          polaris.send("receiver", "hello", {n = args.n})
+          polaris.broadcast("all", {x = 1})
+          return 0
+        end)
+      ]], manifest = {plugin_type = "Command"}},
+      receiver = {lua = [[
+        local P = {}
+        function P.on_message(from, topic, data)
+          if topic == "hello" then
+            polaris.emit({eventId = 555, params = {from = from, n = data.n}})
+          end
+        end
+        return P
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    assert.are.equal(0, H.app(d):call("host", "go", {n = 7}).code)
+    local ev = g:event()
+    assert.are.equal(555, ev.eventId)
+    assert.are.equal("sender", ev.params.from)
+    assert.are.equal(7, ev.params.n)
+    H.wait_for("both messages", function() return plugin(d, "receiver").messages == 2 end)
+    stop_ok(d)
+  end)
+
+  it("keeps the shared store across a reload", function()
+    local d = H.start_daemon({plugins = {
+      store = {lua = [[
+        polaris.command("put", function(a) polaris.shared.set("k", a) return 0 end)
+        polaris.command("get", function() return 0, "ok", {v = polaris.shared.get("k")} end)
+      ]], manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    assert.are.equal(0, app:call("host", "put", {deep = {1, 2, 3}}).code)
+    local f = io.open(d.plugin_dir .. "/store.lua", "a")
+    f:write("\n-- edited\n")
+    f:close()
+    local r = app:call("host", "reload")
+    assert.are.equal(0, r.code)
+    local got = app:call("host", "get")
+    assert.are.same({1, 2, 3}, got.data.v.deep)
+    stop_ok(d)
+  end)
+end)
+
+describe("hot reload", function()
+  it("replaces a changed plugin, keeps the old one when the new one fails, reports each", function()
+    local d = H.start_daemon({plugins = {
+      ver = {lua = [[polaris.command("ver", function() return 0, "v1" end)]], manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    assert.are.equal("v1", app:call("host", "ver").msg)
+    H.write_plugins(d.plugin_dir, {ver = {lua = [[polaris.command("ver", function() return 0, "v2" end)]],
+                                          manifest = {plugin_type = "Command", version = "1.1.0"}}})
+    local r = app:call("host", "reload")
+    assert.are.equal(0, r.code)
+    assert.are.equal(0, r.data.failed)
+    assert.are.equal("v2", app:call("host", "ver").msg)
+    H.write_plugins(d.plugin_dir, {ver = {lua = "this is not lua", manifest = {plugin_type = "Command", version = "1.2.0"}}})
+    r = app:call("host", "reload")
+    assert.are.equal(1, r.data.failed)
+    local outcome
+    for _, p in ipairs(r.data.plugins) do if p.id == "ver" then outcome = p end end
+    assert.are.equal("kept", outcome.outcome)
+    assert.are.equal("v2", app:call("host", "ver").msg)       -- still the old one
+    local st = plugin(d, "ver")
+    assert.are.equal("Active", st.state)
+    assert.are.equal("1.1.0", st.version)
+    assert.is_truthy(st.last_error:find("reload failed", 1, true))
+    stop_ok(d)
+  end)
+
+  it("loses and duplicates no event across reloads under a continuous stream", function()
+    local d = H.start_daemon({plugins = {
+      counter = {lua = [[polaris.on_event("*", function(ev) ev.params.v = 1; return ev end)]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local N, sent = 3000, 0
+    local seen, got = {}, 0
+    local function drain(limit)
+      while got < limit do
+        local ev = g:event(50)
+        if not ev then return end
+        assert.is_nil(seen[ev.eventId], "duplicate " .. tostring(ev.eventId))
+        seen[ev.eventId] = true
+        got = got + 1
+      end
+    end
+    for round = 1, 10 do
+      for _ = 1, N / 10 do
+        sent = sent + 1
+        app:send_event(H.event(sent))
+      end
+      H.write_plugins(d.plugin_dir, {counter = {lua = ([[polaris.on_event("*", function(ev) ev.params.v = %d; return ev end)]]):format(round + 1)}})
+      d:signal("HUP")
+      drain(sent - 200)
+    end
+    local deadline = ptest.now_ms() + 20000
+    while got < N and ptest.now_ms() < deadline do drain(N) end
+    assert.are.equal(N, got)
+    for i = 1, N do assert.is_true(seen[i], "lost " .. i) end
+    stop_ok(d)
+  end)
+end)
+
+describe("--check", function()
+  it("names every broken plugin and exits non-zero", function()
+    local dir = ptest.mkdtemp()
+    H.write_plugins(dir, {
+      good = {lua = "return {}"},
+      syntax = {lua = "return {"},
+      needs = {lua = "", manifest = {dependencies = {ghost = "^1.0.0"}}},
+    })
+    local out = dir .. "/out"
+    local pid = ptest.spawn({H.POLARISD, "--check", "--plugins", dir}, {stdout = out, stderr = out})
+    local how, code = ptest.wait(pid, 10000)
+    local text = H.read_file(out)
+    assert.are.same({"exited", 1}, {how, code}, text)
+    assert.is_truthy(text:find("FAILED: 2 plugins failed", 1, true), text)
+    assert.is_truthy(text:find("missing dependency 'ghost'", 1, true), text)
+    assert.is_truthy(text:find("syntax.lua", 1, true), text)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
