@@ -46,7 +46,7 @@ H.wait_for("the relay", function()
   s:close()
   return ok
 end)
-local d = H.start_daemon({config = {daemon = {log_level = "warn"},
+local d = H.start_daemon({guest = "tcp", config = {daemon = {log_level = "warn"},
                                     guest = {buffer_max_events = 10000000, buffer_max_bytes = "4G"}}})
 
 local relay_rates, e2e_rates, ratios = {}, {}, {}

@@ -616,8 +616,9 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             prev->file_sig == p->file_sig && prev->manifest_sig == p->manifest_sig &&
             atomic_load(&p->state) != PLUGIN_ERROR) {
             plugin_unref(p);                   /* unchanged: keep the running one */
-            plugin_ref(prev);
-            next[nn++] = prev;
+            p = prev;
+            plugin_ref(p);
+            next[nn++] = p;
             outcome = "unchanged";
         } else if (atomic_load(&p->state) != PLUGIN_ERROR && plugin_load(p) == 0 &&
                    !command_taken(next, nn, p, why, sizeof why)) {

@@ -309,18 +309,21 @@ int main(int argc, char **argv)
     envq_init(&d.ingress_q, 1);
     envq_init(&d.egress_q, 1);
 
+    /* the guest side first: once apps can connect, everything is there */
+    char guest_uri[CONFIG_PATH_MAX];
+    int guest_fd = open_guest_listener(cfg, guest_uri, sizeof guest_uri);
+    if (guest_fd < 0) {
+        rc = 1;
+        goto out;
+    }
     ensure_parent_dir(cfg->ipc_path);
     int ipc_fd = transport_listen(cfg->ipc_path, cfg->ipc_mode, err, sizeof err);
     if (ipc_fd < 0) {
         log_error("IPC socket: %s", err);
-        rc = 1;
-        goto out;
-    }
-    char guest_uri[CONFIG_PATH_MAX];
-    int guest_fd = open_guest_listener(cfg, guest_uri, sizeof guest_uri);
-    if (guest_fd < 0) {
-        close(ipc_fd);
-        unlink(cfg->ipc_path);
+        close(guest_fd);
+        const char *gp = transport_unix_path(guest_uri);
+        if (gp)
+            unlink(gp);
         rc = 1;
         goto out;
     }

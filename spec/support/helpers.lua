@@ -78,12 +78,12 @@ Daemon.__index = Daemon
 local running = {}   -- daemons not stopped yet, so a failed test leaks none
 
 -- opts.config: {section = {key = value}} merged over test defaults;
--- opts.guest: "tcp" (default) or "unix"; opts.args: extra argv.
+-- opts.guest: "unix" (default: no port to race for) or "tcp"; opts.args: extra argv.
 function H.start_daemon(opts)
   opts = opts or {}
   local dir = ptest.mkdtemp()
   local d = setmetatable({dir = dir, ipc = dir .. "/polaris.sock", log = dir .. "/polarisd.log"}, Daemon)
-  if opts.guest == "unix" then
+  if opts.guest ~= "tcp" then
     d.guest_path = dir .. "/guest.sock"
     d.guest_uri = "unix:" .. d.guest_path
   else
@@ -115,15 +115,17 @@ function H.start_daemon(opts)
   end
   d.pid = assert(ptest.spawn(argv, {stderr = d.log, stdout = d.log, env = opts.env}))
   running[d] = true
-  H.wait_for("polarisd to listen on " .. d.ipc, function()
+  -- ready means answering status: every domain is up, not just the socket
+  H.wait_for("polarisd to answer on " .. d.ipc, function()
     local s = unix.stream()
     local ok = s:connect(d.ipc)
     s:close()
     if not ok then
       local how = ptest.wait(d.pid, 0)
       if how then error("polarisd exited during start:\n" .. read_file(d.log)) end
+      return false
     end
-    return ok
+    return pcall(d.status, d)
   end, 10000)
   return d
 end
@@ -142,6 +144,11 @@ function Daemon:stop(timeout_ms)
   end
   self.stopped, self.how, self.code = true, how, code
   running[self] = nil
+  if how ~= "exited" or code ~= 0 then
+    -- keep the evidence of an unclean exit in the test output
+    io.stderr:write("\n--- polarisd log (", tostring(how), " ", tostring(code), ") ---\n",
+                    self:log_text():sub(-4000), "\n")
+  end
   os.execute("rm -rf '" .. self.dir .. "'")
   return how, code
 end

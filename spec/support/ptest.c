@@ -70,13 +70,18 @@ static int l_spawn(lua_State *L)
         if (out) {
             int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
             if (fd >= 0) dup2(fd, 1);
+            if (fd > 2) close(fd);
         }
         if (err) {
             int fd = open(err, O_WRONLY | O_CREAT | O_APPEND, 0644);
             if (fd >= 0) dup2(fd, 2);
+            if (fd > 2) close(fd);
         }
         if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
             _exit(126);
+        /* the test runner's own sockets must not live on in the daemon */
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
