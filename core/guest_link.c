@@ -389,12 +389,12 @@ static void session_close(struct guest_link *g, const char *why)
     buf_reset(&g->wbuf);
     g->woff = 0;
     g->last_enc = NULL;
-    STAT_SET(guest_connected, 0);
     struct envelope *e = envelope_new(ENV_GUEST_STATE, NULL, 0);
     if (e) {
         e->code = 0;
         tell_core(g, e);
     }
+    STAT_SET(guest_connected, 0);
     maybe_finish_stop(g);
 }
 
@@ -421,14 +421,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_set(&g->rio, fd, EV_READ);
         ev_io_set(&g->wio, fd, EV_WRITE);
         ev_io_start(loop, &g->rio);
-        STAT_SET(guest_connected, 1);
-        STAT_INC(guest_connections_total);
-        log_info("guest connected (%zu events buffered)", g->count);
+        /* the core hears it before the gauge says it: whoever saw
+         * "connected" in a status answer finds the core agreeing */
         struct envelope *e = envelope_new(ENV_GUEST_STATE, NULL, 0);
         if (e) {
             e->code = 1;
             tell_core(g, e);
         }
+        STAT_SET(guest_connected, 1);
+        STAT_INC(guest_connections_total);
+        log_info("guest connected (%zu events buffered)", g->count);
         pump(g);
     }
 }
