@@ -108,7 +108,7 @@ function H.start_daemon(opts)
   write_config(d.config_file, cfg)
   local argv = {H.POLARISD, "-c", d.config_file, "--ipc", d.ipc, "--guest", d.guest_uri, "--foreground"}
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
-  if os.getenv("POLARIS_VALGRIND") then
+  if opts.valgrind or os.getenv("POLARIS_VALGRIND") then
     table.insert(argv, 1, "--error-exitcode=99")
     table.insert(argv, 1, "--leak-check=full")
     table.insert(argv, 1, "valgrind")
@@ -126,7 +126,7 @@ function H.start_daemon(opts)
       return false
     end
     return pcall(d.status, d)
-  end, 10000)
+  end, (opts.valgrind or os.getenv("POLARIS_VALGRIND")) and 60000 or 10000)
   return d
 end
 
