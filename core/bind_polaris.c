@@ -248,6 +248,148 @@ static int l_actions(lua_State *L)
     return 1;
 }
 
+/* ---- waiting calls: yield to the worker, the core does the waiting ---- */
+
+static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_t ms,
+                    const char *json, size_t len, uint32_t id, int fn_ref)
+{
+    struct envelope *e = envelope_new(ENV_WAIT_REQ, json, len);
+    if (!e)
+        return luaL_error(L, "out of memory");
+    plugin_ref(p);                             /* travels with the request */
+    e->plugin = p;
+    e->code = kind;
+    e->timeout_ms = ms;
+    e->seq = id;
+    e->req_id = (uint32_t)fn_ref;
+    registry_to_core(p->reg, e);
+    return 0;
+}
+
+static void check_wait(lua_State *L, struct plugin *p, const char *fn)
+{
+    if (registry_stopping(p->reg))
+        luaL_error(L, "%s: the daemon is stopping", fn);
+    if (!p->running || p->running->co != L || !lua_isyieldable(L))
+        luaL_error(L, "%s: can only wait inside a handler (not while loading, not in a coroutine of your own)", fn);
+}
+
+static uint32_t check_ms(lua_State *L, int idx, const char *fn)
+{
+    lua_Integer ms = luaL_checkinteger(L, idx);
+    if (ms < 0 || ms > 3600000)
+        luaL_error(L, "%s: milliseconds must be in 0..3600000", fn);
+    return (uint32_t)ms;
+}
+
+static int l_sleep_c(lua_State *L)
+{
+    struct plugin *p = self(L);
+    uint32_t ms = check_ms(L, 1, "polaris.sleep");
+    check_wait(L, p, "polaris.sleep");
+    uint32_t op = ++p->next_op;
+    ask_core(L, p, WAIT_SLEEP, ms, NULL, 0, op, 0);
+    p->running->op = op;
+    return lua_yield(L, 0);
+}
+
+/* polaris.exec({"/bin/prog", "arg", ...}, {timeout = ms}) -> result */
+static int l_exec_c(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need(L, p, PERM_EXEC, "ExecuteSyscall");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    if (n < 1 || n > 256)
+        return luaL_error(L, "usage: polaris.exec({program, args...}, {timeout = ms}): argv needs 1..256 strings");
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 1, i) != LUA_TSTRING)
+            return luaL_error(L, "polaris.exec: argv[%d] is not a string (argv, never a shell line)", (int)i);
+        lua_pop(L, 1);
+    }
+    uint32_t ms = 5000;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "timeout");
+        if (!lua_isnil(L, -1))
+            ms = check_ms(L, -1, "polaris.exec");
+        lua_pop(L, 1);
+    }
+    check_wait(L, p, "polaris.exec");
+    struct buf b = BUF_INIT;
+    lua_pushvalue(L, 1);
+    encode_arg(L, lua_gettop(L), &b);
+    lua_pop(L, 1);
+    uint32_t op = ++p->next_op;
+    ask_core(L, p, WAIT_EXEC, ms, b.p, b.len, op, 0);
+    buf_free(&b);
+    p->running->op = op;
+    return lua_yield(L, 0);
+}
+
+static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
+{
+    struct plugin *p = self(L);
+    uint32_t ms = check_ms(L, 1, fn);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (kind == WAIT_EVERY && ms < 10)
+        return luaL_error(L, "%s: the interval must be at least 10 ms", fn);
+    if (registry_stopping(p->reg))
+        return luaL_error(L, "%s: the daemon is stopping", fn);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uint32_t id = ++p->next_op;
+    ask_core(L, p, kind, ms, NULL, 0, id, ref);
+    lua_pushinteger(L, id);
+    return 1;
+}
+
+static int l_timer(lua_State *L) { return timer_common(L, WAIT_TIMER, "polaris.timer"); }
+static int l_every(lua_State *L) { return timer_common(L, WAIT_EVERY, "polaris.every"); }
+
+static int l_cancel(lua_State *L)
+{
+    struct plugin *p = self(L);
+    lua_Integer id = luaL_checkinteger(L, 1);
+    struct envelope *e = envelope_new(ENV_WAIT_CANCEL, NULL, 0);
+    if (!e)
+        return luaL_error(L, "out of memory");
+    plugin_ref(p);
+    e->plugin = p;
+    e->seq = (uint32_t)id;
+    registry_to_core(p->reg, e);
+    return 0;
+}
+
+/* Lua helpers every sandbox gets before plugin code runs: the drivers that
+ * run handlers inside a coroutine, and the wrappers that decode what a
+ * waiting call brings back. */
+static const char drivers_src[] =
+    "local decode = ...\n"
+    "local select, type, error = select, type, error\n"
+    "local M = {}\n"
+    "function M.strategy(json, id, ...)\n"
+    "  local ev = decode(json); ev.eventId = id\n"
+    "  local changed = false\n"
+    "  for i = 1, select('#', ...) do\n"
+    "    local r = (select(i, ...))(ev)\n"
+    "    if r == false then return false end\n"
+    "    if type(r) == 'table' then ev, changed = r, true\n"
+    "    elseif r ~= nil then error('on_event handler returned a ' .. type(r) .. ' (want the event, nil or false)', 0) end\n"
+    "  end\n"
+    "  if changed then return ev end\n"
+    "  return nil\n"
+    "end\n"
+    "function M.command(json, fn, req) return fn(decode(json), req) end\n"
+    "function M.message(json, fn, from, topic) fn(from, topic, decode(json)) end\n"
+    "function M.waiting(c_fn) return function(...)\n"
+    "  local raw = c_fn(...)\n"
+    "  if raw == nil or raw == '' then return end\n"
+    "  local r = decode(raw)\n"
+    "  if type(r) == 'table' and r.__polaris_error then error(r.__polaris_error, 2) end\n"
+    "  return r\n"
+    "end end\n"
+    "return M\n";
+
 static void set_funcs(lua_State *L, struct plugin *p, const luaL_Reg *fns)
 {
     for (; fns->name; fns++) {
@@ -263,7 +405,8 @@ void bind_polaris(struct plugin *p)
     static const luaL_Reg top[] = {
         {"on_event", l_on_event}, {"command", l_command}, {"emit", l_emit},
         {"send", l_send}, {"broadcast", l_broadcast}, {"now", l_now},
-        {"actions", l_actions}, {NULL, NULL},
+        {"actions", l_actions}, {"timer", l_timer}, {"every", l_every}, {"cancel", l_cancel},
+        {NULL, NULL},
     };
     static const luaL_Reg shared[] = {{"get", l_shared_get}, {"set", l_shared_set}, {NULL, NULL}};
     static const luaL_Reg logf[] = {
@@ -276,9 +419,27 @@ void bind_polaris(struct plugin *p)
     lua_getfield(L, -1, "decode");
     p->decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
+    if (luaL_loadbufferx(L, drivers_src, sizeof drivers_src - 1, "=polaris", "t") == LUA_OK) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
+        lua_call(L, 1, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_newtable(L);                     /* unreachable: the source is ours */
+    }
+    lua_pushvalue(L, -1);
+    p->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int drivers = lua_gettop(L);
 
     lua_newtable(L);
     set_funcs(L, p, top);
+    static const luaL_Reg waiting[] = {{"sleep", l_sleep_c}, {"exec", l_exec_c}, {NULL, NULL}};
+    for (const luaL_Reg *w = waiting; w->name; w++) {
+        lua_getfield(L, drivers, "waiting");
+        lua_pushlightuserdata(L, p);
+        lua_pushcclosure(L, w->func, 1);
+        lua_call(L, 1, 1);
+        lua_setfield(L, -2, w->name);
+    }
     lua_newtable(L);
     set_funcs(L, p, shared);
     lua_setfield(L, -2, "shared");
@@ -307,4 +468,5 @@ void bind_polaris(struct plugin *p)
     lua_pushlightuserdata(L, p);
     lua_pushcclosure(L, l_info, 1);
     lua_setglobal(L, "print");
+    lua_settop(L, drivers - 1);
 }

@@ -44,6 +44,7 @@ void config_defaults(struct config *c)
     c->plugin_cpu_ms = 1000;
     c->plugin_max_errors = 5;
     c->shared_max_bytes = 1u << 20;
+    c->exec_output_max = 1u << 20;
 }
 
 struct config *config_ref(struct config *c)
@@ -109,6 +110,7 @@ static const struct key keys[] = {
     {"plugins", "cpu_time_limit_ms", K_UINT, F(plugin_cpu_ms), 1, 600000},
     {"plugins", "max_consecutive_errors", K_UINT, F(plugin_max_errors), 1, 1000000},
     {"plugins", "shared_max_bytes", K_UINT, F(shared_max_bytes), 1024, 1u << 30},
+    {"plugins", "exec_output_max", K_UINT, F(exec_output_max), 1024, 1u << 30},
 };
 #undef F
 

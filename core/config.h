@@ -62,6 +62,7 @@ struct config {
     unsigned plugin_cpu_ms;             /* default CPU budget per callback */
     unsigned plugin_max_errors;         /* consecutive failures before Error */
     unsigned shared_max_bytes;          /* polaris.shared store */
+    unsigned exec_output_max;           /* polaris.exec stdout/stderr, each */
 };
 
 /* Defaults as documented in conf/polarisd.conf. */

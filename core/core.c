@@ -15,6 +15,7 @@
 #include "command_msg.h"
 #include "guest_link.h"
 #include "plugin_registry.h"
+#include "plugin_wait.h"
 #include "ipc_server.h"
 #include "json_scan.h"
 #include "log.h"
@@ -53,6 +54,7 @@ struct core {
     enum phase phase;
     config_loader load;
     void *load_ctx;
+    struct waits *waits;
     struct buf scratch, scratch2;
 };
 
@@ -471,8 +473,12 @@ static void stopped(struct core *c, const char *who)
 {
     if (strcmp(who, "ipc") == 0) {
         /* nothing more comes from apps: let strategies and commands finish;
-         * what they produce is queued before the "workers" notice below */
+         * what they produce is queued before the "workers" notice below.
+         * Waiting calls end now (with an error) so no event waits for a
+         * timer that will never fire. */
         c->phase = STOPPING_WORKERS;
+        registry_set_stopping(c->d->plugins);
+        waits_stop_all(c->waits);
         worker_pool_stop(c->d->workers);
         envq_push_force(&c->d->core_q, envelope_new(ENV_CTL_STOPPED, "workers", 7));
     } else if (strcmp(who, "workers") == 0) {
@@ -521,6 +527,24 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_G2H_CMD_RESP:
             guest_answer(c, e);
+            break;
+        case ENV_WAIT_REQ:
+        case ENV_WAIT_CANCEL:
+            if (c->phase >= STOPPING_WORKERS) {
+                /* too late to wait: the call fails and its event goes on */
+                struct envelope *d = envelope_new(ENV_WAIT_DONE,
+                    "{\"__polaris_error\":\"the daemon is stopping\"}", 44);
+                if (d && e->type == ENV_WAIT_REQ && (e->code == WAIT_SLEEP || e->code == WAIT_EXEC)) {
+                    d->seq = e->seq;
+                    plugin_post(e->plugin, d);
+                } else {
+                    envelope_free(d);
+                }
+                plugin_unref(e->plugin);
+            } else {
+                waits_request(c->waits, e);
+                e = NULL;
+            }
             break;
         case ENV_GUEST_STATE:
             guest_state(c, e->code != 0);
@@ -574,6 +598,12 @@ struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load
     c->load_ctx = load_ctx;
     list_init(&c->host);
     list_init(&c->guest);
+    c->waits = waits_new(loop, d->cfg->exec_output_max);
+    if (!c->waits) {
+        free(c);
+        return NULL;
+    }
+    registry_on_retire(d->plugins, waits_retire, c->waits);
     ev_async_init(&c->inbox_w, inbox_cb);
     c->inbox_w.data = c;
     ev_async_start(loop, &c->inbox_w);
@@ -601,6 +631,7 @@ void core_free(struct core *c)
         pending_free(c, c->host.next);
     while (c->guest.next != &c->guest)
         pending_free(c, c->guest.next);
+    waits_free(c->waits);
     ev_async_stop(c->loop, &c->inbox_w);
     ev_signal_stop(c->loop, &c->sigterm_w);
     ev_signal_stop(c->loop, &c->sigint_w);

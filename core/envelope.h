@@ -23,6 +23,10 @@ enum env_type {
     ENV_CTL_STOPPED,          /* domain -> core: stopped */
     ENV_CTL_RELOAD,           /* core -> domain: new config values */
     ENV_PLUGIN_MSG,           /* plugin -> plugin: on_message(from, topic, data) */
+    ENV_WAIT_REQ,             /* plugin -> core: wait for me (sleep, exec, timer) */
+    ENV_WAIT_CANCEL,          /* plugin -> core: cancel a timer */
+    ENV_WAIT_DONE,            /* core -> plugin: resume the call waiting on op `seq` */
+    ENV_TIMER_FIRE,           /* core -> plugin: run timer callback `req_id` */
 };
 
 struct plugin;
@@ -48,6 +52,7 @@ struct envelope {
     char     action[48];      /* command action or message topic */
     char     from[64];        /* emitting/sending plugin id, "" for apps */
     struct plugin **chain;    /* strategies still to run, each holding a ref */
+    struct plugin *plugin;    /* WAIT_REQ: the asking plugin (a ref travels with it) */
     uint8_t  chain_len, chain_pos;
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */

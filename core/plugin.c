@@ -73,6 +73,13 @@ static int call_callback(struct plugin *p, const char *name, int nargs)
 
 static void plugin_free(struct plugin *p)
 {
+    while (p->parked) {
+        struct call *c = p->parked;
+        p->parked = c->next;
+        envelope_free(c->e);
+        free(c);                               /* the state goes with lua_close */
+    }
+    envelope_free_list(p->held_head);
     if (p->sb.L) {
         atomic_store(&p->state, PLUGIN_UNLOADING);
         if (p->callbacks_ref != LUA_NOREF) {
@@ -215,6 +222,19 @@ void plugin_post(struct plugin *p, struct envelope *e)
     }
 }
 
+/* Pushes t[name] (raw) from the table on top, replacing the table; true if
+ * it is a function (else nothing is left pushed). */
+static bool lua_rawgetfield_fn(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1))
+        return true;
+    lua_pop(L, 1);
+    return false;
+}
+
 static void count_failure(struct plugin *p, const char *what, const char *err)
 {
     atomic_fetch_add(&p->errors, 1);
@@ -229,44 +249,66 @@ static void count_failure(struct plugin *p, const char *what, const char *err)
     }
 }
 
-/* Pushes the event as a Lua table: cjson's decode, then the exact eventId
- * as an integer (u64 values above 2^63-1 appear as negative integers and
- * round-trip exactly). */
-static int push_event(struct plugin *p, const struct envelope *e, char *err, size_t errlen)
+/* The host pushes arguments into the plugin's state outside the budget;
+ * those few allocations must never fail because the plugin sits at its
+ * memory limit (an unprotected failure would abort the daemon). */
+static size_t host_begin(struct plugin *p)
 {
-    lua_State *L = p->sb.L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
-    lua_pushlstring(L, e->data, e->len);
-    if (sandbox_call(&p->sb, 1, 1, err, errlen) < 0)
-        return -1;
-    lua_pushinteger(L, (lua_Integer)e->event_id);
-    lua_setfield(L, -2, "eventId");
-    return 0;
+    size_t lim = p->sb.mem_limit;
+    p->sb.mem_limit = 0;
+    return lim;
 }
 
-/* Replaces e's payload with the JSON of the table on top of the stack. */
-static struct envelope *reencode(struct plugin *p, struct envelope *e, char *err, size_t errlen)
+static void host_end(struct plugin *p, size_t lim)
 {
-    lua_State *L = p->sb.L;
+    p->sb.mem_limit = lim;
+}
+
+static void drivers_push(struct plugin *p, lua_State *co, const char *name)
+{
+    lua_rawgeti(co, LUA_REGISTRYINDEX, p->driver_ref);
+    lua_getfield(co, -1, name);
+    lua_remove(co, -2);
+}
+
+static struct call *call_new(struct plugin *p, enum call_kind kind, struct envelope *e)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->kind = kind;
+    c->e = e;
+    c->co = lua_newthread(p->sb.L);
+    c->co_ref = luaL_ref(p->sb.L, LUA_REGISTRYINDEX);
+    return c;
+}
+
+static void call_free(struct plugin *p, struct call *c)
+{
+    lua_resetthread(c->co);
+    luaL_unref(p->sb.L, LUA_REGISTRYINDEX, c->co_ref);
+    free(c);
+}
+
+/* Replaces e's payload with the JSON of the table on top of S's stack. */
+static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, size_t errlen)
+{
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here */
-    lua_pushliteral(L, "eventId");
-    if (lua_rawget(L, -2) != LUA_TNUMBER || !lua_isinteger(L, -1)) {
-        lua_pop(L, 1);
+    lua_pushliteral(S, "eventId");
+    if (lua_rawget(S, -2) != LUA_TNUMBER || !lua_isinteger(S, -1)) {
+        lua_pop(S, 1);
         snprintf(err, errlen, "the returned event has no integer eventId");
         return NULL;
     }
-    uint64_t id = (uint64_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
+    uint64_t id = (uint64_t)lua_tointeger(S, -1);
+    lua_pop(S, 1);
     /* the eventId is written by us, unsigned, first; the rest by the encoder */
-    lua_pushliteral(L, "eventId");
-    lua_pushnil(L);
-    lua_rawset(L, -3);
+    lua_pushliteral(S, "eventId");
+    lua_pushnil(S);
+    lua_rawset(S, -3);
     struct buf body = BUF_INIT, b = BUF_INIT;
-    int rc = lua_json_encode(L, -1, &body, err, errlen);
-    lua_pushliteral(L, "eventId");
-    lua_pushinteger(L, (lua_Integer)id);
-    lua_rawset(L, -3);
+    int rc = lua_json_encode(S, -1, &body, err, errlen);
     if (rc < 0 || body.len < 2 || body.p[0] != '{') {
         if (rc == 0)
             snprintf(err, errlen, "the returned event is not an object");
@@ -285,8 +327,7 @@ static struct envelope *reencode(struct plugin *p, struct envelope *e, char *err
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    size_t hdr = offsetof(struct envelope, len);
-    memcpy(n, e, hdr);                         /* routing fields, not the payload */
+    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
     n->event_id = id;
     envelope_free(e);
     return n;
@@ -316,57 +357,6 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
     return n;
 }
 
-/* One strategy step. Returns the envelope to pass on, or NULL if dropped. */
-static struct envelope *run_strategy(struct plugin *p, struct envelope *e)
-{
-    if (atomic_load(&p->state) != PLUGIN_ACTIVE)
-        return e;                              /* in Error: events pass untouched */
-    lua_State *L = p->sb.L;
-    char err[512];
-    int top = lua_gettop(L);
-    atomic_fetch_add(&p->events, 1);
-    if (push_event(p, e, err, sizeof err) < 0)
-        goto failed;
-    bool changed = false;
-    for (size_t i = 0; i < p->nhandlers; i++) {
-        struct handler *h = &p->handlers[i];
-        if (!h->any && h->event_id != e->event_id)
-            continue;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
-        lua_pushvalue(L, -2);
-        if (sandbox_call(&p->sb, 1, 1, err, sizeof err) < 0)
-            goto failed;
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-        } else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-            lua_settop(L, top);
-            p->consecutive_errors = 0;
-            STAT_INC(core_events_dropped_by_strategy);
-            return NULL;
-        } else if (lua_istable(L, -1)) {
-            lua_remove(L, -2);
-            changed = true;
-        } else {
-            snprintf(err, sizeof err, "on_event handler returned a %s (want the event, nil or false)",
-                     luaL_typename(L, -1));
-            goto failed;
-        }
-    }
-    if (changed) {
-        struct envelope *n = reencode(p, e, err, sizeof err);
-        if (!n)
-            goto failed;
-        e = n;
-    }
-    lua_settop(L, top);
-    p->consecutive_errors = 0;
-    return e;
-failed:
-    lua_settop(L, top);
-    count_failure(p, "on_event", err);
-    return with_strategy_error(p, e, err);
-}
-
 static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,
                            const char *data, size_t data_len)
 {
@@ -388,98 +378,6 @@ static void finish_command(struct plugin *p, struct envelope *req, int code, con
     registry_to_core(p->reg, r);
 }
 
-static void run_command(struct plugin *p, struct envelope *e)
-{
-    lua_State *L = p->sb.L;
-    atomic_fetch_add(&p->commands, 1);
-    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !L) {
-        finish_command(p, e, CMD_HANDLER_ERROR, "the plugin offering this action is in Error", NULL, 0);
-        return;
-    }
-    int ref = LUA_NOREF;
-    for (size_t i = 0; i < p->ncmds; i++)
-        if (strcmp(p->cmds[i].name, e->action) == 0)
-            ref = p->cmds[i].ref;
-    if (ref == LUA_NOREF) {
-        finish_command(p, e, CMD_UNKNOWN_ACTION, NULL, NULL, 0);
-        return;
-    }
-    int top = lua_gettop(L);
-    char err[512];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
-    lua_pushlstring(L, e->data, e->len);
-    if (sandbox_call(&p->sb, 1, 1, err, sizeof err) < 0)
-        goto failed;
-    lua_createtable(L, 0, 4);                  /* req */
-    lua_pushstring(L, e->action);
-    lua_setfield(L, -2, "action");
-    lua_pushstring(L, e->origin == ORIGIN_GUEST ? "guest" : "app");
-    lua_setfield(L, -2, "origin");
-    if (e->origin == ORIGIN_APP) {
-        lua_pushinteger(L, e->pid);
-        lua_setfield(L, -2, "pid");
-        lua_pushinteger(L, e->uid);
-        lua_setfield(L, -2, "uid");
-    }
-    if (sandbox_call(&p->sb, 2, 3, err, sizeof err) < 0)
-        goto failed;
-    if (!lua_isinteger(L, -3)) {
-        snprintf(err, sizeof err, "command handler must return an integer code, not a %s",
-                 luaL_typename(L, -3));
-        goto failed;
-    }
-    lua_Integer code = lua_tointeger(L, -3);
-    const char *msg = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    struct buf data = BUF_INIT;
-    if (!lua_isnil(L, -1) && lua_json_encode(L, -1, &data, err, sizeof err) < 0) {
-        buf_free(&data);
-        goto failed;
-    }
-    if (code < 0 || code > INT32_MAX) {
-        snprintf(err, sizeof err, "command handler returned code %lld (negative codes are the framework's)",
-                 (long long)code);
-        buf_free(&data);
-        goto failed;
-    }
-    finish_command(p, e, (int)code, msg, data.p, data.len);
-    buf_free(&data);
-    lua_settop(L, top);
-    p->consecutive_errors = 0;
-    return;
-failed:
-    lua_settop(L, top);
-    count_failure(p, e->action, err);
-    char fmsg[600];
-    snprintf(fmsg, sizeof fmsg, "handler error: %s", err);
-    finish_command(p, e, CMD_HANDLER_ERROR, fmsg, NULL, 0);
-}
-
-static void run_message(struct plugin *p, struct envelope *e)
-{
-    lua_State *L = p->sb.L;
-    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !L || p->callbacks_ref == LUA_NOREF)
-        return;
-    atomic_fetch_add(&p->messages, 1);
-    int top = lua_gettop(L);
-    char err[512];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
-    if (lua_getfield(L, -1, "on_message") != LUA_TFUNCTION) {
-        lua_settop(L, top);
-        return;
-    }
-    lua_pushstring(L, e->from);
-    lua_pushstring(L, e->action);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
-    lua_pushlstring(L, e->data, e->len);
-    if (sandbox_call(&p->sb, 1, 1, err, sizeof err) < 0 ||
-        sandbox_call(&p->sb, 3, 0, err, sizeof err) < 0)
-        count_failure(p, "on_message", err);
-    else
-        p->consecutive_errors = 0;
-    lua_settop(L, top);
-}
-
 /* After this plugin's step: the next strategy, or back to the core. */
 static void pass_on(struct plugin *p, struct envelope *e)
 {
@@ -491,29 +389,311 @@ static void pass_on(struct plugin *p, struct envelope *e)
     registry_chain_done(p->reg, e);
 }
 
+static void start_strategy(struct plugin *p, struct envelope *e);
+
+/* Events held behind a waiting strategy go on, in order. */
+static void release_held(struct plugin *p)
+{
+    while (p->held_head && !p->strategy_parked) {
+        struct envelope *e = p->held_head;
+        p->held_head = e->next;
+        if (!p->held_head)
+            p->held_tail = NULL;
+        e->next = NULL;
+        start_strategy(p, e);
+    }
+}
+
+/* The call returned (rc LUA_OK, nres values on its stack) or failed (err). */
+static void finish_call(struct plugin *p, struct call *c, int rc, int nres, const char *err)
+{
+    lua_State *co = c->co;
+    char why[512];
+    switch (c->kind) {
+    case CALL_STRATEGY: {
+        struct envelope *e = c->e;
+        p->strategy_parked = false;
+        if (rc != LUA_OK) {
+            count_failure(p, "on_event", err);
+            pass_on(p, with_strategy_error(p, e, err));
+        } else if (nres >= 1 && lua_isboolean(co, -nres) && !lua_toboolean(co, -nres)) {
+            p->consecutive_errors = 0;
+            STAT_INC(core_events_dropped_by_strategy);
+            registry_chain_drop(p->reg, e);
+        } else if (nres >= 1 && lua_istable(co, -nres)) {
+            lua_settop(co, lua_gettop(co) - nres + 1);
+            struct envelope *n = reencode(co, e, why, sizeof why);
+            if (!n) {
+                count_failure(p, "on_event", why);
+                pass_on(p, with_strategy_error(p, e, why));
+            } else {
+                p->consecutive_errors = 0;
+                pass_on(p, n);
+            }
+        } else {
+            p->consecutive_errors = 0;
+            pass_on(p, e);                     /* nil: the original bytes go on */
+        }
+        break;
+    }
+    case CALL_COMMAND: {
+        struct envelope *e = c->e;
+        if (rc != LUA_OK) {
+            count_failure(p, e->action, err);
+            snprintf(why, sizeof why, "handler error: %s", err);
+            finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
+            envelope_free(e);
+            break;
+        }
+        lua_settop(co, lua_gettop(co) - nres + 3);  /* exactly code, msg, data */
+        struct buf data = BUF_INIT;
+        const char *problem = NULL;
+        if (!lua_isinteger(co, -3)) {
+            snprintf(why, sizeof why, "command handler must return an integer code, not a %s",
+                     luaL_typename(co, -3));
+            problem = why;
+        } else if (lua_tointeger(co, -3) < 0 || lua_tointeger(co, -3) > INT32_MAX) {
+            snprintf(why, sizeof why, "command handler returned code %lld (negative codes are the framework's)",
+                     (long long)lua_tointeger(co, -3));
+            problem = why;
+        } else if (!lua_isnil(co, -1) && lua_json_encode(co, -1, &data, why, sizeof why) < 0) {
+            problem = why;
+        }
+        if (problem) {
+            count_failure(p, e->action, problem);
+            char fmsg[600];
+            snprintf(fmsg, sizeof fmsg, "handler error: %s", problem);
+            finish_command(p, e, CMD_HANDLER_ERROR, fmsg, NULL, 0);
+        } else {
+            p->consecutive_errors = 0;
+            finish_command(p, e, (int)lua_tointeger(co, -3),
+                           lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL,
+                           data.p, data.len);
+        }
+        buf_free(&data);
+        envelope_free(e);
+        break;
+    }
+    case CALL_MESSAGE:
+    case CALL_TIMER:
+        if (rc != LUA_OK)
+            count_failure(p, c->kind == CALL_MESSAGE ? "on_message" : "timer", err);
+        else
+            p->consecutive_errors = 0;
+        envelope_free(c->e);
+        break;
+    }
+    enum call_kind kind = c->kind;
+    size_t lim = host_begin(p);
+    call_free(p, c);
+    host_end(p, lim);
+    if (kind == CALL_STRATEGY)
+        release_held(p);
+}
+
+/* Runs (or resumes) a call until it returns, fails or parks. */
+static void run_call(struct plugin *p, struct call *c, int nargs)
+{
+    char err[512];
+    int nres = 0;
+    p->running = c;
+    int rc = sandbox_resume(&p->sb, c->co, nargs, &nres, err, sizeof err);
+    p->running = NULL;
+    if (rc == LUA_YIELD) {
+        if (c->op == 0) {
+            /* a plain coroutine.yield at the top of a handler: not ours */
+            finish_call(p, c, -1, 0, "attempt to yield from a handler (use polaris.sleep to wait)");
+            return;
+        }
+        lua_pop(c->co, nres);
+        c->next = p->parked;
+        p->parked = c;
+        if (c->kind == CALL_STRATEGY)
+            p->strategy_parked = true;
+        return;
+    }
+    finish_call(p, c, rc, nres, err);
+}
+
+static void start_strategy(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        pass_on(p, e);                         /* in Error: events pass untouched */
+        return;
+    }
+    if (p->strategy_parked) {                  /* keep this plugin's order */
+        e->next = NULL;
+        if (p->held_tail)
+            p->held_tail->next = e;
+        else
+            p->held_head = e;
+        p->held_tail = e;
+        return;
+    }
+    atomic_fetch_add(&p->events, 1);
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_STRATEGY, e);
+    if (!c) {
+        host_end(p, lim);
+        pass_on(p, with_strategy_error(p, e, "out of memory"));
+        return;
+    }
+    drivers_push(p, c->co, "strategy");
+    lua_pushlstring(c->co, e->data, e->len);
+    lua_pushinteger(c->co, (lua_Integer)e->event_id);
+    int n = 2;
+    for (size_t i = 0; i < p->nhandlers; i++) {
+        if (!p->handlers[i].any && p->handlers[i].event_id != e->event_id)
+            continue;
+        lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->handlers[i].ref);
+        n++;
+    }
+    host_end(p, lim);
+    run_call(p, c, n);
+}
+
+static void start_command(struct plugin *p, struct envelope *e)
+{
+    atomic_fetch_add(&p->commands, 1);
+    int ref = LUA_NOREF;
+    for (size_t i = 0; i < p->ncmds; i++)
+        if (strcmp(p->cmds[i].name, e->action) == 0)
+            ref = p->cmds[i].ref;
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        finish_command(p, e, CMD_HANDLER_ERROR, "the plugin offering this action is in Error", NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    if (ref == LUA_NOREF) {
+        finish_command(p, e, CMD_UNKNOWN_ACTION, NULL, NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_COMMAND, e);
+    if (!c) {
+        host_end(p, lim);
+        finish_command(p, e, CMD_HANDLER_ERROR, "out of memory", NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    lua_State *co = c->co;
+    drivers_push(p, co, "command");
+    lua_pushlstring(co, e->data, e->len);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+    lua_createtable(co, 0, 4);
+    lua_pushstring(co, e->action);
+    lua_setfield(co, -2, "action");
+    lua_pushstring(co, e->origin == ORIGIN_GUEST ? "guest" : "app");
+    lua_setfield(co, -2, "origin");
+    if (e->origin == ORIGIN_APP) {
+        lua_pushinteger(co, e->pid);
+        lua_setfield(co, -2, "pid");
+        lua_pushinteger(co, e->uid);
+        lua_setfield(co, -2, "uid");
+    }
+    host_end(p, lim);
+    run_call(p, c, 3);
+}
+
+static void start_message(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L || p->callbacks_ref == LUA_NOREF) {
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    lua_State *L = p->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
+    bool has = lua_rawgetfield_fn(L, "on_message");
+    if (!has) {
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    atomic_fetch_add(&p->messages, 1);
+    struct call *c = call_new(p, CALL_MESSAGE, e);
+    if (!c) {
+        lua_pop(L, 1);
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    lua_State *co = c->co;
+    drivers_push(p, co, "message");
+    lua_pushlstring(co, e->data, e->len);
+    lua_xmove(L, co, 1);                       /* on_message */
+    lua_pushstring(co, e->from);
+    lua_pushstring(co, e->action);
+    host_end(p, lim);
+    run_call(p, c, 4);
+}
+
+static void start_timer(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_TIMER, e);
+    if (!c) {
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
+    if (e->code == WAIT_TIMER)                 /* one-shot: its function goes now */
+        luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
+    host_end(p, lim);
+    run_call(p, c, 0);
+}
+
+static void resume_call(struct plugin *p, struct envelope *e)
+{
+    struct call **pp = &p->parked;
+    while (*pp && (*pp)->op != e->seq)
+        pp = &(*pp)->next;
+    struct call *c = *pp;
+    if (!c) {
+        log_error("plugin %s: no call waits on op %u", p->id, e->seq);
+        envelope_free(e);
+        return;
+    }
+    *pp = c->next;
+    c->next = NULL;
+    c->op = 0;
+    size_t lim = host_begin(p);
+    lua_pushlstring(c->co, e->data, e->len);
+    host_end(p, lim);
+    envelope_free(e);
+    run_call(p, c, 1);
+}
+
 static void process(struct plugin *p, struct envelope *e)
 {
     switch (e->type) {
     case ENV_IPC_EVENT:
-    case ENV_MONITOR_EVENT: {
-        struct envelope *out = run_strategy(p, e);
-        if (out)
-            pass_on(p, out);
-        else
-            registry_chain_drop(p->reg, e);
+    case ENV_MONITOR_EVENT:
+        start_strategy(p, e);
         return;
-    }
     case ENV_GUEST_CMD_REQ:
     case ENV_APP_CMD_REQ:
-        run_command(p, e);
-        break;
+        start_command(p, e);
+        return;
     case ENV_PLUGIN_MSG:
-        run_message(p, e);
-        break;
+        start_message(p, e);
+        return;
+    case ENV_TIMER_FIRE:
+        start_timer(p, e);
+        return;
+    case ENV_WAIT_DONE:
+        resume_call(p, e);
+        return;
     default:
         log_error("plugin %s: unexpected envelope type %u", p->id, e->type);
+        envelope_free(e);
     }
-    envelope_free(e);
 }
 
 void plugin_run_job(struct job *j)

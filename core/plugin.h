@@ -37,6 +37,20 @@ struct command_handler {
     int ref;
 };
 
+enum call_kind { CALL_STRATEGY, CALL_COMMAND, CALL_MESSAGE, CALL_TIMER };
+
+/* One callback invocation, run as a coroutine so it can wait. */
+struct call {
+    struct call *next;
+    enum call_kind kind;
+    lua_State *co;
+    int co_ref;
+    struct envelope *e;           /* the event or command it handles */
+    uint32_t op;                  /* the wait it is parked on */
+};
+
+enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY };
+
 struct plugin {
     struct job job;               /* first: the worker runs it */
     struct plugin_registry *reg;
@@ -63,6 +77,12 @@ struct plugin {
     pthread_mutex_t mu;           /* guards the mailbox, last_error */
     struct envelope *mb_head, *mb_tail;
     bool scheduled;
+    int driver_ref;               /* runs a plugin's strategy handlers in order */
+    struct call *running;         /* the call on the CPU now (worker thread) */
+    struct call *parked;          /* calls waiting for the core */
+    bool strategy_parked;         /* later events wait behind it (order) */
+    struct envelope *held_head, *held_tail;
+    uint32_t next_op;
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;
 };

@@ -17,6 +17,7 @@
 #include "worker_pool.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua-cjson.h>
@@ -42,7 +43,26 @@ struct plugin_registry {
     pthread_mutex_t kv_mu;
     struct kv *kv;
     size_t kv_bytes, kv_max;
+    _Atomic bool stopping;
+    void (*retire)(void *, struct plugin *);
+    void *retire_ctx;
 };
+
+bool registry_stopping(struct plugin_registry *r)
+{
+    return atomic_load(&r->stopping);
+}
+
+void registry_set_stopping(struct plugin_registry *r)
+{
+    atomic_store(&r->stopping, true);
+}
+
+void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx)
+{
+    r->retire = fn;
+    r->retire_ctx = ctx;
+}
 
 static const struct {
     const char *name;
@@ -96,10 +116,10 @@ unsigned registry_max_errors(struct plugin_registry *r)
 
 void registry_schedule(struct plugin_registry *r, struct job *j)
 {
-    if (r->d->workers) {
+    if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
         worker_pool_submit_job(r->d->workers, j);
     } else {
-        j->run(j);                 /* --check: no workers, run inline */
+        j->run(j);                 /* --check or shutdown: no workers, run inline */
     }
 }
 
@@ -673,9 +693,11 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     pthread_mutex_unlock(&r->mu);
     /* the old set: each keeps running what is in its mailbox, then frees */
     for (size_t i = 0; i < nold; i++) {
-        if (!find_in(next, nn, old[i]->id) || find_in(next, nn, old[i]->id) != old[i]) {
+        if (find_in(next, nn, old[i]->id) != old[i]) {
             if (atomic_load(&old[i]->state) == PLUGIN_ACTIVE)
                 log_info("plugin %s %s", old[i]->id, find_in(next, nn, old[i]->id) ? "replaced" : "unloaded");
+            if (r->retire)
+                r->retire(r->retire_ctx, old[i]);   /* its timers stop */
         }
         plugin_unref(old[i]);
     }

@@ -44,6 +44,11 @@ void registry_chain_done(struct plugin_registry *r, struct envelope *e);
 void registry_chain_drop(struct plugin_registry *r, struct envelope *e);
 unsigned registry_max_errors(struct plugin_registry *r);
 uint64_t registry_started_ms(struct plugin_registry *r);
+/* Shutdown has begun: no new waits, no new timers. */
+bool registry_stopping(struct plugin_registry *r);
+void registry_set_stopping(struct plugin_registry *r);
+/* Called for each plugin leaving the set (reload, shutdown). */
+void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx);
 void plugin_run_job(struct job *j);
 
 #endif

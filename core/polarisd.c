@@ -334,6 +334,7 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGCHLD);             /* polaris.exec: the core's ev_child */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);

@@ -323,3 +323,28 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
     lua_pop(L, 1);
     return -1;
 }
+
+int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
+{
+    sb->in_call = true;
+    sb->over_budget = false;
+    sb->call_start_ns = thread_cpu_ns();
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    int rc = lua_resume(co, sb->L, nargs, nres);
+    sb->in_call = false;
+    sb->cpu_ns_total += thread_cpu_ns() - sb->call_start_ns;
+    if (rc == LUA_OK || rc == LUA_YIELD)
+        return rc;
+    if (rc == LUA_ERRMEM) {
+        snprintf(err, errlen, "not enough memory (memory_limit reached)");
+    } else if (lua_type(co, -1) == LUA_TSTRING) {
+        size_t l;
+        const char *m = lua_tolstring(co, -1, &l);
+        snprintf(err, errlen, "%.*s%s", (int)(l > MSG_MAX ? MSG_MAX : l), m, l > MSG_MAX ? "..." : "");
+    } else {
+        snprintf(err, errlen, "(error object is a %s value)", luaL_typename(co, -1));
+    }
+    if (sb->over_budget && !strstr(err, "cpu budget exceeded"))
+        snprintf(err, errlen, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    return -1;
+}

@@ -32,6 +32,11 @@ int  sandbox_load(struct sandbox *sb, const char *code, size_t len, const char *
  * error message: an error object's __tostring is never called. 0 or -1. */
 int  sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t errlen);
 
+/* lua_resume of a coroutine of this sandbox with the budget armed.
+ * Returns LUA_OK, LUA_YIELD, or -1 with err (the coroutine is then dead).
+ * *nres receives the number of results or yielded values. */
+int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen);
+
 uint64_t thread_cpu_ns(void);
 
 #endif

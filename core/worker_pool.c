@@ -7,6 +7,7 @@
 #include "worker_pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 struct worker_pool {
@@ -16,6 +17,7 @@ struct worker_pool {
     struct job *head, *tail;
     unsigned busy;
     bool stop;
+    _Atomic bool joined;          /* no threads left: jobs must run inline */
     unsigned n, started;
     pthread_t *threads;
 };
@@ -92,6 +94,12 @@ void worker_pool_stop(struct worker_pool *p)
     for (unsigned i = 0; i < p->started; i++)
         pthread_join(p->threads[i], NULL);
     p->started = 0;
+    atomic_store(&p->joined, true);
+}
+
+bool worker_pool_stopped(struct worker_pool *p)
+{
+    return atomic_load(&p->joined);
 }
 
 void worker_pool_free(struct worker_pool *p)

@@ -440,3 +440,105 @@ describe("--check", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 end)
+
+describe("waiting calls", function()
+  it("polaris.sleep parks a strategy without a worker; the plugin's events keep their order", function()
+    local d = H.start_daemon({config = {daemon = {workers = 1}}, plugins = {
+      slowpoke = {lua = [[
+        polaris.on_event(1, function(ev) polaris.sleep(300); ev.params.slept = true; return ev end)
+        polaris.on_event(2, function(ev) ev.params.after = true; return ev end)
+      ]]},
+      quick = {lua = [[polaris.command("quick", function() return 0, "fast" end)]],
+               manifest = {plugin_type = "Command"}},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local t0 = ptest.now_ms()
+    app:send_event(H.event(1))
+    app:send_event(H.event(2))
+    -- one worker, and it is free: another plugin answers at once
+    local r = app:call("host", "quick")
+    assert.are.equal("fast", r.msg)
+    assert.is_true(ptest.now_ms() - t0 < 250, "a sleeping plugin held the worker")
+    local a = g:event(3000)
+    assert.are.equal(1, a.eventId)
+    assert.is_true(a.params.slept)
+    assert.is_true(ptest.now_ms() - t0 >= 280)
+    local b = g:event(3000)
+    assert.are.equal(2, b.eventId)                  -- held behind event 1
+    assert.is_true(b.params.after)
+    stop_ok(d)
+  end)
+
+  it("polaris.exec runs argv with a timeout and captures output", function()
+    local d = H.start_daemon({plugins = {
+      runner = {lua = [[
+        polaris.command("run", function(args)
+          local r = polaris.exec(args.argv, {timeout = args.timeout})
+          return 0, "ran", r
+        end)
+      ]], manifest = {plugin_type = "Command", permissions = {"ExecuteSyscall"}}},
+      noperm = {lua = [[polaris.command("sneak", function() return 0, "x", polaris.exec({"/bin/true"}) end)]],
+                manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    local r = app:call("host", "run", {argv = {"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}})
+    assert.are.equal(0, r.code, r.msg)
+    assert.are.equal(3, r.data.code)
+    assert.are.equal("out\n", r.data.stdout)
+    assert.are.equal("err\n", r.data.stderr)
+    assert.is_false(r.data.timed_out)
+    local t0 = ptest.now_ms()
+    local slow = app:call("host", "run", {argv = {"sleep", "10"}, timeout = 200}, 5000)
+    assert.is_true(slow.data.timed_out)
+    assert.are.equal(9, slow.data.signal)
+    assert.is_true(ptest.now_ms() - t0 < 3000)
+    local missing = app:call("host", "run", {argv = {"/nonexistent/tool"}})
+    assert.are.equal(-6, missing.code)
+    assert.is_truthy(missing.msg:find("cannot run /nonexistent/tool", 1, true), missing.msg)
+    local denied = app:call("host", "sneak")
+    assert.are.equal(-6, denied.code)
+    assert.is_truthy(denied.msg:find("permission denied: ExecuteSyscall", 1, true), denied.msg)
+    stop_ok(d)
+  end)
+
+  it("polaris.every and polaris.timer fire until cancelled, and stop with their plugin", function()
+    local d = H.start_daemon({plugins = {
+      ticker = {lua = [[
+        local n = 0
+        local id
+        id = polaris.every(50, function()
+          n = n + 1
+          polaris.emit({eventId = 4000 + n, params = {n = n}})
+          if n == 3 then polaris.cancel(id) end
+        end)
+        polaris.timer(10, function() polaris.emit({eventId = 3999, params = {}}) end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local ids = {}
+    for _ = 1, 4 do ids[#ids + 1] = g:event(3000).eventId end
+    table.sort(ids)
+    assert.are.same({3999, 4001, 4002, 4003}, ids)
+    assert.is_nil(g:event(300))                    -- cancelled after three
+    stop_ok(d)
+  end)
+
+  it("cannot wait while loading, and a stopping daemon ends waits so events still go out", function()
+    local d = H.start_daemon({config = {daemon = {shutdown_grace_ms = 5000}}, plugins = {
+      eager = {lua = [[local ok, e = pcall(polaris.sleep, 1); polaris.shared.set("load_wait", tostring(e))]]},
+      dreamer = {lua = [[polaris.on_event(77, function(ev) polaris.sleep(60000); return ev end)]]},
+      reader = {lua = [[polaris.command("lw", function() return 0, polaris.shared.get("load_wait") end)]],
+                manifest = {plugin_type = "Command"}},
+    }})
+    assert.is_truthy(H.app(d):call("host", "lw").msg:find("can only wait inside a handler", 1, true))
+    local g = H.guest_connected(d)
+    H.app(d):send_event(H.event(77))
+    H.wait_for("the strategy to park", function() return plugin(d, "dreamer").events == 1 end)
+    d:signal("TERM")
+    local ev = g:event(5000)
+    assert.are.equal(77, ev.eventId)
+    assert.is_truthy(ev.strategyError.reason:find("stopping", 1, true))
+    assert.are.same({"exited", 0}, {d:stop()})
+  end)
+end)
