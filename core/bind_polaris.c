@@ -326,6 +326,45 @@ static int l_exec_c(lua_State *L)
     return lua_yield(L, 0);
 }
 
+/* polaris.guest.request(action, args, timeout_ms) -> code, msg, data */
+static int l_guest_request_c(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need(L, p, PERM_VM_WRITE, "WriteVmState");
+    size_t alen;
+    const char *action = luaL_checklstring(L, 1, &alen);
+    if (alen == 0 || alen >= 48)
+        return luaL_error(L, "usage: polaris.guest.request(action, args, timeout_ms)");
+    uint32_t ms = lua_isnoneornil(L, 3) ? 0 : check_ms(L, 3, "polaris.guest.request");
+    check_wait(L, p, "polaris.guest.request");
+    struct buf b = BUF_INIT;
+    if (lua_isnoneornil(L, 2)) {
+        buf_puts(&b, "{}");
+    } else {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        encode_arg(L, 2, &b);
+        if (b.len == 2 && b.p[0] == '[') {   /* an empty table is an object here */
+            buf_reset(&b);
+            buf_puts(&b, "{}");
+        }
+    }
+    struct envelope *e = envelope_new(ENV_WAIT_REQ, b.p, b.len);
+    buf_free(&b);
+    if (!e)
+        return luaL_error(L, "out of memory");
+    uint32_t op = ++p->next_op;
+    plugin_ref(p);
+    e->plugin = p;
+    e->code = WAIT_GUEST;
+    e->seq = op;
+    e->timeout_ms = ms;
+    memcpy(e->action, action, alen + 1);
+    snprintf(e->from, sizeof e->from, "%s", p->id);
+    registry_to_core(p->reg, e);
+    p->running->op = op;
+    return lua_yield(L, 0);
+}
+
 static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
 {
     struct plugin *p = self(L);
@@ -388,6 +427,11 @@ static const char drivers_src[] =
     "  if type(r) == 'table' and r.__polaris_error then error(r.__polaris_error, 2) end\n"
     "  return r\n"
     "end end\n"
+    "function M.answer(c_fn) return function(...)\n"
+    "  local r = decode(c_fn(...))\n"
+    "  if r.__polaris_error then error(r.__polaris_error, 2) end\n"
+    "  return r.code, r.msg, r.data\n"
+    "end end\n"
     "return M\n";
 
 static void set_funcs(lua_State *L, struct plugin *p, const luaL_Reg *fns)
@@ -448,6 +492,11 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "log");
     lua_newtable(L);
     set_funcs(L, p, guest);
+    lua_getfield(L, drivers, "answer");
+    lua_pushlightuserdata(L, p);
+    lua_pushcclosure(L, l_guest_request_c, 1);
+    lua_call(L, 1, 1);
+    lua_setfield(L, -2, "request");
     lua_setfield(L, -2, "guest");
     lua_newtable(L);
     lua_setfield(L, -2, "config");

@@ -42,6 +42,15 @@ struct pending {
 
 enum phase { RUNNING, STOPPING_INGRESS, STOPPING_WORKERS, STOPPING_EGRESS };
 
+/* A plugin's polaris.guest.request waiting for its answer: the command's
+ * conn_id is this token; the answer resumes the plugin's parked call. */
+struct plugin_req {
+    struct plugin_req *next;
+    uint32_t token;
+    struct plugin *plugin;      /* a ref */
+    uint32_t op;
+};
+
 struct core {
     struct daemon *d;
     struct ev_loop *loop;
@@ -55,6 +64,8 @@ struct core {
     config_loader load;
     void *load_ctx;
     struct waits *waits;
+    struct plugin_req *plugin_reqs;
+    uint32_t next_token;
     struct buf scratch, scratch2;
 };
 
@@ -102,6 +113,21 @@ static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t r
             return;
         e->req_id = req_id;
         envq_push_force(&c->d->egress_q, e);
+    } else if (origin == ORIGIN_PLUGIN) {
+        struct plugin_req **pp = &c->plugin_reqs;
+        while (*pp && (*pp)->token != conn_id)
+            pp = &(*pp)->next;
+        struct plugin_req *r = *pp;
+        if (!r)
+            return;
+        *pp = r->next;
+        struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
+        if (e) {
+            e->seq = r->op;
+            plugin_post(r->plugin, e);
+        }
+        plugin_unref(r->plugin);
+        free(r);
     }
 }
 
@@ -385,6 +411,32 @@ static void guest_command(struct core *c, struct envelope *e)
     envq_push_force(&c->d->egress_q, out);
 }
 
+/* polaris.guest.request: the same session router as apps use, answering
+ * into the plugin's parked call. Takes the request's plugin ref. */
+static void plugin_guest_request(struct core *c, struct envelope *e)
+{
+    struct plugin_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        struct envelope *d = envelope_new(ENV_WAIT_DONE, "{\"__polaris_error\":\"out of memory\"}", 35);
+        if (d) {
+            d->seq = e->seq;
+            plugin_post(e->plugin, d);
+        }
+        plugin_unref(e->plugin);
+        return;
+    }
+    r->token = ++c->next_token;
+    r->plugin = e->plugin;
+    r->op = e->seq;
+    r->next = c->plugin_reqs;
+    c->plugin_reqs = r;
+    e->origin = ORIGIN_PLUGIN;
+    e->conn_id = r->token;
+    e->req_id = r->token;
+    e->plugin = NULL;
+    guest_command(c, e);                       /* every outcome goes through deliver() */
+}
+
 static void guest_answer(struct core *c, struct envelope *e)
 {
     struct pending *p = list_find(&c->guest, e->req_id);
@@ -530,11 +582,16 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_WAIT_REQ:
         case ENV_WAIT_CANCEL:
+            if (e->type == ENV_WAIT_REQ && e->code == WAIT_GUEST && c->phase < STOPPING_WORKERS) {
+                plugin_guest_request(c, e);
+                break;
+            }
             if (c->phase >= STOPPING_WORKERS) {
                 /* too late to wait: the call fails and its event goes on */
                 struct envelope *d = envelope_new(ENV_WAIT_DONE,
                     "{\"__polaris_error\":\"the daemon is stopping\"}", 44);
-                if (d && e->type == ENV_WAIT_REQ && (e->code == WAIT_SLEEP || e->code == WAIT_EXEC)) {
+                if (d && e->type == ENV_WAIT_REQ &&
+                    (e->code == WAIT_SLEEP || e->code == WAIT_EXEC || e->code == WAIT_GUEST)) {
                     d->seq = e->seq;
                     plugin_post(e->plugin, d);
                 } else {
@@ -632,6 +689,12 @@ void core_free(struct core *c)
     while (c->guest.next != &c->guest)
         pending_free(c, c->guest.next);
     waits_free(c->waits);
+    while (c->plugin_reqs) {
+        struct plugin_req *r = c->plugin_reqs;
+        c->plugin_reqs = r->next;
+        plugin_unref(r->plugin);
+        free(r);
+    }
     ev_async_stop(c->loop, &c->inbox_w);
     ev_signal_stop(c->loop, &c->sigterm_w);
     ev_signal_stop(c->loop, &c->sigint_w);

@@ -32,7 +32,7 @@ enum env_type {
 struct plugin;
 
 /* Origin of a command: where its answer goes. */
-enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST };
+enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST, ORIGIN_PLUGIN };
 
 struct envelope {
     struct envelope *next;    /* queue link; owned by whichever queue holds it */

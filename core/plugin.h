@@ -49,7 +49,7 @@ struct call {
     uint32_t op;                  /* the wait it is parked on */
 };
 
-enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY };
+enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST };
 
 struct plugin {
     struct job job;               /* first: the worker runs it */

@@ -542,3 +542,38 @@ describe("waiting calls", function()
     assert.are.same({"exited", 0}, {d:stop()})
   end)
 end)
+
+describe("polaris.guest.request", function()
+  it("asks the guest and resumes with its answer; -3 without a guest; needs WriteVmState", function()
+    local d = H.start_daemon({plugins = {
+      asker = {lua = [[
+        polaris.command("ask", function(args)
+          local code, msg, data = polaris.guest.request("capture_log", {n = args.n}, 2000)
+          return 0, msg, {guest_code = code, data = data}
+        end)
+      ]], manifest = {plugin_type = "Command", permissions = {"WriteVmState"}}},
+      rude = {lua = [[polaris.command("rude", function() return 0, "x", {polaris.guest.request("x")} end)]],
+              manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    local absent = app:call("host", "ask", {n = 1})
+    assert.are.equal(0, absent.code)
+    assert.are.equal(-3, absent.data.guest_code)
+    local g = H.guest_connected(d)
+    local id = app:request("host", "ask", {n = 2}, 5000)
+    local f = assert(g:expect(codec.PLP_CMD_REQ_H2G))
+    local body = cjson.decode(f.payload)
+    assert.are.equal("capture_log", body.action)
+    assert.are.equal(2, body.args.n)
+    g:send_plp(codec.PLP_CMD_RESP_G2H, f.seq, cjson.encode({reqId = f.seq, code = 0, msg = "captured",
+                                                            data = {path = "/data/x.tgz"}}))
+    local r = app:response(id)
+    assert.are.equal(0, r.code)
+    assert.are.equal("captured", r.msg)
+    assert.are.equal(0, r.data.guest_code)
+    assert.are.equal("/data/x.tgz", r.data.data.path)
+    local denied = app:call("host", "rude")
+    assert.is_truthy(denied.msg:find("permission denied: WriteVmState", 1, true), denied.msg)
+    stop_ok(d)
+  end)
+end)
