@@ -43,7 +43,7 @@ LIB_SRCS := core/buf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/
             core/lua_json.c
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
-               core/plugin_wait.c \
+               core/plugin_wait.c core/bind_fs.c \
                core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 

@@ -498,6 +498,8 @@ void bind_polaris(struct plugin *p)
     lua_call(L, 1, 1);
     lua_setfield(L, -2, "request");
     lua_setfield(L, -2, "guest");
+    bind_fs(p);
+    lua_setfield(L, -2, "fs");
     lua_newtable(L);
     lua_setfield(L, -2, "config");
     lua_pushstring(L, p->id);

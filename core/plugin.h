@@ -99,7 +99,8 @@ bool plugin_has_command(const struct plugin *p, const char *name);
 void plugin_set_error(struct plugin *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *plugin_state_name(int s);
 
-/* bind_polaris.c */
+/* bind_polaris.c, bind_fs.c: push the tables a plugin sees */
 void bind_polaris(struct plugin *p);
+void bind_fs(struct plugin *p);          /* leaves polaris.fs on the stack */
 
 #endif

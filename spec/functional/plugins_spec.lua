@@ -577,3 +577,65 @@ describe("polaris.guest.request", function()
     stop_ok(d)
   end)
 end)
+
+describe("polaris.fs", function()
+  it("stays inside allowed_paths: no .. or symlink escape, never under forbidden_paths", function()
+    local root = ptest.mkdtemp()
+    os.execute(table.concat({
+      "mkdir -p '" .. root .. "/allowed/secret' '" .. root .. "/outside'",
+      "echo hidden > '" .. root .. "/outside/target'",
+      "echo top > '" .. root .. "/allowed/secret/key'",
+      "ln -s '" .. root .. "/outside/target' '" .. root .. "/allowed/link'",
+      "ln -s ../outside '" .. root .. "/allowed/dirlink'",
+    }, " && "))
+    local A = root .. "/allowed"
+    local d = H.start_daemon({plugins = {
+      files = {lua = [[
+        local function try(f, ...) local r = table.pack(pcall(f, ...)) return {ok = r[1], a = r[2], b = r[3]} end
+        polaris.command("fs", function(args)
+          local A = args.root
+          local out = {}
+          out.write = try(polaris.fs.write, A .. "/note.txt", "hello")
+          out.append = try(polaris.fs.write, A .. "/note.txt", " world", {append = true})
+          out.read = try(polaris.fs.read, A .. "/note.txt")
+          out.stat = try(polaris.fs.stat, A .. "/note.txt")
+          out.list = try(polaris.fs.list, A)
+          out.dotdot = try(polaris.fs.read, A .. "/../outside/target")
+          out.symlink = try(polaris.fs.read, A .. "/link")
+          out.dirlink = try(polaris.fs.read, A .. "/dirlink/target")
+          out.forbidden = try(polaris.fs.read, A .. "/secret/key")
+          out.elsewhere = try(polaris.fs.read, "/etc/hostname")
+          out.relative = try(polaris.fs.read, "note.txt")
+          out.remove = try(polaris.fs.remove, A .. "/note.txt")
+          out.gone = try(polaris.fs.stat, A .. "/note.txt")
+          return 0, "ok", out
+        end)
+      ]], manifest = {plugin_type = "Command", permissions = {"FileSystemAccess"},
+                      sandbox = {allowed_paths = {A}, forbidden_paths = {A .. "/secret"}}}},
+      nofs = {lua = [[polaris.command("nofs", function() return 0, "x", {polaris.fs.read("/etc/hostname")} end)]],
+              manifest = {plugin_type = "Command"}},
+    }})
+    local app = H.app(d)
+    local r = app:call("host", "fs", {root = A})
+    assert.are.equal(0, r.code, r.msg)
+    local o = r.data
+    assert.is_true(o.write.a)
+    assert.are.equal("hello world", o.read.a)
+    assert.are.equal("file", o.stat.a.type)
+    assert.are.equal(11, o.stat.a.size)
+    table.sort(o.list.a)
+    assert.are.same({"dirlink", "link", "note.txt", "secret"}, o.list.a)
+    for _, k in ipairs({"dotdot", "symlink", "dirlink", "forbidden", "elsewhere", "relative"}) do
+      assert.is_true(o[k].ok, k)               -- returned, did not raise
+      assert.is_nil(o[k].a, k)
+      assert.is_truthy(o[k].b:find("permission denied", 1, true), k .. ": " .. tostring(o[k].b))
+    end
+    assert.is_true(o.remove.a)
+    assert.is_nil(o.gone.a)
+    local denied = app:call("host", "nofs")
+    assert.is_truthy(denied.msg:find("permission denied: FileSystemAccess", 1, true), denied.msg)
+    assert.are.equal("hidden\n", H.read_file(root .. "/outside/target"))
+    stop_ok(d)
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+end)

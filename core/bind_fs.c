@@ -1,0 +1,305 @@
+/* bind_fs.c - the `polaris.fs` table (FileSystemAccess): read, write, list,
+ * stat, remove, confined to the manifest's sandbox.allowed_paths and never
+ * under sandbox.forbidden_paths.
+ *
+ * Confinement is done by the kernel: each path is opened with openat2()
+ * and RESOLVE_BENEATH relative to the allowed root it names, so ".." and
+ * symlinks cannot leave the root, and there is no window between a check
+ * and the open. The opened file's real path (/proc/self/fd) is then checked
+ * against forbidden_paths. Misuse raises; a refused or failed operation
+ * returns nil, message, errno (liolib style). */
+#include "plugin.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define READ_MAX_DEFAULT (1u << 20)
+
+static struct plugin *self(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+static int fail(lua_State *L, int err, const char *fmt, const char *path)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, fmt, path, strerror(err));
+    lua_pushinteger(L, err);
+    return 3;
+}
+
+static bool under(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/' || n == 1);
+}
+
+/* Opens path confined to an allowed root. Returns an fd or -1 with errno
+ * set and *why describing a policy refusal (errno EACCES). */
+static int confined_open(struct plugin *p, const char *path, int flags, mode_t mode, const char **why)
+{
+    *why = NULL;
+    if (path[0] != '/') {
+        *why = "permission denied: %s: paths must be absolute (%s)";
+        errno = EINVAL;
+        return -1;
+    }
+    for (size_t i = 0; i < p->nallowed; i++) {
+        const char *root = p->allowed_paths[i];
+        if (!under(path, root))
+            continue;
+        size_t n = strlen(root);
+        while (n > 1 && root[n - 1] == '/')
+            n--;
+        const char *rel = path + n;
+        while (*rel == '/')
+            rel++;
+        if (!*rel)
+            rel = ".";
+        int dirfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+            return -1;
+        struct open_how how = {
+            .flags = (uint64_t)(flags | O_CLOEXEC),
+            .mode = (flags & O_CREAT) ? mode : 0,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        int saved = errno;
+        close(dirfd);
+        if (fd < 0) {
+            if (saved == EXDEV) {
+                *why = "permission denied: %s leaves its allowed path (%s)";
+                saved = EACCES;
+            }
+            errno = saved;
+            return -1;
+        }
+        char link[64], real[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t rl = readlink(link, real, sizeof real - 1);
+        if (rl < 0) {
+            close(fd);
+            errno = EACCES;
+            *why = "permission denied: %s: cannot confirm where it leads (%s)";
+            return -1;
+        }
+        real[rl] = '\0';
+        for (size_t k = 0; k < p->nforbidden; k++) {
+            char froot[PATH_MAX];
+            const char *f = realpath(p->forbidden_paths[k], froot) ? froot : p->forbidden_paths[k];
+            if (under(real, f)) {
+                close(fd);
+                errno = EACCES;
+                *why = "permission denied: %s is under a forbidden path (%s)";
+                return -1;
+            }
+        }
+        return fd;
+    }
+    errno = EACCES;
+    *why = "permission denied: %s is outside sandbox.allowed_paths (%s)";
+    return -1;
+}
+
+static void need_fs(lua_State *L, struct plugin *p)
+{
+    if (!(p->perms & PERM_FS))
+        luaL_error(L, "permission denied: FileSystemAccess (add it to the manifest's permissions)");
+}
+
+static int open_or_fail(lua_State *L, struct plugin *p, const char *path, int flags, mode_t mode, int *fd)
+{
+    const char *why;
+    *fd = confined_open(p, path, flags, mode, &why);
+    if (*fd >= 0)
+        return 0;
+    return fail(L, errno, why ? why : "%s: %s", path);
+}
+
+/* fs.read(path [, max_bytes]) -> string | nil, msg, errno */
+static int l_read(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, READ_MAX_DEFAULT);
+    luaL_argcheck(L, max > 0, 2, "max_bytes must be positive");
+    int fd, n = open_or_fail(L, p, path, O_RDONLY, 0, &fd);
+    if (n)
+        return n;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer total = 0;
+    while (total < max) {
+        size_t want = (size_t)(max - total) < LUAL_BUFFERSIZE ? (size_t)(max - total) : LUAL_BUFFERSIZE;
+        char *dst = luaL_prepbuffsize(&b, want);
+        ssize_t r = read(fd, dst, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return fail(L, e, "%s: %s", path);
+        }
+        if (r == 0)
+            break;
+        luaL_addsize(&b, (size_t)r);
+        total += r;
+    }
+    close(fd);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* fs.write(path, data [, {append = true, mode = 0640}]) -> true | nil, msg, errno */
+static int l_write(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int flags = O_WRONLY | O_CREAT | O_TRUNC;
+    mode_t mode = 0640;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "append");
+        if (lua_toboolean(L, -1))
+            flags = O_WRONLY | O_CREAT | O_APPEND;
+        lua_getfield(L, 3, "mode");
+        if (lua_isinteger(L, -1))
+            mode = (mode_t)(lua_tointeger(L, -1) & 0777);
+        lua_pop(L, 2);
+    }
+    int fd, n = open_or_fail(L, p, path, flags, mode, &fd);
+    if (n)
+        return n;
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            close(fd);
+            return fail(L, e, "%s: %s", path);
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0)
+        return fail(L, errno, "%s: %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs.list(dir) -> {names...} | nil, msg, errno */
+static int l_list(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    int fd, n = open_or_fail(L, p, path, O_RDONLY | O_DIRECTORY, 0, &fd);
+    if (n)
+        return n;
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        int e = errno;
+        close(fd);
+        return fail(L, e, "%s: %s", path);
+    }
+    lua_newtable(L);
+    int i = 0;
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, de->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(dir);
+    return 1;
+}
+
+/* fs.stat(path) -> {type, size, mtime, mode} | nil, msg, errno */
+static int l_stat(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    int fd, n = open_or_fail(L, p, path, O_PATH, 0, &fd);
+    if (n)
+        return n;
+    struct stat st;
+    int rc = fstat(fd, &st);
+    int e = errno;
+    close(fd);
+    if (rc < 0)
+        return fail(L, e, "%s: %s", path);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : "other");
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+    lua_setfield(L, -2, "mtime_ms");
+    lua_pushinteger(L, st.st_mode & 07777);
+    lua_setfield(L, -2, "mode");
+    return 1;
+}
+
+/* fs.remove(path) -> true | nil, msg, errno (files only) */
+static int l_remove(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (!slash || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return fail(L, EINVAL, "%s: not a file path (%s)", path);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+    int fd, n = open_or_fail(L, p, parent, O_PATH | O_DIRECTORY, 0, &fd);
+    if (n)
+        return n;
+    /* the file itself must be allowed too (forbidden paths inside a root) */
+    int ffd;
+    n = open_or_fail(L, p, path, O_PATH | O_NOFOLLOW, 0, &ffd);
+    if (n) {
+        close(fd);
+        return n;
+    }
+    close(ffd);
+    int rc = unlinkat(fd, name, 0);
+    int e = errno;
+    close(fd);
+    if (rc < 0)
+        return fail(L, e, "%s: %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void bind_fs(struct plugin *p)
+{
+    lua_State *L = p->sb.L;
+    static const luaL_Reg fns[] = {
+        {"read", l_read}, {"write", l_write}, {"list", l_list}, {"stat", l_stat},
+        {"remove", l_remove}, {NULL, NULL},
+    };
+    lua_newtable(L);
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushlightuserdata(L, p);
+        lua_pushcclosure(L, f->func, 1);
+        lua_setfield(L, -2, f->name);
+    }
+}
