@@ -69,7 +69,7 @@ static int l_command(lua_State *L)
     if (len == 0 || len >= sizeof p->cmds[0].name || strspn(name,
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != len)
         return luaL_error(L, "usage: polaris.command(name, fn): name is letters, digits, '_', '-', '.' (at most 47)");
-    if (strcmp(name, "status") == 0 || strcmp(name, "reload") == 0)
+    if (strcmp(name, "status") == 0 || strcmp(name, "reload") == 0 || strcmp(name, "unload") == 0)
         return luaL_error(L, "polaris.command: '%s' is reserved for the daemon", name);
     if (plugin_has_command(p, name))
         return luaL_error(L, "polaris.command: '%s' is already registered by this plugin", name);
@@ -500,7 +500,7 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "guest");
     bind_fs(p);
     lua_setfield(L, -2, "fs");
-    lua_newtable(L);
+    registry_push_config(p->reg, p->id, L);
     lua_setfield(L, -2, "config");
     lua_pushstring(L, p->id);
     lua_setfield(L, -2, "id");

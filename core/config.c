@@ -229,6 +229,8 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
             }
             *close = '\0';
             snprintf(section, sizeof section, "%s", trim(s + 1));
+            if (strncmp(section, "plugin.", 7) == 0 && section[7])
+                continue;                      /* free-form: the plugin's own settings */
             bool known = false;
             for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
                 known |= strcmp(keys[i].section, section) == 0;
@@ -247,6 +249,20 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
         }
         *eq = '\0';
         char *key = trim(s), *val = trim(eq + 1);
+        if (strncmp(section, "plugin.", 7) == 0) {
+            if (c->nplugin_cfg == CONFIG_MAX_PLUGIN_KEYS || strlen(section + 7) >= 64 ||
+                strlen(key) >= 64 || strlen(val) >= CONFIG_PATH_MAX) {
+                snprintf(err, errlen, "%s:%d: plugin settings: at most %d keys, ids and keys under 64 "
+                         "bytes, values under %d", file, lineno, CONFIG_MAX_PLUGIN_KEYS, CONFIG_PATH_MAX);
+                rc = -1;
+                break;
+            }
+            struct plugin_kv *kv = &c->plugin_cfg[c->nplugin_cfg++];
+            strcpy(kv->plugin, section + 7);
+            strcpy(kv->key, key);
+            strcpy(kv->value, val);
+            continue;
+        }
         const struct key *k = NULL;
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, key) == 0)

@@ -17,6 +17,15 @@ struct str_list {
     char v[CONFIG_MAX_LIST][CONFIG_PATH_MAX];
 };
 
+#define CONFIG_MAX_PLUGIN_KEYS 256
+
+/* A [plugin.<id>] entry: the plugin sees it as polaris.config[key]. */
+struct plugin_kv {
+    char plugin[64];
+    char key[64];
+    char value[CONFIG_PATH_MAX];
+};
+
 struct config {
     _Atomic int refs;
     char file[CONFIG_PATH_MAX];         /* "" when running without a file */
@@ -63,6 +72,10 @@ struct config {
     unsigned plugin_max_errors;         /* consecutive failures before Error */
     unsigned shared_max_bytes;          /* polaris.shared store */
     unsigned exec_output_max;           /* polaris.exec stdout/stderr, each */
+
+    /* [plugin.<id>] sections */
+    struct plugin_kv plugin_cfg[CONFIG_MAX_PLUGIN_KEYS];
+    int nplugin_cfg;
 };
 
 /* Defaults as documented in conf/polarisd.conf. */

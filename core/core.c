@@ -299,6 +299,22 @@ static void control_request(struct core *c, struct envelope *e)
             answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, c->scratch.p, c->scratch.len);
         return;
     }
+    if (strcmp(e->action, "unload") == 0) {
+        struct json_member m[4];
+        const char *jerr;
+        int n = json_object_members(e->data, e->len, m, 4, &jerr);
+        const struct json_member *id = n > 0 ? json_find(m, (size_t)(n > 4 ? 4 : n), "id") : NULL;
+        char idv[64];
+        if (!id || id->kind != JSON_STRING || json_string_decode(id->val, id->val_len, idv, sizeof idv) < 0) {
+            refuse(c, e, CMD_BAD_REQUEST, "bad request: unload needs args {\"id\": \"<plugin id>\"}");
+            return;
+        }
+        if (registry_unload(c->d->plugins, idv) < 0)
+            refuse(c, e, CMD_BAD_REQUEST, "bad request: no such plugin");
+        else
+            answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"unloaded\":true}", 17);
+        return;
+    }
     char err[512];
     struct buf report = BUF_INIT;
     int failed = do_reload(c, err, sizeof err, &report);
@@ -318,7 +334,7 @@ static void control_request(struct core *c, struct envelope *e)
 
 static bool is_control_action(const char *a)
 {
-    return strcmp(a, "status") == 0 || strcmp(a, "reload") == 0;
+    return strcmp(a, "status") == 0 || strcmp(a, "reload") == 0 || strcmp(a, "unload") == 0;
 }
 
 /* Host command from the guest or an app; takes e. */

@@ -58,6 +58,7 @@ struct plugin {
     char id[64], name[96], version[32], type[16];
     char file[512], manifest[512];
     uint64_t file_sig, manifest_sig;  /* mtime/size, to see what a reload changed */
+    uint64_t config_sig;          /* its [plugin.<id>] settings */
     unsigned perms;
     size_t mem_limit;
     uint64_t budget_ns;

@@ -46,7 +46,65 @@ struct plugin_registry {
     _Atomic bool stopping;
     void (*retire)(void *, struct plugin *);
     void *retire_ctx;
+    const struct config *loading_cfg;   /* during registry_load only */
 };
+
+static uint64_t config_sig(const struct config *cfg, const char *id)
+{
+    uint64_t h = 1469598103934665603ull;    /* FNV-1a over "key=value;" */
+    for (int i = 0; i < cfg->nplugin_cfg; i++) {
+        const struct plugin_kv *kv = &cfg->plugin_cfg[i];
+        if (strcmp(kv->plugin, id) != 0)
+            continue;
+        for (const char *parts[] = {kv->key, "=", kv->value, ";"}, **s = parts; s < parts + 4; s++)
+            for (const char *c = *s; *c; c++)
+                h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    }
+    return h;
+}
+
+void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L)
+{
+    lua_newtable(L);
+    const struct config *cfg = r->loading_cfg;
+    for (int i = 0; cfg && i < cfg->nplugin_cfg; i++) {
+        const struct plugin_kv *kv = &cfg->plugin_cfg[i];
+        if (strcmp(kv->plugin, id) != 0)
+            continue;
+        /* numbers and booleans typed, everything else a string */
+        char *end;
+        long long n = strtoll(kv->value, &end, 10);
+        if (*kv->value && !*end)
+            lua_pushinteger(L, n);
+        else if (strcmp(kv->value, "true") == 0 || strcmp(kv->value, "false") == 0)
+            lua_pushboolean(L, kv->value[0] == 't');
+        else
+            lua_pushstring(L, kv->value);
+        lua_setfield(L, -2, kv->key);
+    }
+}
+
+int registry_unload(struct plugin_registry *r, const char *id)
+{
+    struct plugin *found = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->plugins[i]->id, id) == 0) {
+            found = r->plugins[i];
+            memmove(&r->plugins[i], &r->plugins[i + 1], (r->n - i - 1) * sizeof *r->plugins);
+            r->n--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!found)
+        return -1;
+    log_info("plugin %s unloaded (it comes back on the next reload while its files exist)", id);
+    if (r->retire)
+        r->retire(r->retire_ctx, found);
+    plugin_unref(found);        /* finishes its mailbox, then stop/cleanup */
+    return 0;
+}
 
 bool registry_stopping(struct plugin_registry *r)
 {
@@ -456,6 +514,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     p->forbidden_paths = field_list(L, "forbidden_paths", &p->nforbidden);
     p->file_sig = file_sig(p->file);
     p->manifest_sig = file_sig(p->manifest);
+    p->config_sig = config_sig(cfg, p->id);
     lua_getfield(L, -1, "error");
     if (lua_isstring(L, -1)) {
         snprintf(p->last_error, sizeof p->last_error, "%s", lua_tostring(L, -1));
@@ -582,6 +641,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     char err[512];
     r->max_errors = cfg->plugin_max_errors;
     r->kv_max = cfg->shared_max_bytes;
+    r->loading_cfg = cfg;
     int failures = 0;
     if (report)
         buf_putc(report, '[');
@@ -634,6 +694,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
         }
         if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE &&
             prev->file_sig == p->file_sig && prev->manifest_sig == p->manifest_sig &&
+            prev->config_sig == p->config_sig &&
             atomic_load(&p->state) != PLUGIN_ERROR) {
             plugin_unref(p);                   /* unchanged: keep the running one */
             p = prev;
@@ -685,6 +746,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
         lua_pop(L, 1);
     }
     lua_close(L);
+    r->loading_cfg = NULL;
     if (report)
         buf_putc(report, ']');
     pthread_mutex_lock(&r->mu);

@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "config.h"
 #include "plugin.h"
+#include <lua.h>
 
 struct daemon;
 struct plugin_registry;
@@ -44,6 +45,10 @@ void registry_chain_done(struct plugin_registry *r, struct envelope *e);
 void registry_chain_drop(struct plugin_registry *r, struct envelope *e);
 unsigned registry_max_errors(struct plugin_registry *r);
 uint64_t registry_started_ms(struct plugin_registry *r);
+/* Pushes polaris.config for plugin id (while it loads). */
+void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L);
+/* Takes one plugin out of the set (polarisctl unload). 0, or -1 if unknown. */
+int registry_unload(struct plugin_registry *r, const char *id);
 /* Shutdown has begun: no new waits, no new timers. */
 bool registry_stopping(struct plugin_registry *r);
 void registry_set_stopping(struct plugin_registry *r);

@@ -27,6 +27,7 @@ static void usage(FILE *f)
         "commands:\n"
         "  status [--json]        counters, guest link, plugins\n"
         "  reload                 re-read the config and plugins (like SIGHUP)\n"
+        "  unload PLUGIN_ID       take one plugin out until the next reload\n"
         "  call ACTION [JSON]     run a host command and print its result\n"
         "\n"
         "The socket is --socket, else $POLARIS_SOCKET, else " DEFAULT_SOCKET ".\n"
@@ -208,6 +209,20 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "reload") == 0) {
         action = "reload";
+    } else if (strcmp(cmd, "unload") == 0) {
+        if (i >= argc) {
+            fprintf(stderr, "polarisctl: usage: unload PLUGIN_ID\n");
+            return 2;
+        }
+        static char idargs[256];
+        struct buf ib = BUF_INIT;
+        buf_puts(&ib, "{\"id\":");
+        buf_json_cstr(&ib, argv[i++]);
+        buf_putc(&ib, '}');
+        snprintf(idargs, sizeof idargs, "%s", ib.p);
+        buf_free(&ib);
+        action = "unload";
+        args = idargs;
     } else if (strcmp(cmd, "call") == 0) {
         if (i >= argc) {
             fprintf(stderr, "polarisctl: usage: call ACTION [JSON]\n");
@@ -250,6 +265,11 @@ int main(int argc, char **argv)
         rc = 1;
     } else if (strcmp(cmd, "reload") == 0) {
         printf("reloaded\n");
+        print_tree(r.data, r.data_len, 2);
+        if (strstr(r.msg, "failed"))
+            rc = 1;
+    } else if (strcmp(cmd, "unload") == 0) {
+        printf("unloaded\n");
     } else if (json) {
         printf("%.*s\n", (int)r.data_len, r.data);
     } else {

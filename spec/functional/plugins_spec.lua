@@ -639,3 +639,47 @@ describe("polaris.fs", function()
     os.execute("rm -rf '" .. root .. "'")
   end)
 end)
+
+describe("plugin settings and unloading", function()
+  it("gives each plugin its [plugin.<id>] settings, and a changed setting reloads it", function()
+    local d = H.start_daemon({
+      config = {["plugin.knobs"] = {limit = 5, name = "alpha", verbose = "true"}},
+      plugins = {knobs = {lua = [[polaris.command("knobs", function() return 0, "ok", polaris.config end)]],
+                          manifest = {plugin_type = "Command"}}},
+    })
+    local app = H.app(d)
+    local r = app:call("host", "knobs")
+    assert.are.same({limit = 5, name = "alpha", verbose = true}, r.data)
+    local f = io.open(d.config_file, "a")
+    f:write("\n[plugin.knobs]\nextra = 1\n")
+    f:close()
+    local rel = app:call("host", "reload")
+    local outcome
+    for _, p in ipairs(rel.data.plugins) do if p.id == "knobs" then outcome = p.outcome end end
+    assert.are.equal("reloaded", outcome)
+    assert.are.equal(1, app:call("host", "knobs").data.extra)
+    stop_ok(d)
+  end)
+
+  it("unloads one plugin at runtime; the next reload brings it back", function()
+    local d = H.start_daemon({plugins = {
+      temp = {lua = [[
+        local P = {}
+        polaris.command("temp", function() return 0 end)
+        function P.stop() polaris.log.info("temp stopping") end
+        return P
+      ]], manifest = {plugin_type = "Command"}},
+    }})
+    local how, code = ptest.wait(ptest.spawn({H.POLARISCTL, "--socket", d.ipc, "unload", "temp"},
+                                             {stdout = "/dev/null", stderr = "/dev/null"}), 5000)
+    assert.are.same({"exited", 0}, {how, code})
+    local app = H.app(d)
+    assert.are.equal(-1, app:call("host", "temp").code)
+    assert.is_nil(plugin(d, "temp"))
+    H.wait_for("stop() to run", function() return d:log_text():find("temp stopping", 1, true) end)
+    assert.are.equal(-4, app:call("host", "unload", {id = "nope"}).code)
+    assert.are.equal(0, app:call("host", "reload").code)
+    assert.are.equal(0, app:call("host", "temp").code)
+    stop_ok(d)
+  end)
+end)
