@@ -84,6 +84,57 @@ static int l_command(lua_State *L)
     return 0;
 }
 
+/* polaris.route(eventId | "*", "forward" | "drop" | {strategy ids...}):
+ * Router plugins only, while loading. Decided on the eventId alone, so
+ * routing never decodes an event. */
+static int l_route(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_loading(L, p, "polaris.route");
+    if (strcmp(p->type, "Router") != 0)
+        return luaL_error(L, "polaris.route: only a plugin of plugin_type \"Router\" may route");
+    struct route_rule r = {0};
+    if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "*") == 0)
+        r.any = true;
+    else if (lua_isinteger(L, 1))
+        r.event_id = (uint64_t)lua_tointeger(L, 1);
+    else
+        return luaL_error(L, "usage: polaris.route(eventId | \"*\", \"forward\" | \"drop\" | {strategy ids})");
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "forward") == 0) {
+        r.verdict = ROUTE_FORWARD;
+    } else if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "drop") == 0) {
+        r.verdict = ROUTE_DROP;
+    } else if (lua_istable(L, 2)) {
+        r.verdict = ROUTE_LIST;
+        r.nids = lua_rawlen(L, 2);
+        if (r.nids == 0 || r.nids > 32)
+            return luaL_error(L, "polaris.route: a strategy list has 1..32 plugin ids");
+        r.ids = calloc(r.nids, sizeof *r.ids);
+        if (!r.ids)
+            return luaL_error(L, "out of memory");
+        for (size_t i = 0; i < r.nids; i++) {
+            lua_rawgeti(L, 2, (lua_Integer)i + 1);
+            const char *id = lua_tostring(L, -1);
+            if (!id || strlen(id) >= 64) {
+                free(r.ids);
+                return luaL_error(L, "polaris.route: strategy ids are strings");
+            }
+            strcpy(r.ids[i], id);
+            lua_pop(L, 1);
+        }
+    } else {
+        return luaL_error(L, "usage: polaris.route(eventId | \"*\", \"forward\" | \"drop\" | {strategy ids})");
+    }
+    struct route_rule *n = realloc(p->routes, (p->nroutes + 1) * sizeof *n);
+    if (!n) {
+        free(r.ids);
+        return luaL_error(L, "out of memory");
+    }
+    p->routes = n;
+    p->routes[p->nroutes++] = r;
+    return 0;
+}
+
 static int encode_arg(lua_State *L, int idx, struct buf *b)
 {
     char err[256];
@@ -449,7 +500,7 @@ void bind_polaris(struct plugin *p)
     static const luaL_Reg top[] = {
         {"on_event", l_on_event}, {"command", l_command}, {"emit", l_emit},
         {"send", l_send}, {"broadcast", l_broadcast}, {"now", l_now},
-        {"actions", l_actions}, {"timer", l_timer}, {"every", l_every}, {"cancel", l_cancel},
+        {"actions", l_actions}, {"route", l_route}, {"timer", l_timer}, {"every", l_every}, {"cancel", l_cancel},
         {NULL, NULL},
     };
     static const luaL_Reg shared[] = {{"get", l_shared_get}, {"set", l_shared_set}, {NULL, NULL}};

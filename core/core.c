@@ -516,8 +516,14 @@ static void route_event(struct core *c, struct batch *out, struct envelope *e)
     STAT_INC(core_events_routed);
     struct plugin *chain[32];
     size_t n = 0;
+    bool drop = false;
     if (e->type != ENV_STRATEGY_COMPLETE && c->phase < STOPPING_WORKERS)
-        n = registry_route(c->d->plugins, e->event_id, e->from, chain, 32);
+        n = registry_route(c->d->plugins, e->event_id, e->from, chain, 32, &drop);
+    if (drop) {
+        STAT_INC(core_events_dropped_by_router);
+        envelope_free(e);
+        return;
+    }
     if (n == 0) {
         forward_event(out, e);
         return;

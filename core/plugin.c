@@ -97,6 +97,9 @@ static void plugin_free(struct plugin *p)
     free(p->forbidden_paths);
     free(p->handlers);
     free(p->cmds);
+    for (size_t i = 0; i < p->nroutes; i++)
+        free(p->routes[i].ids);
+    free(p->routes);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }

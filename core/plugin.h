@@ -37,6 +37,17 @@ struct command_handler {
     int ref;
 };
 
+enum route_verdict { ROUTE_DEFAULT, ROUTE_FORWARD, ROUTE_DROP, ROUTE_LIST };
+
+/* A Router plugin's rule for one eventId (or "*"). */
+struct route_rule {
+    uint64_t event_id;
+    bool any;
+    enum route_verdict verdict;
+    char (*ids)[64];              /* ROUTE_LIST: strategy ids, in order */
+    size_t nids;
+};
+
 enum call_kind { CALL_STRATEGY, CALL_COMMAND, CALL_MESSAGE, CALL_TIMER };
 
 /* One callback invocation, run as a coroutine so it can wait. */
@@ -75,6 +86,8 @@ struct plugin {
     size_t nhandlers;
     struct command_handler *cmds;
     size_t ncmds;
+    struct route_rule *routes;    /* Router plugins only */
+    size_t nroutes;
     pthread_mutex_t mu;           /* guards the mailbox, last_error */
     struct envelope *mb_head, *mb_tail;
     bool scheduled;

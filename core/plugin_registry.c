@@ -218,19 +218,53 @@ void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
     envelope_free(e);
 }
 
+static const struct route_rule *router_rule(struct plugin_registry *r, uint64_t event_id)
+{
+    const struct route_rule *any = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        struct plugin *p = r->plugins[i];
+        if (!p->nroutes || atomic_load(&p->state) != PLUGIN_ACTIVE)
+            continue;
+        for (size_t k = 0; k < p->nroutes; k++) {
+            if (!p->routes[k].any && p->routes[k].event_id == event_id)
+                return &p->routes[k];
+            if (p->routes[k].any && !any)
+                any = &p->routes[k];
+        }
+        return any;                           /* one router: the first Active */
+    }
+    return NULL;
+}
+
+static bool usable(const struct plugin *p, uint64_t event_id, const char *from)
+{
+    return atomic_load(&p->state) == PLUGIN_ACTIVE && plugin_handles(p, event_id) &&
+           !(from && from[0] && strcmp(from, p->id) == 0);   /* never its own emits */
+}
+
 size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *from,
-                      struct plugin **out, size_t max)
+                      struct plugin **out, size_t max, bool *drop)
 {
     size_t n = 0;
+    *drop = false;
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->n && n < max; i++) {
-        struct plugin *p = r->plugins[i];
-        if (atomic_load(&p->state) != PLUGIN_ACTIVE || !plugin_handles(p, event_id))
-            continue;
-        if (from && from[0] && strcmp(from, p->id) == 0)
-            continue;                      /* a plugin never sees its own emits */
-        plugin_ref(p);
-        out[n++] = p;
+    const struct route_rule *rule = router_rule(r, event_id);
+    if (rule && rule->verdict == ROUTE_DROP) {
+        *drop = true;
+    } else if (rule && rule->verdict == ROUTE_LIST) {
+        for (size_t k = 0; k < rule->nids && n < max; k++)
+            for (size_t i = 0; i < r->n; i++)
+                if (strcmp(r->plugins[i]->id, rule->ids[k]) == 0 && usable(r->plugins[i], event_id, from)) {
+                    plugin_ref(r->plugins[i]);
+                    out[n++] = r->plugins[i];
+                }
+    } else if (!rule || rule->verdict != ROUTE_FORWARD) {
+        for (size_t i = 0; i < r->n && n < max; i++) {
+            if (!usable(r->plugins[i], event_id, from))
+                continue;
+            plugin_ref(r->plugins[i]);
+            out[n++] = r->plugins[i];
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return n;

@@ -21,9 +21,12 @@ void registry_free(struct plugin_registry *r);
  * Returns the number of plugins that failed. */
 int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report);
 
-/* Strategies for an event, in load order, skipping `from`; refs taken. */
+/* Strategies for an event, skipping `from`; refs taken. The Router
+ * plugin's rule for the eventId decides (forward, drop, or a list of
+ * strategies in order); without one, every strategy registered for it, in
+ * load order. *drop is set when the router drops the event. */
 size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *from,
-                      struct plugin **out, size_t max);
+                      struct plugin **out, size_t max, bool *drop);
 /* The plugin offering an action (ref taken), or NULL. */
 struct plugin *registry_command(struct plugin_registry *r, const char *action);
 struct plugin *registry_find(struct plugin_registry *r, const char *id);

@@ -24,6 +24,7 @@
     X(ipc, control_denied, "control requests refused: peer uid not the daemon's or root") \
     X(core, events_routed, "events routed by the core") \
     X(core, events_dropped_by_strategy, "events a strategy chose to drop") \
+    X(core, events_dropped_by_router, "events the router plugin's rules drop") \
     X(guest, connected, "guest connected (gauge, 0/1)") \
     X(guest, connections_total, "guest sessions accepted") \
     X(guest, replaced, "guest sessions replaced by a newer connection") \

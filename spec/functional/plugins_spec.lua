@@ -683,3 +683,26 @@ describe("plugin settings and unloading", function()
     stop_ok(d)
   end)
 end)
+
+describe("the router plugin", function()
+  it("drops, forwards past strategies, and picks strategies and their order by eventId", function()
+    local d = H.start_daemon({
+      config = {["plugin.router"] = {drop = "13, 14", forward = "21", ["route.31"] = "second, first"}},
+      plugins = {
+        first = {lua = [[polaris.on_event("*", function(ev) ev.params.trail = (ev.params.trail or "") .. "1"; return ev end)]]},
+        second = {lua = [[polaris.on_event("*", function(ev) ev.params.trail = (ev.params.trail or "") .. "2"; return ev end)]]},
+      }})
+    assert.are.equal("Active", plugin(d, "router").state)
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for _, id in ipairs({13, 21, 31, 40, 14}) do app:send_event(H.event(id)) end
+    local got = {}
+    for _ = 1, 3 do local ev = g:event(); got[ev.eventId] = ev end
+    assert.is_nil(g:event(200))
+    assert.is_nil(got[21].params.trail)            -- forwarded past strategies
+    assert.are.equal("21", got[31].params.trail)    -- only the listed ones, in that order
+    assert.are.equal("12", got[40].params.trail)    -- no rule: all, in load order
+    assert.are.equal(2, d:status().core.events_dropped_by_router)
+    stop_ok(d)
+  end)
+end)
