@@ -46,20 +46,28 @@ H.wait_for("the relay", function()
   s:close()
   return ok
 end)
-local d = H.start_daemon({guest = "tcp", config = {daemon = {log_level = "warn"},
-                                    guest = {buffer_max_events = 10000000, buffer_max_bytes = "4G"}}})
+local big = {daemon = {log_level = "warn"}, guest = {buffer_max_events = 10000000, buffer_max_bytes = "4G"}}
+local d = H.start_daemon({guest = "tcp", config = big})
+-- the same daemon with one trivial Lua strategy on every event
+local dl = H.start_daemon({guest = "tcp", config = big, plugins = {
+  trivial = {lua = [[polaris.on_event("*", function(ev) ev.params.seen = true; return ev end)]]},
+}})
 
-local relay_rates, e2e_rates, ratios = {}, {}, {}
+local relay_rates, e2e_rates, ratios, lua_rates, lua_ratios = {}, {}, {}, {}, {}
 local ok, err = pcall(function()
   for round = 1, ROUNDS do
     local r = run_loadgen(relay_sock, relay_port, "lsp")
     local e = run_loadgen(d.ipc, d.guest_port, "plp")
+    local l = run_loadgen(dl.ipc, dl.guest_port, "plp")
     relay_rates[round], e2e_rates[round], ratios[round] = r, e, e / r
-    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s, ratio %.2f\n", round, r, e, e / r))
+    lua_rates[round], lua_ratios[round] = l, l / e
+    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with a Lua strategy %.0f ev/s (%.2f)\n",
+                           round, r, e, e / r, l, l / e))
   end
 end)
 if not ok then
   d:stop()
+  dl:stop()
   ptest.kill(relay, "TERM")
   ptest.wait(relay, 5000)
   error(err)
@@ -68,6 +76,29 @@ end
 local st = d:status()
 local how, code = d:stop()
 assert(how == "exited" and code == 0, "polarisd did not stop cleanly")
+dl:stop()
+
+-- memory: a daemon with the default plugins, then with 20 more idle ones
+local function rss_kib(pid)
+  for line in io.lines("/proc/" .. pid .. "/status") do
+    local kb = line:match("^VmRSS:%s+(%d+)")
+    if kb then return tonumber(kb) end
+  end
+end
+local idle = H.start_daemon({})
+local rss_idle = rss_kib(idle.pid)
+idle:stop()
+local many = {}
+for i = 1, 20 do
+  many["idle" .. i] = {lua = [[polaris.on_event(1, function(ev) return ev end)]]}
+end
+local twenty = H.start_daemon({plugins = many})
+local rss_twenty = rss_kib(twenty.pid)
+local per_plugin_bytes = 0
+for _, p in ipairs(twenty:status().plugins) do
+  if p.id:match("^idle") then per_plugin_bytes = per_plugin_bytes + p.memory_bytes end
+end
+twenty:stop()
 ptest.kill(relay, "TERM")
 ptest.wait(relay, 5000)
 os.execute("rm -rf '" .. dir .. "'")
@@ -80,6 +111,11 @@ local results = {
   relay_events_per_s = median(relay_rates),
   e2e_vs_relay_ratio = median(ratios),
   e2e_dropped = st.guest.dropped,
+  e2e_lua_events_per_s = median(lua_rates),
+  lua_vs_plain_ratio = median(lua_ratios),
+  rss_idle_kib = rss_idle,
+  rss_per_plugin_kib = (rss_twenty - rss_idle) / 20,
+  lua_state_bytes_per_plugin = per_plugin_bytes / 20,
 }
 local lo, hi = spread(ratios)
 print()
@@ -91,6 +127,11 @@ end
 row("relay_events_per_s", relay_rates, "%14.0f")
 row("e2e_events_per_s", e2e_rates, "%14.0f")
 print(string.format("%-24s %14.2f   %.2f .. %.2f   (target >= 0.5)", "e2e_vs_relay_ratio", results.e2e_vs_relay_ratio, lo, hi))
+row("e2e_lua_events_per_s", lua_rates, "%14.0f")
+row("lua_vs_plain_ratio", lua_ratios, "%14.2f")
+print(string.format("%-24s %14d", "rss_idle_kib", rss_idle))
+print(string.format("%-24s %14.1f   (Lua state alone: %.1f KiB)", "rss_per_plugin_kib",
+                    results.rss_per_plugin_kib, results.lua_state_bytes_per_plugin / 1024))
 local f = assert(io.open("bench/results.json", "w"))
 f:write(cjson.encode(results), "\n")
 f:close()

@@ -201,6 +201,10 @@ int buf_json_double(struct buf *b, double v)
 {
     if (!isfinite(v))
         return buf_append(b, "null", 4);
+    /* integral values (every number lua-cjson decodes is a double) print
+     * as integers, exactly, without the cost of %g */
+    if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(int64_t)v)
+        return buf_json_i64(b, (int64_t)v);
     char tmp[40];
     int n = snprintf(tmp, sizeof tmp, "%.17g", v);
     if (n < 0 || (size_t)n >= sizeof tmp)

@@ -235,8 +235,10 @@ static int status_json(struct core *c, struct buf *b)
     rc |= buf_json_cstr(b, guest_link_uri(c->d->guest));
     rc |= buf_puts(b, ",\"ipc_socket\":");
     rc |= buf_json_cstr(b, c->d->cfg->ipc_path);
-    rc |= buf_printf(b, ",\"core_queue\":{\"length\":%zu,\"max\":%u,\"high_water\":%zu},",
-                     envq_count(&c->d->core_q), c->d->cfg->core_queue_max, c->d->core_q.high_water);
+    rc |= buf_printf(b, ",\"core_queue\":{\"length\":%zu,\"in_strategies\":%zu,\"max\":%u,"
+                     "\"high_water\":%zu},",
+                     envq_count(&c->d->core_q), atomic_load(&c->d->core_q.outside),
+                     c->d->cfg->core_queue_max, c->d->core_q.high_water);
     /* the counters, one object per group */
     struct buf tmp = BUF_INIT;
     rc |= stats_append_json(&tmp);
@@ -540,6 +542,9 @@ static void route_event(struct core *c, struct batch *out, struct envelope *e)
     memcpy(e->chain, chain, n * sizeof *chain);
     e->chain_len = (uint8_t)n;
     e->chain_pos = 0;
+    /* while in strategies the event still counts against core_queue_max,
+     * so slow strategies push back on the apps instead of piling up */
+    atomic_fetch_add(&c->d->core_q.outside, 1);
     plugin_post(chain[0], e);
 }
 
@@ -569,8 +574,6 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     struct core *c = w->data;
     bool was_full;
     struct envelope *e = envq_drain(&c->d->core_q, &was_full);
-    if (was_full)
-        ipc_server_resume(c->d->ipc);
     struct batch out = {NULL, NULL};
     while (e) {
         struct envelope *next = e->next;
@@ -581,8 +584,12 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             e = NULL;
             break;
         case ENV_STRATEGY_COMPLETE:
+            atomic_fetch_sub(&c->d->core_q.outside, 1);
             forward_event(&out, e);
             e = NULL;
+            break;
+        case ENV_STRATEGY_DROPPED:
+            atomic_fetch_sub(&c->d->core_q.outside, 1);
             break;
         case ENV_GUEST_CMD_REQ:
             host_command(c, e);
@@ -641,6 +648,9 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         e = next;
     }
     envq_push_list_force(&c->d->egress_q, out.head);
+    /* resume after the batch: the strategy completions in it freed room */
+    if (was_full)
+        ipc_server_resume(c->d->ipc);
 }
 
 static void shutdown_cb(struct ev_loop *loop, ev_signal *w, int revents)

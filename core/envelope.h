@@ -27,6 +27,7 @@ enum env_type {
     ENV_WAIT_CANCEL,          /* plugin -> core: cancel a timer */
     ENV_WAIT_DONE,            /* core -> plugin: resume the call waiting on op `seq` */
     ENV_TIMER_FIRE,           /* core -> plugin: run timer callback `req_id` */
+    ENV_STRATEGY_DROPPED,     /* worker -> core: a strategy dropped the event */
 };
 
 struct plugin;

@@ -15,6 +15,7 @@ int envq_init(struct envq *q, size_t max)
     q->high_water = 0;
     q->loop = NULL;
     q->wake = NULL;
+    atomic_init(&q->outside, 0);
     return pthread_mutex_init(&q->mu, NULL) == 0 ? 0 : -1;
 }
 
@@ -59,7 +60,7 @@ int envq_push(struct envq *q, struct envelope *e)
 {
     bool wake;
     pthread_mutex_lock(&q->mu);
-    if (q->count >= q->max) {
+    if (q->count + atomic_load(&q->outside) >= q->max) {
         q->full_seen = true;
         pthread_mutex_unlock(&q->mu);
         return -1;
@@ -85,7 +86,7 @@ size_t envq_push_some(struct envq *q, struct envelope **list)
     bool wake = false;
     pthread_mutex_lock(&q->mu);
     bool was_empty = q->head == NULL;
-    while (*list && q->count < q->max) {
+    while (*list && q->count + atomic_load(&q->outside) < q->max) {
         struct envelope *e = *list;
         *list = e->next;
         bool w;

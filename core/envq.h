@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "envelope.h"
 
@@ -13,6 +14,8 @@ struct envq {
     pthread_mutex_t mu;
     struct envelope *head, *tail;
     size_t count, max;
+    _Atomic size_t outside;   /* taken from the queue but not finished (events in
+                                 strategies): they count against max too */
     bool full_seen;           /* a bounded push was refused since the last drain */
     size_t high_water;
     struct ev_loop *loop;     /* consumer loop, NULL until attached */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define MAX_FILE (1u << 20)
+#define MAILBOX_BATCH 256
 
 static const char *state_names[] = {
     "Unloaded", "Loading", "Loaded", "Initializing", "Active", "Error", "Unloading",
@@ -702,14 +703,25 @@ static void process(struct plugin *p, struct envelope *e)
 void plugin_run_job(struct job *j)
 {
     struct plugin *p = (struct plugin *)j;
+    struct plugin_registry *reg = p->reg;      /* p may be freed before the end */
+    registry_job_begin();
     for (;;) {
+        /* at most MAILBOX_BATCH at a time: results leave in steady batches */
         pthread_mutex_lock(&p->mu);
-        struct envelope *e = p->mb_head;
-        p->mb_head = p->mb_tail = NULL;
+        struct envelope *e = p->mb_head, *last = e;
+        for (int n = 1; last && last->next && n < MAILBOX_BATCH; n++)
+            last = last->next;
+        if (last) {
+            p->mb_head = last->next;
+            if (!p->mb_head)
+                p->mb_tail = NULL;
+            last->next = NULL;
+        }
         if (!e)
             p->scheduled = false;
         pthread_mutex_unlock(&p->mu);
         if (!e) {
+            registry_job_end(reg);
             plugin_unref(p);                   /* the job's ref; may free p */
             return;
         }
@@ -720,6 +732,7 @@ void plugin_run_job(struct job *j)
             plugin_unref(p);                   /* the mailbox's ref for e */
             e = next;
         }
+        registry_job_flush(reg);               /* this batch's events go on now */
         if (p->sb.L)
             lua_gc(p->sb.L, LUA_GCSTEP, 0);
     }

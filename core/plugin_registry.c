@@ -204,18 +204,62 @@ static void release_chain(struct envelope *e)
     e->chain_len = e->chain_pos = 0;
 }
 
+/* Events a worker finishes during one job go back to the core as one batch
+ * (one wakeup), not one push each. */
+static __thread struct envelope *done_head, *done_tail;
+static __thread bool in_job;
+
+void registry_job_begin(void)
+{
+    in_job = true;
+}
+
+void registry_job_flush(struct plugin_registry *r)
+{
+    if (done_head)
+        envq_push_list_force(&r->d->core_q, done_head);
+    done_head = done_tail = NULL;
+}
+
+void registry_job_end(struct plugin_registry *r)
+{
+    registry_job_flush(r);
+    in_job = false;
+}
+
 void registry_chain_done(struct plugin_registry *r, struct envelope *e)
 {
     release_chain(e);
     e->type = ENV_STRATEGY_COMPLETE;
-    envq_push_force(&r->d->core_q, e);
+    if (!in_job) {
+        envq_push_force(&r->d->core_q, e);
+        return;
+    }
+    e->next = NULL;
+    if (done_tail)
+        done_tail->next = e;
+    else
+        done_head = e;
+    done_tail = e;
 }
 
+/* A drop also returns through the core: it ends the event's time "outside"
+ * the core queue, which is what lets paused apps resume. */
 void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
 {
-    (void)r;
     release_chain(e);
-    envelope_free(e);
+    e->type = ENV_STRATEGY_DROPPED;
+    e->len = 0;
+    if (!in_job) {
+        envq_push_force(&r->d->core_q, e);
+        return;
+    }
+    e->next = NULL;
+    if (done_tail)
+        done_tail->next = e;
+    else
+        done_head = e;
+    done_tail = e;
 }
 
 static const struct route_rule *router_rule(struct plugin_registry *r, uint64_t event_id)

@@ -160,6 +160,8 @@ describe("app -> guest commands", function()
     app:request("guest", "slow", {}, 5000)
     local f = assert(g:expect(codec.PLP_CMD_REQ_H2G))
     app:close()
+    -- the answer must find the app gone, not merely closing
+    H.wait_for("the daemon to see the app leave", function() return d:status().ipc.clients == 1 end)
     g:send_plp(codec.PLP_CMD_RESP_G2H, f.seq, '{"reqId":0,"code":0,"msg":"ok","data":{}}')
     H.wait_for("the undeliverable answer to be counted", function()
       return d:status().ipc.responses_undeliverable == 1

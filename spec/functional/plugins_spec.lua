@@ -706,3 +706,24 @@ describe("the router plugin", function()
     stop_ok(d)
   end)
 end)
+
+describe("backpressure through strategies", function()
+  it("slow strategies pause the apps instead of flooding the outbound buffer", function()
+    local d = H.start_daemon({
+      config = {daemon = {core_queue_max = 64}, guest = {buffer_max_events = 500}},
+      plugins = {slow = {lua = [[
+        polaris.on_event("*", function(ev) local x = 0 for i = 1, 20000 do x = x + i end ev.params.x = x return ev end)
+      ]]}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local frames = {}
+    for i = 1, 3000 do frames[i] = codec.lsp_encode(codec.LSP_EVENT_REPORT, 0, cjson.encode(H.event(i))) end
+    assert(app:send_raw(table.concat(frames)))
+    for i = 1, 3000 do assert.are.equal(i, g:event(10000).eventId) end
+    local st = d:status()
+    assert.are.equal(0, st.guest.dropped)
+    assert.is_true(st.ipc.backpressure_pauses > 0)
+    assert.is_true(st.core_queue.high_water <= 64)
+    stop_ok(d)
+  end)
+end)
