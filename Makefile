@@ -68,12 +68,18 @@ ifeq ($(V),0)
 Q := @
 endif
 
-$(BUILD)/%.o: %.c
+# Objects depend on the flags they were built with: a different PREFIX,
+# CFLAGS or compiler rebuilds them (the paths are compiled in).
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(ALL_CFLAGS) $(BASE_CFLAGS) $(LDFLAGS)
+$(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(subst ','"'"',$(FLAGS_NOW))' ] || printf '%s' '$(subst ','"'"',$(FLAGS_NOW))' > $(FLAGS_STAMP))
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/pic/%.o: %.c
+$(BUILD)/pic/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC(pic) $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -c $< -o $@
