@@ -37,7 +37,7 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -M
                -DPOLARIS_DATADIR='"$(DATADIR)"'
 ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 
-LIB_SRCS := core/buf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
+LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
             core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
             core/lua_json.c

@@ -495,25 +495,16 @@ static void guest_state(struct core *c, bool connected)
 }
 
 /* Events leave for the guest link in one batch per drain: one wakeup. */
-struct batch {
-    struct envelope *head, *tail;
-};
-
-static void forward_event(struct batch *b, struct envelope *e)
+static void forward_event(struct envlist *out, struct envelope *e)
 {
     e->type = ENV_FORWARD_EVENT;
-    e->next = NULL;
-    if (b->tail)
-        b->tail->next = e;
-    else
-        b->head = e;
-    b->tail = e;
+    envlist_push(out, e);
 }
 
 /* An event goes through its strategies (the first plugin's mailbox; each
  * plugin passes it on, the last sends it back as STRATEGY_COMPLETE) or, with
  * none, straight into the outgoing batch. */
-static void route_event(struct core *c, struct batch *out, struct envelope *e)
+static void route_event(struct core *c, struct envlist *out, struct envelope *e)
 {
     STAT_INC(core_events_routed);
     struct plugin *chain[32];
@@ -574,7 +565,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     struct core *c = w->data;
     bool was_full;
     struct envelope *e = envq_drain(&c->d->core_q, &was_full);
-    struct batch out = {NULL, NULL};
+    struct envlist out = {NULL, NULL};
     while (e) {
         struct envelope *next = e->next;
         switch (e->type) {
@@ -637,8 +628,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_CTL_STOPPED:
             /* everything before the stop notice goes out before the stop */
-            envq_push_list_force(&c->d->egress_q, out.head);
-            out.head = out.tail = NULL;
+            envq_push_list_force(&c->d->egress_q, envlist_take(&out));
             stopped(c, e->data);
             break;
         default:
@@ -647,7 +637,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         envelope_free(e);
         e = next;
     }
-    envq_push_list_force(&c->d->egress_q, out.head);
+    envq_push_list_force(&c->d->egress_q, envlist_take(&out));
     /* resume after the batch: the strategy completions in it freed room */
     if (was_full)
         ipc_server_resume(c->d->ipc);

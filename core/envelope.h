@@ -59,6 +59,29 @@ struct envelope {
     char     data[];          /* JSON payload, NUL-terminated */
 };
 
+/* A FIFO of envelopes linked through `next` (not thread-safe by itself). */
+struct envlist {
+    struct envelope *head, *tail;
+};
+
+static inline void envlist_push(struct envlist *l, struct envelope *e)
+{
+    e->next = NULL;
+    if (l->tail)
+        l->tail->next = e;
+    else
+        l->head = e;
+    l->tail = e;
+}
+
+/* Takes the whole list (NULL when empty). */
+static inline struct envelope *envlist_take(struct envlist *l)
+{
+    struct envelope *h = l->head;
+    l->head = l->tail = NULL;
+    return h;
+}
+
 struct envelope *envelope_new(enum env_type type, const void *data, size_t len);
 void envelope_free(struct envelope *e);
 void envelope_free_list(struct envelope *e);

@@ -42,8 +42,8 @@ struct client {
     struct lsp_decoder dec;
     struct buf out;
     size_t out_off;
-    struct envelope *pend_head;  /* accepted, not yet on the core queue: pushed as */
-    struct envelope *pend_tail;  /* one batch, or kept while the queue is full */
+    struct envlist pend;         /* accepted, not yet on the core queue: pushed as
+                                    one batch, or kept while the queue is full */
     unsigned pend_n;
     bool paused;
     bool draining;               /* closing: deliver what it sent, answer nothing */
@@ -95,12 +95,7 @@ static void pause_client(struct client *c)
 /* Queues an accepted envelope for the core; sent in batches by flush_pending. */
 static void submit(struct client *c, struct envelope *e)
 {
-    e->next = NULL;
-    if (c->pend_tail)
-        c->pend_tail->next = e;
-    else
-        c->pend_head = e;
-    c->pend_tail = e;
+    envlist_push(&c->pend, e);
     c->pend_n++;
 }
 
@@ -109,17 +104,16 @@ static void submit(struct client *c, struct envelope *e)
 static bool flush_pending(struct client *c)
 {
     struct ipc_server *s = c->srv;
-    if (!c->pend_head)
+    if (!c->pend.head)
         return true;
     if (s->stopping || c->draining) {
-        envq_push_list_force(&s->d->core_q, c->pend_head);
-        c->pend_head = c->pend_tail = NULL;
+        envq_push_list_force(&s->d->core_q, envlist_take(&c->pend));
         c->pend_n = 0;
         return true;
     }
-    c->pend_n -= (unsigned)envq_push_some(&s->d->core_q, &c->pend_head);
-    if (!c->pend_head) {
-        c->pend_tail = NULL;
+    c->pend_n -= (unsigned)envq_push_some(&s->d->core_q, &c->pend.head);
+    if (!c->pend.head) {
+        c->pend.tail = NULL;
         return true;
     }
     pause_client(c);

@@ -25,62 +25,32 @@ void lsp_decoder_init(struct lsp_decoder *d, uint32_t max_frame)
 
 void lsp_decoder_free(struct lsp_decoder *d)
 {
-    free(d->buf);
-    d->buf = NULL;
-    d->cap = d->start = d->end = 0;
+    rxbuf_free(&d->rx);
 }
 
 uint8_t *lsp_decoder_space(struct lsp_decoder *d, size_t min, size_t *avail)
 {
-    if (min == 0)
-        min = 1;
-    if (d->start == d->end)
-        d->start = d->end = 0;
-    if (d->cap - d->end < min && d->start > 0) {
-        memmove(d->buf, d->buf + d->start, d->end - d->start);
-        d->end -= d->start;
-        d->start = 0;
-    }
-    if (d->cap - d->end < min) {
-        size_t cap = d->cap ? d->cap : 4096;
-        while (cap - d->end < min)
-            cap *= 2;
-        uint8_t *p = realloc(d->buf, cap);
-        if (!p)
-            return NULL;
-        d->buf = p;
-        d->cap = cap;
-    }
-    *avail = d->cap - d->end;
-    return d->buf + d->end;
+    return rxbuf_space(&d->rx, min, avail);
 }
 
 void lsp_decoder_commit(struct lsp_decoder *d, size_t n)
 {
-    d->end += n;
+    rxbuf_commit(&d->rx, n);
 }
 
 int lsp_decoder_feed(struct lsp_decoder *d, const void *data, size_t n)
 {
-    if (n == 0)
-        return 0;
-    size_t avail;
-    uint8_t *p = lsp_decoder_space(d, n, &avail);
-    if (!p)
-        return LSP_ERR_NOMEM;
-    memcpy(p, data, n);
-    lsp_decoder_commit(d, n);
-    return 0;
+    return rxbuf_feed(&d->rx, data, n) < 0 ? LSP_ERR_NOMEM : 0;
 }
 
 int lsp_decoder_next(struct lsp_decoder *d, struct lsp_frame *f)
 {
     if (d->error)
         return d->error;
-    size_t have = d->end - d->start;
+    size_t have = rxbuf_pending(&d->rx);
     if (have < LSP_HEADER_LEN)
         return LSP_NEED_MORE;
-    const uint8_t *h = d->buf + d->start;
+    const uint8_t *h = d->rx.buf + d->rx.start;
     uint32_t total = rd32(h);
     if (total < LSP_HEADER_LEN)
         return d->error = LSP_ERR_TOO_SHORT;
@@ -93,14 +63,14 @@ int lsp_decoder_next(struct lsp_decoder *d, struct lsp_frame *f)
     f->req_id = rd32(h + 8);
     f->payload = (const char *)h + LSP_HEADER_LEN;
     f->len = total - LSP_HEADER_LEN;
-    d->start += total;
+    d->rx.start += total;
     d->frames++;
     return LSP_FRAME;
 }
 
 size_t lsp_decoder_pending(const struct lsp_decoder *d)
 {
-    return d->end - d->start;
+    return rxbuf_pending(&d->rx);
 }
 
 const char *lsp_status_str(int status)

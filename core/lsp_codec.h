@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "buf.h"
+#include "rxbuf.h"
 
 #define LSP_HEADER_LEN 12u
 #define LSP_MAX_FRAME  4194304u
@@ -34,8 +35,7 @@ struct lsp_frame {
 /* Streaming decoder owning its input buffer: bytes may arrive split at any
  * boundary. After an error the decoder stays in error. */
 struct lsp_decoder {
-    uint8_t *buf;
-    size_t cap, start, end;
+    struct rxbuf rx;
     uint32_t max_frame;
     int error;
     uint64_t frames;         /* frames completed so far */

@@ -36,61 +36,31 @@ void plp_decoder_init(struct plp_decoder *d)
 
 void plp_decoder_free(struct plp_decoder *d)
 {
-    free(d->buf);
+    rxbuf_free(&d->rx);
     buf_free(&d->inflated);
-    d->buf = NULL;
-    d->cap = d->start = d->end = 0;
 }
 
 uint8_t *plp_decoder_space(struct plp_decoder *d, size_t min, size_t *avail)
 {
-    if (min == 0)
-        min = 1;
-    if (d->start == d->end)
-        d->start = d->end = 0;
-    if (d->cap - d->end < min && d->start > 0) {
-        memmove(d->buf, d->buf + d->start, d->end - d->start);
-        d->end -= d->start;
-        d->start = 0;
-    }
-    if (d->cap - d->end < min) {
-        size_t cap = d->cap ? d->cap : 4096;
-        while (cap - d->end < min)
-            cap *= 2;
-        uint8_t *p = realloc(d->buf, cap);
-        if (!p)
-            return NULL;
-        d->buf = p;
-        d->cap = cap;
-    }
-    *avail = d->cap - d->end;
-    return d->buf + d->end;
+    return rxbuf_space(&d->rx, min, avail);
 }
 
 void plp_decoder_commit(struct plp_decoder *d, size_t n)
 {
-    d->end += n;
+    rxbuf_commit(&d->rx, n);
 }
 
 int plp_decoder_feed(struct plp_decoder *d, const void *data, size_t n)
 {
-    if (n == 0)
-        return 0;
-    size_t avail;
-    uint8_t *p = plp_decoder_space(d, n, &avail);
-    if (!p)
-        return PLP_ERR_NOMEM;
-    memcpy(p, data, n);
-    plp_decoder_commit(d, n);
-    return 0;
+    return rxbuf_feed(&d->rx, data, n) < 0 ? PLP_ERR_NOMEM : 0;
 }
 
 int plp_decoder_next(struct plp_decoder *d, struct plp_frame *f)
 {
     if (d->error)
         return d->error;
-    size_t have = d->end - d->start;
-    const uint8_t *h = d->buf + d->start;
+    size_t have = rxbuf_pending(&d->rx);
+    const uint8_t *h = d->rx.buf + d->rx.start;
     /* check what has arrived as soon as it arrives: a bad magic closes the
      * session without waiting for a whole header */
     if (have >= 4 && rd32(h) != PLP_MAGIC)
@@ -112,7 +82,7 @@ int plp_decoder_next(struct plp_decoder *d, struct plp_frame *f)
     f->seq = rd32(h + 16);
     f->crc = rd32(h + 20);
     const uint8_t *payload = h + hlen;           /* extra header bytes skipped */
-    d->start += hlen + plen;
+    d->rx.start += hlen + plen;
     d->frames++;
     f->payload = NULL;
     f->len = 0;
@@ -136,7 +106,7 @@ int plp_decoder_next(struct plp_decoder *d, struct plp_frame *f)
 
 size_t plp_decoder_pending(const struct plp_decoder *d)
 {
-    return d->end - d->start;
+    return rxbuf_pending(&d->rx);
 }
 
 const char *plp_status_str(int status)

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "buf.h"
+#include "rxbuf.h"
 
 #define PLP_MAGIC        0x504C5253u   /* "PLRS" */
 #define PLP_VERSION      1u
@@ -47,8 +48,7 @@ struct plp_frame {
 };
 
 struct plp_decoder {
-    uint8_t *buf;
-    size_t cap, start, end;
+    struct rxbuf rx;
     struct buf inflated;
     int error;
     uint64_t frames;

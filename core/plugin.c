@@ -80,7 +80,7 @@ static void plugin_free(struct plugin *p)
         envelope_free(c->e);
         free(c);                               /* the state goes with lua_close */
     }
-    envelope_free_list(p->held_head);
+    envelope_free_list(envlist_take(&p->held));
     if (p->sb.L) {
         atomic_store(&p->state, PLUGIN_UNLOADING);
         if (p->callbacks_ref != LUA_NOREF) {
@@ -89,7 +89,7 @@ static void plugin_free(struct plugin *p)
         }
         sandbox_close(&p->sb);
     }
-    envelope_free_list(p->mb_head);
+    envelope_free_list(envlist_take(&p->mailbox));
     for (size_t i = 0; i < p->nallowed; i++)
         free(p->allowed_paths[i]);
     for (size_t i = 0; i < p->nforbidden; i++)
@@ -209,14 +209,9 @@ fail:
 
 void plugin_post(struct plugin *p, struct envelope *e)
 {
-    e->next = NULL;
     plugin_ref(p);                             /* held until e is processed */
     pthread_mutex_lock(&p->mu);
-    if (p->mb_tail)
-        p->mb_tail->next = e;
-    else
-        p->mb_head = e;
-    p->mb_tail = e;
+    envlist_push(&p->mailbox, e);
     bool schedule = !p->scheduled;
     p->scheduled = true;
     pthread_mutex_unlock(&p->mu);
@@ -398,11 +393,11 @@ static void start_strategy(struct plugin *p, struct envelope *e);
 /* Events held behind a waiting strategy go on, in order. */
 static void release_held(struct plugin *p)
 {
-    while (p->held_head && !p->strategy_parked) {
-        struct envelope *e = p->held_head;
-        p->held_head = e->next;
-        if (!p->held_head)
-            p->held_tail = NULL;
+    while (p->held.head && !p->strategy_parked) {
+        struct envelope *e = p->held.head;
+        p->held.head = e->next;
+        if (!p->held.head)
+            p->held.tail = NULL;
         e->next = NULL;
         start_strategy(p, e);
     }
@@ -526,12 +521,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         return;
     }
     if (p->strategy_parked) {                  /* keep this plugin's order */
-        e->next = NULL;
-        if (p->held_tail)
-            p->held_tail->next = e;
-        else
-            p->held_head = e;
-        p->held_tail = e;
+        envlist_push(&p->held, e);
         return;
     }
     atomic_fetch_add(&p->events, 1);
@@ -708,13 +698,13 @@ void plugin_run_job(struct job *j)
     for (;;) {
         /* at most MAILBOX_BATCH at a time: results leave in steady batches */
         pthread_mutex_lock(&p->mu);
-        struct envelope *e = p->mb_head, *last = e;
+        struct envelope *e = p->mailbox.head, *last = e;
         for (int n = 1; last && last->next && n < MAILBOX_BATCH; n++)
             last = last->next;
         if (last) {
-            p->mb_head = last->next;
-            if (!p->mb_head)
-                p->mb_tail = NULL;
+            p->mailbox.head = last->next;
+            if (!p->mailbox.head)
+                p->mailbox.tail = NULL;
             last->next = NULL;
         }
         if (!e)

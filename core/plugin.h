@@ -89,13 +89,13 @@ struct plugin {
     struct route_rule *routes;    /* Router plugins only */
     size_t nroutes;
     pthread_mutex_t mu;           /* guards the mailbox, last_error */
-    struct envelope *mb_head, *mb_tail;
+    struct envlist mailbox;
     bool scheduled;
     int driver_ref;               /* runs a plugin's strategy handlers in order */
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
     bool strategy_parked;         /* later events wait behind it (order) */
-    struct envelope *held_head, *held_tail;
+    struct envlist held;          /* events waiting behind a parked strategy */
     uint32_t next_op;
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;

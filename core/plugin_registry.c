@@ -206,7 +206,7 @@ static void release_chain(struct envelope *e)
 
 /* Events a worker finishes during one job go back to the core as one batch
  * (one wakeup), not one push each. */
-static __thread struct envelope *done_head, *done_tail;
+static __thread struct envlist done;
 static __thread bool in_job;
 
 void registry_job_begin(void)
@@ -216,9 +216,9 @@ void registry_job_begin(void)
 
 void registry_job_flush(struct plugin_registry *r)
 {
-    if (done_head)
-        envq_push_list_force(&r->d->core_q, done_head);
-    done_head = done_tail = NULL;
+    struct envelope *h = envlist_take(&done);
+    if (h)
+        envq_push_list_force(&r->d->core_q, h);
 }
 
 void registry_job_end(struct plugin_registry *r)
@@ -227,39 +227,29 @@ void registry_job_end(struct plugin_registry *r)
     in_job = false;
 }
 
-void registry_chain_done(struct plugin_registry *r, struct envelope *e)
+/* Every event leaves its strategies through the core, finished or dropped:
+ * that ends its time counted against core_queue_max, which is what lets
+ * paused apps resume. */
+static void hand_back(struct plugin_registry *r, struct envelope *e, enum env_type type)
 {
     release_chain(e);
-    e->type = ENV_STRATEGY_COMPLETE;
-    if (!in_job) {
-        envq_push_force(&r->d->core_q, e);
-        return;
-    }
-    e->next = NULL;
-    if (done_tail)
-        done_tail->next = e;
+    e->type = type;
+    if (type == ENV_STRATEGY_DROPPED)
+        e->len = 0;
+    if (in_job)
+        envlist_push(&done, e);
     else
-        done_head = e;
-    done_tail = e;
+        envq_push_force(&r->d->core_q, e);
 }
 
-/* A drop also returns through the core: it ends the event's time "outside"
- * the core queue, which is what lets paused apps resume. */
+void registry_chain_done(struct plugin_registry *r, struct envelope *e)
+{
+    hand_back(r, e, ENV_STRATEGY_COMPLETE);
+}
+
 void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
 {
-    release_chain(e);
-    e->type = ENV_STRATEGY_DROPPED;
-    e->len = 0;
-    if (!in_job) {
-        envq_push_force(&r->d->core_q, e);
-        return;
-    }
-    e->next = NULL;
-    if (done_tail)
-        done_tail->next = e;
-    else
-        done_head = e;
-    done_tail = e;
+    hand_back(r, e, ENV_STRATEGY_DROPPED);
 }
 
 static const struct route_rule *router_rule(struct plugin_registry *r, uint64_t event_id)

@@ -5,10 +5,7 @@ local codec, cjson, ptest = H.codec, H.cjson, H.ptest
 
 after_each(function() H.stop_all() end)
 
-local function stop_ok(d)
-  local how, code = d:stop()
-  assert.are.same({"exited", 0}, {how, code}, d:log_text())
-end
+local stop_ok = H.stop_ok
 
 local function guest_call(g, seq, body, timeout_ms)
   g:send_plp(codec.PLP_CMD_REQ_G2H, seq, type(body) == "string" and body or cjson.encode(body))

@@ -6,10 +6,7 @@ local codec, cjson, ptest = H.codec, H.cjson, H.ptest
 
 after_each(function() H.stop_all() end)
 
-local function stop_ok(d)
-  local how, code = d:stop()
-  assert.are.same({"exited", 0}, {how, code}, d:log_text())
-end
+local stop_ok = H.stop_ok
 
 local function plugin(d, id) return H.plugin_by_id(d:status(), id) end
 

@@ -153,6 +153,14 @@ function Daemon:stop(timeout_ms)
   return how, code
 end
 
+-- Stops the daemon and asserts a clean exit (status 0), showing its log if not.
+function H.stop_ok(d)
+  local log = d:log_text()
+  local how, code = d:stop()
+  assert(how == "exited" and code == 0,
+         ("polarisd ended %s %s\n%s"):format(tostring(how), tostring(code), log:sub(-3000)))
+end
+
 -- Stops every daemon a test left running (an assertion failed before its
 -- own stop). Spec files call it from after_each.
 function H.stop_all()
