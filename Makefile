@@ -56,12 +56,17 @@ PIC_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
 
 LIBCORE  := $(BUILD)/libpolaris_core.a
 LIBPIC   := $(BUILD)/pic/libpolaris_core_pic.a
+SDK_SONAME := libpolaris_client.so.0
+SDK_SO     := $(BUILD)/sdk/libpolaris_client.so.$(VERSION)
+SDK_A      := $(BUILD)/sdk/libpolaris_client.a
+SDK_SRCS   := sdk/polaris_client.c core/buf.c core/json_scan.c
+SDK_OBJS   := $(SDK_SRCS:%.c=$(BUILD)/sdk/obj/%.o)
 BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
 .PHONY: all deps run test asan bench install uninstall clean
-all: $(BINS) $(LUAMODS) $(UNIT_BIN)
+all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event
 
 V ?= 0
 ifeq ($(V),0)
@@ -83,6 +88,30 @@ $(BUILD)/pic/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC(pic) $<")
 	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -fPIC -c $< -o $@
+
+# The SDK: only libc and pthreads; its copies of buf.c/json_scan.c stay
+# hidden (-fvisibility=hidden plus an export map), so an app's own symbols
+# never clash with ours.
+$(BUILD)/sdk/obj/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC(sdk) $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include -fPIC -fvisibility=hidden -c $< -o $@
+
+$(SDK_SO): $(SDK_OBJS) sdk/polaris_client.map
+	$(CC) -shared $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -Wl,-soname,$(SDK_SONAME) \
+	    -Wl,--version-script=sdk/polaris_client.map -o $@ $(SDK_OBJS) -lpthread
+	ln -sf $(notdir $@) $(BUILD)/sdk/$(SDK_SONAME)
+	ln -sf $(SDK_SONAME) $(BUILD)/sdk/libpolaris_client.so
+
+$(SDK_A): $(SDK_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/sdk_probe: spec/support/sdk_probe.c $(SDK_A)
+	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(SDK_A) -lpthread
+
+$(BUILD)/sdk/report_event: sdk/examples/report_event.c $(SDK_SO)
+	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< \
+	    -L$(BUILD)/sdk -lpolaris_client -Wl,-rpath,'$$ORIGIN'
 
 $(LIBCORE): $(LIB_OBJS)
 	$(AR) rcs $@ $^
@@ -129,7 +158,15 @@ test: deps all
 asan: deps
 	$(MAKE) BUILD=build-asan SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g" test
 
-install: $(BINS)
+install: $(BINS) $(SDK_SO) $(SDK_A)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 0755 $(SDK_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SDK_SO)) $(DESTDIR)$(LIBDIR)/$(SDK_SONAME)
+	ln -sf $(SDK_SONAME) $(DESTDIR)$(LIBDIR)/libpolaris_client.so
+	install -m 0644 $(SDK_A) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 sdk/include/polaris_api.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' sdk/polaris-client.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/polaris-client.pc
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/strategies \
 	    $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(DATADIR)/lua $(DESTDIR)$(SYSCONFDIR)/polaris
 	install -m 0755 $(BUILD)/polarisd $(DESTDIR)$(SBINDIR)/polarisd
@@ -140,6 +177,8 @@ install: $(BINS)
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/polarisd $(DESTDIR)$(BINDIR)/polarisctl
+	rm -f $(DESTDIR)$(LIBDIR)/libpolaris_client.* $(DESTDIR)$(LIBDIR)/pkgconfig/polaris-client.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/polaris_api.h
 	rm -rf $(DESTDIR)$(DATADIR)
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf (configuration is yours)"
 

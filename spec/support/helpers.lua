@@ -164,7 +164,7 @@ end
 -- Stops every daemon a test left running (an assertion failed before its
 -- own stop). Spec files call it from after_each.
 function H.stop_all()
-  for d in pairs(running) do d:stop(5000) end
+  for d in pairs(running) do d:stop(20000) end   -- longer than any grace period
 end
 
 function Daemon:signal(name) return ptest.kill(self.pid, name) end

@@ -1,0 +1,482 @@
+/* polaris_client.c - libpolaris_client: report events to polarisd without
+ * ever blocking or crashing the caller (DESIGN 6).
+ *
+ * An event is built in its own buffer (LSP header reserved in front) and, at
+ * commit, linked into a bounded queue as is: no copy. One sender thread per
+ * process takes up to BATCH frames and writes them with one writev() on a
+ * non-blocking socket, reconnecting with backoff. The caller's only
+ * synchronisation is one short mutex section; a full queue, an absent or a
+ * stalled daemon means the event is dropped and counted, and the count is
+ * sent as event 1000002 once the daemon is reachable again.
+ *
+ * fork: a child must not touch a lock another thread of the parent may have
+ * held at fork time, so the atfork child handler only forgets the parent's
+ * client (leaving it untouched); the child's next call builds its own. */
+#include "polaris_api.h"
+#include "buf.h"
+#include "json_scan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define API __attribute__((visibility("default")))
+
+#define QUEUE_MAX_EVENTS 16384
+#define QUEUE_MAX_BYTES  (16u << 20)
+#define BATCH            64
+#define HDR              12
+#define DEINIT_BOUND_MS  500
+#define BACKOFF_MIN_MS   10
+#define BACKOFF_MAX_MS   1000
+#define EV_SDK_DROPPED   1000002ull
+
+struct polaris_event {
+    struct polaris_event *next;   /* queue link once committed */
+    struct buf b;                 /* LSP header + JSON */
+    bool first_param;
+    bool bad;
+};
+
+struct client {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct polaris_event *head, *tail;
+    size_t count, bytes;
+    uint64_t dropped;             /* not yet reported */
+    bool stop;
+    long long stop_deadline_ms;
+    pthread_t thread;
+    pid_t pid;
+    char comm[32];
+    char path[108];
+};
+
+static _Atomic(struct client *) g_client;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static long long now_ms(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void forget_after_fork(void)
+{
+    /* the parent's client stays as it is: its lock may be held, its thread
+     * does not exist here; the child builds its own on next use */
+    atomic_store(&g_client, NULL);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_after_fork);
+}
+
+static void free_event(struct polaris_event *ev)
+{
+    if (ev) {
+        buf_free(&ev->b);
+        free(ev);
+    }
+}
+
+/* ---- the sender thread ---- */
+
+static int connect_daemon(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Writes iov fully within deadline. 0, or -1 (connection lost or too slow). */
+static int write_all(int fd, struct iovec *iov, int n, long long deadline)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            long long left = deadline - now_ms(CLOCK_MONOTONIC);
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (left <= 0 || poll(&p, 1, left > 200 ? 200 : (int)left) < 0)
+                return -1;
+            continue;
+        }
+        if (w < 0)
+            return -1;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static void put_header(struct buf *b, uint32_t req_id)
+{
+    uint32_t total = (uint32_t)b->len;
+    unsigned char *h = (unsigned char *)b->p;
+    h[0] = (unsigned char)total; h[1] = (unsigned char)(total >> 8);
+    h[2] = (unsigned char)(total >> 16); h[3] = (unsigned char)(total >> 24);
+    h[4] = 0x01; h[5] = 0; h[6] = 0; h[7] = 0;         /* EVENT_REPORT */
+    h[8] = (unsigned char)req_id; h[9] = (unsigned char)(req_id >> 8);
+    h[10] = (unsigned char)(req_id >> 16); h[11] = (unsigned char)(req_id >> 24);
+}
+
+static struct polaris_event *drop_notice(struct client *c, uint64_t dropped)
+{
+    struct polaris_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return NULL;
+    buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
+    buf_printf(&ev->b, "{\"eventId\":%llu,\"timestamp\":%lld,\"pid\":%d,\"processName\":",
+               EV_SDK_DROPPED, now_ms(CLOCK_REALTIME), (int)c->pid);
+    buf_json_cstr(&ev->b, c->comm);
+    buf_printf(&ev->b, ",\"processVer\":\"libpolaris_client\",\"params\":{\"dropped\":%llu,"
+               "\"reason\":\"queue full or daemon unreachable\"}}", (unsigned long long)dropped);
+    put_header(&ev->b, 0);
+    return ev;
+}
+
+static void *sender_main(void *arg)
+{
+    struct client *c = arg;
+    int fd = -1;
+    long long backoff = BACKOFF_MIN_MS;
+    struct polaris_event *batch = NULL;     /* taken from the queue, not yet sent */
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (!batch && !c->head && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        bool stopping = c->stop;
+        long long deadline = c->stop_deadline_ms;
+        if (!batch) {
+            struct polaris_event **tail = &batch;
+            for (int n = 0; n < BATCH && c->head; n++) {
+                struct polaris_event *ev = c->head;
+                c->head = ev->next;
+                c->count--;
+                c->bytes -= ev->b.len;
+                *tail = ev;
+                tail = &ev->next;
+            }
+            *tail = NULL;
+            if (!c->head)
+                c->tail = NULL;
+        }
+        uint64_t dropped = fd >= 0 ? c->dropped : 0;
+        c->dropped -= dropped;
+        pthread_mutex_unlock(&c->mu);
+
+        long long now = now_ms(CLOCK_MONOTONIC);
+        if (stopping && (!batch || now >= deadline))
+            break;
+        if (dropped) {
+            struct polaris_event *n = drop_notice(c, dropped);
+            if (n) {
+                n->next = batch;
+                batch = n;
+            }
+        }
+        if (fd < 0) {
+            fd = connect_daemon(c->path);
+            if (fd < 0) {
+                /* wait with backoff, but wake at once for a stop */
+                pthread_mutex_lock(&c->mu);
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                long long wait = stopping ? 10 : backoff;
+                until.tv_sec += wait / 1000;
+                until.tv_nsec += (wait % 1000) * 1000000;
+                if (until.tv_nsec >= 1000000000) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000;
+                }
+                if (!c->stop || stopping)
+                    pthread_cond_timedwait(&c->cv, &c->mu, &until);
+                pthread_mutex_unlock(&c->mu);
+                backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+            backoff = BACKOFF_MIN_MS;
+        }
+        struct iovec iov[BATCH + 1];
+        int n = 0;
+        for (struct polaris_event *ev = batch; ev && n < BATCH + 1; ev = ev->next) {
+            iov[n].iov_base = ev->b.p;
+            iov[n].iov_len = ev->b.len;
+            n++;
+        }
+        long long wdl = stopping ? deadline : now + 2000;
+        if (write_all(fd, iov, n, wdl) < 0) {
+            close(fd);              /* the whole batch goes again on a new connection */
+            fd = -1;
+            continue;
+        }
+        while (batch) {
+            struct polaris_event *next = batch->next;
+            free_event(batch);
+            batch = next;
+        }
+    }
+    while (batch) {
+        struct polaris_event *next = batch->next;
+        free_event(batch);
+        batch = next;
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* ---- the client, created on first use in each process ---- */
+
+static void read_comm(char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown");
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    if (n > 0) {
+        if (out[n - 1] == '\n')
+            n--;
+        out[n] = '\0';
+    }
+}
+
+static struct client *get_client(void)
+{
+    struct client *c = atomic_load_explicit(&g_client, memory_order_acquire);
+    if (c)
+        return c;
+    pthread_once(&g_atfork_once, register_atfork);
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->pid = getpid();
+    read_comm(c->comm, sizeof c->comm);
+    const char *path = getenv("POLARIS_SOCKET");
+    snprintf(c->path, sizeof c->path, "%s", path && *path ? path : "/run/polaris/polaris.sock");
+    struct client *expected = NULL;
+    if (!atomic_compare_exchange_strong(&g_client, &expected, c)) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return expected;                    /* another thread won the race */
+    }
+    /* the sender thread must not take the caller's signals */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&c->thread, NULL, sender_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        c->stop = true;                     /* no sender: every commit drops */
+    return c;
+}
+
+/* ---- building events ---- */
+
+API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process_name,
+                                          const char *process_ver)
+{
+    struct polaris_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return NULL;
+    struct client *c = process_name ? NULL : get_client();
+    int rc = buf_reserve(&ev->b, 256);
+    rc |= buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
+    rc |= buf_puts(&ev->b, "{\"eventId\":");
+    rc |= buf_json_u64(&ev->b, event_id);
+    rc |= buf_puts(&ev->b, ",\"timestamp\":");
+    rc |= buf_json_i64(&ev->b, now_ms(CLOCK_REALTIME));
+    rc |= buf_puts(&ev->b, ",\"pid\":");
+    rc |= buf_json_i64(&ev->b, getpid());
+    rc |= buf_puts(&ev->b, ",\"processName\":");
+    rc |= buf_json_cstr(&ev->b, process_name ? process_name : c ? c->comm : "unknown");
+    rc |= buf_puts(&ev->b, ",\"processVer\":");
+    rc |= buf_json_cstr(&ev->b, process_ver ? process_ver : "unknown");
+    rc |= buf_puts(&ev->b, ",\"params\":{");
+    if (rc) {
+        free_event(ev);
+        return NULL;
+    }
+    ev->first_param = true;
+    return ev;
+}
+
+static int add_key(struct polaris_event *ev, const char *key)
+{
+    if (!ev || !key || ev->bad)
+        return -1;
+    int rc = ev->first_param ? 0 : buf_putc(&ev->b, ',');
+    rc |= buf_json_cstr(&ev->b, key);
+    rc |= buf_putc(&ev->b, ':');
+    ev->first_param = false;
+    if (rc)
+        ev->bad = true;
+    return rc ? -1 : 0;
+}
+
+static int done(struct polaris_event *ev, int rc)
+{
+    if (rc)
+        ev->bad = true;
+    return rc ? -1 : 0;
+}
+
+API int polaris_event_add_string(polaris_event_t *ev, const char *key, const char *value)
+{
+    if (add_key(ev, key) < 0)
+        return -1;
+    return done(ev, value ? buf_json_cstr(&ev->b, value) : buf_puts(&ev->b, "null"));
+}
+
+API int polaris_event_add_int(polaris_event_t *ev, const char *key, int32_t value)
+{
+    if (add_key(ev, key) < 0)
+        return -1;
+    return done(ev, buf_json_i64(&ev->b, value));
+}
+
+API int polaris_event_add_long(polaris_event_t *ev, const char *key, int64_t value)
+{
+    if (add_key(ev, key) < 0)
+        return -1;
+    return done(ev, buf_json_i64(&ev->b, value));
+}
+
+API int polaris_event_add_double(polaris_event_t *ev, const char *key, double value)
+{
+    if (add_key(ev, key) < 0)
+        return -1;
+    return done(ev, buf_json_double(&ev->b, value));
+}
+
+API int polaris_event_add_bool(polaris_event_t *ev, const char *key, bool value)
+{
+    if (add_key(ev, key) < 0)
+        return -1;
+    return done(ev, buf_puts(&ev->b, value ? "true" : "false"));
+}
+
+API void polaris_event_cancel(polaris_event_t *ev)
+{
+    free_event(ev);
+}
+
+static int enqueue(struct polaris_event *ev)
+{
+    struct client *c = get_client();
+    if (!c) {
+        free_event(ev);
+        return -2;
+    }
+    put_header(&ev->b, 0);
+    ev->next = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (c->stop || c->count >= QUEUE_MAX_EVENTS || c->bytes + ev->b.len > QUEUE_MAX_BYTES) {
+        c->dropped++;
+        pthread_mutex_unlock(&c->mu);
+        free_event(ev);
+        return -2;
+    }
+    bool wake = c->head == NULL;
+    if (c->tail)
+        c->tail->next = ev;
+    else
+        c->head = ev;
+    c->tail = ev;
+    c->count++;
+    c->bytes += ev->b.len;
+    if (wake)
+        pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+API int polaris_event_commit(polaris_event_t *ev)
+{
+    if (!ev)
+        return -1;
+    if (ev->bad || buf_puts(&ev->b, "}}") < 0 || ev->b.len > 4194304) {
+        free_event(ev);
+        return -1;
+    }
+    return enqueue(ev);
+}
+
+API int polaris_report_raw(const char *json, size_t len)
+{
+    if (!json || len == 0 || len > 4194304 - HDR)
+        return -1;
+    struct json_member m[64];
+    const char *err;
+    int n = json_object_members(json, len, m, 64, &err);
+    const struct json_member *id = n > 0 ? json_find(m, (size_t)(n > 64 ? 64 : n), "eventId") : NULL;
+    uint64_t v;
+    if (!id || id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, &v) < 0)
+        return -1;
+    struct polaris_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return -2;
+    if (buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR) < 0 || buf_append(&ev->b, json, len) < 0) {
+        free_event(ev);
+        return -2;
+    }
+    return enqueue(ev);
+}
+
+API void polaris_deinit(void)
+{
+    struct client *c = atomic_exchange(&g_client, NULL);
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    bool had_thread = !c->stop;
+    c->stop = true;
+    c->stop_deadline_ms = now_ms(CLOCK_MONOTONIC) + DEINIT_BOUND_MS;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (had_thread)
+        pthread_join(c->thread, NULL);
+    while (c->head) {
+        struct polaris_event *n = c->head->next;
+        free_event(c->head);
+        c->head = n;
+    }
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}

@@ -1,0 +1,147 @@
+-- sdk_spec.lua - libpolaris_client (DESIGN 6) against the real daemon, and
+-- with no daemon at all, through spec/support/sdk_probe.c.
+local H = require "helpers"
+local cjson, ptest = H.cjson, H.ptest
+local dkjson = require "dkjson"
+
+after_each(function() H.stop_all() end)
+
+local PROBE = H.BUILD .. "/sdk_probe"
+
+local function probe(sock, args, timeout_ms)
+  local dir = ptest.mkdtemp()
+  local out = dir .. "/out"
+  local argv = {PROBE}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out, env = {POLARIS_SOCKET = sock}}))
+  local how, code = ptest.wait(pid, timeout_ms or 30000)
+  local text = H.read_file(out)
+  os.execute("rm -rf '" .. dir .. "'")
+  return how, code, text
+end
+
+describe("libpolaris_client", function()
+  it("delivers 8 threads x 20000 events with no loss while the queue has room", function()
+    -- the spec's guest reads slowly: give the daemon's buffer room for all
+    local d = H.start_daemon({config = {guest = {buffer_max_events = 1000000}}})
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"send", "20000", "8"}, 60000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local seen, n, refused = {}, 0, 0
+    while n < 160000 do
+      local ev, f = g:event(10000)
+      assert.is_table(ev, "only " .. n .. " events arrived")
+      local id = f.payload:match('"eventId":(%d+)')
+      if id == "1000002" then
+        -- the SDK reporting commits it refused while its queue was full
+        -- (the probe retried those): counted, never silent
+        refused = refused + ev.params.dropped
+      else
+        assert.is_nil(seen[id], "duplicate " .. id)
+        seen[id] = true
+        n = n + 1
+      end
+    end
+    for t = 0, 7 do
+      for _, i in ipairs({0, 1, 9999, 19999}) do assert.is_true(seen[tostring((t + 1) * 100000000 + i)]) end
+    end
+    H.stop_ok(d)
+  end)
+
+  it("escapes strings so that lua-cjson and dkjson read back what was sent", function()
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"escape"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local _, f = g:event()
+    for _, decode in ipairs({cjson.decode, function(s) return (dkjson.decode(s)) end}) do
+      local p = decode(f.payload).params
+      assert.are.equal('say "hi"', p.quote)
+      assert.are.equal("C:\\path\\", p.backslash)
+      assert.are.equal("a\nb\tc\1d\31e", p.control)
+      assert.are.equal("caf\195\169 \226\130\172 \240\159\152\128", p.utf8)
+      assert.are.equal("a\239\191\189b\239\191\189\239\191\189c", p.invalid)
+      assert.are.equal("v", p['ke"y'])
+      assert.are.equal(0.1, p.double)
+      assert.is_true(p.yes)
+      assert.is_false(p.no)
+    end
+    assert.is_truthy(f.payload:find('"long":-9223372036854775808', 1, true))
+    assert.is_truthy(f.payload:find('"int":-2147483648', 1, true))
+    assert.is_truthy(f.payload:find('"nan":null', 1, true))
+    local ev = cjson.decode(f.payload)
+    assert.is_string(ev.processName)                 -- NULL: /proc/self/comm
+    assert.are.equal("unknown", ev.processVer)
+    H.stop_ok(d)
+  end)
+
+  it("gives a forked child its own sender and pid, also when forked mid-use", function()
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"fork"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local c1, c2 = out:match("fork children (%d+) (%d+)")
+    local by_id = {}
+    local deadline = ptest.now_ms() + 20000
+    while not (by_id[1] and by_id[2] and by_id[3] and by_id[4]) do
+      assert.is_true(ptest.now_ms() < deadline, "events 1-4 did not all arrive")
+      local ev = g:event(1000)
+      if ev then by_id[ev.eventId] = ev end
+    end
+    assert.are.equal(tonumber(c1), by_id[2].pid)
+    assert.are.equal(tonumber(c2), by_id[4].pid)
+    assert.are_not.equal(by_id[1].pid, by_id[2].pid)
+    assert.are.equal(by_id[1].pid, by_id[3].pid)
+    H.stop_ok(d)
+  end)
+
+  it("costs the caller nothing when the daemon is absent, and deinit is bounded", function()
+    local how, code, out = probe("/nonexistent/polaris.sock", {"absent", "100000"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local worst, dropped, deinit = out:match("worst_us=([%d.]+) dropped=(%d+) deinit_ms=([%d.]+)")
+    assert.is_truthy(worst, out)
+    -- the queue holds 16384 (the sender may hold one more batch of 64);
+    -- the rest are dropped and counted, never waited for
+    dropped = tonumber(dropped)
+    assert.is_true(dropped <= 100000 - 16384 and dropped >= 100000 - 16384 - 64, tostring(dropped))
+    assert.is_true(tonumber(deinit) < 2000, "deinit took " .. deinit .. " ms")
+  end)
+
+  it("reports its drops to the daemon once it is reachable again", function()
+    local d = H.start_daemon({config = {guest = {buffer_max_events = 1000000}}})
+    local g = H.guest_connected(d)
+    ptest.kill(d.pid, "STOP")                        -- a stalled daemon
+    local dir = ptest.mkdtemp()
+    local out = dir .. "/out"
+    local pid = ptest.spawn({PROBE, "late", "60000", "3000"},
+                            {stdout = out, stderr = out, env = {POLARIS_SOCKET = d.ipc}})
+    H.wait_for("the probe to commit", function() return H.read_file(out):find("committed", 1, true) end, 20000)
+    ptest.kill(d.pid, "CONT")
+    local dropped = tonumber(H.read_file(out):match("dropped=(%d+)"))
+    assert.is_true(dropped > 0)
+    local reported = 0
+    local deadline = ptest.now_ms() + 20000
+    while reported < dropped and ptest.now_ms() < deadline do
+      local ev = g:event(1000)
+      if ev and ev.eventId == 1000002 then reported = reported + ev.params.dropped end
+    end
+    assert.are.equal(dropped, reported)
+    assert.are.same({"exited", 0}, {ptest.wait(pid, 10000)})
+    os.execute("rm -rf '" .. dir .. "'")
+    H.stop_ok(d)
+  end)
+
+  it("validates polaris_report_raw", function()
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local _, _, bad = probe(d.ipc, {"raw", "{not json"})
+    assert.is_truthy(bad:find("raw -1", 1, true), bad)
+    local _, _, noid = probe(d.ipc, {"raw", '{"params":{}}'})
+    assert.is_truthy(noid:find("raw -1", 1, true), noid)
+    local _, _, ok = probe(d.ipc, {"raw", '{"eventId":18446744073709551615,"params":{"x":1}}'})
+    assert.is_truthy(ok:find("raw 0", 1, true), ok)
+    local _, f = g:event()
+    assert.is_truthy(f.payload:find('"eventId":18446744073709551615', 1, true))
+    H.stop_ok(d)
+  end)
+end)

@@ -1,0 +1,166 @@
+/* sdk_probe.c - drives libpolaris_client for the SDK specs.
+ *   sdk_probe send N THREADS     THREADS x N events (eventId = (t+1)*10^8 + i)
+ *   sdk_probe escape             one event with hostile strings and every type
+ *   sdk_probe fork               parent 1, child 2 (own pid), parent 3; and a
+ *                                fork while another thread is inside the SDK
+ *   sdk_probe absent N           N commits with no daemon: worst call in us
+ *   sdk_probe late N MS          N commits, then MS ms before deinit
+ *   sdk_probe raw JSON           polaris_report_raw, prints its result
+ * Prints one result line; exit 0 unless something is wrong. */
+#include "polaris_api.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long per_thread;
+static volatile int hammering = 1;
+
+static void *sender(void *arg)
+{
+    long t = (long)arg;
+    for (long i = 0; i < per_thread; i++) {
+        polaris_event_t *ev = polaris_event_create((uint64_t)((t + 1) * 100000000 + i), "probe", "1.0");
+        polaris_event_add_long(ev, "i", i);
+        polaris_event_add_int(ev, "thread", (int)t);
+        /* a full queue refuses at once (-2): the app decides; this one
+         * waits a little and builds the event again, so every event is
+         * eventually accepted and must then arrive */
+        while (polaris_event_commit(ev) == -2) {
+            usleep(200);
+            ev = polaris_event_create((uint64_t)((t + 1) * 100000000 + i), "probe", "1.0");
+            polaris_event_add_long(ev, "i", i);
+            polaris_event_add_int(ev, "thread", (int)t);
+        }
+    }
+    return NULL;
+}
+
+static void *hammer(void *arg)
+{
+    (void)arg;
+    for (long i = 0; hammering; i++) {
+        polaris_event_t *ev = polaris_event_create(7000000 + (uint64_t)(i % 1000), "hammer", NULL);
+        polaris_event_commit(ev);
+    }
+    return NULL;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    if (strcmp(argv[1], "send") == 0 && argc == 4) {
+        per_thread = atol(argv[2]);
+        int threads = atoi(argv[3]);
+        pthread_t t[64];
+        for (long i = 0; i < threads && i < 64; i++)
+            pthread_create(&t[i], NULL, sender, (void *)i);
+        for (int i = 0; i < threads && i < 64; i++)
+            pthread_join(t[i], NULL);
+        polaris_deinit();
+        polaris_deinit();                         /* twice is fine */
+        printf("sent %ld\n", per_thread * threads);
+        return 0;
+    }
+    if (strcmp(argv[1], "escape") == 0) {
+        polaris_event_t *ev = polaris_event_create(42, NULL, NULL);
+        polaris_event_add_string(ev, "quote", "say \"hi\"");
+        polaris_event_add_string(ev, "backslash", "C:\\path\\");
+        polaris_event_add_string(ev, "control", "a\nb\tc\001d\037e");
+        polaris_event_add_string(ev, "utf8", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+        polaris_event_add_string(ev, "invalid", "a\xff" "b\xc0\xaf" "c");
+        polaris_event_add_string(ev, "ke\"y", "v");
+        polaris_event_add_long(ev, "long", -9223372036854775807LL - 1);
+        polaris_event_add_int(ev, "int", -2147483647 - 1);
+        polaris_event_add_double(ev, "double", 0.1);
+        polaris_event_add_double(ev, "nan", 0.0 / 0.0);
+        polaris_event_add_bool(ev, "yes", true);
+        polaris_event_add_bool(ev, "no", false);
+        polaris_event_add_string(NULL, "ignored", "x");   /* NULL handle: no-op */
+        int rc = polaris_event_commit(ev);
+        polaris_deinit();
+        printf("escape %d\n", rc);
+        return rc == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "fork") == 0) {
+        polaris_event_commit(polaris_event_create(1, "parent", NULL));
+        pid_t pid = fork();
+        if (pid == 0) {
+            polaris_event_commit(polaris_event_create(2, "child", NULL));
+            polaris_deinit();
+            _exit(0);
+        }
+        waitpid(pid, NULL, 0);
+        /* fork while another thread is inside the SDK */
+        pthread_t h;
+        pthread_create(&h, NULL, hammer, NULL);
+        usleep(20000);
+        pid_t pid2 = fork();
+        if (pid2 == 0) {
+            polaris_event_commit(polaris_event_create(4, "child2", NULL));
+            polaris_deinit();
+            _exit(0);
+        }
+        int st;
+        waitpid(pid2, &st, 0);
+        hammering = 0;
+        pthread_join(h, NULL);
+        polaris_event_commit(polaris_event_create(3, "parent", NULL));
+        polaris_deinit();
+        printf("fork children %d %d\n", (int)pid, (int)pid2);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    }
+    if (strcmp(argv[1], "absent") == 0 && argc == 3) {
+        long n = atol(argv[2]);
+        double worst = 0;
+        long dropped = 0;
+        for (long i = 0; i < n; i++) {
+            double t0 = now_us();
+            polaris_event_t *ev = polaris_event_create((uint64_t)i, "absent", NULL);
+            polaris_event_add_int(ev, "i", (int)i);
+            if (polaris_event_commit(ev) < 0)
+                dropped++;
+            double dt = now_us() - t0;
+            if (dt > worst)
+                worst = dt;
+        }
+        double t0 = now_us();
+        polaris_deinit();
+        printf("absent worst_us=%.1f dropped=%ld deinit_ms=%.1f\n", worst, dropped, (now_us() - t0) / 1000);
+        return 0;
+    }
+    if (strcmp(argv[1], "late") == 0 && argc == 4) {
+        /* commit N (the test has stalled the daemon), say so, then keep the
+         * sender alive MS ms while the test resumes the daemon */
+        long n = atol(argv[2]), dropped = 0;
+        for (long i = 0; i < n; i++) {
+            polaris_event_t *ev = polaris_event_create(500000000 + (uint64_t)i, "late", NULL);
+            if (polaris_event_commit(ev) < 0)
+                dropped++;
+        }
+        printf("committed dropped=%ld\n", dropped);
+        fflush(stdout);
+        usleep((useconds_t)atol(argv[3]) * 1000);
+        polaris_deinit();
+        return 0;
+    }
+    if (strcmp(argv[1], "raw") == 0 && argc == 3) {
+        int rc = polaris_report_raw(argv[2], strlen(argv[2]));
+        polaris_deinit();
+        printf("raw %d\n", rc);
+        return 0;
+    }
+    return 2;
+}
