@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
+#include <sys/uio.h>  /* struct iovec */
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,7 +114,10 @@ static int connect_daemon(const char *path)
 static int write_all(int fd, struct iovec *iov, int n, long long deadline)
 {
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+        /* sendmsg, not writev: MSG_NOSIGNAL keeps a vanished daemon from
+         * raising SIGPIPE in the app */
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN) {

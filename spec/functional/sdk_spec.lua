@@ -131,6 +131,22 @@ describe("libpolaris_client", function()
     H.stop_ok(d)
   end)
 
+  -- Two layers keep SIGPIPE away from the app: the sender thread blocks all
+  -- signals, and it writes with MSG_NOSIGNAL. This checks the behaviour.
+  it("survives the daemon dying under it (no SIGPIPE in the app)", function()
+    local d = H.start_daemon()
+    local dir = ptest.mkdtemp()
+    local out = dir .. "/out"
+    local pid = ptest.spawn({PROBE, "stream", "1500"}, {stdout = out, stderr = out, env = {POLARIS_SOCKET = d.ipc}})
+    H.wait_for("events to flow", function() return d:status().ipc.events_in > 1000 end, 10000)
+    ptest.kill(d.pid, "KILL")
+    d:stop()
+    local how, code = ptest.wait(pid, 15000)
+    assert.are.same({"exited", 0}, {how, code}, H.read_file(out))
+    assert.is_truthy(H.read_file(out):find("streamed", 1, true))
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("validates polaris_report_raw", function()
     local d = H.start_daemon()
     local g = H.guest_connected(d)

@@ -10,6 +10,7 @@
 #include "polaris_api.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,23 @@ int main(int argc, char **argv)
         fflush(stdout);
         usleep((useconds_t)atol(argv[3]) * 1000);
         polaris_deinit();
+        return 0;
+    }
+    if (strcmp(argv[1], "stream") == 0 && argc == 3) {
+        /* commit steadily for MS ms with SIGPIPE at its default (fatal)
+         * action, while the test kills the daemon */
+        signal(SIGPIPE, SIG_DFL);
+        double end = now_us() + atol(argv[2]) * 1000.0;
+        long n = 0;
+        while (now_us() < end) {
+            polaris_event_t *ev = polaris_event_create(600000000 + (uint64_t)n++, "stream", NULL);
+            polaris_event_add_string(ev, "pad", "0123456789012345678901234567890123456789");
+            polaris_event_commit(ev);
+            if (n % 64 == 0)
+                usleep(100);
+        }
+        polaris_deinit();
+        printf("streamed %ld\n", n);
         return 0;
     }
     if (strcmp(argv[1], "raw") == 0 && argc == 3) {
