@@ -33,8 +33,10 @@ DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -l
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -llua5.4-cjson
 
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
-               -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"' \
                -DPOLARIS_DATADIR='"$(DATADIR)"'
+# Only polarisd.c carries the version and git revision, so a commit
+# rebuilds one file, not the tree.
+VERSION_DEFS := -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"'
 ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 
 LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
@@ -78,6 +80,11 @@ endif
 FLAGS_STAMP := $(BUILD)/.flags
 FLAGS_NOW   := $(CC) $(ALL_CFLAGS) $(BASE_CFLAGS) $(LDFLAGS)
 $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(subst ','"'"',$(FLAGS_NOW))' ] || printf '%s' '$(subst ','"'"',$(FLAGS_NOW))' > $(FLAGS_STAMP))
+
+VERSION_STAMP := $(BUILD)/.version
+$(shell [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = '$(VERSION) $(GIT_REV)' ] || printf '%s' '$(VERSION) $(GIT_REV)' > $(VERSION_STAMP))
+$(BUILD)/core/polarisd.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(BUILD)/core/polarisd.o: $(VERSION_STAMP)
 
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -142,10 +149,13 @@ $(BUILD)/bench/relay: $(BUILD)/bench/relay.o
 $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
 
+$(BUILD)/bench/sdk_bench: bench/sdk_bench.c $(SDK_A)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(SDK_A) -lpthread
+
 deps:
 	@tools/deps.sh
 
-bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen
+bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen $(BUILD)/bench/sdk_bench
 	@BUILD=$(BUILD) LUA_CPATH="$(CURDIR)/$(BUILD)/lua/?.so;;" \
 	    LUA_PATH="$(CURDIR)/spec/support/?.lua;;" lua5.4 bench/run.lua
 

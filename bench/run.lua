@@ -103,6 +103,34 @@ ptest.kill(relay, "TERM")
 ptest.wait(relay, 5000)
 os.execute("rm -rf '" .. dir .. "'")
 
+-- the caller's cost: SDK vs one blocking send() per event vs syslog(3),
+-- interleaved against one daemon (its guest buffer holds everything)
+local function sdk_bench(args)
+  local out = os.tmpname()
+  local argv = {BUILD .. "/bench/sdk_bench"}
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out}))
+  local how, code = ptest.wait(pid, 120000)
+  local text = H.read_file(out)
+  os.remove(out)
+  assert(how == "exited" and code == 0, "sdk_bench failed: " .. text)
+  return cjson.decode(text)
+end
+local sd = H.start_daemon({config = big})
+local sdk_med, sdk_p999, send_med, syslog_med, sdk_ratio = {}, {}, {}, {}, {}
+for round = 1, ROUNDS do
+  local a = sdk_bench({"sdk", sd.ipc, "100000"})
+  local b = sdk_bench({"send", sd.ipc, "100000"})
+  local c = sdk_bench({"syslog", "100000"})
+  sdk_med[round], sdk_p999[round] = a.median_ns, a.p999_ns
+  send_med[round], syslog_med[round] = b.median_ns, c.median_ns
+  sdk_ratio[round] = b.median_ns / a.median_ns
+  io.write(string.format("round %d: sdk %d ns (p99.9 %d), send() %d ns, syslog %d ns\n",
+                         round, a.median_ns, a.p999_ns, b.median_ns, c.median_ns))
+end
+sd:stop()
+local absent = sdk_bench({"absent", "1000000"})
+
 local cores = tonumber(io.popen("nproc"):read("l"))
 local git = io.popen("git rev-parse --short=12 HEAD 2>/dev/null"):read("l") or "unknown"
 local results = {
@@ -116,6 +144,12 @@ local results = {
   rss_idle_kib = rss_idle,
   rss_per_plugin_kib = (rss_twenty - rss_idle) / 20,
   lua_state_bytes_per_plugin = per_plugin_bytes / 20,
+  sdk_ns_median = median(sdk_med),
+  sdk_ns_p999 = median(sdk_p999),
+  syscall_client_ns_median = median(send_med),
+  syslog_ns_median = median(syslog_med),
+  sdk_vs_syscall_ratio = median(sdk_ratio),
+  sdk_absent_worst_us = absent.worst_ns / 1000,
 }
 local lo, hi = spread(ratios)
 print()
@@ -132,6 +166,12 @@ row("lua_vs_plain_ratio", lua_ratios, "%14.2f")
 print(string.format("%-24s %14d", "rss_idle_kib", rss_idle))
 print(string.format("%-24s %14.1f   (Lua state alone: %.1f KiB)", "rss_per_plugin_kib",
                     results.rss_per_plugin_kib, results.lua_state_bytes_per_plugin / 1024))
+row("sdk_ns_median", sdk_med, "%14d")
+row("sdk_ns_p999", sdk_p999, "%14d")
+row("syscall_client_ns_median", send_med, "%14d")
+row("syslog_ns_median", syslog_med, "%14d")
+print(string.format("%-24s %14.1f   (target >= 20)", "sdk_vs_syscall_ratio", results.sdk_vs_syscall_ratio))
+print(string.format("%-24s %14.1f   (target < 50; 10^6 calls, no daemon)", "sdk_absent_worst_us", results.sdk_absent_worst_us))
 local f = assert(io.open("bench/results.json", "w"))
 f:write(cjson.encode(results), "\n")
 f:close()

@@ -42,6 +42,8 @@
 #define BACKOFF_MIN_MS   10
 #define BACKOFF_MAX_MS   1000
 #define EV_SDK_DROPPED   1000002ull
+#define LINGER_US        200      /* sender re-checks this often while busy */
+#define IDLE_MS          20       /* ...and sleeps until signalled after this */
 
 struct polaris_event {
     struct polaris_event *next;   /* queue link once committed */
@@ -57,6 +59,7 @@ struct client {
     size_t count, bytes;
     uint64_t dropped;             /* not yet reported */
     bool stop;
+    bool sleeping;                /* the sender is in an untimed wait: signal it */
     long long stop_deadline_ms;
     pthread_t thread;
     pid_t pid;
@@ -174,10 +177,29 @@ static void *sender_main(void *arg)
     int fd = -1;
     long long backoff = BACKOFF_MIN_MS;
     struct polaris_event *batch = NULL;     /* taken from the queue, not yet sent */
+    long long last_work = now_ms(CLOCK_MONOTONIC);
     for (;;) {
         pthread_mutex_lock(&c->mu);
-        while (!batch && !c->head && !c->stop)
-            pthread_cond_wait(&c->cv, &c->mu);
+        /* While events flow the sender polls every LINGER_US, so commits need
+         * no wakeup (a futex syscall each); only a sender idle for IDLE_MS
+         * sleeps until a commit signals it. */
+        while (!batch && !c->head && !c->stop) {
+            if (now_ms(CLOCK_MONOTONIC) - last_work < IDLE_MS) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += LINGER_US * 1000;
+                if (until.tv_nsec >= 1000000000) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&c->cv, &c->mu, &until);
+            } else {
+                c->sleeping = true;
+                pthread_cond_wait(&c->cv, &c->mu);
+                c->sleeping = false;
+            }
+        }
+        last_work = now_ms(CLOCK_MONOTONIC);
         bool stopping = c->stop;
         long long deadline = c->stop_deadline_ms;
         if (!batch) {
@@ -317,7 +339,7 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
     struct polaris_event *ev = calloc(1, sizeof *ev);
     if (!ev)
         return NULL;
-    struct client *c = process_name ? NULL : get_client();
+    struct client *c = get_client();         /* the pid and comm, cached per process */
     int rc = buf_reserve(&ev->b, 256);
     rc |= buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
     rc |= buf_puts(&ev->b, "{\"eventId\":");
@@ -325,7 +347,7 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
     rc |= buf_puts(&ev->b, ",\"timestamp\":");
     rc |= buf_json_i64(&ev->b, now_ms(CLOCK_REALTIME));
     rc |= buf_puts(&ev->b, ",\"pid\":");
-    rc |= buf_json_i64(&ev->b, getpid());
+    rc |= buf_json_i64(&ev->b, c ? c->pid : getpid());
     rc |= buf_puts(&ev->b, ",\"processName\":");
     rc |= buf_json_cstr(&ev->b, process_name ? process_name : c ? c->comm : "unknown");
     rc |= buf_puts(&ev->b, ",\"processVer\":");
@@ -415,7 +437,7 @@ static int enqueue(struct polaris_event *ev)
         free_event(ev);
         return -2;
     }
-    bool wake = c->head == NULL;
+    bool wake = c->sleeping || c->count + 1 == BATCH;
     if (c->tail)
         c->tail->next = ev;
     else
