@@ -77,6 +77,21 @@ static long long now_ms(clockid_t clk)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* An absolute CLOCK_REALTIME time us microseconds from now, for
+ * pthread_cond_timedwait. */
+static struct timespec after_us(long long us)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += us / 1000000;
+    t.tv_nsec += (us % 1000000) * 1000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    return t;
+}
+
 static void forget_after_fork(void)
 {
     /* the parent's client stays as it is: its lock may be held, its thread
@@ -185,13 +200,7 @@ static void *sender_main(void *arg)
          * sleeps until a commit signals it. */
         while (!batch && !c->head && !c->stop) {
             if (now_ms(CLOCK_MONOTONIC) - last_work < IDLE_MS) {
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += LINGER_US * 1000;
-                if (until.tv_nsec >= 1000000000) {
-                    until.tv_sec++;
-                    until.tv_nsec -= 1000000000;
-                }
+                struct timespec until = after_us(LINGER_US);
                 pthread_cond_timedwait(&c->cv, &c->mu, &until);
             } else {
                 c->sleeping = true;
@@ -235,15 +244,7 @@ static void *sender_main(void *arg)
             if (fd < 0) {
                 /* wait with backoff, but wake at once for a stop */
                 pthread_mutex_lock(&c->mu);
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                long long wait = stopping ? 10 : backoff;
-                until.tv_sec += wait / 1000;
-                until.tv_nsec += (wait % 1000) * 1000000;
-                if (until.tv_nsec >= 1000000000) {
-                    until.tv_sec++;
-                    until.tv_nsec -= 1000000000;
-                }
+                struct timespec until = after_us((stopping ? 10 : backoff) * 1000);
                 if (!c->stop || stopping)
                     pthread_cond_timedwait(&c->cv, &c->mu, &until);
                 pthread_mutex_unlock(&c->mu);

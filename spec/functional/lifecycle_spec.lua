@@ -6,15 +6,7 @@ local codec, cjson, ptest = H.codec, H.cjson, H.ptest
 after_each(function() H.stop_all() end)
 local unix = require "socket.unix"
 
-local function run(argv)
-  local dir = ptest.mkdtemp()
-  local out = dir .. "/out"
-  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out}))
-  local how, code = ptest.wait(pid, 10000)
-  local text = H.read_file(out)
-  os.execute("rm -rf '" .. dir .. "'")
-  return how, code, text
-end
+local function run(argv) return H.run(argv) end
 
 describe("command line", function()
   it("prints the version and git revision", function()

@@ -9,15 +9,9 @@ after_each(function() H.stop_all() end)
 local PROBE = H.BUILD .. "/sdk_probe"
 
 local function probe(sock, args, timeout_ms)
-  local dir = ptest.mkdtemp()
-  local out = dir .. "/out"
   local argv = {PROBE}
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out, env = {POLARIS_SOCKET = sock}}))
-  local how, code = ptest.wait(pid, timeout_ms or 30000)
-  local text = H.read_file(out)
-  os.execute("rm -rf '" .. dir .. "'")
-  return how, code, text
+  return H.run(argv, {POLARIS_SOCKET = sock}, timeout_ms or 30000)
 end
 
 describe("libpolaris_client", function()

@@ -35,6 +35,18 @@ local function read_file(path)
 end
 H.read_file = read_file
 
+-- Runs argv to completion: how ("exited"/"signaled"/nil), code, its output.
+function H.run(argv, env, timeout_ms)
+  local dir = ptest.mkdtemp()
+  local out = dir .. "/out"
+  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out, env = env}))
+  local how, code = ptest.wait(pid, timeout_ms or 10000)
+  if not how then ptest.kill(pid, "KILL"); ptest.wait(pid, 5000) end
+  local text = read_file(out)
+  os.execute("rm -rf '" .. dir .. "'")
+  return how, code, text
+end
+
 local function write_config(path, cfg)
   local f = assert(io.open(path, "w"))
   for section, kv in pairs(cfg) do
