@@ -1,8 +1,9 @@
 /* sdk_probe.c - drives libpolaris_client for the SDK specs.
  *   sdk_probe send N THREADS     THREADS x N events (eventId = (t+1)*10^8 + i)
  *   sdk_probe escape             one event with hostile strings and every type
- *   sdk_probe fork               parent 1, child 2 (own pid), parent 3; and a
+ *   sdk_probe fork [nomid]       parent 1, child 2 (own pid), parent 3; and a
  *                                fork while another thread is inside the SDK
+ *                                (event 4), unless nomid
  *   sdk_probe absent N           N commits with no daemon: worst call in us
  *   sdk_probe late N MS          N commits, then MS ms before deinit
  *   sdk_probe raw JSON           polaris_report_raw, prints its result
@@ -104,6 +105,13 @@ int main(int argc, char **argv)
             _exit(0);
         }
         waitpid(pid, NULL, 0);
+        if (argc > 2 && strcmp(argv[2], "nomid") == 0) {
+            polaris_event_commit(polaris_event_create(4, "skipped", NULL));
+            polaris_event_commit(polaris_event_create(3, "parent", NULL));
+            polaris_deinit();
+            printf("fork children %d %d\n", (int)pid, 0);
+            return 0;
+        }
         /* fork while another thread is inside the SDK */
         pthread_t h;
         pthread_create(&h, NULL, hammer, NULL);
