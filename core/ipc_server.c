@@ -182,8 +182,9 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         }
         struct envelope *e = envelope_new(ENV_IPC_EVENT, s->scratch.p, s->scratch.len);
         if (!e) {
-            /* the frame stays unread: pause and retry when memory returns */
-            log_error("out of memory accepting an event");
+            /* the frame is already consumed from the stream: count the loss */
+            STAT_INC(ipc_events_dropped_nomem);
+            log_error("out of memory accepting an event from pid %d; dropped", (int)c->pid);
             return true;
         }
         e->event_id = event_id;

@@ -14,6 +14,7 @@
     X(ipc, connections_refused, "connections refused over ipc.max_clients") \
     X(ipc, events_in, "events accepted from clients") \
     X(ipc, frames_rejected, "frames rejected: invalid JSON or missing/mistyped field") \
+    X(ipc, events_dropped_nomem, "events dropped at ingress: no memory for the envelope") \
     X(ipc, frames_unknown_type, "frames skipped: unknown msg_type") \
     X(ipc, frames_oversize, "connections closed: total_len out of range") \
     X(ipc, frame_timeouts, "connections closed: frame incomplete after ipc.frame_timeout_ms") \
