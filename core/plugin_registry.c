@@ -270,9 +270,12 @@ static const struct route_rule *router_rule(struct plugin_registry *r, uint64_t 
     return NULL;
 }
 
+/* A plugin that went to Error stays in the chain and passes events through
+ * untouched: routing around it would let later events overtake earlier ones
+ * still in its mailbox. (A plugin that never loaded registered nothing.) */
 static bool usable(const struct plugin *p, uint64_t event_id, const char *from)
 {
-    return atomic_load(&p->state) == PLUGIN_ACTIVE && plugin_handles(p, event_id) &&
+    return plugin_handles(p, event_id) &&
            !(from && from[0] && strcmp(from, p->id) == 0);   /* never its own emits */
 }
 
