@@ -9,6 +9,7 @@
  * against forbidden_paths. Misuse raises; a refused or failed operation
  * returns nil, message, errno (liolib style). */
 #include "plugin.h"
+#include "targz.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_MAX_DEFAULT (1u << 20)
@@ -129,7 +131,8 @@ static int open_or_fail(lua_State *L, struct plugin *p, const char *path, int fl
     return fail(L, errno, why ? why : "%s: %s", path);
 }
 
-/* fs.read(path [, max_bytes]) -> string | nil, msg, errno */
+/* fs.read(path [, max_bytes [, {tail = true}]]) -> string | nil, msg, errno
+ * With tail, the last max_bytes of the file (a log's newest lines). */
 static int l_read(lua_State *L)
 {
     struct plugin *p = self(L);
@@ -137,9 +140,18 @@ static int l_read(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, READ_MAX_DEFAULT);
     luaL_argcheck(L, max > 0, 2, "max_bytes must be positive");
+    bool tail = false;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "tail");
+        tail = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     int fd, n = open_or_fail(L, p, path, O_RDONLY, 0, &fd);
     if (n)
         return n;
+    struct stat st;
+    if (tail && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max)
+        lseek(fd, st.st_size - max, SEEK_SET);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     lua_Integer total = 0;
@@ -289,12 +301,169 @@ static int l_remove(lua_State *L)
     return 1;
 }
 
+/* Opens the directory holding path (confined) and points *name at the last
+ * component. Returns 0 or the fail() count. */
+static int open_parent(lua_State *L, struct plugin *p, const char *path, int *dirfd, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    *name = slash ? slash + 1 : path;
+    if (!slash || !**name || strcmp(*name, ".") == 0 || strcmp(*name, "..") == 0)
+        return fail(L, EINVAL, "%s: not a file path (%s)", path);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+    return open_or_fail(L, p, parent, O_PATH | O_DIRECTORY, 0, dirfd);
+}
+
+/* An allowed root itself may be created, with its missing parents: the
+ * grant names that very path (a capture dir on a fresh machine). */
+static bool is_allowed_root(struct plugin *p, const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    for (size_t i = 0; i < p->nallowed; i++) {
+        const char *r = p->allowed_paths[i];
+        size_t m = strlen(r);
+        while (m > 1 && r[m - 1] == '/')
+            m--;
+        if (m == n && strncmp(r, path, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int mkdir_root(lua_State *L, const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp || strstr(tmp, "/../") || strstr(tmp, "/./"))
+        return fail(L, EINVAL, "%s: %s", path);
+    for (char *s = tmp + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+            return fail(L, errno, "%s: %s", tmp);
+        if (!c)
+            break;
+        *s = '/';
+    }
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return fail(L, ENOTDIR, "%s: %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs.mkdir(path [, mode]) -> true | nil, msg, errno; an existing directory
+ * is success. The parent must exist, unless path is an allowed root. */
+static int l_mkdir(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    mode_t mode = (mode_t)(luaL_optinteger(L, 2, 0750) & 0777);
+    if (path[0] == '/' && is_allowed_root(p, path))
+        return mkdir_root(L, path, mode);
+    const char *name;
+    int dirfd, n = open_parent(L, p, path, &dirfd, &name);
+    if (n)
+        return n;
+    int rc = mkdirat(dirfd, name, mode);
+    int e = errno;
+    struct stat st;
+    if (rc < 0 && e == EEXIST && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+        rc = 0;
+    close(dirfd);
+    if (rc < 0)
+        return fail(L, e, "%s: %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs.archive(path, {{name = "a.txt", data = "..."}, ...}) -> true | nil, msg, errno
+ * Writes a .tar.gz atomically: a hidden temporary beside it, renamed into
+ * place once complete, so a reader never sees half an archive. */
+static int l_archive(lua_State *L)
+{
+    struct plugin *p = self(L);
+    need_fs(L, p);
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 2);
+    if (n > 4096)
+        return luaL_error(L, "polaris.fs.archive: at most 4096 entries");
+    struct targz_entry *v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_rawgeti(L, 2, (lua_Integer)i + 1) != LUA_TTABLE)
+            return luaL_error(L, "usage: polaris.fs.archive(path, {{name = s, data = s}, ...}): entry %d", (int)i + 1);
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "data");
+        v[i].name = lua_tostring(L, -2);
+        v[i].data = lua_tolstring(L, -1, &v[i].len);
+        if (!v[i].name || !v[i].data)
+            return luaL_error(L, "polaris.fs.archive: entry %d needs string name and data", (int)i + 1);
+        const char *why = targz_bad_name(v[i].name);
+        if (why)
+            return luaL_error(L, "polaris.fs.archive: entry '%s': %s", v[i].name, why);
+        v[i].mode = 0644;
+        lua_pop(L, 3);                       /* the strings stay alive in the table */
+    }
+    const char *name;
+    int dirfd, rc = open_parent(L, p, path, &dirfd, &name);
+    if (rc)
+        return rc;
+    char tmp[NAME_MAX + 1];
+    if ((size_t)snprintf(tmp, sizeof tmp, ".%s.%d.tmp", name, (int)getpid()) >= sizeof tmp) {
+        close(dirfd);
+        return fail(L, ENAMETOOLONG, "%s: %s", path);
+    }
+    /* the final name must be allowed too (a forbidden path inside a root) */
+    int probe = confined_open(p, path, O_PATH | O_NOFOLLOW, 0, &(const char *){NULL});
+    if (probe >= 0)
+        close(probe);
+    else if (errno == EACCES) {
+        close(dirfd);
+        return fail(L, EACCES, "permission denied: %s (%s)", path);
+    }
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        close(dirfd);
+        return fail(L, e, "%s: %s", path);
+    }
+    char err[256];
+    int w = targz_write_fd(fd, v, n, (int64_t)time(NULL), err, sizeof err);
+    int e = errno;
+    if (close(fd) < 0 && w == 0) {
+        w = -1;
+        e = errno;
+        snprintf(err, sizeof err, "%s", strerror(e));
+    }
+    if (w == 0 && renameat(dirfd, tmp, dirfd, name) < 0) {
+        w = -1;
+        e = errno;
+        snprintf(err, sizeof err, "%s", strerror(e));
+    }
+    if (w < 0)
+        unlinkat(dirfd, tmp, 0);
+    close(dirfd);
+    if (w < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, err);
+        lua_pushinteger(L, e ? e : EIO);
+        return 3;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void bind_fs(struct plugin *p)
 {
     lua_State *L = p->sb.L;
     static const luaL_Reg fns[] = {
         {"read", l_read}, {"write", l_write}, {"list", l_list}, {"stat", l_stat},
-        {"remove", l_remove}, {NULL, NULL},
+        {"remove", l_remove}, {"mkdir", l_mkdir}, {"archive", l_archive}, {NULL, NULL},
     };
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {

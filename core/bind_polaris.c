@@ -299,6 +299,49 @@ static int l_actions(lua_State *L)
     return 1;
 }
 
+/* require(name): the runtime's shared Lua helpers (plugins.lua_dir), loaded
+ * as text into this plugin's own sandbox and cached per state. Module names
+ * are dotted words, so nothing outside lua_dir can be named. */
+static int l_require(lua_State *L)
+{
+    struct plugin *p = self(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 1, &len);
+    bool ok = len > 0 && len < 128 && name[0] != '.' && name[len - 1] != '.' && !strstr(name, "..");
+    for (size_t i = 0; ok && i < len; i++)
+        ok = name[i] == '.' || name[i] == '_' || (name[i] >= 'a' && name[i] <= 'z') ||
+             (name[i] >= '0' && name[i] <= '9');
+    if (!ok)
+        return luaL_error(L, "usage: require(\"polaris.name\"): lowercase words joined by dots");
+    lua_getfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
+    }
+    int cache = lua_gettop(L);
+    if (lua_getfield(L, cache, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    char path[512];
+    int n = snprintf(path, sizeof path, "%s/", registry_lua_dir(p->reg));
+    for (size_t i = 0; i < len && (size_t)n + 5 < sizeof path; i++)
+        path[n++] = name[i] == '.' ? '/' : name[i];
+    snprintf(path + n, sizeof path - (size_t)n, ".lua");
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return luaL_error(L, "require: module '%s' not found (%s)", name, lua_tostring(L, -1));
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, cache, name);
+    return 1;
+}
+
 /* ---- waiting calls: yield to the worker, the core does the waiting ---- */
 
 static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_t ms,
@@ -551,6 +594,8 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "guest");
     bind_fs(p);
     lua_setfield(L, -2, "fs");
+    bind_sys(p);
+    lua_setfield(L, -2, "sys");
     registry_push_config(p->reg, p->id, L);
     lua_setfield(L, -2, "config");
     lua_pushstring(L, p->id);
@@ -566,6 +611,9 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "started_ms");
     lua_setfield(L, -2, "daemon");
     lua_setglobal(L, "polaris");
+    lua_pushlightuserdata(L, p);
+    lua_pushcclosure(L, l_require, 1);
+    lua_setglobal(L, "require");
     /* print goes to the log, tagged with the plugin */
     lua_pushlightuserdata(L, p);
     lua_pushcclosure(L, l_info, 1);

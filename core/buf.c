@@ -205,8 +205,12 @@ int buf_json_double(struct buf *b, double v)
      * as integers, exactly, without the cost of %g */
     if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(int64_t)v)
         return buf_json_i64(b, (int64_t)v);
+    /* the shortest of 15 or 17 digits that reads back as the same double:
+     * 0.05, not 0.050000000000000003 */
     char tmp[40];
-    int n = snprintf(tmp, sizeof tmp, "%.17g", v);
+    int n = snprintf(tmp, sizeof tmp, "%.15g", v);
+    if (n > 0 && (size_t)n < sizeof tmp && strtod(tmp, NULL) != v)
+        n = snprintf(tmp, sizeof tmp, "%.17g", v);
     if (n < 0 || (size_t)n >= sizeof tmp)
         return -1;
     /* %g follows LC_NUMERIC; JSON wants a dot whatever the locale says */

@@ -45,6 +45,9 @@ void config_defaults(struct config *c)
     c->plugin_max_errors = 5;
     c->shared_max_bytes = 1u << 20;
     c->exec_output_max = 1u << 20;
+    snprintf(c->proc_root, sizeof c->proc_root, "/proc");
+    snprintf(c->process_events, sizeof c->process_events, "auto");
+    c->process_cache = 4096;
 }
 
 struct config *config_ref(struct config *c)
@@ -111,6 +114,9 @@ static const struct key keys[] = {
     {"plugins", "max_consecutive_errors", K_UINT, F(plugin_max_errors), 1, 1000000},
     {"plugins", "shared_max_bytes", K_UINT, F(shared_max_bytes), 1024, 1u << 30},
     {"plugins", "exec_output_max", K_UINT, F(exec_output_max), 1024, 1u << 30},
+    {"monitor", "proc_root", K_STR, F(proc_root), 0, 0},
+    {"monitor", "process_events", K_STR, F(process_events), 0, 0},
+    {"monitor", "process_cache", K_UINT, F(process_cache), 0, 1u << 20},
 };
 #undef F
 
@@ -282,6 +288,10 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
     fclose(f);
     if (rc == 0 && strcmp(c->policy, "blacklist") != 0 && strcmp(c->policy, "whitelist") != 0) {
         snprintf(err, errlen, "%s: plugins.policy must be \"blacklist\" or \"whitelist\"", file);
+        rc = -1;
+    }
+    if (rc == 0 && strcmp(c->process_events, "auto") != 0 && strcmp(c->process_events, "off") != 0) {
+        snprintf(err, errlen, "%s: monitor.process_events must be \"auto\" or \"off\"", file);
         rc = -1;
     }
     return rc;

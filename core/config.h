@@ -73,6 +73,11 @@ struct config {
     unsigned shared_max_bytes;          /* polaris.shared store */
     unsigned exec_output_max;           /* polaris.exec stdout/stderr, each */
 
+    /* [monitor] */
+    char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */
+    char process_events[8];             /* "auto": kernel proc connector when allowed; "off" */
+    unsigned process_cache;             /* exec'd processes remembered for crash names */
+
     /* [plugin.<id>] sections */
     struct plugin_kv plugin_cfg[CONFIG_MAX_PLUGIN_KEYS];
     int nplugin_cfg;

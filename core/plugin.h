@@ -19,6 +19,7 @@ enum plugin_state {
 enum permission {
     PERM_FS = 1u << 0, PERM_EXEC = 1u << 1, PERM_NET = 1u << 2,
     PERM_VM_READ = 1u << 3, PERM_VM_WRITE = 1u << 4, PERM_MEM = 1u << 5,
+    PERM_HOST_READ = 1u << 6,     /* polaris.sys, process crash notices */
 };
 
 struct job {
@@ -116,5 +117,6 @@ const char *plugin_state_name(int s);
 /* bind_polaris.c, bind_fs.c: push the tables a plugin sees */
 void bind_polaris(struct plugin *p);
 void bind_fs(struct plugin *p);          /* leaves polaris.fs on the stack */
+void bind_sys(struct plugin *p);         /* leaves polaris.sys on the stack */
 
 #endif

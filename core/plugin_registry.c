@@ -47,6 +47,8 @@ struct plugin_registry {
     void (*retire)(void *, struct plugin *);
     void *retire_ctx;
     const struct config *loading_cfg;   /* during registry_load only */
+    char proc_root[256];           /* monitor.proc_root, fixed at the first load */
+    char lua_dir[256];             /* plugins.lua_dir, likewise */
 };
 
 static uint64_t config_sig(const struct config *cfg, const char *id)
@@ -128,6 +130,7 @@ static const struct {
 } perm_names[] = {
     {"FileSystemAccess", PERM_FS}, {"ExecuteSyscall", PERM_EXEC}, {"NetworkAccess", PERM_NET},
     {"ReadVmState", PERM_VM_READ}, {"WriteVmState", PERM_VM_WRITE}, {"MemoryAllocation", PERM_MEM},
+    {"ReadHostState", PERM_HOST_READ},
 };
 
 struct plugin_registry *registry_new(struct daemon *d)
@@ -335,8 +338,24 @@ struct plugin *registry_find(struct plugin_registry *r, const char *id)
     return found;
 }
 
+const char *registry_proc_root(struct plugin_registry *r)
+{
+    return r->proc_root[0] ? r->proc_root : "/proc";
+}
+
+const char *registry_lua_dir(struct plugin_registry *r)
+{
+    return r->lua_dir;
+}
+
 int registry_message(struct plugin_registry *r, const char *from, const char *id,
                      const char *topic, const char *json, size_t len)
+{
+    return registry_message_perm(r, from, id, topic, json, len, 0);
+}
+
+int registry_message_perm(struct plugin_registry *r, const char *from, const char *id,
+                          const char *topic, const char *json, size_t len, unsigned perm)
 {
     struct plugin *targets[256];
     size_t n = 0;
@@ -346,6 +365,8 @@ int registry_message(struct plugin_registry *r, const char *from, const char *id
         if (atomic_load(&p->state) != PLUGIN_ACTIVE)
             continue;
         if (id ? strcmp(p->id, id) != 0 : strcmp(p->id, from) == 0)
+            continue;
+        if ((p->perms & perm) != perm)
             continue;
         plugin_ref(p);
         targets[n++] = p;
@@ -565,6 +586,31 @@ static char **field_list(lua_State *L, const char *k, size_t *n)
     return v;
 }
 
+/* The operator may grant a plugin more paths than its manifest names:
+ * [plugin.<id>] allowed_paths = /srv/logs /tmp/captures (the config is the
+ * operator's, so this widens nothing a plugin author controls). */
+static void add_configured_paths(const struct config *cfg, struct plugin *p)
+{
+    for (int i = 0; i < cfg->nplugin_cfg; i++) {
+        const struct plugin_kv *kv = &cfg->plugin_cfg[i];
+        if (strcmp(kv->plugin, p->id) != 0 || strcmp(kv->key, "allowed_paths") != 0)
+            continue;
+        char tmp[sizeof kv->value];
+        snprintf(tmp, sizeof tmp, "%s", kv->value);
+        for (char *save = NULL, *t = strtok_r(tmp, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+            char **n = realloc(p->allowed_paths, (p->nallowed + 1) * sizeof *n);
+            char *dup = n ? strdup(t) : NULL;
+            if (n)
+                p->allowed_paths = n;
+            if (!dup) {
+                log_error("plugin %s: out of memory adding allowed path %s", p->id, t);
+                return;
+            }
+            p->allowed_paths[p->nallowed++] = dup;
+        }
+    }
+}
+
 /* Fills p from the loader's entry on the top of L; applies the policy. */
 static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
 {
@@ -582,6 +628,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     lua_pop(L, 1);
     p->budget_ns = (uint64_t)(ms * 1e6);
     p->allowed_paths = field_list(L, "allowed_paths", &p->nallowed);
+    add_configured_paths(cfg, p);
     p->forbidden_paths = field_list(L, "forbidden_paths", &p->nforbidden);
     p->file_sig = file_sig(p->file);
     p->manifest_sig = file_sig(p->manifest);
@@ -713,6 +760,10 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     r->max_errors = cfg->plugin_max_errors;
     r->kv_max = cfg->shared_max_bytes;
     r->loading_cfg = cfg;
+    if (!r->proc_root[0])
+        snprintf(r->proc_root, sizeof r->proc_root, "%s", cfg->proc_root);
+    if (!r->lua_dir[0])
+        snprintf(r->lua_dir, sizeof r->lua_dir, "%s", cfg->lua_dir);
     int failures = 0;
     if (report)
         buf_putc(report, '[');

@@ -33,6 +33,14 @@ struct plugin *registry_find(struct plugin_registry *r, const char *id);
 /* Sends a message to one plugin (id) or every other Active plugin (id NULL). */
 int registry_message(struct plugin_registry *r, const char *from, const char *id,
                      const char *topic, const char *json, size_t len);
+/* The same, only to plugins holding every permission bit in perm (system
+ * notices such as process crashes go to ReadHostState holders only). */
+int registry_message_perm(struct plugin_registry *r, const char *from, const char *id,
+                          const char *topic, const char *json, size_t len, unsigned perm);
+/* monitor.proc_root as it was at the first load. */
+const char *registry_proc_root(struct plugin_registry *r);
+/* plugins.lua_dir as it was at the first load: where require() looks. */
+const char *registry_lua_dir(struct plugin_registry *r);
 
 int registry_status_json(struct plugin_registry *r, struct buf *b);
 int registry_actions_json(struct plugin_registry *r, struct buf *b);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "event_stamp.h"
 #include "plugin_registry.h"
+#include "proc_monitor.h"
 #include "sd_notify.h"
 #include "stats.h"
 #include "transport.h"
@@ -356,6 +357,7 @@ int main(int argc, char **argv)
     if (failed)
         log_warn("%d plugin%s failed to load (see above); the rest are running",
                  failed, failed == 1 ? "" : "s");
+    struct proc_monitor *crashes = proc_monitor_start(loop, d.plugins, cfg);
     /* the signals stay blocked in every thread: the core reads them from
      * a signalfd (EVFLAG_SIGNALFD), so no handler runs on a random thread */
 
@@ -369,6 +371,7 @@ int main(int argc, char **argv)
     }
 
     core_run(d.core);
+    proc_monitor_stop(crashes);
     /* shutdown is under way: a repeated SIGTERM must not kill the teardown
      * once libev stops watching (and unblocks) the signals */
     signal(SIGTERM, SIG_IGN);

@@ -55,7 +55,10 @@
     X(commands, bad_requests, "commands answered -4: bad request") \
     X(commands, denied, "commands answered -5: blocked by policy") \
     X(commands, handler_errors, "commands answered -6: handler error") \
-    X(commands, busy, "commands answered -7: too many in flight")
+    X(commands, busy, "commands answered -7: too many in flight") \
+    X(monitor, process_events, "kernel proc connector listening (gauge, 0/1)") \
+    X(monitor, crashes_seen, "host processes seen killed by a core-dumping signal") \
+    X(monitor, netlink_overruns, "times the kernel dropped proc connector events (socket buffer full)")
 
 struct stats {
 #define X(g, n, h) _Atomic uint64_t g##_##n;

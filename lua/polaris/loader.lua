@@ -13,7 +13,8 @@ local M = {}
 local TYPES = {Router = true, Strategy = true, Command = true, Monitor = true,
                Library = true, Custom = true}
 local PERMISSIONS = {FileSystemAccess = true, ExecuteSyscall = true, NetworkAccess = true,
-                     ReadVmState = true, WriteVmState = true, MemoryAllocation = true}
+                     ReadVmState = true, WriteVmState = true, MemoryAllocation = true,
+                     ReadHostState = true}
 
 local function is_array(t)
   if type(t) ~= "table" then return false end

@@ -102,7 +102,12 @@ function H.start_daemon(opts)
     d.guest_port = ptest.free_port()
     d.guest_uri = "tcp://127.0.0.1:" .. d.guest_port
   end
-  local cfg = {daemon = {log_level = "debug"}, guest = {}, ipc = {}, commands = {}}
+  -- quiet monitors by default: no host crash notices, no resource samples
+  -- (a spec that tests them turns them on); events counted in other specs
+  -- must be only the ones the spec sent
+  local cfg = {daemon = {log_level = "debug"}, guest = {}, ipc = {}, commands = {},
+               monitor = {process_events = "off"},
+               ["plugin.resource_monitor"] = {interval_ms = 3600000}}
   if opts.plugins then
     -- the test's plugins, plus the shipped command plugins
     d.plugin_dir = H.write_plugins(dir .. "/plugins", opts.plugins)
