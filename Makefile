@@ -68,7 +68,8 @@ LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
 .PHONY: all deps run test asan bench install uninstall clean
-all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event
+all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event \
+     $(BUILD)/polaris-crasher
 
 V ?= 0
 ifeq ($(V),0)
@@ -115,6 +116,10 @@ $(SDK_A): $(SDK_OBJS)
 
 $(BUILD)/sdk_probe: spec/support/sdk_probe.c $(SDK_A)
 	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(SDK_A) -lpthread
+
+# built without sanitizers: it must die of its own SIGSEGV, not ASan's report
+$(BUILD)/polaris-crasher: spec/support/crasher.c
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(BUILD)/sdk/report_event: sdk/examples/report_event.c $(SDK_SO)
 	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< \

@@ -145,13 +145,34 @@ static int encode_arg(lua_State *L, int idx, struct buf *b)
     return 0;
 }
 
-/* polaris.emit(event) -> true | nil, "busy" */
+/* polaris.emit(event) -> true | nil, "busy"
+ * The daemon is the event's source unless the plugin says otherwise: pid,
+ * processName and processVer default to polarisd's (on a copy, the
+ * plugin's table is left as it was). */
 static int l_emit(lua_State *L)
 {
     struct plugin *p = self(L);
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_newtable(L);
+    for (lua_pushnil(L); lua_next(L, 1);) {   /* key value */
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);                         /* key key value */
+        lua_rawset(L, 2);                          /* key: lua_next goes on from it */
+    }
+    static const char *const keys[] = {"pid", "processName", "processVer"};
+    for (int i = 0; i < 3; i++) {
+        if (lua_getfield(L, 2, keys[i]) == LUA_TNIL) {
+            if (i == 0)
+                lua_pushinteger(L, getpid());
+            else
+                lua_pushstring(L, i == 1 ? "polarisd" : polaris_version);
+            lua_setfield(L, 2, keys[i]);
+        }
+        lua_pop(L, 1);
+    }
     struct buf b = BUF_INIT, out = BUF_INIT;
-    encode_arg(L, 1, &b);
+    encode_arg(L, 2, &b);
     uint64_t id;
     const char *err = NULL;
     if (event_stamp(b.p, b.len, -1, 0, &out, &id, &err) < 0) {

@@ -451,8 +451,12 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             snprintf(why, sizeof why, "command handler must return an integer code, not a %s",
                      luaL_typename(co, -3));
             problem = why;
-        } else if (lua_tointeger(co, -3) < 0 || lua_tointeger(co, -3) > INT32_MAX) {
-            snprintf(why, sizeof why, "command handler returned code %lld (negative codes are the framework's)",
+        } else if ((lua_tointeger(co, -3) < 0 && lua_tointeger(co, -3) != CMD_BAD_REQUEST) ||
+                   lua_tointeger(co, -3) > INT32_MAX) {
+            /* -4 is the one framework code a handler may give: it alone
+             * knows when its arguments are wrong */
+            snprintf(why, sizeof why, "command handler returned code %lld (negative codes are the "
+                     "framework's; a handler may answer -4 for bad arguments)",
                      (long long)lua_tointeger(co, -3));
             problem = why;
         } else if (!lua_isnil(co, -1) && lua_json_encode(co, -1, &data, why, sizeof why) < 0) {

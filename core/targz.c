@@ -12,6 +12,18 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* Where a name over 100 bytes is split into ustar's prefix (<= 155) and
+ * name (<= 100): the last slash that makes both fit; NULL when none does. */
+static const char *split_point(const char *name)
+{
+    size_t len = strlen(name);
+    const char *cut = NULL;
+    for (const char *s = name; (s = strchr(s, '/')); s++)
+        if ((size_t)(s - name) <= 155 && len - (size_t)(s - name) - 1 <= 100)
+            cut = s;
+    return cut;
+}
+
 const char *targz_bad_name(const char *name)
 {
     size_t len = strlen(name);
@@ -24,10 +36,10 @@ const char *targz_bad_name(const char *name)
         size_t n = e ? (size_t)(e - s) : strlen(s);
         if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
             return "a name may not have empty, '.' or '..' parts";
-        if (n > 100)
-            return "a name part must be at most 100 bytes";
         s += n + (e ? 1 : 0);
     }
+    if (len > 100 && !split_point(name))
+        return "too long for ustar (at most 100 bytes after the last directory, 155 before it)";
     return NULL;
 }
 
@@ -44,11 +56,7 @@ static int header(unsigned char h[512], const struct targz_entry *e, int64_t mti
     size_t len = strlen(e->name);
     const char *name = e->name;
     if (len > 100) {
-        /* prefix (<=155) '/' name (<=100): split at the last fitting slash */
-        const char *cut = NULL;
-        for (const char *s = e->name; (s = strchr(s, '/')); s++)
-            if ((size_t)(s - e->name) <= 155 && len - (size_t)(s - e->name) - 1 <= 100)
-                cut = s;
+        const char *cut = split_point(e->name);
         if (!cut)
             return -1;
         memcpy(h + 345, e->name, (size_t)(cut - e->name));

@@ -8,7 +8,7 @@ local capture = require("polaris.capture")
 local settings = capture.settings(polaris.config)
 
 polaris.command("capture_log", function(args)
-  local pid = args.pid ~= nil and math.tointeger(args.pid) or nil
+  local pid = type(args.pid) == "number" and math.tointeger(args.pid) or nil
   if args.pid ~= nil and (not pid or pid <= 0) then
     return -4, "pid must be a positive integer"
   end

@@ -29,7 +29,7 @@ function P.on_message(from, topic, info)
       crashed_at_ms = info.time_ms,
     },
   })
-  if not ok then polaris.log.warn("crash of pid ", info.pid, " not reported: ", err) end
+  if not ok then polaris.log.warn(("crash of pid %d not reported: %s"):format(info.pid, err)) end
 end
 
 return P

@@ -14,11 +14,11 @@ for word in tostring(polaris.config.command or "systemctl reboot"):gmatch("%S+")
 local delay = math.tointeger(polaris.config.delay_ms) or 1000
 
 polaris.command("reboot", function(args, req)
-  polaris.log.warn("reboot requested by the ", req.origin, "; running ", table.concat(argv, " "),
-                   " in ", delay, " ms")
+  polaris.log.warn(("reboot requested by the %s; running '%s' in %d ms"):format(
+                   req.origin, table.concat(argv, " "), delay))
   polaris.timer(delay, function()
     local r = polaris.exec(argv, {timeout = 30000})
-    if r.code ~= 0 then polaris.log.error("reboot failed: ", r.stderr) end
+    if r.code ~= 0 then polaris.log.error("reboot failed:", r.code or r.signal, r.stderr) end
   end)
   return 0, "Success", {rebooting_in_ms = delay}
 end)

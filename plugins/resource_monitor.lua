@@ -59,7 +59,7 @@ local function sample()
       local params = {resource = name, value = math.floor(value * 10 + 0.5) / 10, state = change,
                       raise = a.raise, clear = a.clear}
       polaris.emit({eventId = change == "raised" and RESOURCE_ALARM or RESOURCE_CLEARED, params = params})
-      polaris.log[change == "raised" and "warn" or "info"](name, " ", change, " at ", params.value)
+      polaris.log[change == "raised" and "warn" or "info"](("%s %s at %s%%"):format(name, change, params.value))
     end
   end
 end

@@ -33,7 +33,7 @@ local function on_crash(ev)
   ev.logf = path
   ev.params = params
   params.captured = table.concat(got, ",")
-  polaris.log.info("captured ", path, " for pid ", tostring(pid))
+  polaris.log.info(("captured %s for pid %s"):format(path, tostring(pid)))
   return ev
 end
 

@@ -192,8 +192,15 @@ describe("sandbox", function()
   local probe = [[
     local out = {}
     local function try(name, f) local ok, e = pcall(f); out[name] = ok and "allowed" or tostring(e) end
-    for _, g in ipairs({"io", "debug", "package", "require", "dofile", "loadfile"}) do
+    for _, g in ipairs({"io", "debug", "package", "dofile", "loadfile"}) do
       out[g] = _G[g] == nil and "absent" or "present"
+    end
+    -- require reaches only the runtime's Lua helpers, as text, by dotted name
+    try("require_helper", function() return require("polaris.glob").matcher("a*")("abc") and 1 end)
+    try("require_same", function() assert(require("polaris.glob") == require("polaris.glob")) end)
+    for i, name in ipairs({"io", "os", "../../etc/passwd", "polaris/glob", "/etc/passwd", "Polaris.glob",
+                           "polaris..glob", ".polaris"}) do
+      try("require_bad" .. i, function() return require(name) end)
     end
     for _, f in ipairs({"execute", "exit", "getenv", "remove", "rename", "tmpname"}) do
       out["os." .. f] = os[f] == nil and "absent" or "present"
@@ -217,9 +224,16 @@ describe("sandbox", function()
     local r = H.app(d):call("host", "probe")
     assert.are.equal(0, r.code, r.msg)
     local o = r.data
-    for _, g in ipairs({"io", "debug", "package", "require", "dofile", "loadfile", "os.execute",
+    for _, g in ipairs({"io", "debug", "package", "dofile", "loadfile", "os.execute",
                         "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname", "string.dump"}) do
       assert.are.equal("absent", o[g], g)
+    end
+    assert.are.equal("allowed", o.require_helper)
+    assert.are.equal("allowed", o.require_same)
+    assert.is_truthy(o.require_bad1:find("not found", 1, true), o.require_bad1)
+    assert.is_truthy(o.require_bad2:find("not found", 1, true), o.require_bad2)
+    for i = 3, 8 do
+      assert.is_truthy(o["require_bad" .. i]:find("usage: require", 1, true), o["require_bad" .. i])
     end
     assert.is_truthy(o.bytecode:find("binary chunks are not allowed", 1, true), o.bytecode)
     assert.are.equal("allowed", o.load_text)
