@@ -48,6 +48,7 @@ void config_defaults(struct config *c)
     snprintf(c->proc_root, sizeof c->proc_root, "/proc");
     snprintf(c->process_events, sizeof c->process_events, "auto");
     c->process_cache = 4096;
+    c->fallback_scan_ms = 1000;
 }
 
 struct config *config_ref(struct config *c)
@@ -117,6 +118,8 @@ static const struct key keys[] = {
     {"monitor", "proc_root", K_STR, F(proc_root), 0, 0},
     {"monitor", "process_events", K_STR, F(process_events), 0, 0},
     {"monitor", "process_cache", K_UINT, F(process_cache), 0, 1u << 20},
+    {"monitor", "fallback_names", K_LIST, F(fallback_names), 0, 0},
+    {"monitor", "fallback_scan_ms", K_UINT, F(fallback_scan_ms), 10, 3600000},
 };
 #undef F
 
@@ -290,8 +293,9 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
         snprintf(err, errlen, "%s: plugins.policy must be \"blacklist\" or \"whitelist\"", file);
         rc = -1;
     }
-    if (rc == 0 && strcmp(c->process_events, "auto") != 0 && strcmp(c->process_events, "off") != 0) {
-        snprintf(err, errlen, "%s: monitor.process_events must be \"auto\" or \"off\"", file);
+    if (rc == 0 && strcmp(c->process_events, "auto") != 0 && strcmp(c->process_events, "off") != 0 &&
+        strcmp(c->process_events, "pidfd") != 0) {
+        snprintf(err, errlen, "%s: monitor.process_events must be \"auto\", \"pidfd\" or \"off\"", file);
         rc = -1;
     }
     return rc;

@@ -77,6 +77,8 @@ struct config {
     char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */
     char process_events[8];             /* "auto": kernel proc connector when allowed; "off" */
     unsigned process_cache;             /* exec'd processes remembered for crash names */
+    struct str_list fallback_names;     /* without the connector: names watched by pidfd */
+    unsigned fallback_scan_ms;          /* how often /proc is scanned for them */
 
     /* [plugin.<id>] sections */
     struct plugin_kv plugin_cfg[CONFIG_MAX_PLUGIN_KEYS];

@@ -208,7 +208,13 @@ static int write_some(struct guest_link *g)
         return -1;
     }
     retire_written(g);
-    ev_io_stop(g->loop, &g->wio);
+    /* written out; but a heartbeat or command answer written from outside
+     * pump() must not stop the watcher while events still wait to be
+     * encoded: write_cb -> pump() picks them up */
+    if (first_unencoded(g) || g->drops_pending)
+        ev_io_start(g->loop, &g->wio);
+    else
+        ev_io_stop(g->loop, &g->wio);
     return 1;
 }
 
@@ -246,7 +252,10 @@ static void pump(struct guest_link *g)
         if (write_some(g) <= 0)
             return;
     }
-    if (g->woff < g->wbuf.len)
+    /* Unwritten bytes, or events the rounds did not reach: come back when
+     * the socket is writable (at once, if it is). Without the second test
+     * the tail of a burst waited for the next event to arrive. */
+    if (g->woff < g->wbuf.len || g->drops_pending || first_unencoded(g))
         ev_io_start(g->loop, &g->wio);
     maybe_finish_stop(g);
 }

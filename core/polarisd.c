@@ -288,6 +288,17 @@ int main(int argc, char **argv)
         printf("plugins: %s\n", st.p ? st.p : "[]");
         printf("%s: %d plugin%s failed\n", failed ? "FAILED" : "ok", failed, failed == 1 ? "" : "s");
         buf_free(&st);
+        /* what plugins asked of the core while starting (timers, emits)
+         * is never run here; let go of the plugins those requests hold */
+        bool full;
+        for (struct envelope *e = envq_drain(&cd.core_q, &full), *next; e; e = next) {
+            next = e->next;
+            if (e->plugin)
+                plugin_unref(e->plugin);
+            e->plugin = NULL;
+            e->next = NULL;
+            envelope_free(e);
+        }
         registry_free(cd.plugins);
         envq_destroy(&cd.core_q);
         config_unref(cfg);

@@ -15,8 +15,9 @@
  * A classic BPF filter on the socket passes only exec, coredump and exits
  * of thread-group leaders, so thread churn never wakes the daemon.
  *
- * Runs on the core's libev loop. Needs CAP_NET_ADMIN; without it (or with
- * monitor.process_events = off) it says so once and stays off.
+ * Runs on the core's libev loop. Needs CAP_NET_ADMIN; without it the
+ * fallback below watches the processes named in monitor.fallback_names
+ * through pidfds. monitor.process_events = off turns both off.
  *
  * Uses: sysinfo (snapshots), plugin_registry (delivery), buf (JSON), stats. */
 #include "proc_monitor.h"
@@ -29,6 +30,8 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/filter.h>
@@ -39,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +59,14 @@ struct exec_entry {               /* direct-mapped by pid */
     char exe[240];
 };
 
+/* Fallback: one pidfd per process whose name is in monitor.fallback_names. */
+struct watched {
+    ev_io io;
+    struct watched *next;
+    struct proc_monitor *m;
+    struct proc_snapshot snap;     /* taken when it was found */
+};
+
 struct proc_monitor {
     ev_io io;
     struct ev_loop *loop;
@@ -66,6 +78,11 @@ struct proc_monitor {
     struct exec_entry *cache;
     unsigned ncache;
     struct buf json;
+    /* the fallback's state */
+    ev_timer scan;
+    struct watched *watched;
+    unsigned nwatched, max_watched;
+    struct str_list names;
 };
 
 /* Offsets into one netlink datagram: nlmsghdr, cn_msg, proc_event. */
@@ -180,6 +197,9 @@ static void on_exec(struct proc_monitor *m, pid_t pid)
     c->exe[n > 0 ? n : 0] = '\0';
 }
 
+static void report_crash(struct proc_monitor *m, pid_t pid, uint32_t status,
+                         const struct proc_snapshot *s);
+
 static void on_process_exit(struct proc_monitor *m, pid_t pid, pid_t parent, uint32_t status)
 {
     struct exec_entry *c = cached(m, pid);
@@ -207,6 +227,15 @@ static void on_process_exit(struct proc_monitor *m, pid_t pid, pid_t parent, uin
         snprintf(snap.exe, sizeof snap.exe, "%s", c->exe);
     if ((c = cached(m, pid)))
         c->pid = 0;
+    report_crash(m, pid, status, &snap);
+}
+
+/* Hands one crash to the plugins holding ReadHostState. */
+static void report_crash(struct proc_monitor *m, pid_t pid, uint32_t status,
+                         const struct proc_snapshot *s)
+{
+    int sig = (int)(status & 0x7f);
+    struct proc_snapshot snap = *s;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct buf *b = &m->json;
@@ -264,17 +293,173 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
             if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC ||
                 h->nlmsg_len < NLMSG_LENGTH(sizeof *cn + sizeof(struct proc_event)))
                 continue;
-            struct proc_event *ev = (struct proc_event *)cn->data;
-            if (ev->what == PROC_EVENT_COREDUMP)
-                on_coredump(m, (pid_t)ev->event_data.coredump.process_tgid);
-            else if (ev->what == PROC_EVENT_EXEC)
-                on_exec(m, (pid_t)ev->event_data.exec.process_tgid);
-            else if (ev->what == PROC_EVENT_EXIT &&
-                     ev->event_data.exit.process_pid == ev->event_data.exit.process_tgid)
-                on_process_exit(m, (pid_t)ev->event_data.exit.process_tgid,
-                        (pid_t)ev->event_data.exit.parent_tgid, ev->event_data.exit.exit_code);
+            /* the payload sits at offset 36: copy it out to align its u64 */
+            struct proc_event ev;
+            memcpy(&ev, cn->data, sizeof ev);
+            if (ev.what == PROC_EVENT_COREDUMP)
+                on_coredump(m, (pid_t)ev.event_data.coredump.process_tgid);
+            else if (ev.what == PROC_EVENT_EXEC)
+                on_exec(m, (pid_t)ev.event_data.exec.process_tgid);
+            else if (ev.what == PROC_EVENT_EXIT &&
+                     ev.event_data.exit.process_pid == ev.event_data.exit.process_tgid)
+                on_process_exit(m, (pid_t)ev.event_data.exit.process_tgid,
+                                (pid_t)ev.event_data.exit.parent_tgid, ev.event_data.exit.exit_code);
         }
     }
+}
+
+/* ---- fallback without the connector: pidfds on named processes ----
+ * A pidfd turns readable when its process exits. The daemon is not the
+ * parent, so it cannot wait for the status; it reads it from
+ * /proc/<pid>/stat (exit_code, field 52) while the process is a zombie.
+ * If the parent reaps it first, the status is gone and nothing is reported
+ * (logged at debug): this mode can miss crashes, the connector cannot. */
+
+static int parse_exit_code(const char *root, pid_t pid, char *state, uint32_t *status)
+{
+    char path[300], text[2048];
+    snprintf(path, sizeof path, "%s/%d/stat", root, (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *p = strrchr(text, ')');            /* comm may hold spaces and ')' */
+    if (!p)
+        return -1;
+    p++;
+    int field = 2;
+    char *save = NULL;
+    for (char *t = strtok_r(p, " \n", &save); t; t = strtok_r(NULL, " \n", &save)) {
+        field++;
+        if (field == 3)
+            *state = t[0];
+        if (field == 52) {
+            *status = (uint32_t)strtoul(t, NULL, 10);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void unwatch(struct proc_monitor *m, struct watched *w)
+{
+    for (struct watched **pp = &m->watched; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    ev_io_stop(m->loop, &w->io);
+    close(w->io.fd);
+    m->nwatched--;
+    free(w);
+}
+
+static void on_pidfd(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop, (void)revents;
+    struct watched *w = (struct watched *)io;
+    struct proc_monitor *m = w->m;
+    char state = 0;
+    uint32_t status = 0;
+    if (parse_exit_code(m->root, w->snap.pid, &state, &status) < 0 || (state != 'Z' && state != 'X'))
+        log_debug("process %d (%s) ended; its status was reaped before it could be read",
+                  (int)w->snap.pid, w->snap.comm);
+    else if (proc_monitor_is_crash_signal((int)(status & 0x7f)))
+        report_crash(m, w->snap.pid, status, &w->snap);
+    else
+        log_debug("process %d (%s) ended with status %u: not a crash", (int)w->snap.pid,
+                  w->snap.comm, status);
+    unwatch(m, w);
+}
+
+static bool watched_pid(struct proc_monitor *m, pid_t pid)
+{
+    for (struct watched *w = m->watched; w; w = w->next)
+        if (w->snap.pid == pid)
+            return true;
+    return false;
+}
+
+static int consider(void *ctx, pid_t pid, const char *comm)
+{
+    struct proc_monitor *m = ctx;
+    bool match = false;
+    for (int i = 0; i < m->names.n && !match; i++)
+        match = fnmatch(m->names.v[i], comm, 0) == 0;
+    if (!match || watched_pid(m, pid))
+        return 0;
+    if (m->nwatched >= m->max_watched) {
+        log_warn("crash fallback: already watching %u processes (monitor.process_cache); "
+                 "%d (%s) is not watched", m->nwatched, (int)pid, comm);
+        return 1;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    struct watched *w = fd >= 0 ? calloc(1, sizeof *w) : NULL;
+    if (!w) {
+        if (fd >= 0)
+            close(fd);
+        return 0;                            /* gone already, or no memory: next scan */
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    w->m = m;
+    if (sysinfo_process(m->root, pid, &w->snap) < 0 || w->snap.state == 'Z' || w->snap.state == 'X') {
+        /* gone, or a zombie whose end was already seen (or missed) */
+        close(fd);
+        free(w);
+        return 0;
+    }
+    ev_io_init(&w->io, on_pidfd, fd, EV_READ);
+    ev_io_start(m->loop, &w->io);
+    w->next = m->watched;
+    m->watched = w;
+    m->nwatched++;
+    log_debug("crash fallback: watching %d (%s)", (int)pid, comm);
+    return 0;
+}
+
+static void on_scan(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct proc_monitor *m = t->data;
+    sysinfo_each_process(m->root, consider, m);
+}
+
+static struct proc_monitor *monitor_new(struct ev_loop *loop, struct plugin_registry *reg,
+                                        const struct config *cfg)
+{
+    struct proc_monitor *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->fd = -1;
+    m->loop = loop;
+    m->reg = reg;
+    snprintf(m->root, sizeof m->root, "%s", cfg->proc_root);
+    return m;
+}
+
+static struct proc_monitor *start_fallback(struct ev_loop *loop, struct plugin_registry *reg,
+                                           const struct config *cfg)
+{
+    if (!cfg->fallback_names.n) {
+        log_warn("crash_monitor will not see crashes; set monitor.fallback_names to watch "
+                 "named processes without the connector");
+        return NULL;
+    }
+    struct proc_monitor *m = monitor_new(loop, reg, cfg);
+    if (!m)
+        return NULL;
+    m->names = cfg->fallback_names;
+    m->max_watched = cfg->process_cache ? cfg->process_cache : 1;
+    ev_timer_init(&m->scan, on_scan, 0., cfg->fallback_scan_ms / 1000.);
+    m->scan.data = m;
+    ev_timer_start(loop, &m->scan);
+    STAT_SET(monitor_process_events, 2);
+    log_info("watching processes named %s%s with pidfds (fallback: crashes are seen only while "
+             "their status can still be read)", cfg->fallback_names.v[0],
+             cfg->fallback_names.n > 1 ? ", ..." : "");
+    return m;
 }
 
 struct proc_monitor *proc_monitor_start(struct ev_loop *loop, struct plugin_registry *reg,
@@ -284,6 +469,8 @@ struct proc_monitor *proc_monitor_start(struct ev_loop *loop, struct plugin_regi
         log_info("process crash events are off (monitor.process_events)");
         return NULL;
     }
+    if (strcmp(cfg->process_events, "pidfd") == 0)
+        return start_fallback(loop, reg, cfg);
     int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_CONNECTOR);
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC};
     int rcvbuf = 1 << 20;
@@ -292,12 +479,12 @@ struct proc_monitor *proc_monitor_start(struct ev_loop *loop, struct plugin_regi
          setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0) ||
         send_listen(fd, PROC_CN_MCAST_LISTEN) < 0) {
         log_warn("process crash events unavailable (kernel proc connector: %s; it needs root "
-                 "or CAP_NET_ADMIN); crash_monitor will not see crashes", strerror(errno));
+                 "or CAP_NET_ADMIN)", strerror(errno));
         if (fd >= 0)
             close(fd);
-        return NULL;
+        return start_fallback(loop, reg, cfg);
     }
-    struct proc_monitor *m = calloc(1, sizeof *m);
+    struct proc_monitor *m = monitor_new(loop, reg, cfg);
     if (m && cfg->process_cache) {
         m->cache = calloc(cfg->process_cache, sizeof *m->cache);
         m->ncache = m->cache ? cfg->process_cache : 0;
@@ -309,9 +496,6 @@ struct proc_monitor *proc_monitor_start(struct ev_loop *loop, struct plugin_regi
         return NULL;
     }
     m->fd = fd;
-    m->loop = loop;
-    m->reg = reg;
-    snprintf(m->root, sizeof m->root, "%s", cfg->proc_root);
     ev_io_init(&m->io, on_readable, fd, EV_READ);
     m->io.data = m;
     ev_io_start(loop, &m->io);
@@ -324,9 +508,14 @@ void proc_monitor_stop(struct proc_monitor *m)
 {
     if (!m)
         return;
-    ev_io_stop(m->loop, &m->io);
-    send_listen(m->fd, PROC_CN_MCAST_IGNORE);
-    close(m->fd);
+    if (m->fd >= 0) {
+        ev_io_stop(m->loop, &m->io);
+        send_listen(m->fd, PROC_CN_MCAST_IGNORE);
+        close(m->fd);
+    }
+    ev_timer_stop(m->loop, &m->scan);
+    while (m->watched)
+        unwatch(m, m->watched);
     buf_free(&m->json);
     free(m->cache);
     STAT_SET(monitor_process_events, 0);

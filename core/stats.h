@@ -56,7 +56,7 @@
     X(commands, denied, "commands answered -5: blocked by policy") \
     X(commands, handler_errors, "commands answered -6: handler error") \
     X(commands, busy, "commands answered -7: too many in flight") \
-    X(monitor, process_events, "kernel proc connector listening (gauge, 0/1)") \
+    X(monitor, process_events, "crash notices: 0 off, 1 kernel proc connector, 2 pidfd fallback (gauge)") \
     X(monitor, crashes_seen, "host processes seen killed by a core-dumping signal") \
     X(monitor, netlink_overruns, "times the kernel dropped proc connector events (socket buffer full)")
 

@@ -86,6 +86,32 @@ describe("guest link", function()
     stop_ok(d)
   end)
 
+  it("drains a backlog to a slow guest even while heartbeats and answers are written", function()
+    -- a heartbeat every 20 ms writes between the drain's rounds; it once
+    -- stopped the writer with events still waiting, which then sat there
+    -- until the next event arrived
+    local d = H.start_daemon({config = {guest = {heartbeat_ms = 20, heartbeat_misses = 1000,
+                                                 write_ahead_bytes = 4096}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local n, frames = 20000, {}
+    for i = 1, n do
+      frames[#frames + 1] = codec.lsp_encode(codec.LSP_EVENT_REPORT, 0,
+        '{"eventId":' .. i .. ',"params":{"pad":"' .. string.rep("z", 200) .. '"}}')
+    end
+    assert(app:send_raw(table.concat(frames)))
+    local prev
+    for i = 1, n do
+      local ev, f = g:event(5000)
+      assert.is_table(ev, "stalled after " .. (i - 1) .. " events")
+      assert.are.equal(i, ev.eventId)
+      if prev then assert.are.equal(prev + 1, f.seq) end
+      prev = f.seq
+      if i % 2000 == 0 then ptest.sleep_ms(20) end      -- read slowly: heartbeats land mid-drain
+    end
+    stop_ok(d)
+  end)
+
   it("keeps seq ids increasing across reconnects", function()
     local d = H.start_daemon()
     local app = H.app(d)

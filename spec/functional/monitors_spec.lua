@@ -159,6 +159,38 @@ describe("crash monitor and crash_log_capture", function()
     H.stop_ok(d)
   end)
 
+  it("without the connector, watches named processes with pidfds and still sees their crashes", function()
+    local d, dir = crash_daemon({monitor = {process_events = "pidfd", fallback_names = "polaris-crash*",
+                                            fallback_scan_ms = 10}})
+    assert.is_nil(d)               -- crash_daemon wants the connector: start it ourselves
+    d = H.start_daemon({config = {
+      monitor = {process_events = "pidfd", fallback_names = "polaris-crash*", fallback_scan_ms = 10},
+      ["plugin.crash_log_capture"] = {dir = dir .. "/captures", allowed_paths = dir, dmesg_lines = 0},
+    }})
+    assert.are.equal(2, d:status().monitor.process_events)
+    local g = H.guest_connected(d)
+    local pid = assert(ptest.spawn({CRASHER, "300", "bus"}))
+    -- the spec is the parent and reaps it only after the event: the zombie's
+    -- status is what the fallback reads
+    local ev = next_event(g)
+    assert.are.equal(CRASH, ev.eventId)
+    assert.are.equal(pid, ev.params.pid)
+    assert.are.equal("SIGBUS", ev.params.signal_name)
+    assert.are.equal("polaris-crasher", ev.params.name)
+    assert.is_string(ev.logf)
+    assert.are.same({"signaled", 7}, {ptest.wait(pid, 5000)})
+    -- a watched process that exits normally is not a crash
+    local ok_pid = assert(ptest.spawn({CRASHER, "100", "exit"}))
+    H.wait_for("the exit to be seen", function()
+      return d:log_text():find(("process %d (polaris-crasher) ended with status 768: not a crash"):format(ok_pid), 1, true)
+    end)
+    assert.are.same({"exited", 3}, {ptest.wait(ok_pid, 5000)})
+    H.app(d):send_event(H.event(5151))
+    assert.are.equal(5151, next_event(g).eventId)
+    assert.are.equal(1, d:status().monitor.crashes_seen)
+    H.stop_ok(d)
+  end)
+
   it("says so and stays off when process events are switched off", function()
     local d = H.start_daemon({config = {monitor = {process_events = "off"}}})
     assert.are.equal(0, d:status().monitor.process_events)
