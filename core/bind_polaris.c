@@ -277,7 +277,7 @@ static int log_at(lua_State *L, enum log_level lvl)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    log_msg(lvl, "plugin %s: %s", p->id, lua_tostring(L, -1));
+    log_msg_site(p, lvl, "plugin %s: %s", p->id, lua_tostring(L, -1));
     return 0;
 }
 

@@ -36,6 +36,7 @@ struct config {
     unsigned core_queue_max;            /* envelopes; full -> ingress backpressure */
     unsigned shutdown_grace_ms;
     char spool_dir[CONFIG_PATH_MAX];
+    unsigned log_burst;                 /* log lines per call site per second */
 
     /* [ipc] */
     char ipc_path[108];

@@ -268,6 +268,7 @@ static int do_reload(struct core *c, char *err, size_t errlen, struct buf *repor
         log_warn("reload: socket paths and the guest URI change only on restart");
     c->d->cfg = nc;
     log_set_level(nc->log_level);
+    log_set_burst(nc->log_burst);
     struct envelope *e1 = envelope_new(ENV_CTL_RELOAD, &nc, sizeof nc);
     struct envelope *e2 = envelope_new(ENV_CTL_RELOAD, &nc, sizeof nc);
     if (e1) {

@@ -164,6 +164,8 @@ static int scan_literal(struct scanner *sc, const char *lit)
 }
 
 static enum json_kind scan_value(struct scanner *sc, int depth);
+static int scan_array_body(struct scanner *sc, int depth, struct json_member *m, size_t max,
+                           size_t *count);
 
 static int scan_object_body(struct scanner *sc, int depth, struct json_member *m,
                             size_t max, size_t *count)
@@ -218,7 +220,9 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
     }
 }
 
-static int scan_array(struct scanner *sc, int depth)
+/* Scans an array; records up to max elements' values in m (keys unset). */
+static int scan_array_body(struct scanner *sc, int depth, struct json_member *m, size_t max,
+                           size_t *count)
 {
     sc->i++;                                     /* '[' */
     skip_ws(sc);
@@ -228,8 +232,13 @@ static int scan_array(struct scanner *sc, int depth)
     }
     for (;;) {
         skip_ws(sc);
-        if (scan_value(sc, depth + 1) == JSON_INVALID)
+        size_t start = sc->i;
+        enum json_kind k = scan_value(sc, depth + 1);
+        if (k == JSON_INVALID)
             return -1;
+        if (m && *count < max)
+            m[*count] = (struct json_member){NULL, 0, sc->s + start, sc->i - start, k, false};
+        (*count)++;
         skip_ws(sc);
         if (sc->i >= sc->n)
             return fail(sc, "unterminated array");
@@ -260,7 +269,7 @@ static enum json_kind scan_value(struct scanner *sc, int depth)
     size_t dummy;
     switch (c) {
     case '{': return scan_object_body(sc, depth, NULL, 0, &dummy) < 0 ? JSON_INVALID : JSON_OBJECT;
-    case '[': return scan_array(sc, depth) < 0 ? JSON_INVALID : JSON_ARRAY;
+    case '[': return scan_array_body(sc, depth, NULL, 0, &dummy) < 0 ? JSON_INVALID : JSON_ARRAY;
     case '"': return scan_string(sc) < 0 ? JSON_INVALID : JSON_STRING;
     case 't': return scan_literal(sc, "true") < 0 ? JSON_INVALID : JSON_TRUE;
     case 'f': return scan_literal(sc, "false") < 0 ? JSON_INVALID : JSON_FALSE;
@@ -301,6 +310,31 @@ int json_object_members(const char *s, size_t n, struct json_member *m,
         return -1;
     }
     if (scan_object_body(&sc, 0, m, max, &count) < 0) {
+        if (err)
+            *err = sc.err;
+        return -1;
+    }
+    skip_ws(&sc);
+    if (sc.i != n) {
+        if (err)
+            *err = "trailing characters after JSON value";
+        return -1;
+    }
+    return (int)count;
+}
+
+int json_array_elements(const char *s, size_t n, struct json_member *m, size_t max,
+                        const char **err)
+{
+    struct scanner sc = {s, n, 0, NULL};
+    size_t count = 0;
+    skip_ws(&sc);
+    if (sc.i >= n || s[sc.i] != '[') {
+        if (err)
+            *err = "not a JSON array";
+        return -1;
+    }
+    if (scan_array_body(&sc, 0, m, max, &count) < 0) {
         if (err)
             *err = sc.err;
         return -1;

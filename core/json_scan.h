@@ -34,6 +34,10 @@ enum json_kind json_validate(const char *s, size_t n, const char **err);
 int json_object_members(const char *s, size_t n, struct json_member *m,
                         size_t max, const char **err);
 
+/* The same for an array: the elements' values (val, val_len, kind; no key). */
+int json_array_elements(const char *s, size_t n, struct json_member *m, size_t max,
+                        const char **err);
+
 /* Compares a member's key, decoding escapes first. */
 bool json_key_is(const struct json_member *m, const char *key);
 /* Finds a member by key (keys with escapes are decoded before comparing). */

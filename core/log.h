@@ -7,7 +7,12 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 void log_set_level(enum log_level l);
 enum log_level log_get_level(void);
 int  log_level_parse(const char *s, enum log_level *out);
+/* Lines per call site per second before repeats are held back (0: no limit). */
+void log_set_burst(unsigned per_second);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same, rate-limited under the caller's key instead of fmt. */
+void log_msg_site(const void *site, enum log_level l, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)

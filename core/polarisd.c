@@ -270,6 +270,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_set_level(cfg->log_level);
+    log_set_burst(cfg->log_burst);
     if (cli.check) {
         /* like nginx -t: the config, then every plugin built and initialised,
          * no sockets and no threads */

@@ -83,3 +83,22 @@ TEST(json_string_decode_handles_escapes)
     CHECK(n == 9 && memcmp(out, "a\"b\xc3\xa9\xf0\x9f\x98\x80", 9) == 0);
     CHECK(json_string_decode(s, strlen(s), out, 4) == -1);
 }
+
+TEST(json_array_elements_lists_values)
+{
+    const char *s = " [1, \"two\", {\"a\": [3]}, [], null ] ";
+    struct json_member m[8];
+    const char *err;
+    int n = json_array_elements(s, strlen(s), m, 8, &err);
+    REQUIRE(n == 5);
+    CHECK(m[0].kind == JSON_NUMBER && m[0].val_len == 1 && m[0].val[0] == '1');
+    CHECK(m[1].kind == JSON_STRING && m[1].val_len == 5);
+    CHECK(m[2].kind == JSON_OBJECT && strncmp(m[2].val, "{\"a\": [3]}", m[2].val_len) == 0);
+    CHECK(m[3].kind == JSON_ARRAY && m[3].val_len == 2);
+    CHECK(m[4].kind == JSON_NULL);
+    CHECK(json_array_elements("[1,2,3]", 7, m, 2, &err) == 3);     /* counts past max */
+    CHECK(json_array_elements("[]", 2, m, 8, &err) == 0);
+    CHECK(json_array_elements("[1,]", 4, m, 8, &err) < 0);
+    CHECK(json_array_elements("{}", 2, m, 8, &err) < 0);
+    CHECK(json_array_elements("[1] x", 5, m, 8, &err) < 0);
+}
