@@ -29,7 +29,7 @@ SANFLAGS   ?=
 
 LUA_PC     ?= lua5.4
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib 2>/dev/null)
-DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lpthread
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lsodium -lpthread
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -llua5.4-cjson
 
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
@@ -42,7 +42,7 @@ ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
             core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
-            core/lua_json.c core/sysinfo.c core/targz.c
+            core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
                core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c \
@@ -134,7 +134,11 @@ $(LIBPIC): $(PIC_OBJS)
 $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
-$(BUILD)/polarisctl: $(BUILD)/tools/polarisctl.o $(LIBCORE)
+CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
+            tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
+$(BUILD)/tools/ctl_send.o: ALL_CFLAGS += -DPOLARIS_VERSION='"$(VERSION)"'
+
+$(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
 $(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/core/bind_codec.o $(LIBPIC)

@@ -46,6 +46,7 @@ void config_defaults(struct config *c)
     c->plugin_max_errors = 5;
     c->shared_max_bytes = 1u << 20;
     c->exec_output_max = 1u << 20;
+    c->strict_modes = true;
     snprintf(c->proc_root, sizeof c->proc_root, "/proc");
     snprintf(c->process_events, sizeof c->process_events, "auto");
     c->process_cache = 4096;
@@ -72,7 +73,7 @@ bool str_list_has(const struct str_list *l, const char *s)
     return false;
 }
 
-enum kind { K_UINT, K_U64, K_STR, K_LIST, K_LEVEL, K_MODE };
+enum kind { K_UINT, K_U64, K_STR, K_LIST, K_LEVEL, K_MODE, K_BOOL };
 
 struct key {
     const char *section, *name;
@@ -117,6 +118,9 @@ static const struct key keys[] = {
     {"plugins", "max_consecutive_errors", K_UINT, F(plugin_max_errors), 1, 1000000},
     {"plugins", "shared_max_bytes", K_UINT, F(shared_max_bytes), 1024, 1u << 30},
     {"plugins", "exec_output_max", K_UINT, F(exec_output_max), 1024, 1u << 30},
+    {"plugins", "strict_modes", K_BOOL, F(strict_modes), 0, 0},
+    {"plugins", "require_signed", K_BOOL, F(require_signed), 0, 0},
+    {"plugins", "trusted_keys", K_LIST, F(trusted_keys), 0, 0},
     {"monitor", "proc_root", K_STR, F(proc_root), 0, 0},
     {"monitor", "process_events", K_STR, F(process_events), 0, 0},
     {"monitor", "process_cache", K_UINT, F(process_cache), 0, 1u << 20},
@@ -183,6 +187,16 @@ static int set_value(struct config *c, const struct key *k, char *v, char *err, 
             return -1;
         }
         strcpy(field, v);
+        return 0;
+    case K_BOOL:
+        if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+            *(bool *)field = true;
+        else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+            *(bool *)field = false;
+        else {
+            snprintf(err, errlen, "%s.%s: '%s' is not yes or no", k->section, k->name, v);
+            return -1;
+        }
         return 0;
     case K_LEVEL:
         if (log_level_parse(v, (enum log_level *)field) < 0) {

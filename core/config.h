@@ -73,6 +73,9 @@ struct config {
     unsigned plugin_max_errors;         /* consecutive failures before Error */
     unsigned shared_max_bytes;          /* polaris.shared store */
     unsigned exec_output_max;           /* polaris.exec stdout/stderr, each */
+    bool strict_modes;                  /* refuse plugin files others may write */
+    bool require_signed;                /* load only plugins signed by trusted_keys */
+    struct str_list trusted_keys;       /* ed25519-public key files */
 
     /* [monitor] */
     char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */

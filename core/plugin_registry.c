@@ -14,6 +14,7 @@
 #include "plugin_registry.h"
 #include "daemon.h"
 #include "log.h"
+#include "plugin_trust.h"
 #include "worker_pool.h"
 
 #include <dirent.h>
@@ -641,6 +642,25 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     lua_pop(L, 1);
     if (atomic_load(&p->state) == PLUGIN_ERROR)
         return;
+    /* trust before any of its code runs: who may write it, who signed it */
+    char why[sizeof p->last_error - 32];
+    const char *files[] = {p->manifest, p->file};
+    for (int i = 0; i < 2 && cfg->strict_modes; i++)
+        if (trust_check_modes(files[i], why, sizeof why) < 0) {
+            snprintf(p->last_error, sizeof p->last_error, "untrusted: %s", why);
+            atomic_store(&p->state, PLUGIN_ERROR);
+            return;
+        }
+    if (cfg->require_signed) {
+        const char *keys[CONFIG_MAX_LIST];
+        for (int i = 0; i < cfg->trusted_keys.n; i++)
+            keys[i] = cfg->trusted_keys.v[i];
+        if (trust_verify(p->manifest, p->file, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
+            snprintf(p->last_error, sizeof p->last_error, "unsigned: %s", why);
+            atomic_store(&p->state, PLUGIN_ERROR);
+            return;
+        }
+    }
     bool whitelist = strcmp(cfg->policy, "whitelist") == 0;
     lua_getfield(L, -1, "permissions");
     size_t np = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;

@@ -181,3 +181,73 @@ int transport_listen(const char *uri, unsigned mode, char *err, size_t errlen)
     snprintf(err, errlen, "unsupported URI '%s': use vsock://any:PORT, tcp://HOST:PORT or unix:PATH", uri);
     return -1;
 }
+
+/* ---- the other side: connecting (polarisctl guest, tests) ---- */
+
+int transport_connect(const char *uri, char *err, size_t errlen)
+{
+    const char *path = transport_unix_path(uri);
+    if (path) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof sa.sun_path) {
+            snprintf(err, errlen, "unix socket path too long: %s", path);
+            return -1;
+        }
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    char host[256], port[16];
+    if (strncmp(uri, "tcp://", 6) == 0) {
+        if (split_host_port(uri + 6, host, sizeof host, port, sizeof port) < 0) {
+            snprintf(err, errlen, "bad tcp URI '%s': expected tcp://HOST:PORT", uri);
+            return -1;
+        }
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_NUMERICSERV};
+        struct addrinfo *ai;
+        int rc = getaddrinfo(host, port, &hints, &ai);
+        if (rc != 0) {
+            snprintf(err, errlen, "%s: %s", uri, gai_strerror(rc));
+            return -1;
+        }
+        int fd = -1;
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+            fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+            if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+                break;
+            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            fd = -1;
+        }
+        freeaddrinfo(ai);
+        return fd;
+    }
+    if (strncmp(uri, "vsock://", 8) == 0) {
+        char *end;
+        if (split_host_port(uri + 8, host, sizeof host, port, sizeof port) < 0) {
+            snprintf(err, errlen, "bad vsock URI '%s': expected vsock://CID:PORT", uri);
+            return -1;
+        }
+        unsigned long cid = strcmp(host, "host") == 0 ? VMADDR_CID_HOST : strtoul(host, &end, 10);
+        unsigned long p = strtoul(port, &end, 10);
+        struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = (unsigned)cid, .svm_port = (unsigned)p};
+        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    snprintf(err, errlen, "unknown URI '%s' (unix:PATH, tcp://HOST:PORT, vsock://CID:PORT)", uri);
+    return -1;
+}

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; needs root (or sudo) only then.
 set -eu
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev libev-dev
-zlib1g-dev lua-busted lua-socket lua-dkjson valgrind"
+zlib1g-dev lua-busted lua-socket lua-dkjson valgrind libsodium-dev lua-check tar gzip systemd"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
