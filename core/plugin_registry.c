@@ -23,6 +23,8 @@
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,8 +562,19 @@ static uint64_t file_sig(const char *path)
     struct stat st;
     if (stat(path, &st) < 0)
         return 0;
+    /* ownership and mode too: a plugin made writable by others, or a new
+     * signature beside it, is rebuilt, so the trust checks run again */
+    char sig[PATH_MAX];
+    struct stat ss;
+    trust_sig_path(path, sig, sizeof sig);
+    uint64_t sigm = stat(sig, &ss) == 0 ? (uint64_t)ss.st_mtim.tv_nsec ^ (uint64_t)ss.st_ino << 20 : 0;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    if (stat(dirname(dir), &ss) == 0)
+        sigm ^= ((uint64_t)ss.st_mode << 24) ^ ((uint64_t)ss.st_uid << 8);
     return (uint64_t)st.st_mtim.tv_sec * 1000000007u ^ (uint64_t)st.st_mtim.tv_nsec ^
-           (uint64_t)st.st_size << 40 ^ (uint64_t)st.st_ino;
+           (uint64_t)st.st_size << 40 ^ (uint64_t)st.st_ino ^
+           ((uint64_t)st.st_mode << 48) ^ ((uint64_t)st.st_uid << 32) ^ sigm;
 }
 
 static void field_str(lua_State *L, const char *k, char *out, size_t cap)

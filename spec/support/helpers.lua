@@ -94,7 +94,7 @@ local running = {}   -- daemons not stopped yet, so a failed test leaks none
 function H.start_daemon(opts)
   opts = opts or {}
   local dir = ptest.mkdtemp()
-  local d = setmetatable({dir = dir, ipc = dir .. "/polaris.sock", log = dir .. "/polarisd.log"}, Daemon)
+  local d = setmetatable({dir = dir, ipc = dir .. "/polaris.sock", log = opts.log or (dir .. "/polarisd.log")}, Daemon)
   if opts.guest ~= "tcp" then
     d.guest_path = dir .. "/guest.sock"
     d.guest_uri = "unix:" .. d.guest_path
