@@ -6,6 +6,7 @@
 #   make asan       the whole suite against an AddressSanitizer + UBSan build
 #   make install    honours PREFIX, DESTDIR, CC, CFLAGS, LDFLAGS, PKG_CONFIG
 #   make deps       install build and test dependencies (Debian packages)
+#   make lint       luacheck over all shipped Lua
 
 VERSION    := $(shell cat VERSION)
 GIT_REV    := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -17,6 +18,8 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR    ?= $(PREFIX)/share/polaris
 SYSCONFDIR ?= /etc
+MANDIR     ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 DESTDIR    ?=
 
 CC         ?= cc
@@ -67,7 +70,7 @@ BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
-.PHONY: all deps run test asan bench install uninstall clean
+.PHONY: all deps run test asan bench install uninstall clean lint
 all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event \
      $(BUILD)/polaris-crasher
 
@@ -174,6 +177,11 @@ run: deps all
 test: deps all
 	@BUILD=$(BUILD) tools/run-tests.sh
 
+# luacheck over every shipped Lua file (plugins, strategies, the runtime's
+# helpers, the specs), with the polaris globals declared in .luacheckrc
+lint: deps
+	luacheck --formatter plain --codes plugins strategies lua spec bench
+
 asan: deps
 	$(MAKE) BUILD=build-asan SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g" test
 
@@ -190,14 +198,28 @@ install: $(BINS) $(SDK_SO) $(SDK_A)
 	    $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(DATADIR)/lua $(DESTDIR)$(SYSCONFDIR)/polaris
 	install -m 0755 $(BUILD)/polarisd $(DESTDIR)$(SBINDIR)/polarisd
 	install -m 0755 $(BUILD)/polarisctl $(DESTDIR)$(BINDIR)/polarisctl
-	install -m 0644 conf/polarisd.conf $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf
+	@# the configuration is the operator's: an existing one is never overwritten
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf ]; then \
+	    install -m 0644 conf/polarisd.conf $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf.dist; \
+	    echo "kept $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf; the new default is polarisd.conf.dist"; \
+	else install -m 0644 conf/polarisd.conf $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf; fi
 	for f in $$(find strategies plugins lua -type f -name '*.lua' -o -type f -name '*.json'); do \
 	    install -D -m 0644 $$f $(DESTDIR)$(DATADIR)/$$f; done
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' conf/polarisd.service \
+	    > $(DESTDIR)$(SYSTEMDUNITDIR)/polarisd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/polarisd.service
+	for m in docs/man/*.[1-8]; do \
+	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/polarisd $(DESTDIR)$(BINDIR)/polarisctl
 	rm -f $(DESTDIR)$(LIBDIR)/libpolaris_client.* $(DESTDIR)$(LIBDIR)/pkgconfig/polaris-client.pc
 	rm -f $(DESTDIR)$(INCLUDEDIR)/polaris_api.h
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/polarisd.service
+	rm -f $(DESTDIR)$(MANDIR)/man8/polarisd.8 $(DESTDIR)$(MANDIR)/man1/polarisctl.1 \
+	    $(DESTDIR)$(MANDIR)/man3/polaris_api.3 $(DESTDIR)$(MANDIR)/man7/polaris-plugins.7
 	rm -rf $(DESTDIR)$(DATADIR)
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf (configuration is yours)"
 

@@ -13,10 +13,10 @@ local function run_loadgen(unix_path, port, proto)
   local pid = assert(ptest.spawn({BUILD .. "/bench/loadgen", unix_path, tostring(port),
                                   tostring(THREADS), tostring(PER_THREAD), proto},
                                  {stdout = out, stderr = out}))
-  local how, code = ptest.wait(pid, 120000)
+  local res, rc = ptest.wait(pid, 120000)
   local text = H.read_file(out)
   os.remove(out)
-  assert(how == "exited" and code == 0, "loadgen failed: " .. tostring(text))
+  assert(res == "exited" and rc == 0, "loadgen failed: " .. tostring(text))
   return cjson.decode(text).events_per_s
 end
 
@@ -110,10 +110,10 @@ local function sdk_bench(args)
   local argv = {BUILD .. "/bench/sdk_bench"}
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out}))
-  local how, code = ptest.wait(pid, 120000)
+  local res, rc = ptest.wait(pid, 120000)
   local text = H.read_file(out)
   os.remove(out)
-  assert(how == "exited" and code == 0, "sdk_bench failed: " .. text)
+  assert(res == "exited" and rc == 0, "sdk_bench failed: " .. text)
   return cjson.decode(text)
 end
 local sd = H.start_daemon({config = big})

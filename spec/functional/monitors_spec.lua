@@ -67,7 +67,7 @@ end
 
 local function tar_read(path, name)
   local how, code, out = H.run({"tar", "-xzOf", path, name})
-  assert.are.equal(0, code, out)
+  assert.are.same({"exited", 0}, {how, code}, out)
   return out
 end
 

@@ -299,7 +299,7 @@ describe("logs", function()
     local log = dir .. "/journal"
     write(log, "")
     local how, code, st = H.run({"stat", "-c", "%d:%i", log})
-    assert.are.equal(0, code)
+    assert.are.same({"exited", 0}, {how, code})
     local d = H.start_daemon({env = {JOURNAL_STREAM = st:gsub("%s+$", "")}, log = log})
     local text = d:log_text()
     assert.is_truthy(text:match("^<6>plugin [%w_]+ loaded"), text)
@@ -330,5 +330,57 @@ describe("logs", function()
       return d:log_text():match("%d+ similar messages suppressed %(at most 5 a second%): plugin %%s: %%s")
     end, 5000)
     H.stop_ok(d)
+  end)
+end)
+
+describe("install layout", function()
+  it("make install stages everything under DESTDIR; the unit verifies; uninstall keeps the config", function()
+    local stage = ptest.mkdtemp()
+    -- the build's own flags (make passes them down in MAKEFLAGS), so nothing rebuilds
+    local how, code, out = H.run({"make", "-s", "install", "DESTDIR=" .. stage}, nil, 300000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local prefix = stage .. "/usr/local"
+    for _, f in ipairs({"/sbin/polarisd", "/bin/polarisctl", "/lib/libpolaris_client.so.0",
+                        "/lib/libpolaris_client.a", "/include/polaris_api.h",
+                        "/lib/pkgconfig/polaris-client.pc", "/share/polaris/plugins/ping.lua",
+                        "/share/polaris/strategies/crash_log_capture.lua",
+                        "/share/polaris/lua/polaris/loader.lua", "/share/man/man8/polarisd.8",
+                        "/share/man/man1/polarisctl.1", "/share/man/man3/polaris_api.3",
+                        "/share/man/man7/polaris-plugins.7"}) do
+      assert.is_truthy(io.open(prefix .. f), f)
+    end
+    assert.is_truthy(io.open(stage .. "/etc/polaris/polarisd.conf"))
+    local units = {stage .. "/lib/systemd/system/polarisd.service", stage .. "/usr/lib/systemd/system/polarisd.service"}
+    local unit = H.read_file(units[1]) ~= "" and units[1] or units[2]
+    local text = H.read_file(unit)
+    assert.is_truthy(text:find("ExecStart=/usr/local/sbin/polarisd --foreground -c /etc/polaris/polarisd.conf", 1, true))
+    assert.is_truthy(text:find("Type=notify", 1, true))
+    -- the staged daemon checks the staged config and plugins
+    how, code, out = H.run({prefix .. "/sbin/polarisd", "--check", "-c", stage .. "/etc/polaris/polarisd.conf",
+                            "--plugins", prefix .. "/share/polaris/strategies",
+                            "--plugins", prefix .. "/share/polaris/plugins"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    assert.is_truthy(out:find("ok: 0 plugins failed", 1, true), out)
+    -- the unit, pointed at the staged files, passes systemd-analyze verify
+    if os.execute("command -v systemd-analyze >/dev/null 2>&1") then
+      local check = stage .. "/polarisd.service"
+      local f = assert(io.open(check, "w"))
+      f:write((text:gsub("/usr/local/sbin", prefix .. "/sbin"):gsub("/etc/polaris", stage .. "/etc/polaris")))
+      f:close()
+      how, code, out = H.run({"systemd-analyze", "verify", "--man=no", check})
+      assert.are.same({"exited", 0}, {how, code}, out)
+      how, code, out = H.run({"systemd-analyze", "security", "--offline=true", check})
+      local score = tonumber(out:match("Overall exposure level for %S+: ([%d%.]+)"))
+      assert.is_true(score ~= nil and score <= 2.0, out)
+    else
+      pending("systemd-analyze is not installed")
+    end
+    how, code, out = H.run({"make", "-s", "uninstall", "DESTDIR=" .. stage}, nil, 120000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    assert.is_nil(io.open(prefix .. "/sbin/polarisd"))
+    assert.is_nil(io.open(prefix .. "/share/polaris/plugins/ping.lua"))
+    assert.is_nil(io.open(unit))
+    assert.is_truthy(io.open(stage .. "/etc/polaris/polarisd.conf"))
+    os.execute("rm -rf '" .. stage .. "'")
   end)
 end)

@@ -156,7 +156,7 @@ function Daemon:stop(timeout_ms)
   local how, code = ptest.wait(self.pid, timeout_ms or 15000)
   if not how then
     ptest.kill(self.pid, "KILL")
-    how, code = ptest.wait(self.pid, 5000)
+    code = select(2, ptest.wait(self.pid, 5000))
     how = "hung"
   end
   self.stopped, self.how, self.code = true, how, code

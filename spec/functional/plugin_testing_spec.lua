@@ -1,0 +1,44 @@
+-- plugin_testing_spec.lua - the busted helper plugin authors use
+-- (lua/polaris/plugin_test.lua), on a plugin written here.
+local H = require "helpers"
+local plugin_test = require "polaris.plugin_test"
+
+describe("polaris.plugin_test", function()
+  local dir
+  before_each(function()
+    dir = H.ptest.mkdtemp()
+    local f = assert(io.open(dir .. "/tagger.json", "w"))
+    f:write('{"id": "tagger", "version": "1.0.0", "plugin_type": "Strategy", "entry_point": "tagger.lua"}')
+    f:close()
+    f = assert(io.open(dir .. "/tagger.lua", "w"))
+    f:write([[
+      polaris.on_event(9001, function(ev)
+        if ev.params.boom then error("boom") end
+        ev.params.tag = polaris.config.tag
+        return ev
+      end)]])
+    f:close()
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  local opts = function(extra)
+    local o = {polarisctl = H.POLARISCTL, polarisd = H.POLARISD}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+
+  it("runs a plugin against events with settings, in a few lines", function()
+    local r = plugin_test.run(dir .. "/tagger.lua", {{eventId = 9001, params = {n = 1}}},
+                              opts({config = {tag = "from-test"}}))
+    assert.is_true(r.ok, r.log)
+    assert.are.equal(1, #r.events)
+    assert.are.equal("from-test", r.events[1].params.tag)
+  end)
+
+  it("reports a failing handler", function()
+    local r = plugin_test.run(dir .. "/tagger.lua", {{eventId = 9001, params = {boom = true}}}, opts())
+    assert.is_false(r.ok)
+    assert.are.equal("tagger", r.events[1].strategyError.plugin)
+    assert.is_truthy(r.log:find("1 with strategyError", 1, true))
+  end)
+end)
