@@ -164,10 +164,15 @@ $(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
 $(BUILD)/bench/sdk_bench: bench/sdk_bench.c $(SDK_A)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(SDK_A) -lpthread
 
+$(BUILD)/bench/paced: bench/paced.c $(SDK_SO) $(LIBCORE)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(LIBCORE) \
+	    -L$(BUILD)/sdk -lpolaris_client -Wl,-rpath,'$$ORIGIN/../sdk' $(DEP_LIBS)
+
 deps:
 	@tools/deps.sh
 
-bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen $(BUILD)/bench/sdk_bench
+bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen $(BUILD)/bench/sdk_bench $(BUILD)/bench/paced
+	@tools/deps.sh bench
 	@BUILD=$(BUILD) LUA_CPATH="$(CURDIR)/$(BUILD)/lua/?.so;;" \
 	    LUA_PATH="$(CURDIR)/spec/support/?.lua;;" lua5.4 bench/run.lua
 

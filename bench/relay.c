@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -65,6 +66,8 @@ static void accept_tcp_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop; (void)revents;
     int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0) {
+        int one = 1;                         /* as polarisd does: no Nagle delay */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (sink >= 0)
             close(sink);
         sink = fd;

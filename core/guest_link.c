@@ -24,6 +24,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -420,6 +422,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 log_warn("accept on the guest link: %s", strerror(errno));
             return;
         }
+        /* on tcp:// the writer batches already; Nagle would only hold a
+         * lone event back until the guest's delayed ACK (~40 ms) */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* EOPNOTSUPP off TCP */
         if (g->fd >= 0) {
             STAT_INC(guest_replaced);
             session_close(g, "replaced by a new guest connection");

@@ -4,6 +4,9 @@
 set -eu
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev libev-dev
 zlib1g-dev lua-busted lua-socket lua-dkjson valgrind libsodium-dev lua-check tar gzip systemd"
+# `deps.sh bench` adds what make bench needs beyond the tests: gnuplot draws
+# bench/results.png
+[ "${1:-}" = bench ] && PKGS="$PKGS gnuplot-nox"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -102,3 +102,31 @@ TEST(json_array_elements_lists_values)
     CHECK(json_array_elements("{}", 2, m, 8, &err) < 0);
     CHECK(json_array_elements("[1] x", 5, m, 8, &err) < 0);
 }
+
+/* The 8-bytes-at-a-time string scan must see a special byte wherever it
+ * falls in a word. */
+TEST(json_string_scan_sees_special_bytes_at_every_offset)
+{
+    for (int pos = 0; pos < 24; pos++) {
+        char s[64];
+        const char *err;
+        /* a control character: invalid */
+        int n = snprintf(s, sizeof s, "\"%.*s%c%s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 1, "bbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_INVALID);
+        /* invalid UTF-8 */
+        n = snprintf(s, sizeof s, "\"%.*s%c%s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0xff, "bbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_INVALID);
+        /* a bad escape */
+        n = snprintf(s, sizeof s, "\"%.*s\\q%s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_INVALID);
+        /* an early quote: trailing characters */
+        n = snprintf(s, sizeof s, "\"%.*s\"%s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_INVALID);
+        /* valid: an escaped quote and a 2-byte UTF-8 character */
+        n = snprintf(s, sizeof s, "\"%.*s\\\"\xc3\xa9%s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_STRING);
+        /* valid: 0x7f (DEL) and ' ' are ordinary */
+        n = snprintf(s, sizeof s, "\"%.*s%c %s\"", pos, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0x7f, "bbbbbbbbb");
+        CHECK(json_validate(s, (size_t)n, &err) == JSON_STRING);
+    }
+}
