@@ -103,6 +103,77 @@ ptest.kill(relay, "TERM")
 ptest.wait(relay, 5000)
 os.execute("rm -rf '" .. dir .. "'")
 
+-- latency at a fixed 10k events/s: SDK commit -> guest receipt, through
+-- polarisd and (baseline) through the raw relay, interleaved
+local function paced(sock, port, proto, rate, secs)
+  local out = os.tmpname()
+  local pid = assert(ptest.spawn({BUILD .. "/bench/paced", sock, tostring(port), proto, tostring(rate),
+                                  tostring(secs)}, {stdout = out, stderr = out}))
+  local res, rc = ptest.wait(pid, 120000)
+  local text = H.read_file(out)
+  os.remove(out)
+  assert(res == "exited" and rc == 0, "paced failed: " .. text)
+  return cjson.decode(text)
+end
+local ld = H.start_daemon({guest = "tcp", config = big})
+local relay2_dir = ptest.mkdtemp()
+local relay2_port = ptest.free_port()
+local relay2 = assert(ptest.spawn({BUILD .. "/bench/relay", relay2_dir .. "/relay.sock", tostring(relay2_port)},
+                                 {stdout = "/dev/null", stderr = "/dev/null"}))
+H.wait_for("the relay", function()
+  local s = require("socket.unix").stream()
+  local ok2 = s:connect(relay2_dir .. "/relay.sock")
+  s:close()
+  return ok2
+end)
+local lat50, lat99, rlat50, rlat99, lat_lost = {}, {}, {}, {}, 0
+for round = 1, ROUNDS do
+  local a = paced(ld.ipc, ld.guest_port, "plp", 10000, 2)
+  local b = paced(relay2_dir .. "/relay.sock", relay2_port, "lsp", 10000, 2)
+  lat50[round], lat99[round], rlat50[round], rlat99[round] = a.p50_us, a.p99_us, b.p50_us, b.p99_us
+  lat_lost = lat_lost + a.lost + a.dup
+  io.write(string.format("round %d: latency p50 %.0f us p99 %.0f us (relay %.0f / %.0f us)\n",
+                         round, a.p50_us, a.p99_us, b.p50_us, b.p99_us))
+end
+ld:stop()
+ptest.kill(relay2, "TERM")
+ptest.wait(relay2, 5000)
+os.execute("rm -rf '" .. relay2_dir .. "'")
+
+-- reload: 20 strategy plugins, all changed, swapped under 100k events/s;
+-- nothing may be lost or duplicated
+local twenty_src = {}
+for i = 1, 20 do
+  twenty_src["pass" .. i] = {lua = [[polaris.on_event("*", function(ev) return nil end)]]}
+end
+local rd = H.start_daemon({guest = "tcp", config = big, plugins = twenty_src})
+local reload_ms, reload_lost = {}, 0
+for round = 1, ROUNDS do
+  local out = os.tmpname()
+  local pid = assert(ptest.spawn({BUILD .. "/bench/paced", rd.ipc, tostring(rd.guest_port), "plp", "100000", "2"},
+                                 {stdout = out, stderr = out}))
+  ptest.sleep_ms(700)                                    -- mid-stream
+  for i = 1, 20 do                                       -- every plugin changes
+    local f = assert(io.open(rd.plugin_dir .. "/pass" .. i .. ".lua", "a"))
+    f:write("\n-- round " .. round .. "\n")
+    f:close()
+  end
+  local t0 = ptest.now_ms()
+  local how2, code2, text2 = H.run({H.POLARISCTL, "--socket", rd.ipc, "reload"})
+  reload_ms[round] = ptest.now_ms() - t0
+  assert(how2 == "exited" and code2 == 0, "reload failed: " .. text2)
+  local reloaded = select(2, text2:gsub("\n  pass%d+%s+reloaded", ""))
+  assert(reloaded == 20, "not every plugin was swapped: " .. text2)
+  local res, rc = ptest.wait(pid, 120000)
+  local r = cjson.decode(H.read_file(out))
+  os.remove(out)
+  assert(res == "exited" and rc == 0, "paced failed")
+  reload_lost = reload_lost + r.lost + r.dup
+  io.write(string.format("round %d: reload of 20 plugins %d ms under 100k ev/s; %d lost, %d duplicated\n",
+                         round, reload_ms[round], r.lost, r.dup))
+end
+rd:stop()
+
 -- the caller's cost: SDK vs one blocking send() per event vs syslog(3),
 -- interleaved against one daemon (its guest buffer holds everything)
 local function sdk_bench(args)
@@ -150,6 +221,13 @@ local results = {
   syslog_ns_median = median(syslog_med),
   sdk_vs_syscall_ratio = median(sdk_ratio),
   sdk_absent_worst_us = absent.worst_ns / 1000,
+  latency_p50_us = median(lat50),
+  latency_p99_us = median(lat99),
+  relay_latency_p50_us = median(rlat50),
+  relay_latency_p99_us = median(rlat99),
+  latency_lost_events = lat_lost,
+  reload_ms_20_plugins = median(reload_ms),
+  reload_lost_events = reload_lost,
 }
 local lo, hi = spread(ratios)
 print()
@@ -172,7 +250,44 @@ row("syscall_client_ns_median", send_med, "%14.0f")
 row("syslog_ns_median", syslog_med, "%14.0f")
 print(string.format("%-24s %14.1f   (target >= 20)", "sdk_vs_syscall_ratio", results.sdk_vs_syscall_ratio))
 print(string.format("%-24s %14.1f   (target < 50; 10^6 calls, no daemon)", "sdk_absent_worst_us", results.sdk_absent_worst_us))
+row("latency_p50_us", lat50, "%14.0f")
+print(string.format("%-24s %14.0f   (target <= 500; raw relay %.0f)", "latency_p99_us", results.latency_p99_us,
+                    results.relay_latency_p99_us))
+row("reload_ms_20_plugins", reload_ms, "%14.0f")
+print(string.format("%-24s %14d   (must be 0)", "reload_lost_events", reload_lost))
 local f = assert(io.open("bench/results.json", "w"))
 f:write(cjson.encode(results), "\n")
 f:close()
 print("wrote bench/results.json")
+
+-- the plot: throughput per round and latency, against their baselines
+local dat = assert(io.open("bench/results.dat", "w"))
+for round = 1, ROUNDS do
+  dat:write(string.format("%d %.0f %.0f %.0f %.1f %.1f %.1f %.1f\n", round, relay_rates[round], e2e_rates[round],
+                          lua_rates[round], lat50[round], lat99[round], rlat50[round], rlat99[round]))
+end
+dat:close()
+local gp = [[
+set terminal pngcairo size 1100,450 font ",10"
+set output "bench/results.png"
+set multiplot layout 1,2 title "polarisd bench (]] .. git .. [[, ]] .. cores .. [[ cores)"
+set title "throughput, 200-byte events"
+set xlabel "round"; set ylabel "events/s"; set key top left; set yrange [0:*]; set xtics 1
+plot "bench/results.dat" using 1:2 with linespoints title "raw relay (baseline)", \
+     "" using 1:3 with linespoints title "polarisd", \
+     "" using 1:4 with linespoints title "polarisd + Lua strategy"
+set title "latency at 10k events/s (SDK commit -> guest)"
+set ylabel "microseconds"; set key top left
+plot "bench/results.dat" using 1:5 with linespoints title "polarisd p50", \
+     "" using 1:6 with linespoints title "polarisd p99", \
+     "" using 1:7 with linespoints dt 2 title "relay p50", \
+     "" using 1:8 with linespoints dt 2 title "relay p99", \
+     500 with lines lc rgb "red" title "p99 target"
+unset multiplot
+]]
+local g = io.popen("gnuplot 2>&1", "w")
+if g then
+  g:write(gp)
+  g:close()
+  print("wrote bench/results.png")
+end
