@@ -7,6 +7,7 @@
 #   make install    honours PREFIX, DESTDIR, CC, CFLAGS, LDFLAGS, PKG_CONFIG
 #   make deps       install build and test dependencies (Debian packages)
 #   make lint       luacheck over all shipped Lua
+#   make fuzz       every libFuzzer target for SECONDS (default 10) each
 
 VERSION    := $(shell cat VERSION)
 GIT_REV    := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -70,7 +71,7 @@ BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
-.PHONY: all deps run test asan bench install uninstall clean lint
+.PHONY: all deps run test asan bench install uninstall clean lint fuzz
 all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event \
      $(BUILD)/polaris-crasher
 
@@ -182,6 +183,30 @@ run: deps all
 test: deps all
 	@BUILD=$(BUILD) tools/run-tests.sh
 
+# libFuzzer targets (clang, ASan + UBSan), one per input surface; each runs
+# SECONDS (default 10) from the checked-in seeds, new finds kept in
+# build-fuzz/corpus. A crash leaves its input in build-fuzz/ and fails.
+SECONDS    ?= 10
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -std=gnu11 -D_GNU_SOURCE -Icore $(DEP_CFLAGS)
+FUZZ_TARGETS := lsp plp json manifest
+FUZZ_CORE := $(addprefix core/,buf.c rxbuf.c json_scan.c gzip_codec.c lsp_codec.c plp_codec.c \
+             event_stamp.c command_msg.c)
+fuzz: deps
+	@tools/deps.sh fuzz
+	@mkdir -p build-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz_$$t"; \
+	    $(FUZZ_CC) $(FUZZ_FLAGS) -o build-fuzz/fuzz_$$t spec/fuzz/fuzz_$$t.c $(FUZZ_CORE) \
+	        $(LUA_LIBS) $(DEP_LIBS); \
+	    mkdir -p build-fuzz/corpus/$$t; \
+	    ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$$t -max_total_time=$(SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -artifact_prefix=build-fuzz/crash-$$t- -print_final_stats=1 \
+	        build-fuzz/corpus/$$t spec/fuzz/seeds/$$t 2>&1 | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|Done)" || true; \
+	    if ls build-fuzz/crash-$$t-* >/dev/null 2>&1; then echo "fuzz_$$t found a crash: build-fuzz/crash-$$t-*"; exit 1; fi; \
+	done
+
 # luacheck over every shipped Lua file (plugins, strategies, the runtime's
 # helpers, the specs), with the polaris globals declared in .luacheckrc
 lint: deps
@@ -229,6 +254,6 @@ uninstall:
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf (configuration is yours)"
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

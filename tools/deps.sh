@@ -7,6 +7,8 @@ zlib1g-dev lua-busted lua-socket lua-dkjson valgrind libsodium-dev lua-check tar
 # `deps.sh bench` adds what make bench needs beyond the tests: gnuplot draws
 # bench/results.png
 [ "${1:-}" = bench ] && PKGS="$PKGS gnuplot-nox"
+# `deps.sh fuzz`: clang with its libFuzzer runtime
+[ "${1:-}" = fuzz ] && PKGS="$PKGS clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -11,6 +11,7 @@ function M.parse(v)
         return nil, "version object needs integer major, minor and patch"
       end
       t[i] = math.tointeger(t[i])
+      if not t[i] then return nil, "version numbers must fit in an integer" end
       if t[i] < 0 then return nil, "version numbers must not be negative" end
     end
     return t
@@ -18,7 +19,11 @@ function M.parse(v)
   if type(v) ~= "string" then return nil, "version must be \"X.Y.Z\" or {major,minor,patch}" end
   local a, b, c = v:match("^(%d+)%.(%d+)%.(%d+)$")
   if not a then return nil, "version '" .. v .. "' is not X.Y.Z" end
-  return {tonumber(a), tonumber(b), tonumber(c)}
+  local t = {math.tointeger(tonumber(a)), math.tointeger(tonumber(b)), math.tointeger(tonumber(c))}
+  if not (t[1] and t[2] and t[3]) then    -- found by fuzz_manifest: 20+ digits became floats
+    return nil, "version '" .. v .. "' has a number too large"
+  end
+  return t
 end
 
 function M.tostring(t) return string.format("%d.%d.%d", t[1], t[2], t[3]) end

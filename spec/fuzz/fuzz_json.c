@@ -1,0 +1,52 @@
+/* fuzz_json.c - libFuzzer target for the JSON code every payload and every
+ * SDK event goes through:
+ *   - json_validate and json_object_members agree on what is an object;
+ *   - the writer (buf_json_str, the SDK's and the daemon's) always produces
+ *     a valid JSON string, and for ASCII input it decodes back exactly;
+ *   - numbers json_to_u64 accepts print back to the same text. */
+#include "buf.h"
+#include "json_scan.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *s = (const char *)data, *err;
+    enum json_kind k = json_validate(s, size, &err);
+    struct json_member m[16];
+    int n = json_object_members(s, size, m, 16, &err);
+    if ((k == JSON_OBJECT) != (n >= 0))
+        abort();
+    int a = json_array_elements(s, size, m, 16, &err);
+    if ((k == JSON_ARRAY) != (a >= 0))
+        abort();
+
+    struct buf b = BUF_INIT;
+    if (buf_json_str(&b, s, size) == 0) {
+        if (json_validate(b.p, b.len, &err) != JSON_STRING)
+            abort();
+        bool ascii = true;
+        for (size_t i = 0; i < size && ascii; i++)
+            ascii = data[i] < 0x80;
+        if (ascii) {
+            char *back = malloc(size + 1);
+            int len = back ? json_string_decode(b.p, b.len, back, size + 1) : -1;
+            if (back && (len != (int)size || memcmp(back, s, size) != 0))
+                abort();
+            free(back);
+        }
+    }
+    buf_free(&b);
+
+    uint64_t u;
+    if (json_to_u64(s, size, &u) == 0) {
+        char t[32];
+        int w = snprintf(t, sizeof t, "%" PRIu64, u);
+        if ((size_t)w != size || memcmp(t, s, size) != 0)
+            abort();
+    }
+    return 0;
+}
