@@ -1,0 +1,2 @@
+-- expect: cpu budget
+polaris.command("cpu_loop", function() while true do end end)

@@ -1,0 +1,4 @@
+-- expect: xxxx
+polaris.command("error_huge", function()
+  error(string.rep("x", 1024 * 1024), 0)
+end)

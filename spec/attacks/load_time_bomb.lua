@@ -1,0 +1,2 @@
+-- expect-load: not enough memory
+local t = {} for i = 1, 1e9 do t[i] = string.rep("y", 64) .. i end

@@ -1,0 +1,2 @@
+-- expect-load: cpu budget
+while true do end

@@ -1,0 +1,2 @@
+-- expect: not enough memory|too large
+polaris.command("mem_rep", function() return 0, "ok", {#string.rep("x", 1 << 40)} end)
