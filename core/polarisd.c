@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +192,23 @@ fail:
     return NULL;
 }
 
+/* Every client, the guest, plugin pipes and watched processes hold a
+ * descriptor: raise the soft limit to what ipc.max_clients needs (up to the
+ * hard limit, which only root or systemd's LimitNOFILE= can raise). */
+static void raise_nofile(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)cfg->max_clients + 256;
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        log_warn("open files limited to %llu: fewer than ipc.max_clients (%u) + 256; raise "
+                 "LimitNOFILE", (unsigned long long)rl.rlim_cur, cfg->max_clients);
+}
+
 static void ensure_parent_dir(const char *path)
 {
     char tmp[CONFIG_PATH_MAX];
@@ -307,6 +325,7 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile(cfg);
     int ready_fd = -1;
     if (!cli.foreground && daemonize(&ready_fd) < 0) {
         fprintf(stderr, "polarisd: cannot detach: %s\n", strerror(errno));

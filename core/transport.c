@@ -75,7 +75,7 @@ static int listen_unix(const char *path, unsigned mode, char *err, size_t errlen
         unlink(path);
         return -1;
     }
-    if (listen(fd, 256) < 0) {
+    if (listen(fd, SOMAXCONN) < 0) {           /* a burst of reconnecting apps after a restart */
         snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
         close(fd);
         unlink(path);

@@ -8,9 +8,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -218,10 +220,42 @@ static int l_mkdtemp(lua_State *L)
     return 1;
 }
 
+/* raise_nofile(n): the test process's soft RLIMIT_NOFILE to n (up to the
+ * hard limit); returns the limit now in force */
+static int l_raise_nofile(lua_State *L)
+{
+    struct rlimit rl;
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= (rlim_t)n ? (rlim_t)n : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    lua_pushinteger(L, (lua_Integer)rl.rlim_cur);
+    return 1;
+}
+
+/* rss_kib(pid): VmRSS of a process */
+static int l_rss_kib(lua_State *L)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)luaL_checkinteger(L, 1));
+    FILE *f = fopen(path, "r");
+    lua_Integer kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    lua_pushinteger(L, kb);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"kill", l_kill}, {"wait", l_wait}, {"now_ms", l_now_ms},
     {"sleep_ms", l_sleep_ms}, {"getpid", l_getpid}, {"getuid", l_getuid},
-    {"free_port", l_free_port}, {"mkdtemp", l_mkdtemp}, {NULL, NULL},
+    {"free_port", l_free_port}, {"mkdtemp", l_mkdtemp}, {"raise_nofile", l_raise_nofile},
+    {"rss_kib", l_rss_kib}, {NULL, NULL},
 };
 
 int luaopen_ptest(lua_State *L)
