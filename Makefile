@@ -49,7 +49,7 @@ LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_
             core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
-               core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c \
+               core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c core/spool.c \
                core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 

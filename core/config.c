@@ -21,6 +21,7 @@ void config_defaults(struct config *c)
     c->core_queue_max = 65536;
     c->shutdown_grace_ms = 5000;
     c->log_burst = 100;
+    c->spool_fsync_ms = 1000;
     snprintf(c->ipc_path, sizeof c->ipc_path, "/run/polaris/polaris.sock");
     c->ipc_mode = 0660;
     c->max_clients = 1024;
@@ -90,6 +91,7 @@ static const struct key keys[] = {
     {"daemon", "shutdown_grace_ms", K_UINT, F(shutdown_grace_ms), 0, 600000},
     {"daemon", "spool_dir", K_STR, F(spool_dir), 0, 0},
     {"daemon", "log_burst", K_UINT, F(log_burst), 0, 1000000},
+    {"daemon", "spool_fsync_ms", K_UINT, F(spool_fsync_ms), 10, 3600000},
     {"ipc", "socket", K_STR, F(ipc_path), 0, 0},
     {"ipc", "socket_mode", K_MODE, F(ipc_mode), 0, 0777},
     {"ipc", "max_clients", K_UINT, F(max_clients), 1, 65535},

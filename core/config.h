@@ -37,6 +37,7 @@ struct config {
     unsigned shutdown_grace_ms;
     char spool_dir[CONFIG_PATH_MAX];
     unsigned log_burst;                 /* log lines per call site per second */
+    unsigned spool_fsync_ms;            /* the spool is fdatasync'ed this often */
 
     /* [ipc] */
     char ipc_path[108];

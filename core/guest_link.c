@@ -17,6 +17,7 @@
 #include "event_stamp.h"
 #include "log.h"
 #include "plp_codec.h"
+#include "spool.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -61,6 +62,9 @@ struct guest_link {
 
     bool stopping;
     struct buf scratch;
+
+    struct spool *spool;          /* [daemon] spool_dir: the buffer on disk too */
+    ev_timer sync_w;              /* fdatasync every spool_fsync_ms */
 };
 
 static void session_close(struct guest_link *g, const char *why);
@@ -107,6 +111,25 @@ static bool drop_oldest(struct guest_link *g)
     return true;
 }
 
+/* Moves the spool's checkpoint to the oldest spooled event still waiting,
+ * and follows the log if it was truncated or compacted. */
+static void spool_progress(struct guest_link *g)
+{
+    if (!g->spool)
+        return;
+    struct envelope *e = g->head;
+    while (e && !e->spool_end)
+        e = e->next;
+    uint64_t first = e ? e->spool_start : UINT64_MAX;
+    uint64_t shift = spool_checkpoint(g->spool, first);
+    for (struct envelope *x = g->head; shift && x; x = x->next)
+        if (x->spool_end) {
+            x->spool_start -= shift;
+            x->spool_end -= shift;
+        }
+    STAT_SET(guest_spool_bytes, spool_live_bytes(g->spool));
+}
+
 static void buffer_event(struct guest_link *g, struct envelope *e)
 {
     if (e->len > g->cfg->buffer_max_bytes) {
@@ -117,6 +140,11 @@ static void buffer_event(struct guest_link *g, struct envelope *e)
         return;
     }
     e->next = NULL;
+    if (g->spool && !e->spool_end && spool_append(g->spool, e->data, e->len, &e->spool_start,
+                                                  &e->spool_end) < 0) {
+        STAT_INC(guest_spool_errors);
+        e->spool_start = e->spool_end = 0;   /* in memory only */
+    }
     if (g->tail)
         g->tail->next = e;
     else
@@ -124,9 +152,14 @@ static void buffer_event(struct guest_link *g, struct envelope *e)
     g->tail = e;
     g->count++;
     g->bytes += e->len;
-    while (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes)
-        if (!drop_oldest(g))
-            break;
+    if (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes) {
+        if (g->spool)
+            spool_flush(g->spool);           /* the batch points into what may be dropped */
+        while (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes)
+            if (!drop_oldest(g))
+                break;
+        spool_progress(g);
+    }
     set_buffer_gauges(g);
 }
 
@@ -185,6 +218,7 @@ static void retire_written(struct guest_link *g)
         buf_consume(&g->wbuf, g->woff);
         g->woff = 0;
     }
+    spool_progress(g);
     set_buffer_gauges(g);
 }
 
@@ -468,10 +502,16 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void finish_stop(struct guest_link *g)
 {
-    if (g->count) {
+    if (g->count && g->spool) {
+        spool_flush(g->spool);
+        spool_progress(g);
+        spool_sync(g->spool);
+        log_info("shutdown: %zu events wait in the spool for the next start", g->count);
+    } else if (g->count) {
         STAT_ADD(guest_dropped_shutdown, g->count);
         log_warn("shutdown: %zu events could not be sent within the grace period", g->count);
     }
+    ev_timer_stop(g->loop, &g->sync_w);
     if (g->fd >= 0) {
         ev_io_stop(g->loop, &g->rio);
         ev_io_stop(g->loop, &g->wio);
@@ -558,8 +598,51 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         envelope_free(e);
         e = next;
     }
+    if (g->spool) {
+        spool_flush(g->spool);               /* on its way to disk before the guest */
+        STAT_SET(guest_spool_bytes, spool_live_bytes(g->spool));
+    }
     pump(g);
     maybe_finish_stop(g);
+}
+
+static void sync_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    struct guest_link *g = w->data;
+    spool_sync(g->spool);
+}
+
+static int replay_one(void *ctx, const char *p, size_t len, uint64_t start, uint64_t end)
+{
+    struct guest_link *g = ctx;
+    struct envelope *e = envelope_new(ENV_FORWARD_EVENT, p, len);
+    if (!e)
+        return -1;
+    e->spool_start = start;
+    e->spool_end = end;
+    buffer_event(g, e);
+    return 0;
+}
+
+static int open_spool(struct guest_link *g)
+{
+    char err[512];
+    g->spool = spool_open(g->cfg->spool_dir, err, sizeof err);
+    if (!g->spool) {
+        log_error("%s", err);
+        return -1;
+    }
+    int n = spool_replay(g->spool, replay_one, g);
+    STAT_ADD(guest_spool_replayed, (uint64_t)(n > 0 ? n : 0));
+    spool_progress(g);
+    log_info("spool %s: %d undelivered event%s from the last run", g->cfg->spool_dir, n,
+             n == 1 ? "" : "s");
+    double every = g->cfg->spool_fsync_ms / 1000.0;
+    ev_timer_init(&g->sync_w, sync_cb, every, every);
+    g->sync_w.data = g;
+    ev_timer_start(g->loop, &g->sync_w);
+    return 0;
 }
 
 struct guest_link *guest_link_new(struct daemon *d, int listen_fd, const char *uri)
@@ -590,6 +673,10 @@ struct guest_link *guest_link_new(struct daemon *d, int listen_fd, const char *u
     ev_io_start(g->loop, &g->accept_w);
     ev_async_start(g->loop, &g->inbox_w);
     ev_timer_start(g->loop, &g->hb_w);
+    if (g->cfg->spool_dir[0] && open_spool(g) < 0) {
+        guest_link_free(g);
+        return NULL;
+    }
     envq_attach(&d->egress_q, g->loop, &g->inbox_w);
     return g;
 }
@@ -629,6 +716,7 @@ void guest_link_free(struct guest_link *g)
         close(g->fd);
     plp_decoder_free(&g->dec);
     envelope_free_list(g->head);
+    spool_close(g->spool);
     if (g->loop)
         ev_loop_destroy(g->loop);
     if (g->listen_fd >= 0)

@@ -381,9 +381,6 @@ int main(int argc, char **argv)
         log_error("cannot start: out of memory or threads");
         _exit(1);    /* threads may be running: no orderly teardown is possible */
     }
-    if (cfg->spool_dir[0])
-        log_warn("spool_dir %s is set, but the disk spool is not built yet: undelivered "
-                 "events are kept in memory only and do not survive a restart", cfg->spool_dir);
     int failed = registry_load(d.plugins, cfg, NULL);
     if (failed)
         log_warn("%d plugin%s failed to load (see above); the rest are running",

@@ -44,6 +44,9 @@
     X(guest, bytes_out, "bytes written to the guest") \
     X(guest, bytes_in, "bytes read from the guest") \
     X(guest, control_dropped, "command frames for the guest lost because it was gone") \
+    X(guest, spool_bytes, "bytes of undelivered events in the spool (gauge)") \
+    X(guest, spool_replayed, "events found undelivered in the spool at start") \
+    X(guest, spool_errors, "events the spool could not write (kept in memory only)") \
     X(commands, from_guest, "commands received from the guest") \
     X(commands, to_guest, "app commands forwarded to the guest") \
     X(commands, inflight_host, "host commands running (gauge)") \
