@@ -298,18 +298,21 @@ enum json_kind json_validate(const char *s, size_t n, const char **err)
     return k;
 }
 
-int json_object_members(const char *s, size_t n, struct json_member *m,
-                        size_t max, const char **err)
+/* The members of a top-level object, or the elements of a top-level array. */
+static int top_level(const char *s, size_t n, struct json_member *m, size_t max,
+                     const char **err, bool array)
 {
     struct scanner sc = {s, n, 0, NULL};
     size_t count = 0;
     skip_ws(&sc);
-    if (sc.i >= n || s[sc.i] != '{') {
+    if (sc.i >= n || s[sc.i] != (array ? '[' : '{')) {
         if (err)
-            *err = "not a JSON object";
+            *err = array ? "not a JSON array" : "not a JSON object";
         return -1;
     }
-    if (scan_object_body(&sc, 0, m, max, &count) < 0) {
+    int rc = array ? scan_array_body(&sc, 0, m, max, &count)
+                   : scan_object_body(&sc, 0, m, max, &count);
+    if (rc < 0) {
         if (err)
             *err = sc.err;
         return -1;
@@ -323,29 +326,16 @@ int json_object_members(const char *s, size_t n, struct json_member *m,
     return (int)count;
 }
 
+int json_object_members(const char *s, size_t n, struct json_member *m,
+                        size_t max, const char **err)
+{
+    return top_level(s, n, m, max, err, false);
+}
+
 int json_array_elements(const char *s, size_t n, struct json_member *m, size_t max,
                         const char **err)
 {
-    struct scanner sc = {s, n, 0, NULL};
-    size_t count = 0;
-    skip_ws(&sc);
-    if (sc.i >= n || s[sc.i] != '[') {
-        if (err)
-            *err = "not a JSON array";
-        return -1;
-    }
-    if (scan_array_body(&sc, 0, m, max, &count) < 0) {
-        if (err)
-            *err = sc.err;
-        return -1;
-    }
-    skip_ws(&sc);
-    if (sc.i != n) {
-        if (err)
-            *err = "trailing characters after JSON value";
-        return -1;
-    }
-    return (int)count;
+    return top_level(s, n, m, max, err, true);
 }
 
 bool json_key_is(const struct json_member *m, const char *key)

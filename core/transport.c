@@ -32,14 +32,23 @@ int transport_vsock_usable(void)
     return access("/dev/vhost-vsock", F_OK) == 0;
 }
 
-static int listen_unix(const char *path, unsigned mode, char *err, size_t errlen)
+static int unix_addr(const char *path, struct sockaddr_un *sa, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path) {
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path) {
         snprintf(err, errlen, "unix socket path too long: %s", path);
         return -1;
     }
-    strcpy(sa.sun_path, path);
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+static int listen_unix(const char *path, unsigned mode, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    if (unix_addr(path, &sa, err, errlen) < 0)
+        return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket(AF_UNIX): %s", strerror(errno));
@@ -188,12 +197,9 @@ int transport_connect(const char *uri, char *err, size_t errlen)
 {
     const char *path = transport_unix_path(uri);
     if (path) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path) {
-            snprintf(err, errlen, "unix socket path too long: %s", path);
+        struct sockaddr_un sa;
+        if (unix_addr(path, &sa, err, errlen) < 0)
             return -1;
-        }
-        strcpy(sa.sun_path, path);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
             snprintf(err, errlen, "%s: %s", uri, strerror(errno));

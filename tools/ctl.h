@@ -20,6 +20,8 @@ struct ctl_result {
 
 /* Connects to a Unix stream socket; -1 with a message on stderr. */
 int ctl_connect_unix(const char *path);
+/* Writes all of p to fd (MSG_NOSIGNAL); 0, or -1 with a message on stderr. */
+int ctl_send_all(int fd, const void *p, size_t n);
 /* Sends a CMD_REQ for action on fd and waits for its CMD_RESP; 0 or -1. */
 int ctl_roundtrip(int fd, const char *action, const char *args, struct buf *out);
 /* Connect, roundtrip, parse: returns CTL_OK (r filled, code may be != 0),

@@ -30,19 +30,9 @@ struct guest {
 
 static int flush(struct guest *g)
 {
-    size_t off = 0;
-    while (off < g->out.len) {
-        ssize_t n = send(g->fd, g->out.p + off, g->out.len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "polarisctl: guest: send: %s\n", strerror(errno));
-            return -1;
-        }
-        off += (size_t)n;
-    }
+    int rc = ctl_send_all(g->fd, g->out.p, g->out.len);
     buf_reset(&g->out);
-    return 0;
+    return rc;
 }
 
 /* "ACTION [JSON]" -> CMD_REQ_G2H */

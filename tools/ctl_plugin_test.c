@@ -253,17 +253,7 @@ static int send_events(struct test *t, const struct buf *events, int *n_out)
     struct buf frames = BUF_INIT;
     for (int i = 0; i < n; i++)
         lsp_encode(&frames, LSP_EVENT_REPORT, 0, v[i].val, v[i].val_len);
-    int rc = CTL_OK;
-    for (size_t off = 0; off < frames.len;) {
-        ssize_t w = send(fd, frames.p + off, frames.len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = CTL_UNREACHABLE;
-            break;
-        }
-        off += (size_t)w;
-    }
+    int rc = ctl_send_all(fd, frames.p, frames.len) < 0 ? CTL_UNREACHABLE : CTL_OK;
     struct buf answer = BUF_INIT;
     if (rc == CTL_OK && ctl_roundtrip(fd, "status", NULL, &answer) < 0)  /* all read */
         rc = CTL_UNREACHABLE;

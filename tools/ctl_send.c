@@ -128,16 +128,9 @@ int ctl_cmd_send(const char *sock, int argc, char **argv)
         rc = CTL_USAGE;
         goto done;
     }
-    for (size_t off = 0; off < frame.len;) {
-        ssize_t n = send(fd, frame.p + off, frame.len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "polarisctl: send: %s\n", strerror(errno));
-            close(fd);
-            goto done;
-        }
-        off += (size_t)n;
+    if (ctl_send_all(fd, frame.p, frame.len) < 0) {
+        close(fd);
+        goto done;
     }
     /* any answer means the daemon read the event before it */
     if (ctl_roundtrip(fd, "ping", NULL, &answer) == 0) {

@@ -82,6 +82,21 @@ int ctl_connect_unix(const char *path)
     return fd;
 }
 
+int ctl_send_all(int fd, const void *p, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(fd, (const char *)p + off, n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "polarisctl: send: %s\n", strerror(errno));
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 int ctl_roundtrip(int fd, const char *action, const char *args, struct buf *out)
 {
     static uint32_t next_id;
@@ -97,16 +112,8 @@ int ctl_roundtrip(int fd, const char *action, const char *args, struct buf *out)
         fprintf(stderr, "polarisctl: request too large\n");
         goto done;
     }
-    for (size_t off = 0; off < frame.len;) {
-        ssize_t n = send(fd, frame.p + off, frame.len - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "polarisctl: send: %s\n", strerror(errno));
-            goto done;
-        }
-        off += (size_t)n;
-    }
+    if (ctl_send_all(fd, frame.p, frame.len) < 0)
+        goto done;
     long long deadline = ctl_now_ms() + TIMEOUT_MS + 2000;
     for (;;) {
         struct lsp_frame f;
