@@ -76,6 +76,30 @@ describe("faults", function()
     H.stop_ok(d)
   end)
 
+  it("serves 1000 concurrent SDK client processes, each event once with its own pid", function()
+    assert.is_true(ptest.raise_nofile(4096) >= 1200, "the test needs 1200 open files")
+    local d = H.start_daemon({config = {ipc = {max_clients = 2000}}})
+    local g = H.guest_connected(d)
+    local pids = {}
+    for i = 1, 1000 do
+      pids[i] = assert(ptest.spawn({H.BUILD .. "/sdk_probe", "send", "5", "1"},
+                                   {env = {POLARIS_SOCKET = d.ipc}, stdout = "/dev/null"}))
+    end
+    local per_pid, total = {}, 0
+    while total < 5000 do
+      local ev = assert(g:event(20000), "only " .. total .. " of 5000 events")
+      if ev.eventId ~= 1000002 then                       -- not a drop report
+        per_pid[ev.pid] = (per_pid[ev.pid] or 0) + 1
+        total = total + 1
+      end
+    end
+    for _, pid in ipairs(pids) do
+      assert.are.same({"exited", 0}, {ptest.wait(pid, 20000)})
+      assert.are.equal(5, per_pid[pid], "process " .. pid)
+    end
+    H.stop_ok(d)
+  end)
+
   it("a guest reconnecting 100 times under a stream loses and duplicates nothing", function()
     -- Each session reads what it was sent and goes; events sent while no
     -- guest is there wait in the buffer and open the next session, in order.
