@@ -9,6 +9,7 @@
  * against forbidden_paths. Misuse raises; a refused or failed operation
  * returns nil, message, errno (liolib style). */
 #include "plugin.h"
+#include "fs_beneath.h"
 #include "targz.h"
 
 #include <dirent.h>
@@ -79,6 +80,8 @@ static int confined_open(struct plugin *p, const char *path, int flags, mode_t m
             .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
         };
         int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        if (fd < 0 && (errno == ENOSYS || errno == EPERM))   /* no openat2, or seccomp hides it */
+            fd = fs_walk_beneath(dirfd, rel, flags, (flags & O_CREAT) ? mode : 0);
         int saved = errno;
         close(dirfd);
         if (fd < 0) {

@@ -15,15 +15,24 @@ describe("valgrind", function()
       pending("the ASan build cannot run under valgrind; the plain build covers this")
       return
     end
+    -- with the spool and the crash monitor on, and the shipped plugins
+    -- (captures, system_info) exercised too
+    local spool, captures = H.ptest.mkdtemp() .. "/spool", H.ptest.mkdtemp()
     local d = H.start_daemon({env = {POLARIS_VALGRIND = "1"}, plugins = {
       s = {lua = [[polaris.on_event("*", function(ev) ev.params.v = 1; return ev end)]]},
-    }, valgrind = true})
+    }, valgrind = true, args = {"--spool", spool},
+       config = {monitor = {process_events = "auto"},
+                 ["plugin.capture_log"] = {dir = captures .. "/c", allowed_paths = captures,
+                                           journal_lines = 0, dmesg_lines = 0}}})
     assert.is_truthy(d:log_text():find("Memcheck", 1, true), "not running under valgrind")
     local g = H.guest_connected(d)
     local app = H.app(d)
     for i = 1, 100 do app:send_event(H.event(i)) end
     for i = 1, 100 do assert.are.equal(i, g:event(20000).eventId) end
     assert.are.equal(0, app:call("host", "ping", {}, 5000, 20000).code)
+    assert.are.equal(0, app:call("host", "system_info", {}, 5000, 20000).code)
+    local cap = app:call("host", "capture_log", {reason = "valgrind"}, 10000, 30000)
+    assert.are.equal(0, cap.code, cap.msg)
     assert.are.equal(0, app:call("host", "reload", {}, 5000, 20000).code)
     g:close()
     app:close()
