@@ -167,8 +167,12 @@ describe("faults", function()
       return d:log_text():find("configuration reloaded", 1, true) ~= nil
     end)
     rss.late = ptest.rss_kib(d.pid)
-    -- what 80 more reloads may add: allocator noise, not a leak per reload
-    assert.is_true(rss.late - rss.early < 2048, ("RSS grew %d KiB over 80 reloads"):format(rss.late - rss.early))
+    -- what 80 more reloads may add: allocator noise, not a leak per reload.
+    -- (Under ASan freed memory sits in its quarantine, so RSS grows by
+    -- design there; LeakSanitizer checks the same daemon at exit instead.)
+    if not H.BUILD:find("asan", 1, true) then
+      assert.is_true(rss.late - rss.early < 2048, ("RSS grew %d KiB over 80 reloads"):format(rss.late - rss.early))
+    end
     H.stop_ok(d)
   end)
 end)
