@@ -46,10 +46,11 @@ ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
             core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
-            core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c
+            core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c \
+            core/spool.c
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
-               core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c core/spool.c \
+               core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c \
                core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
@@ -129,11 +130,12 @@ $(BUILD)/sdk/report_event: sdk/examples/report_event.c $(SDK_SO)
 	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< \
 	    -L$(BUILD)/sdk -lpolaris_client -Wl,-rpath,'$$ORIGIN'
 
-$(LIBCORE): $(LIB_OBJS)
-	$(AR) rcs $@ $^
+# the Makefile too: an object moved into the list must not be missed
+$(LIBCORE): $(LIB_OBJS) Makefile
+	rm -f $@ && $(AR) rcs $@ $(filter %.o,$^)
 
-$(LIBPIC): $(PIC_OBJS)
-	$(AR) rcs $@ $^
+$(LIBPIC): $(PIC_OBJS) Makefile
+	rm -f $@ && $(AR) rcs $@ $(filter %.o,$^)
 
 $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
