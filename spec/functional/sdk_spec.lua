@@ -42,6 +42,55 @@ describe("libpolaris_client", function()
     H.stop_ok(d)
   end)
 
+  it("is valgrind-clean: threads, a daemon, deinit (no leaks, no invalid access)", function()
+    if os.execute("command -v valgrind >/dev/null 2>&1") ~= true then
+      return pending("valgrind is not installed (make deps installs it)")
+    end
+    if H.BUILD:find("asan", 1, true) then
+      return pending("the ASan build cannot run under valgrind; the plain build covers this")
+    end
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = H.run({"valgrind", "--error-exitcode=99", "--leak-check=full",
+                                  "--errors-for-leak-kinds=definite,indirect", PROBE, "send", "200", "4"},
+                                 {POLARIS_SOCKET = d.ipc}, 120000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    for _ = 1, 800 do assert.is_table(g:event(20000)) end
+    how, code, out = H.run({"valgrind", "--error-exitcode=99", "--leak-check=full",
+                            "--errors-for-leak-kinds=definite,indirect", PROBE, "absent", "2000"},
+                           {}, 120000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    H.stop_ok(d)
+  end)
+
+  it("writes doubles with a dot even in a locale whose decimal point is a comma", function()
+    -- a de_DE locale built for this test (localedef, from Debian's locales)
+    local dir = ptest.mkdtemp()
+    H.run({"localedef", "-i", "de_DE", "-f", "UTF-8", dir .. "/de_DE.UTF-8"})
+    if not io.open(dir .. "/de_DE.UTF-8/LC_NUMERIC") then
+      os.execute("rm -rf '" .. dir .. "'")
+      return pending("localedef could not build de_DE.UTF-8 (the locales package is missing)")
+    end
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"locale"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local how2, code2, out2 = H.run({PROBE, "locale"}, {POLARIS_SOCKET = d.ipc, LOCPATH = dir,
+                                                      LC_ALL = "de_DE.UTF-8"})
+    assert.are.same({"exited", 0}, {how2, code2}, out2)
+    assert.is_truthy(out2:find("decimal point ','", 1, true), out2)      -- the locale really applies
+    for _ = 1, 2 do
+      local ev, f = g:event()
+      assert.are.equal(700000001, ev.eventId)
+      assert.are.equal(0.5, ev.params.half)
+      assert.are.equal(1234.25, ev.params.big)
+      assert.are.equal(1.5e-7, ev.params.tiny)
+      assert.is_nil(f.payload:find("0,5", 1, true))
+    end
+    H.stop_ok(d)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("escapes strings so that lua-cjson and dkjson read back what was sent", function()
     local d = H.start_daemon()
     local g = H.guest_connected(d)

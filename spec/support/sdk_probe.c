@@ -7,9 +7,12 @@
  *   sdk_probe absent N           N commits with no daemon: worst call in us
  *   sdk_probe late N MS          N commits, then MS ms before deinit
  *   sdk_probe raw JSON           polaris_report_raw, prints its result
+ *   sdk_probe locale             setlocale(LC_ALL, "") first, then one event
+ *                                with doubles; prints the locale's decimal point
  * Prints one result line; exit 0 unless something is wrong. */
 #include "polaris_api.h"
 
+#include <locale.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -181,6 +184,18 @@ int main(int argc, char **argv)
         polaris_deinit();
         printf("streamed %ld\n", n);
         return 0;
+    }
+    if (strcmp(argv[1], "locale") == 0) {
+        /* an app that honours the user's locale, where printf writes 0,5 */
+        setlocale(LC_ALL, "");
+        polaris_event_t *ev = polaris_event_create(700000001, "locale", NULL);
+        polaris_event_add_double(ev, "half", 0.5);
+        polaris_event_add_double(ev, "big", 1234.25);
+        polaris_event_add_double(ev, "tiny", 1.5e-7);
+        int rc = polaris_event_commit(ev);
+        polaris_deinit();
+        printf("decimal point '%s' commit %d\n", localeconv()->decimal_point, rc);
+        return rc == 0 ? 0 : 1;
     }
     if (strcmp(argv[1], "raw") == 0 && argc == 3) {
         int rc = polaris_report_raw(argv[2], strlen(argv[2]));
