@@ -20,6 +20,7 @@
 #include "json_scan.h"
 #include "log.h"
 #include "sd_notify.h"
+#include "spool.h"
 #include "stats.h"
 #include "worker_pool.h"
 
@@ -515,6 +516,8 @@ static void route_event(struct core *c, struct envlist *out, struct envelope *e)
         n = registry_route(c->d->plugins, e->event_id, e->from, chain, 32, &drop);
     if (drop) {
         STAT_INC(core_events_dropped_by_router);
+        if (c->d->spool)
+            spool_done(c->d->spool, e->spool_ticket);
         envelope_free(e);
         return;
     }
@@ -582,6 +585,8 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_STRATEGY_DROPPED:
             atomic_fetch_sub(&c->d->core_q.outside, 1);
+            if (c->d->spool)
+                spool_done(c->d->spool, e->spool_ticket);
             break;
         case ENV_GUEST_CMD_REQ:
             host_command(c, e);

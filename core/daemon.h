@@ -13,6 +13,7 @@ struct guest_link;
 struct worker_pool;
 struct core;
 struct plugin_registry;
+struct spool;
 
 struct daemon {
     struct config *cfg;           /* the core's current config (core thread only) */
@@ -24,6 +25,7 @@ struct daemon {
     struct worker_pool *workers;
     struct core *core;
     struct plugin_registry *plugins;
+    struct spool *spool;          /* [daemon] spool_dir; NULL: events in memory only */
     uint64_t started_mono_ns;
     uint64_t started_wall_ms;
 };

@@ -50,7 +50,7 @@ struct envelope {
     uint64_t event_id;
     uint64_t t_in_ns;         /* monotonic time of acceptance */
     size_t   wend;            /* egress: end offset of its frame in the write buffer */
-    uint64_t spool_start, spool_end;  /* egress: its record in the spool (end 0: not spooled) */
+    uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
     char     action[48];      /* command action or message topic */
     char     from[64];        /* emitting/sending plugin id, "" for apps */
     struct plugin **chain;    /* strategies still to run, each holding a ref */

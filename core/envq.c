@@ -32,7 +32,13 @@ void envq_attach(struct envq *q, struct ev_loop *loop, ev_async *wake)
     pthread_mutex_lock(&q->mu);
     q->loop = loop;
     q->wake = wake;
+    /* producers wake the consumer only on empty -> non-empty: anything
+     * queued before it attached (events replayed from the spool) needs this
+     * one wakeup, or it and everything after it would wait forever */
+    bool pending = q->head != NULL;
     pthread_mutex_unlock(&q->mu);
+    if (pending && wake)
+        ev_async_send(loop, wake);
 }
 
 static void append_locked(struct envq *q, struct envelope *e, bool *wake)

@@ -63,7 +63,7 @@ struct guest_link {
     bool stopping;
     struct buf scratch;
 
-    struct spool *spool;          /* [daemon] spool_dir: the buffer on disk too */
+    struct spool *spool;          /* the daemon's disk spool, or NULL */
     ev_timer sync_w;              /* fdatasync every spool_fsync_ms */
 };
 
@@ -87,6 +87,16 @@ static struct envelope *first_unencoded(struct guest_link *g)
     return g->last_enc ? g->last_enc->next : g->head;
 }
 
+/* An event is finished once written to the guest or dropped: its spool
+ * record need not be replayed. */
+static void finished(struct guest_link *g, struct envelope *e)
+{
+    if (g->spool && e->spool_ticket) {
+        spool_done(g->spool, e->spool_ticket);
+        STAT_SET(spool_bytes, spool_live_bytes(g->spool));
+    }
+}
+
 /* Unlinks the oldest event not yet in the write buffer. */
 static bool drop_oldest(struct guest_link *g)
 {
@@ -107,27 +117,9 @@ static bool drop_oldest(struct guest_link *g)
     g->last_drop_ms = now;
     g->drops_pending++;
     STAT_INC(guest_dropped);
+    finished(g, v);
     envelope_free(v);
     return true;
-}
-
-/* Moves the spool's checkpoint to the oldest spooled event still waiting,
- * and follows the log if it was truncated or compacted. */
-static void spool_progress(struct guest_link *g)
-{
-    if (!g->spool)
-        return;
-    struct envelope *e = g->head;
-    while (e && !e->spool_end)
-        e = e->next;
-    uint64_t first = e ? e->spool_start : UINT64_MAX;
-    uint64_t shift = spool_checkpoint(g->spool, first);
-    for (struct envelope *x = g->head; shift && x; x = x->next)
-        if (x->spool_end) {
-            x->spool_start -= shift;
-            x->spool_end -= shift;
-        }
-    STAT_SET(guest_spool_bytes, spool_live_bytes(g->spool));
 }
 
 static void buffer_event(struct guest_link *g, struct envelope *e)
@@ -140,11 +132,6 @@ static void buffer_event(struct guest_link *g, struct envelope *e)
         return;
     }
     e->next = NULL;
-    if (g->spool && !e->spool_end && spool_append(g->spool, e->data, e->len, &e->spool_start,
-                                                  &e->spool_end) < 0) {
-        STAT_INC(guest_spool_errors);
-        e->spool_start = e->spool_end = 0;   /* in memory only */
-    }
     if (g->tail)
         g->tail->next = e;
     else
@@ -152,14 +139,9 @@ static void buffer_event(struct guest_link *g, struct envelope *e)
     g->tail = e;
     g->count++;
     g->bytes += e->len;
-    if (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes) {
-        if (g->spool)
-            spool_flush(g->spool);           /* the batch points into what may be dropped */
-        while (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes)
-            if (!drop_oldest(g))
-                break;
-        spool_progress(g);
-    }
+    while (g->count > g->cfg->buffer_max_events || g->bytes > g->cfg->buffer_max_bytes)
+        if (!drop_oldest(g))
+            break;
     set_buffer_gauges(g);
 }
 
@@ -202,6 +184,7 @@ static void retire_written(struct guest_link *g)
         g->count--;
         g->bytes -= e->len;
         STAT_INC(guest_events_sent);
+        finished(g, e);
         envelope_free(e);
         if (last)
             break;
@@ -218,7 +201,6 @@ static void retire_written(struct guest_link *g)
         buf_consume(&g->wbuf, g->woff);
         g->woff = 0;
     }
-    spool_progress(g);
     set_buffer_gauges(g);
 }
 
@@ -503,9 +485,6 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void finish_stop(struct guest_link *g)
 {
     if (g->count && g->spool) {
-        spool_flush(g->spool);
-        spool_progress(g);
-        spool_sync(g->spool);
         log_info("shutdown: %zu events wait in the spool for the next start", g->count);
     } else if (g->count) {
         STAT_ADD(guest_dropped_shutdown, g->count);
@@ -598,10 +577,6 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         envelope_free(e);
         e = next;
     }
-    if (g->spool) {
-        spool_flush(g->spool);               /* on its way to disk before the guest */
-        STAT_SET(guest_spool_bytes, spool_live_bytes(g->spool));
-    }
     pump(g);
     maybe_finish_stop(g);
 }
@@ -611,38 +586,6 @@ static void sync_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop, (void)revents;
     struct guest_link *g = w->data;
     spool_sync(g->spool);
-}
-
-static int replay_one(void *ctx, const char *p, size_t len, uint64_t start, uint64_t end)
-{
-    struct guest_link *g = ctx;
-    struct envelope *e = envelope_new(ENV_FORWARD_EVENT, p, len);
-    if (!e)
-        return -1;
-    e->spool_start = start;
-    e->spool_end = end;
-    buffer_event(g, e);
-    return 0;
-}
-
-static int open_spool(struct guest_link *g)
-{
-    char err[512];
-    g->spool = spool_open(g->cfg->spool_dir, err, sizeof err);
-    if (!g->spool) {
-        log_error("%s", err);
-        return -1;
-    }
-    int n = spool_replay(g->spool, replay_one, g);
-    STAT_ADD(guest_spool_replayed, (uint64_t)(n > 0 ? n : 0));
-    spool_progress(g);
-    log_info("spool %s: %d undelivered event%s from the last run", g->cfg->spool_dir, n,
-             n == 1 ? "" : "s");
-    double every = g->cfg->spool_fsync_ms / 1000.0;
-    ev_timer_init(&g->sync_w, sync_cb, every, every);
-    g->sync_w.data = g;
-    ev_timer_start(g->loop, &g->sync_w);
-    return 0;
 }
 
 struct guest_link *guest_link_new(struct daemon *d, int listen_fd, const char *uri)
@@ -673,9 +616,11 @@ struct guest_link *guest_link_new(struct daemon *d, int listen_fd, const char *u
     ev_io_start(g->loop, &g->accept_w);
     ev_async_start(g->loop, &g->inbox_w);
     ev_timer_start(g->loop, &g->hb_w);
-    if (g->cfg->spool_dir[0] && open_spool(g) < 0) {
-        guest_link_free(g);
-        return NULL;
+    if ((g->spool = d->spool)) {
+        double every = g->cfg->spool_fsync_ms / 1000.0;
+        ev_timer_init(&g->sync_w, sync_cb, every, every);
+        g->sync_w.data = g;
+        ev_timer_start(g->loop, &g->sync_w);
     }
     envq_attach(&d->egress_q, g->loop, &g->inbox_w);
     return g;
@@ -716,7 +661,6 @@ void guest_link_free(struct guest_link *g)
         close(g->fd);
     plp_decoder_free(&g->dec);
     envelope_free_list(g->head);
-    spool_close(g->spool);
     if (g->loop)
         ev_loop_destroy(g->loop);
     if (g->listen_fd >= 0)

@@ -12,6 +12,7 @@
 #include "ipc_server.h"
 #include "command_msg.h"
 #include "event_stamp.h"
+#include "spool.h"
 #include "lsp_codec.h"
 #include "log.h"
 #include "stats.h"
@@ -106,6 +107,11 @@ static bool flush_pending(struct client *c)
     struct ipc_server *s = c->srv;
     if (!c->pend.head)
         return true;
+    if (s->d->spool) {                         /* on disk before the core has them */
+        if (spool_flush(s->d->spool) < 0)
+            STAT_INC(spool_errors);
+        STAT_SET(spool_bytes, spool_live_bytes(s->d->spool));
+    }
     if (s->stopping || c->draining) {
         envq_push_list_force(&s->d->core_q, envlist_take(&c->pend));
         c->pend_n = 0;
@@ -192,6 +198,8 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->pid = c->pid;
         e->uid = c->uid;
         e->t_in_ns = mono_ns();
+        if (s->d->spool && !(e->spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
+            STAT_INC(spool_errors);            /* accepted all the same, in memory only */
         STAT_INC(ipc_events_in);
         submit(c, e);
         return true;

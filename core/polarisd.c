@@ -12,6 +12,7 @@
 #include "event_stamp.h"
 #include "plugin_registry.h"
 #include "proc_monitor.h"
+#include "spool.h"
 #include "sd_notify.h"
 #include "stats.h"
 #include "transport.h"
@@ -192,6 +193,39 @@ fail:
     return NULL;
 }
 
+/* Accepted events a previous run did not finish go through again, first:
+ * they wait in the core queue until the core starts, ahead of anything an
+ * app sends now. */
+static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, uint64_t ticket)
+{
+    struct daemon *d = ctx;
+    struct envelope *e = envelope_new(ENV_IPC_EVENT, p, len);
+    if (!e)
+        return -1;
+    e->event_id = event_id;
+    e->origin = ORIGIN_APP;
+    e->spool_ticket = ticket;
+    e->t_in_ns = mono_ns();
+    envq_push_force(&d->core_q, e);
+    return 0;
+}
+
+static int open_spool(struct daemon *d)
+{
+    char err[512];
+    d->spool = spool_open(d->cfg->spool_dir, err, sizeof err);
+    if (!d->spool) {
+        log_error("cannot start: %s", err);
+        return -1;
+    }
+    int n = spool_replay(d->spool, replay_one, d);
+    STAT_ADD(spool_replayed, (uint64_t)(n > 0 ? n : 0));
+    STAT_SET(spool_bytes, spool_live_bytes(d->spool));
+    log_info("spool %s: %d accepted event%s from the last run go through again", d->cfg->spool_dir,
+             n, n == 1 ? "" : "s");
+    return 0;
+}
+
 /* Every client, the guest, plugin pipes and watched processes hold a
  * descriptor: raise the soft limit to what ipc.max_clients needs (up to the
  * hard limit, which only root or systemd's LimitNOFILE= can raise). */
@@ -370,6 +404,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
+    if (cfg->spool_dir[0] && open_spool(&d) < 0)
+        _exit(1);
     d.plugins = registry_new(&d);
     d.ipc = ipc_server_new(&d, ipc_fd);
     d.guest = guest_link_new(&d, guest_fd, guest_uri);
@@ -422,6 +458,7 @@ int main(int argc, char **argv)
     guest_link_free(d.guest);
     worker_pool_free(d.workers);
     ev_loop_destroy(loop);
+    spool_close(d.spool);
 out:
     envq_destroy(&d.core_q);
     envq_destroy(&d.ingress_q);

@@ -1,48 +1,66 @@
-/* spool.c - the outbound buffer on disk ([daemon] spool_dir, --spool): the
- * events waiting for the guest survive a restart and kill -9.
+/* spool.c - accepted events on disk ([daemon] spool_dir, --spool): an event
+ * an app handed over survives a restart and kill -9, and reaches the guest
+ * once.
  *
- * DIR/spool.log is an append-only log of records [u32 len][u32 crc32][len
- * bytes]; DIR/spool.ckpt holds [u64 offset][u32 crc32] of the first record
- * not yet delivered. Egress appends every event it buffers (one write per
- * inbox batch, so an event is on its way to disk before it is sent) and
- * moves the checkpoint as events are written to the guest or dropped. A
- * write() reaches the page cache, which survives the process: kill -9
- * loses nothing. fdatasync runs every [daemon] spool_fsync_ms, so a power
- * loss loses at most that much. When nothing is waiting the log is
- * truncated; when the delivered prefix grows past the live part (and
- * SPOOL_COMPACT_MIN) the live tail is copied to a new log, renamed over.
+ * Ingress appends every accepted event to DIR/spool.log before it goes to
+ * the core (one write per read batch): from then on it is "accepted". Each
+ * record gets a ticket that travels with the event; whoever finishes the
+ * event (egress once it is written to the guest or dropped from a full
+ * buffer, the core when a strategy or the router drops it) marks the ticket
+ * done. Events finish out of order (a strategy may hold one while later ones
+ * pass), so:
+ *   - DIR/spool.ckpt holds the offset of the oldest record not done;
+ *   - DIR/spool.done lists records done out of order past it.
+ * At start, records from the checkpoint that are not listed as done are
+ * replayed into the core, through the strategies again (they never reached
+ * the guest).
  *
- * On open, records from the checkpoint are checked (length, CRC); a torn
- * record at the end (a write cut by the kill) is cut off and logged.
+ * Record: [u32 len][u32 crc32][u64 eventId][len bytes], the CRC covering the
+ * eventId and the payload. A torn record at the end (a write cut by the
+ * kill) is cut off and logged. A write() is in the page cache, which
+ * survives the process; fdatasync runs every [daemon] spool_fsync_ms, so a
+ * power loss loses at most that much. When nothing is outstanding the files
+ * are truncated; when the finished prefix outweighs the live part (and
+ * SPOOL_COMPACT_MIN) the live tail is copied to a new log.
  *
- * Uses: zlib crc32, log. */
+ * Called from ingress (append, flush), egress and the core (done): one
+ * mutex. Uses: zlib crc32, buf, log. */
 #include "spool.h"
+#include "buf.h"
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #define SPOOL_COMPACT_MIN (16u << 20)
-#define SPOOL_RECORD_MAX  (16u << 20)   /* a PLP payload's limit */
+#define SPOOL_RECORD_MAX  (16u << 20)
+#define HDR 16
+
+struct entry {
+    uint64_t start, end;
+    bool done;
+};
 
 struct spool {
+    pthread_mutex_t mu;
     char dir[PATH_MAX];
-    int fd, ckpt_fd;
-    uint64_t end;                 /* bytes in the log, batch excluded */
-    uint64_t ckpt;                /* first undelivered byte */
-    struct iovec *iov;            /* the batch: headers and payloads */
-    unsigned char (*hdr)[8];
-    size_t n, cap;
-    uint64_t batch_bytes;
-    bool dirty;                   /* written since the last fdatasync */
+    int fd, ckpt_fd, done_fd;
+    uint64_t end;                 /* bytes in the log (the batch not yet written) */
+    uint64_t ckpt;                /* the oldest record not done */
+    uint64_t done_end;            /* bytes in spool.done */
+    struct buf batch;             /* records appended, not yet written */
+    struct entry *ring;           /* outstanding records, oldest first */
+    size_t cap, head, count;
+    uint64_t head_ticket;         /* the ticket of ring[head] */
+    bool dirty;
 };
 
 static void put32(unsigned char *p, uint32_t v)
@@ -56,11 +74,47 @@ static uint32_t get32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static struct entry *at(struct spool *s, size_t i)
+{
+    return &s->ring[(s->head + i) % s->cap];
+}
+
+static int push_entry(struct spool *s, uint64_t start, uint64_t end, bool done)
+{
+    if (s->count == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        struct entry *r = malloc(cap * sizeof *r);
+        if (!r)
+            return -1;
+        for (size_t i = 0; i < s->count; i++)
+            r[i] = *at(s, i);
+        free(s->ring);
+        s->ring = r;
+        s->cap = cap;
+        s->head = 0;
+    }
+    *at(s, s->count++) = (struct entry){start, end, done};
+    return 0;
+}
+
 static int write_ckpt(struct spool *s)
 {
     unsigned char b[12];
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(s->ckpt >> (8 * i));
+    put64(b, s->ckpt);
     put32(b + 8, (uint32_t)crc32(0L, b, 8));
     return pwrite(s->ckpt_fd, b, sizeof b, 0) == (ssize_t)sizeof b ? 0 : -1;
 }
@@ -71,10 +125,7 @@ static uint64_t read_ckpt(struct spool *s)
     if (pread(s->ckpt_fd, b, sizeof b, 0) != (ssize_t)sizeof b ||
         get32(b + 8) != (uint32_t)crc32(0L, b, 8))
         return 0;                  /* none yet, or torn: replay from the start */
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
+    return get64(b);
 }
 
 static int open_in(const char *dir, const char *name, int flags)
@@ -95,144 +146,56 @@ struct spool *spool_open(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "spool: out of memory");
         return NULL;
     }
+    pthread_mutex_init(&s->mu, NULL);
+    s->head_ticket = 1;
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     s->fd = open_in(dir, "spool.log", O_RDWR | O_CREAT);
     s->ckpt_fd = open_in(dir, "spool.ckpt", O_RDWR | O_CREAT);
-    struct stat st;
-    if (s->fd < 0 || s->ckpt_fd < 0 || fstat(s->fd, &st) < 0) {
+    s->done_fd = open_in(dir, "spool.done", O_RDWR | O_CREAT);
+    struct stat st, dst;
+    if (s->fd < 0 || s->ckpt_fd < 0 || s->done_fd < 0 || fstat(s->fd, &st) < 0 ||
+        fstat(s->done_fd, &dst) < 0) {
         snprintf(err, errlen, "spool %s: %s", dir, strerror(errno));
         spool_close(s);
         return NULL;
     }
     s->end = (uint64_t)st.st_size;
+    s->done_end = (uint64_t)dst.st_size & ~(uint64_t)7;
     s->ckpt = read_ckpt(s);
     if (s->ckpt > s->end)
         s->ckpt = 0;
     return s;
 }
 
-int spool_replay(struct spool *s, int (*fn)(void *ctx, const char *p, size_t len, uint64_t start,
-                                            uint64_t end), void *ctx)
+static int cmp_u64(const void *a, const void *b)
 {
-    uint64_t off = s->ckpt;
-    int n = 0;
-    char *buf = NULL;
-    size_t cap = 0;
-    while (off < s->end) {
-        unsigned char h[8];
-        if (pread(s->fd, h, 8, (off_t)off) != 8)
-            break;
-        uint32_t len = get32(h);
-        if (len > SPOOL_RECORD_MAX || off + 8 + len > s->end)
-            break;
-        if (len > cap) {
-            char *nb = realloc(buf, len);
-            if (!nb)
-                break;
-            buf = nb;
-            cap = len;
-        }
-        if (pread(s->fd, buf, len, (off_t)(off + 8)) != (ssize_t)len ||
-            (uint32_t)crc32(0L, (const unsigned char *)buf, len) != get32(h + 4))
-            break;
-        if (fn(ctx, buf, len, off, off + 8 + len) < 0)
-            break;
-        off += 8 + len;
-        n++;
-    }
-    free(buf);
-    if (off < s->end) {
-        log_warn("spool: cutting %llu bytes of a torn or damaged record at the end of %s/spool.log",
-                 (unsigned long long)(s->end - off), s->dir);
-        if (ftruncate(s->fd, (off_t)off) == 0)
-            s->end = off;
-    }
-    return n;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-int spool_append(struct spool *s, const void *p, size_t len, uint64_t *start, uint64_t *end)
+/* Drops finished entries from the front, moves the checkpoint, and starts
+ * the files over (or compacts the log) when that is worth it. Under mu. */
+static void advance(struct spool *s)
 {
-    if (len > SPOOL_RECORD_MAX)
-        return -1;
-    if (s->n + 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct iovec *iov = realloc(s->iov, cap * sizeof *iov);
-        if (!iov)
-            return -1;
-        s->iov = iov;
-        unsigned char (*hdr)[8] = realloc(s->hdr, cap / 2 * sizeof *hdr);
-        if (!hdr)
-            return -1;
-        /* headers moved: point the batch's iovecs at their new place */
-        for (size_t i = 0; i < s->n; i += 2)
-            s->iov[i].iov_base = hdr[i / 2];
-        s->hdr = hdr;
-        s->cap = cap;
+    while (s->count && at(s, 0)->done) {
+        s->head = (s->head + 1) % s->cap;
+        s->count--;
+        s->head_ticket++;
     }
-    unsigned char *h = s->hdr[s->n / 2];
-    put32(h, (uint32_t)len);
-    put32(h + 4, (uint32_t)crc32(0L, p, (uInt)len));
-    s->iov[s->n++] = (struct iovec){h, 8};
-    s->iov[s->n++] = (struct iovec){(void *)p, len};
-    *start = s->end + s->batch_bytes;
-    s->batch_bytes += 8 + len;
-    *end = s->end + s->batch_bytes;
-    return 0;
-}
-
-int spool_flush(struct spool *s)
-{
-    size_t i = 0;
-    int rc = 0;
-    while (i < s->n) {
-        int cnt = s->n - i > IOV_MAX ? IOV_MAX : (int)(s->n - i);
-        ssize_t w = pwritev(s->fd, s->iov + i, cnt, (off_t)s->end);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = -1;
-            break;
-        }
-        s->end += (uint64_t)w;
-        s->dirty = true;
-        /* advance past what was written, splitting an iovec if need be */
-        while (w > 0 && i < s->n) {
-            if ((size_t)w >= s->iov[i].iov_len) {
-                w -= (ssize_t)s->iov[i].iov_len;
-                i++;
-            } else {
-                s->iov[i].iov_base = (char *)s->iov[i].iov_base + w;
-                s->iov[i].iov_len -= (size_t)w;
-                w = 0;
-            }
-        }
-    }
-    if (rc < 0)
-        log_error("spool: write to %s/spool.log failed: %s; these events are in memory only",
-                  s->dir, strerror(errno));
-    s->n = 0;
-    s->batch_bytes = 0;
-    return rc;
-}
-
-uint64_t spool_checkpoint(struct spool *s, uint64_t first_live)
-{
-    uint64_t shift = 0;
-    if (first_live >= s->end && s->n == 0) {
-        /* nothing waits: start the log over */
-        if (s->end && ftruncate(s->fd, 0) == 0) {
-            shift = s->end;
+    uint64_t first = s->count ? at(s, 0)->start : s->end + s->batch.len;
+    if (!s->count && s->batch.len == 0) {
+        if (s->end && ftruncate(s->fd, 0) == 0)
             s->end = 0;
-        }
-        first_live = 0;
-    } else if (first_live > SPOOL_COMPACT_MIN && first_live > s->end - first_live && s->n == 0) {
-        /* the delivered prefix outweighs what waits: copy the rest down */
+        if (s->done_end && ftruncate(s->done_fd, 0) == 0)
+            s->done_end = 0;
+        first = 0;
+    } else if (first > SPOOL_COMPACT_MIN && first > s->end - first && s->batch.len == 0) {
         char tmp[PATH_MAX + 32], path[PATH_MAX + 32];
         snprintf(tmp, sizeof tmp, "%s/spool.log.new", s->dir);
         snprintf(path, sizeof path, "%s/spool.log", s->dir);
         int nfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        loff_t in = (loff_t)first_live;
-        uint64_t left = s->end - first_live;
+        loff_t in = (loff_t)first;
+        uint64_t left = s->end - first;
         while (nfd >= 0 && left) {
             ssize_t c = copy_file_range(s->fd, &in, nfd, NULL, left, 0);
             if (c <= 0)
@@ -242,48 +205,215 @@ uint64_t spool_checkpoint(struct spool *s, uint64_t first_live)
         if (nfd >= 0 && left == 0 && fdatasync(nfd) == 0 && rename(tmp, path) == 0) {
             close(s->fd);
             s->fd = nfd;
-            shift = first_live;
-            s->end -= first_live;
-            first_live = 0;
+            s->end -= first;
+            /* the done list names offsets: write it again, moved down */
+            if (ftruncate(s->done_fd, 0) == 0)
+                s->done_end = 0;
+            for (size_t i = 0; i < s->count; i++) {
+                struct entry *e = at(s, i);
+                e->start -= first;
+                e->end -= first;
+                if (e->done) {
+                    unsigned char b[8];
+                    put64(b, e->start);
+                    if (pwrite(s->done_fd, b, 8, (off_t)s->done_end) == 8)
+                        s->done_end += 8;
+                }
+            }
+            first = 0;
         } else {
             if (nfd >= 0)
                 close(nfd);
             unlink(tmp);
         }
     }
-    if (first_live != s->ckpt || shift) {
-        s->ckpt = first_live;
+    if (first != s->ckpt) {
+        s->ckpt = first;
         if (write_ckpt(s) < 0)
             log_warn("spool: cannot write the checkpoint: %s", strerror(errno));
+        s->dirty = true;
     }
-    return shift;
 }
 
-uint64_t spool_live_bytes(const struct spool *s)
+int spool_replay(struct spool *s, int (*fn)(void *ctx, uint64_t event_id, const char *p, size_t len,
+                                            uint64_t ticket), void *ctx)
 {
-    return s->end - s->ckpt;
+    pthread_mutex_lock(&s->mu);
+    /* what finished out of order last time */
+    size_t ndone = s->done_end / 8;
+    uint64_t *done = ndone ? malloc(ndone * sizeof *done) : NULL;
+    if (done) {
+        unsigned char *raw = malloc(ndone * 8);
+        if (raw && pread(s->done_fd, raw, ndone * 8, 0) == (ssize_t)(ndone * 8)) {
+            for (size_t i = 0; i < ndone; i++)
+                done[i] = get64(raw + 8 * i);
+            qsort(done, ndone, sizeof *done, cmp_u64);
+        } else {
+            ndone = 0;
+        }
+        free(raw);
+    } else {
+        ndone = 0;
+    }
+    uint64_t off = s->ckpt;
+    int n = 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    while (off < s->end) {
+        unsigned char h[HDR];
+        if (pread(s->fd, h, HDR, (off_t)off) != HDR)
+            break;
+        uint32_t len = get32(h);
+        if (len > SPOOL_RECORD_MAX || off + HDR + len > s->end)
+            break;
+        if (len + 8 > cap) {
+            char *nb = realloc(buf, len + 8);
+            if (!nb)
+                break;
+            buf = nb;
+            cap = len + 8;
+        }
+        memcpy(buf, h + 8, 8);
+        if (pread(s->fd, buf + 8, len, (off_t)(off + HDR)) != (ssize_t)len ||
+            (uint32_t)crc32(0L, (const unsigned char *)buf, len + 8) != get32(h + 4))
+            break;
+        bool finished = ndone && bsearch(&off, done, ndone, sizeof *done, cmp_u64);
+        if (push_entry(s, off, off + HDR + len, finished) < 0)
+            break;
+        uint64_t ticket = s->head_ticket + s->count - 1;
+        if (!finished) {
+            if (fn(ctx, get64(h + 8), buf + 8, len, ticket) < 0) {
+                s->count--;
+                break;
+            }
+            n++;
+        }
+        off += HDR + len;
+    }
+    free(buf);
+    free(done);
+    if (off < s->end) {
+        log_warn("spool: cutting %llu bytes of a torn or damaged record at the end of %s/spool.log",
+                 (unsigned long long)(s->end - off), s->dir);
+        if (ftruncate(s->fd, (off_t)off) == 0)
+            s->end = off;
+    }
+    advance(s);
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+uint64_t spool_append(struct spool *s, uint64_t event_id, const void *p, size_t len)
+{
+    if (len > SPOOL_RECORD_MAX)
+        return 0;
+    unsigned char h[HDR];
+    put32(h, (uint32_t)len);
+    put64(h + 8, event_id);
+    uint32_t crc = (uint32_t)crc32(0L, h + 8, 8);
+    put32(h + 4, (uint32_t)crc32(crc, p, (uInt)len));
+    pthread_mutex_lock(&s->mu);
+    uint64_t start = s->end + s->batch.len, ticket = 0;
+    if (buf_append(&s->batch, h, HDR) == 0 && buf_append(&s->batch, p, len) == 0 &&
+        push_entry(s, start, start + HDR + len, false) == 0) {
+        ticket = s->head_ticket + s->count - 1;
+    } else if (s->batch.len > start - s->end) {
+        s->batch.len = (size_t)(start - s->end);   /* take back a half-added record */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ticket;
+}
+
+int spool_flush(struct spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    size_t off = 0;
+    while (off < s->batch.len) {
+        ssize_t w = pwrite(s->fd, s->batch.p + off, s->batch.len - off, (off_t)(s->end + off));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = -1;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (rc < 0) {
+        /* the records stay outstanding in memory; what follows is written
+         * after them, so the log stays in order */
+        log_error("spool: write to %s/spool.log failed: %s", s->dir, strerror(errno));
+        buf_consume(&s->batch, off);
+    } else {
+        buf_reset(&s->batch);
+    }
+    s->end += off;
+    if (off)
+        s->dirty = true;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void spool_done(struct spool *s, uint64_t ticket)
+{
+    if (!ticket)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (ticket >= s->head_ticket && ticket - s->head_ticket < s->count) {
+        struct entry *e = at(s, (size_t)(ticket - s->head_ticket));
+        if (!e->done) {
+            e->done = true;
+            if (ticket != s->head_ticket) {
+                /* finished ahead of an older one: remember it on disk */
+                unsigned char b[8];
+                put64(b, e->start);
+                if (pwrite(s->done_fd, b, 8, (off_t)s->done_end) == 8)
+                    s->done_end += 8;
+            }
+            advance(s);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t spool_live_bytes(struct spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = s->end + s->batch.len - s->ckpt;
+    pthread_mutex_unlock(&s->mu);
+    return v;
 }
 
 void spool_sync(struct spool *s)
 {
-    if (!s->dirty)
-        return;
-    if (fdatasync(s->fd) < 0 || fdatasync(s->ckpt_fd) < 0)
-        log_warn("spool: fdatasync: %s", strerror(errno));
+    pthread_mutex_lock(&s->mu);
+    bool dirty = s->dirty;
     s->dirty = false;
+    int fd = dirty ? dup(s->fd) : -1;           /* compaction may replace s->fd meanwhile */
+    pthread_mutex_unlock(&s->mu);
+    /* outside the lock: ingress must not wait for the disk */
+    if (dirty && (fd < 0 || fdatasync(fd) < 0 || fdatasync(s->ckpt_fd) < 0 || fdatasync(s->done_fd) < 0))
+        log_warn("spool: fdatasync: %s", strerror(errno));
+    if (fd >= 0)
+        close(fd);
 }
 
 void spool_close(struct spool *s)
 {
     if (!s)
         return;
-    if (s->fd >= 0) {
+    if (s->fd >= 0 && s->ckpt_fd >= 0 && s->done_fd >= 0) {
+        spool_flush(s);
         spool_sync(s);
-        close(s->fd);
     }
+    if (s->fd >= 0)
+        close(s->fd);
     if (s->ckpt_fd >= 0)
         close(s->ckpt_fd);
-    free(s->iov);
-    free(s->hdr);
+    if (s->done_fd >= 0)
+        close(s->done_fd);
+    buf_free(&s->batch);
+    free(s->ring);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -1,4 +1,4 @@
-/* spool.h - the outbound buffer on disk, for egress (core/guest_link.c). */
+/* spool.h - accepted events on disk until they are delivered or dropped. */
 #ifndef POLARIS_SPOOL_H
 #define POLARIS_SPOOL_H
 
@@ -8,23 +8,20 @@
 
 struct spool;
 
-/* Opens (creating) DIR/spool.log and DIR/spool.ckpt; NULL with err. */
+/* Opens (creating) DIR/spool.log, spool.ckpt and spool.done; NULL with err. */
 struct spool *spool_open(const char *dir, char *err, size_t errlen);
-/* Calls fn for every undelivered record, oldest first, with its offsets;
- * cuts a torn tail. Returns how many were replayed. */
-int spool_replay(struct spool *s, int (*fn)(void *ctx, const char *p, size_t len, uint64_t start,
-                                            uint64_t end), void *ctx);
-/* Adds a record to the current batch (p must stay valid until
- * spool_flush); fills its offsets. */
-int spool_append(struct spool *s, const void *p, size_t len, uint64_t *start, uint64_t *end);
-/* Writes the batch with one pwritev. */
+/* Calls fn for every record not finished last time, oldest first, with a
+ * ticket to finish it by; cuts a torn tail. Returns how many. */
+int spool_replay(struct spool *s, int (*fn)(void *ctx, uint64_t event_id, const char *p, size_t len,
+                                            uint64_t ticket), void *ctx);
+/* Adds a record (copied) to the batch; returns its ticket, 0 on failure. */
+uint64_t spool_append(struct spool *s, uint64_t event_id, const void *p, size_t len);
+/* Writes the batch: the records in it are accepted once this returns 0. */
 int spool_flush(struct spool *s);
-/* first_live: the start of the oldest record still waiting (or the log's
- * end when none). Persists it; truncates or compacts the log when worth
- * it, returning by how much every live offset moved down (0 if not). */
-uint64_t spool_checkpoint(struct spool *s, uint64_t first_live);
-uint64_t spool_live_bytes(const struct spool *s);
+/* The event with this ticket was delivered or dropped (0 is ignored). */
+void spool_done(struct spool *s, uint64_t ticket);
+uint64_t spool_live_bytes(struct spool *s);
 void spool_sync(struct spool *s);      /* fdatasync when something was written */
-void spool_close(struct spool *s);     /* syncs; NULL is fine */
+void spool_close(struct spool *s);     /* flushes and syncs; NULL is fine */
 
 #endif

@@ -44,9 +44,6 @@
     X(guest, bytes_out, "bytes written to the guest") \
     X(guest, bytes_in, "bytes read from the guest") \
     X(guest, control_dropped, "command frames for the guest lost because it was gone") \
-    X(guest, spool_bytes, "bytes of undelivered events in the spool (gauge)") \
-    X(guest, spool_replayed, "events found undelivered in the spool at start") \
-    X(guest, spool_errors, "events the spool could not write (kept in memory only)") \
     X(commands, from_guest, "commands received from the guest") \
     X(commands, to_guest, "app commands forwarded to the guest") \
     X(commands, inflight_host, "host commands running (gauge)") \
@@ -59,6 +56,9 @@
     X(commands, denied, "commands answered -5: blocked by policy") \
     X(commands, handler_errors, "commands answered -6: handler error") \
     X(commands, busy, "commands answered -7: too many in flight") \
+    X(spool, bytes, "bytes of accepted, not yet finished events in the spool (gauge)") \
+    X(spool, replayed, "events found unfinished in the spool at start, sent through again") \
+    X(spool, errors, "events the spool could not take (kept in memory only)") \
     X(monitor, process_events, "crash notices: 0 off, 1 kernel proc connector, 2 pidfd fallback (gauge)") \
     X(monitor, crashes_seen, "host processes seen killed by a core-dumping signal") \
     X(monitor, netlink_overruns, "times the kernel dropped proc connector events (socket buffer full)")

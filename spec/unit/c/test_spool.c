@@ -1,6 +1,7 @@
-/* test_spool.c - the disk spool on its own: records survive a reopen from
- * the checkpoint, a torn tail is cut, an empty spool truncates, and a large
- * delivered prefix is compacted away with the live records intact. */
+/* test_spool.c - the disk spool on its own: records finished in order move
+ * the checkpoint, records finished out of order are remembered, a reopen
+ * replays exactly the unfinished ones, a torn tail is cut, a finished spool
+ * is truncated, and a large finished prefix is compacted away. */
 #include "harness.h"
 #include "spool.h"
 
@@ -13,48 +14,56 @@
 
 struct seen {
     int n;
-    char last[64];
-    uint64_t first_start;
+    char names[16][32];
+    uint64_t ids[16], tickets[16];
 };
 
-static int collect(void *ctx, const char *p, size_t len, uint64_t start, uint64_t end)
+static int collect(void *ctx, uint64_t id, const char *p, size_t len, uint64_t ticket)
 {
     struct seen *s = ctx;
-    (void)end;
-    if (s->n == 0)
-        s->first_start = start;
-    snprintf(s->last, sizeof s->last, "%.*s", (int)len, p);
+    if (s->n < 16) {
+        snprintf(s->names[s->n], sizeof s->names[0], "%.*s", (int)len, p);
+        s->ids[s->n] = id;
+        s->tickets[s->n] = ticket;
+    }
     s->n++;
     return 0;
 }
 
-static off_t log_size(const char *dir)
+static off_t size_of(const char *dir, const char *name)
 {
     char path[256];
     struct stat st;
-    snprintf(path, sizeof path, "%s/spool.log", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-TEST(spool_replays_from_the_checkpoint_and_cuts_a_torn_tail)
+TEST(spool_replays_exactly_the_unfinished_events)
 {
     char dir[] = "/tmp/polaris-spool-XXXXXX";
     REQUIRE(mkdtemp(dir));
     char err[256];
     struct spool *s = spool_open(dir, err, sizeof err);
     REQUIRE(s);
-    char rec[10][16];
-    uint64_t start[10], end[10];
+    uint64_t t[10];
     for (int i = 0; i < 10; i++) {
-        snprintf(rec[i], sizeof rec[i], "event-%d", i);
-        CHECK(spool_append(s, rec[i], strlen(rec[i]), &start[i], &end[i]) == 0);
+        char rec[16];
+        snprintf(rec, sizeof rec, "event-%d", i);
+        t[i] = spool_append(s, 1000 + (uint64_t)i, rec, strlen(rec));
+        CHECK(t[i] == (uint64_t)i + 1);
     }
     CHECK(spool_flush(s) == 0);
-    CHECK(spool_checkpoint(s, start[4]) == 0);        /* 0..3 delivered */
+    for (int i = 0; i < 4; i++)
+        spool_done(s, t[i]);                        /* 0..3 delivered, in order */
+    spool_done(s, t[6]);                            /* 6 dropped ahead of 4 and 5 */
+    spool_done(s, t[6]);                            /* twice is once */
+    spool_done(s, 0);                               /* not spooled: ignored */
+    CHECK(size_of(dir, "spool.done") == 8);
     spool_close(s);
     /* a write cut by a kill */
     char path[256];
     snprintf(path, sizeof path, "%s/spool.log", dir);
+    off_t whole = size_of(dir, "spool.log");
     int fd = open(path, O_WRONLY | O_APPEND);
     REQUIRE(fd >= 0);
     CHECK(write(fd, "\x40\0\0\0\x01\x02\x03\x04half", 12) == 12);
@@ -62,14 +71,18 @@ TEST(spool_replays_from_the_checkpoint_and_cuts_a_torn_tail)
     s = spool_open(dir, err, sizeof err);
     REQUIRE(s);
     struct seen got = {0};
-    CHECK(spool_replay(s, collect, &got) == 6);
-    CHECK(got.first_start == start[4]);
-    CHECK(strcmp(got.last, "event-9") == 0);
-    CHECK(log_size(dir) == (off_t)end[9]);          /* the torn tail is gone */
-    /* everything delivered: the log starts over */
-    CHECK(spool_checkpoint(s, UINT64_MAX) == end[9]);
-    CHECK(log_size(dir) == 0);
+    CHECK(spool_replay(s, collect, &got) == 5);
+    CHECK(strcmp(got.names[0], "event-4") == 0 && got.ids[0] == 1004);
+    CHECK(strcmp(got.names[1], "event-5") == 0);
+    CHECK(strcmp(got.names[2], "event-7") == 0);    /* 6 finished: not again */
+    CHECK(strcmp(got.names[4], "event-9") == 0 && got.ids[4] == 1009);
+    CHECK(size_of(dir, "spool.log") == whole);      /* the torn tail is gone */
+    /* finishing the replayed ones empties everything */
+    for (int i = 0; i < got.n; i++)
+        spool_done(s, got.tickets[i]);
     CHECK(spool_live_bytes(s) == 0);
+    CHECK(size_of(dir, "spool.log") == 0);
+    CHECK(size_of(dir, "spool.done") == 0);
     spool_close(s);
     s = spool_open(dir, err, sizeof err);
     REQUIRE(s);
@@ -81,7 +94,7 @@ TEST(spool_replays_from_the_checkpoint_and_cuts_a_torn_tail)
     CHECK(system(cmd) == 0);
 }
 
-TEST(spool_compacts_a_large_delivered_prefix)
+TEST(spool_compacts_a_large_finished_prefix)
 {
     char dir[] = "/tmp/polaris-spool-XXXXXX";
     REQUIRE(mkdtemp(dir));
@@ -90,32 +103,30 @@ TEST(spool_compacts_a_large_delivered_prefix)
     REQUIRE(s);
     static char big[64 * 1024];
     memset(big, 'b', sizeof big);
-    uint64_t start = 0, end = 0, keep_start = 0;
-    int n = 0;
-    /* 20 MiB delivered, then 3 live records */
-    for (; n < 320; n++) {
-        CHECK(spool_append(s, big, sizeof big, &start, &end) == 0);
+    uint64_t big_t[320], live_t[3];
+    for (int n = 0; n < 320; n++) {
+        big_t[n] = spool_append(s, 1, big, sizeof big);
         if (n % 64 == 63)
             CHECK(spool_flush(s) == 0);
     }
-    CHECK(spool_flush(s) == 0);
     const char *live[] = {"live-1", "live-2", "live-3"};
-    for (int i = 0; i < 3; i++) {
-        CHECK(spool_append(s, live[i], strlen(live[i]), &start, &end) == 0);
-        if (i == 0)
-            keep_start = start;
-    }
+    for (int i = 0; i < 3; i++)
+        live_t[i] = spool_append(s, 2, live[i], strlen(live[i]));
     CHECK(spool_flush(s) == 0);
-    uint64_t shift = spool_checkpoint(s, keep_start);
-    CHECK(shift == keep_start);                       /* compacted: offsets move down by it */
-    CHECK(log_size(dir) == (off_t)(end - keep_start));
+    spool_done(s, live_t[1]);                       /* out of order, survives compaction */
+    for (int n = 0; n < 320; n++)
+        spool_done(s, big_t[n]);                    /* 20 MiB finished: compacted */
+    /* compacted once the finished prefix passed 16 MiB: what remains is the
+     * rest of the big records (finished since) and the live ones */
+    CHECK(size_of(dir, "spool.log") < 5 * 1024 * 1024);
+    CHECK(size_of(dir, "spool.done") == 8);
     spool_close(s);
     s = spool_open(dir, err, sizeof err);
     REQUIRE(s);
     struct seen got = {0};
-    CHECK(spool_replay(s, collect, &got) == 3);
-    CHECK(got.first_start == 0);
-    CHECK(strcmp(got.last, "live-3") == 0);
+    CHECK(spool_replay(s, collect, &got) == 2);
+    CHECK(strcmp(got.names[0], "live-1") == 0);
+    CHECK(strcmp(got.names[1], "live-3") == 0);
     spool_close(s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
