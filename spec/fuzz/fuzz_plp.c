@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (f.len > PLP_MAX_INFLATED)
                 abort();
             roundtrip(&f, 0);
-            roundtrip(&f, 1);
+            if (f.len <= (64u << 10))        /* re-deflating a 16 MiB bomb each run would stall the fuzzer */
+                roundtrip(&f, 1);
             const char *err;
             if (f.type == PLP_CMD_REQ_G2H) {
                 struct cmd_request r;
