@@ -34,6 +34,17 @@ local function spread(t)
   return lo, hi
 end
 
+-- Runs a bench tool to its end and decodes the one JSON line it prints.
+local function run_tool(argv)
+  local out = os.tmpname()
+  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out}))
+  local res, rc = ptest.wait(pid, 120000)
+  local text = H.read_file(out)
+  os.remove(out)
+  assert(res == "exited" and rc == 0, argv[1] .. " failed: " .. text)
+  return cjson.decode(text)
+end
+
 -- the relay (baseline) and the daemon, each started once
 local dir = ptest.mkdtemp()
 local relay_port = ptest.free_port()
@@ -106,14 +117,7 @@ os.execute("rm -rf '" .. dir .. "'")
 -- latency at a fixed 10k events/s: SDK commit -> guest receipt, through
 -- polarisd and (baseline) through the raw relay, interleaved
 local function paced(sock, port, proto, rate, secs)
-  local out = os.tmpname()
-  local pid = assert(ptest.spawn({BUILD .. "/bench/paced", sock, tostring(port), proto, tostring(rate),
-                                  tostring(secs)}, {stdout = out, stderr = out}))
-  local res, rc = ptest.wait(pid, 120000)
-  local text = H.read_file(out)
-  os.remove(out)
-  assert(res == "exited" and rc == 0, "paced failed: " .. text)
-  return cjson.decode(text)
+  return run_tool({BUILD .. "/bench/paced", sock, tostring(port), proto, tostring(rate), tostring(secs)})
 end
 local ld = H.start_daemon({guest = "tcp", config = big})
 local relay2_dir = ptest.mkdtemp()
@@ -177,15 +181,9 @@ rd:stop()
 -- the caller's cost: SDK vs one blocking send() per event vs syslog(3),
 -- interleaved against one daemon (its guest buffer holds everything)
 local function sdk_bench(args)
-  local out = os.tmpname()
   local argv = {BUILD .. "/bench/sdk_bench"}
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local pid = assert(ptest.spawn(argv, {stdout = out, stderr = out}))
-  local res, rc = ptest.wait(pid, 120000)
-  local text = H.read_file(out)
-  os.remove(out)
-  assert(res == "exited" and rc == 0, "sdk_bench failed: " .. text)
-  return cjson.decode(text)
+  return run_tool(argv)
 end
 local sd = H.start_daemon({config = big})
 local sdk_med, sdk_p999, send_med, syslog_med, sdk_ratio = {}, {}, {}, {}, {}

@@ -10,6 +10,7 @@
  * line when the next second's first message from that site comes, so a
  * guest or an app hammering one error path cannot flood the journal. */
 #include "log.h"
+#include "stats.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -57,8 +58,10 @@ static bool admit(const void *key, unsigned *suppressed)
         s->suppressed = 0;
     }
     bool ok = ++s->count <= burst;
-    if (!ok)
+    if (!ok) {
         s->suppressed++;
+        STAT_INC(log_suppressed);
+    }
     pthread_mutex_unlock(&g_sites_mu);
     return ok;
 }

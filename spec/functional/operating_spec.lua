@@ -324,6 +324,7 @@ describe("logs", function()
     local text = d:log_text()
     assert.is_truthy(text:find("plugin chatty: line 5\n", 1, true))
     assert.is_nil(text:find("plugin chatty: line 6\n", 1, true))
+    assert.is_true(d:status().log.suppressed >= 45)       -- and counted where status shows it
     -- the next second's first line says how many were held back
     H.wait_for("the suppressed count", function()
       app:call("host", "spam")
