@@ -67,8 +67,9 @@ describe("shipped command plugins", function()
     f:write("host log line\n")
     f:close()
     local child = assert(ptest.spawn({"sleep", "30"}))
+    -- comm changes early in exec, the argument pages a moment later
     H.wait_for("the child to exec", function()
-      return H.read_file("/proc/" .. child .. "/comm") == "sleep\n"
+      return H.read_file("/proc/" .. child .. "/cmdline") == "sleep\0" .. "30\0"
     end)
     local r = guest_call(g, 3, "capture_log", {pid = child, reason = "hang report"})
     ptest.kill(child, "KILL")
