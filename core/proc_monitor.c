@@ -186,15 +186,12 @@ static void on_exec(struct proc_monitor *m, pid_t pid)
     if (!m->ncache)
         return;
     struct exec_entry *c = &m->cache[(unsigned)pid % m->ncache];
-    char path[300];
     c->pid = pid;
     if (sysinfo_comm(m->root, pid, c->comm, sizeof c->comm) < 0) {
         c->pid = 0;
         return;
     }
-    snprintf(path, sizeof path, "%s/%d/exe", m->root, (int)pid);
-    ssize_t n = readlink(path, c->exe, sizeof c->exe - 1);
-    c->exe[n > 0 ? n : 0] = '\0';
+    sysinfo_exe(m->root, pid, c->exe, sizeof c->exe);
 }
 
 static void report_crash(struct proc_monitor *m, pid_t pid, uint32_t status,

@@ -159,6 +159,15 @@ static void parse_status(char *text, struct proc_snapshot *out)
     }
 }
 
+void sysinfo_exe(const char *root, pid_t pid, char *out, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%d/exe", root, (int)pid);
+    ssize_t n = cap ? readlink(path, out, cap - 1) : -1;
+    if (cap)
+        out[n > 0 ? n : 0] = '\0';
+}
+
 int sysinfo_process(const char *root, pid_t pid, struct proc_snapshot *out)
 {
     memset(out, 0, sizeof *out);
@@ -168,9 +177,7 @@ int sysinfo_process(const char *root, pid_t pid, struct proc_snapshot *out)
     if (sysinfo_comm(root, pid, out->comm, sizeof out->comm) < 0)
         return -1;
     char rel[64], text[4096];
-    snprintf(text, sizeof text, "%s/%d/exe", root, (int)pid);
-    ssize_t e = readlink(text, out->exe, sizeof out->exe - 1);
-    out->exe[e > 0 ? e : 0] = '\0';
+    sysinfo_exe(root, pid, out->exe, sizeof out->exe);
     snprintf(rel, sizeof rel, "%d/cmdline", (int)pid);
     ssize_t n = read_small(root, rel, out->cmdline, sizeof out->cmdline);
     while (n > 0 && out->cmdline[n - 1] == '\0')

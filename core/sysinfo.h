@@ -44,6 +44,8 @@ int sysinfo_process(const char *root, pid_t pid, struct proc_snapshot *out);
  * fn returns non-zero. Returns the number of processes seen, or -1. */
 int sysinfo_each_process(const char *root, int (*fn)(void *ctx, pid_t pid, const char *comm),
                          void *ctx);
+/* The binary of pid (readlink of exe) into out; "" when unreadable. */
+void sysinfo_exe(const char *root, pid_t pid, char *out, size_t cap);
 /* comm of pid into out (at most 64 bytes with the NUL); -1 when gone. */
 int sysinfo_comm(const char *root, pid_t pid, char *out, size_t cap);
 

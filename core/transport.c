@@ -193,6 +193,20 @@ int transport_listen(const char *uri, unsigned mode, char *err, size_t errlen)
 
 /* ---- the other side: connecting (polarisctl guest, tests) ---- */
 
+/* socket + connect for one address; -1 with "uri: reason" in err. */
+static int connect_to(int family, const struct sockaddr *sa, socklen_t len, const char *uri,
+                      char *err, size_t errlen)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, sa, len) < 0) {
+        snprintf(err, errlen, "%s: %s", uri, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int transport_connect(const char *uri, char *err, size_t errlen)
 {
     const char *path = transport_unix_path(uri);
@@ -200,14 +214,7 @@ int transport_connect(const char *uri, char *err, size_t errlen)
         struct sockaddr_un sa;
         if (unix_addr(path, &sa, err, errlen) < 0)
             return -1;
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return -1;
-        }
-        return fd;
+        return connect_to(AF_UNIX, (struct sockaddr *)&sa, sizeof sa, uri, err, errlen);
     }
     char host[256], port[16];
     if (strncmp(uri, "tcp://", 6) == 0) {
@@ -224,15 +231,8 @@ int transport_connect(const char *uri, char *err, size_t errlen)
             return -1;
         }
         int fd = -1;
-        for (struct addrinfo *a = ai; a; a = a->ai_next) {
-            fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-            if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-                break;
-            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            fd = -1;
-        }
+        for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next)
+            fd = connect_to(a->ai_family, a->ai_addr, a->ai_addrlen, uri, err, errlen);
         freeaddrinfo(ai);
         return fd;
     }
@@ -245,14 +245,7 @@ int transport_connect(const char *uri, char *err, size_t errlen)
         unsigned long cid = strcmp(host, "host") == 0 ? VMADDR_CID_HOST : strtoul(host, &end, 10);
         unsigned long p = strtoul(port, &end, 10);
         struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = (unsigned)cid, .svm_port = (unsigned)p};
-        int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-            snprintf(err, errlen, "%s: %s", uri, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return -1;
-        }
-        return fd;
+        return connect_to(AF_VSOCK, (struct sockaddr *)&sa, sizeof sa, uri, err, errlen);
     }
     snprintf(err, errlen, "unknown URI '%s' (unix:PATH, tcp://HOST:PORT, vsock://CID:PORT)", uri);
     return -1;
