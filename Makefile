@@ -18,6 +18,7 @@ SBINDIR    ?= $(PREFIX)/sbin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR    ?= $(PREFIX)/share/polaris
+LIBEXECDIR ?= $(PREFIX)/lib/polaris
 SYSCONFDIR ?= /etc
 MANDIR     ?= $(PREFIX)/share/man
 SYSTEMDUNITDIR ?= $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
@@ -34,10 +35,11 @@ SANFLAGS   ?=
 LUA_PC     ?= lua5.4
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib 2>/dev/null)
 DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lsodium -lpthread
+SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp 2>/dev/null || echo -lseccomp)
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -llua5.4-cjson
 
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
-               -DPOLARIS_DATADIR='"$(DATADIR)"'
+               -DPOLARIS_DATADIR='"$(DATADIR)"' -DPOLARIS_LIBEXECDIR='"$(LIBEXECDIR)"'
 # Only polarisd.c carries the version and git revision, so a commit
 # rebuilds one file, not the tree.
 VERSION_DEFS := -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"'
@@ -47,15 +49,18 @@ LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
             core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
             core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c \
-            core/spool.c
+            core/spool.c core/lua_pack.c core/host_proto.c
+# The plugin runtime: in polarisd, and again in polaris-plugin-host.
+RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c core/bind_sys.c
+HOST_SRCS := core/plugin_host_main.c core/host_registry.c core/host_confine.c $(RUNTIME_SRCS)
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
-               core/sandbox.c core/plugin.c core/bind_polaris.c core/plugin_registry.c \
-               core/plugin_wait.c core/bind_fs.c core/bind_sys.c core/proc_monitor.c \
-               core/polarisd.c
+               $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c \
+               core/plugin_wait.c core/proc_monitor.c core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
+HOST_OBJS   := $(HOST_SRCS:%.c=$(BUILD)/%.o)
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Lua modules load into the system's lua5.4, so they are built without
 # sanitizers (an ASan-built .so cannot load into an uninstrumented process).
@@ -68,7 +73,7 @@ SDK_SO     := $(BUILD)/sdk/libpolaris_client.so.$(VERSION)
 SDK_A      := $(BUILD)/sdk/libpolaris_client.a
 SDK_SRCS   := sdk/polaris_client.c core/buf.c core/json_scan.c
 SDK_OBJS   := $(SDK_SRCS:%.c=$(BUILD)/sdk/obj/%.o)
-BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl
+BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl $(BUILD)/polaris-plugin-host
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
@@ -89,7 +94,8 @@ $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(subst ','
 
 VERSION_STAMP := $(BUILD)/.version
 $(shell [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = '$(VERSION) $(GIT_REV)' ] || printf '%s' '$(VERSION) $(GIT_REV)' > $(VERSION_STAMP))
-$(BUILD)/core/polarisd.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(BUILD)/core/polarisd.o $(BUILD)/core/plugin_host_main.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(BUILD)/core/plugin_host_main.o: $(VERSION_STAMP)
 $(BUILD)/core/polarisd.o: $(VERSION_STAMP)
 
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
@@ -139,6 +145,9 @@ $(LIBPIC): $(PIC_OBJS) Makefile
 
 $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
+
+$(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS) $(SECCOMP_LIBS)
 
 CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
             tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
@@ -230,6 +239,7 @@ install: $(BINS) $(SDK_SO) $(SDK_A)
 	    $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(DATADIR)/lua $(DESTDIR)$(SYSCONFDIR)/polaris
 	install -m 0755 $(BUILD)/polarisd $(DESTDIR)$(SBINDIR)/polarisd
 	install -m 0755 $(BUILD)/polarisctl $(DESTDIR)$(BINDIR)/polarisctl
+	install -D -m 0755 $(BUILD)/polaris-plugin-host $(DESTDIR)$(LIBEXECDIR)/polaris-plugin-host
 	@# the configuration is the operator's: an existing one is never overwritten
 	if [ -e $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf ]; then \
 	    install -m 0644 conf/polarisd.conf $(DESTDIR)$(SYSCONFDIR)/polaris/polarisd.conf.dist; \
@@ -247,6 +257,7 @@ install: $(BINS) $(SDK_SO) $(SDK_A)
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/polarisd $(DESTDIR)$(BINDIR)/polarisctl
+	rm -rf $(DESTDIR)$(LIBEXECDIR)
 	rm -f $(DESTDIR)$(LIBDIR)/libpolaris_client.* $(DESTDIR)$(LIBDIR)/pkgconfig/polaris-client.pc
 	rm -f $(DESTDIR)$(INCLUDEDIR)/polaris_api.h
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/polarisd.service

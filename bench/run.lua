@@ -64,18 +64,33 @@ local dl = H.start_daemon({guest = "tcp", config = big, plugins = {
   trivial = {lua = [[polaris.on_event("*", function(ev) ev.params.seen = true; return ev end)]]},
 }})
 
+-- and the same strategy in its own plugin host (isolation "process")
+local doop = H.start_daemon({guest = "tcp", config = big, plugins = {
+  trivial = {lua = [[polaris.on_event("*", function(ev) ev.params.seen = true; return ev end)]],
+             manifest = {plugin_type = "Strategy", isolation = "process"}},
+}})
+
 local relay_rates, e2e_rates, ratios, lua_rates, lua_ratios = {}, {}, {}, {}, {}
+local oop_rates, oop_ratios = {}, {}
 local ok, err = pcall(function()
   for round = 1, ROUNDS do
     local r = run_loadgen(relay_sock, relay_port, "lsp")
     local e = run_loadgen(d.ipc, d.guest_port, "plp")
     local l = run_loadgen(dl.ipc, dl.guest_port, "plp")
+    local o = run_loadgen(doop.ipc, doop.guest_port, "plp")
     relay_rates[round], e2e_rates[round], ratios[round] = r, e, e / r
     lua_rates[round], lua_ratios[round] = l, l / e
-    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with a Lua strategy %.0f ev/s (%.2f)\n",
-                           round, r, e, e / r, l, l / e))
+    -- per-event cost out of process over in process: the rates inverted
+    oop_rates[round], oop_ratios[round] = o, l / o
+    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with a Lua strategy %.0f ev/s (%.2f), "
+                           .. "out of process %.0f ev/s (cost x%.2f)\n",
+                           round, r, e, e / r, l, l / e, o, l / o))
   end
 end)
+local oop_status = H.plugin_by_id(doop:status(), "trivial")
+doop:stop()
+assert(oop_status.isolation == "process" and oop_status.host_restarts == 0,
+       "the out-of-process strategy did not run in one healthy host")
 if not ok then
   d:stop()
   dl:stop()
@@ -210,6 +225,8 @@ local results = {
   e2e_dropped = st.guest.dropped,
   e2e_lua_events_per_s = median(lua_rates),
   lua_vs_plain_ratio = median(lua_ratios),
+  e2e_oop_events_per_s = median(oop_rates),
+  oop_vs_inproc_ratio = median(oop_ratios),
   rss_idle_kib = rss_idle,
   rss_per_plugin_kib = (rss_twenty - rss_idle) / 20,
   lua_state_bytes_per_plugin = per_plugin_bytes / 20,
@@ -239,6 +256,9 @@ row("e2e_events_per_s", e2e_rates, "%14.0f")
 print(string.format("%-24s %14.2f   %.2f .. %.2f   (target >= 0.5)", "e2e_vs_relay_ratio", results.e2e_vs_relay_ratio, lo, hi))
 row("e2e_lua_events_per_s", lua_rates, "%14.0f")
 row("lua_vs_plain_ratio", lua_ratios, "%14.2f")
+row("e2e_oop_events_per_s", oop_rates, "%14.0f")
+print(string.format("%-24s %14.2f   (target <= 3: per-event cost out of process / in process)",
+                    "oop_vs_inproc_ratio", results.oop_vs_inproc_ratio))
 print(string.format("%-24s %14.0f", "rss_idle_kib", rss_idle))
 print(string.format("%-24s %14.1f   (Lua state alone: %.1f KiB)", "rss_per_plugin_kib",
                     results.rss_per_plugin_kib, results.lua_state_bytes_per_plugin / 1024))

@@ -345,12 +345,15 @@ static int l_require(lua_State *L)
     if (lua_getfield(L, cache, name) != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
-    char path[512];
-    int n = snprintf(path, sizeof path, "%s/", registry_lua_dir(p->reg));
-    for (size_t i = 0; i < len && (size_t)n + 5 < sizeof path; i++)
-        path[n++] = name[i] == '.' ? '/' : name[i];
-    snprintf(path + n, sizeof path - (size_t)n, ".lua");
-    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+    struct buf src = BUF_INIT;
+    char chunk[600], err[300];
+    if (registry_module_source(p->reg, name, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+        buf_free(&src);
+        return luaL_error(L, "require: module '%s' not found (%s)", name, err);
+    }
+    int rc = luaL_loadbufferx(L, src.p ? src.p : "", src.len, chunk, "t");
+    buf_free(&src);
+    if (rc != LUA_OK)
         return luaL_error(L, "require: module '%s' not found (%s)", name, lua_tostring(L, -1));
     lua_pushstring(L, name);
     lua_call(L, 1, 1);

@@ -46,6 +46,14 @@ void config_defaults(struct config *c)
     c->plugin_cpu_ms = 1000;
     c->plugin_max_errors = 5;
     c->shared_max_bytes = 1u << 20;
+    snprintf(c->isolation, sizeof c->isolation, "manifest");
+    snprintf(c->host_user, sizeof c->host_user, "nobody");
+    c->host_memory_max = 512u << 20;
+    c->host_cpu_s = 0;
+    c->host_restart_max = 5;
+    c->host_restart_backoff_ms = 200;
+    c->host_idle_s = 300;
+    c->host_start_timeout_ms = 5000;
     c->exec_output_max = 1u << 20;
     c->strict_modes = true;
     snprintf(c->proc_root, sizeof c->proc_root, "/proc");
@@ -123,6 +131,16 @@ static const struct key keys[] = {
     {"plugins", "strict_modes", K_BOOL, F(strict_modes), 0, 0},
     {"plugins", "require_signed", K_BOOL, F(require_signed), 0, 0},
     {"plugins", "trusted_keys", K_LIST, F(trusted_keys), 0, 0},
+    {"plugins", "isolation", K_STR, F(isolation), 0, 0},
+    {"plugins", "trusted_paths", K_LIST, F(trusted_paths), 0, 0},
+    {"plugins", "host_binary", K_STR, F(host_binary), 0, 0},
+    {"plugins", "host_user", K_STR, F(host_user), 0, 0},
+    {"plugins", "host_memory_max", K_U64, F(host_memory_max), 16u << 20, (uint64_t)1 << 40},
+    {"plugins", "host_cpu_s", K_UINT, F(host_cpu_s), 0, 1u << 30},
+    {"plugins", "host_restart_max", K_UINT, F(host_restart_max), 0, 1000},
+    {"plugins", "host_restart_backoff_ms", K_UINT, F(host_restart_backoff_ms), 1, 60000},
+    {"plugins", "host_idle_s", K_UINT, F(host_idle_s), 0, 1u << 30},
+    {"plugins", "host_start_timeout_ms", K_UINT, F(host_start_timeout_ms), 100, 600000},
     {"monitor", "proc_root", K_STR, F(proc_root), 0, 0},
     {"monitor", "process_events", K_STR, F(process_events), 0, 0},
     {"monitor", "process_cache", K_UINT, F(process_cache), 0, 1u << 20},
@@ -309,6 +327,11 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
     fclose(f);
     if (rc == 0 && strcmp(c->policy, "blacklist") != 0 && strcmp(c->policy, "whitelist") != 0) {
         snprintf(err, errlen, "%s: plugins.policy must be \"blacklist\" or \"whitelist\"", file);
+        rc = -1;
+    }
+    if (rc == 0 && strcmp(c->isolation, "manifest") != 0 && strcmp(c->isolation, "outside_trusted") != 0 &&
+        strcmp(c->isolation, "process") != 0) {
+        snprintf(err, errlen, "%s: plugins.isolation must be \"manifest\", \"outside_trusted\" or \"process\"", file);
         rc = -1;
     }
     if (rc == 0 && strcmp(c->process_events, "auto") != 0 && strcmp(c->process_events, "off") != 0 &&

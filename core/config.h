@@ -77,6 +77,16 @@ struct config {
     bool strict_modes;                  /* refuse plugin files others may write */
     bool require_signed;                /* load only plugins signed by trusted_keys */
     struct str_list trusted_keys;       /* ed25519-public key files */
+    char isolation[24];                 /* "manifest", "outside_trusted" or "process" */
+    struct str_list trusted_paths;      /* outside_trusted: plugins here may run in-process */
+    char host_binary[CONFIG_PATH_MAX];  /* "": next to polarisd, else the install's */
+    char host_user[64];                 /* the uid a plugin host runs as when we are root */
+    uint64_t host_memory_max;           /* RLIMIT_AS of a plugin host */
+    unsigned host_cpu_s;                /* RLIMIT_CPU of a plugin host, over its life */
+    unsigned host_restart_max;          /* restarts in a row before it stays in Error */
+    unsigned host_restart_backoff_ms;   /* first restart delay, doubled each time */
+    unsigned host_idle_s;               /* stop a host idle this long; 0: never */
+    unsigned host_start_timeout_ms;     /* spawn to READY */
 
     /* [monitor] */
     char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */

@@ -13,6 +13,7 @@ struct guest_link;
 struct worker_pool;
 struct core;
 struct plugin_registry;
+struct plugin_hosts;
 struct spool;
 
 struct daemon {
@@ -25,6 +26,7 @@ struct daemon {
     struct worker_pool *workers;
     struct core *core;
     struct plugin_registry *plugins;
+    struct plugin_hosts *hosts;   /* out-of-process plugins' supervisor (core loop) */
     struct spool *spool;          /* [daemon] spool_dir; NULL: events in memory only */
     uint64_t started_mono_ns;
     uint64_t started_wall_ms;

@@ -28,6 +28,7 @@ enum env_type {
     ENV_WAIT_DONE,            /* core -> plugin: resume the call waiting on op `seq` */
     ENV_TIMER_FIRE,           /* core -> plugin: run timer callback `req_id` */
     ENV_STRATEGY_DROPPED,     /* worker -> core: a strategy dropped the event */
+    ENV_HOST_RPC,             /* plugin host -> its stand-in: run polaris.<name> here */
 };
 
 struct plugin;
@@ -56,6 +57,8 @@ struct envelope {
     struct plugin **chain;    /* strategies still to run, each holding a ref */
     struct plugin *plugin;    /* WAIT_REQ: the asking plugin (a ref travels with it) */
     uint8_t  chain_len, chain_pos;
+    uint8_t  rewritten;       /* a strategy replaced the payload */
+    uint32_t remote_id;       /* in a plugin host: the daemon's id for it */
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */
 };

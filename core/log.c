@@ -110,8 +110,21 @@ static int prefix(enum log_level l, char *line, size_t cap)
                     tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[l]);
 }
 
+static void (*g_sink)(enum log_level, const char *, size_t);
+
+void log_set_sink(void (*sink)(enum log_level, const char *, size_t))
+{
+    g_sink = sink;
+}
+
 static void vlog(const void *site, enum log_level l, const char *fmt, va_list ap)
 {
+    if (g_sink) {                  /* a plugin host: the daemon writes, and rate-limits */
+        char msg[2048];
+        int m = vsnprintf(msg, sizeof msg, fmt, ap);
+        g_sink(l, msg, m < 0 ? 0 : (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1);
+        return;
+    }
     unsigned held;
     bool ok = admit(site, &held);
     char line[2048];

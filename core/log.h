@@ -2,6 +2,8 @@
 #ifndef POLARIS_LOG_H
 #define POLARIS_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 
 void log_set_level(enum log_level l);
@@ -13,6 +15,10 @@ void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(print
 /* The same, rate-limited under the caller's key instead of fmt. */
 void log_msg_site(const void *site, enum log_level l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Hands every admitted message to sink instead of stderr (a plugin host
+ * sends its lines to the daemon). */
+void log_set_sink(void (*sink)(enum log_level, const char *msg, size_t len));
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)

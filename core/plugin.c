@@ -107,8 +107,13 @@ static void plugin_free(struct plugin *p)
 
 void plugin_unref(struct plugin *p)
 {
-    if (p && atomic_fetch_sub(&p->refs, 1) == 1)
+    if (!p)
+        return;
+    int before = atomic_fetch_sub(&p->refs, 1);
+    if (before == 1)
         plugin_free(p);
+    else if (before == 2 && p->unpinned)
+        p->unpinned(p);
 }
 
 bool plugin_handles(const struct plugin *p, uint64_t event_id)
@@ -150,20 +155,31 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 int plugin_load(struct plugin *p)
 {
     char err[512];
+    size_t len;
+    char *code = read_file(p->file, &len, err, sizeof err);
+    if (!code) {
+        plugin_set_error(p, "%s", err);
+        atomic_store(&p->state, PLUGIN_ERROR);
+        return -1;
+    }
+    int rc = plugin_load_code(p, code, len);
+    free(code);
+    return rc;
+}
+
+int plugin_load_code(struct plugin *p, const char *code, size_t len)
+{
+    char err[512];
     atomic_store(&p->state, PLUGIN_LOADING);
     if (sandbox_open(&p->sb, p->mem_limit, p->budget_ns, err, sizeof err) < 0)
         goto fail;
     lua_State *L = p->sb.L;
     bind_polaris(p);
-    size_t len;
-    char *code = read_file(p->file, &len, err, sizeof err);
-    if (!code)
-        goto fail;
+    if (p->bound)
+        p->bound(p);
     char chunk[600];
     snprintf(chunk, sizeof chunk, "@%s", p->file);
-    int rc = sandbox_load(&p->sb, code, len, chunk, err, sizeof err);
-    free(code);
-    if (rc < 0)
+    if (sandbox_load(&p->sb, code, len, chunk, err, sizeof err) < 0)
         goto fail;
     p->loading = true;
     if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0)
@@ -209,6 +225,10 @@ fail:
 
 void plugin_post(struct plugin *p, struct envelope *e)
 {
+    if (p->remote_post && e->type != ENV_HOST_RPC) {
+        p->remote_post(p, e);                  /* isolation "process": to its host */
+        return;
+    }
     plugin_ref(p);                             /* held until e is processed */
     pthread_mutex_lock(&p->mu);
     envlist_push(&p->mailbox, e);
@@ -328,6 +348,7 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     }
     memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
     n->event_id = id;
+    n->rewritten = 1;
     envelope_free(e);
     return n;
 }
@@ -352,6 +373,7 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
     if (!n)
         return e;
     memcpy(n, e, offsetof(struct envelope, len));
+    n->rewritten = 1;
     envelope_free(e);
     return n;
 }
@@ -373,6 +395,7 @@ static void finish_command(struct plugin *p, struct envelope *req, int code, con
     r->origin = req->origin;
     r->req_id = req->req_id;
     r->conn_id = req->conn_id;
+    r->remote_id = req->remote_id;
     memcpy(r->action, req->action, sizeof r->action);
     registry_to_core(p->reg, r);
 }
@@ -389,6 +412,22 @@ static void pass_on(struct plugin *p, struct envelope *e)
 }
 
 static void start_strategy(struct plugin *p, struct envelope *e);
+
+void plugin_strategy_done(struct plugin *p, struct envelope *e)
+{
+    pass_on(p, e);
+}
+
+void plugin_strategy_failed(struct plugin *p, struct envelope *e, const char *reason)
+{
+    pass_on(p, with_strategy_error(p, e, reason));
+}
+
+void plugin_command_done(struct plugin *p, struct envelope *req, int code, const char *msg,
+                         const char *data, size_t data_len)
+{
+    finish_command(p, req, code, msg, data, data_len);
+}
 
 /* Events held behind a waiting strategy go on, in order. */
 static void release_held(struct plugin *p)
@@ -688,6 +727,12 @@ static void process(struct plugin *p, struct envelope *e)
     case ENV_WAIT_DONE:
         resume_call(p, e);
         return;
+    case ENV_HOST_RPC:
+        if (p->remote_rpc) {
+            p->remote_rpc(p, e);
+            return;
+        }
+        /* fall through */
     default:
         log_error("plugin %s: unexpected envelope type %u", p->id, e->type);
         envelope_free(e);

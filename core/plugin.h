@@ -10,6 +10,7 @@
 #include "sandbox.h"
 
 struct plugin_registry;
+struct plugin_host;
 
 enum plugin_state {
     PLUGIN_UNLOADED, PLUGIN_LOADING, PLUGIN_LOADED, PLUGIN_INITIALIZING,
@@ -100,11 +101,31 @@ struct plugin {
     uint32_t next_op;
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;
+    /* isolation "process": this struct stands in for a plugin that runs in
+     * a polaris-plugin-host. Its own state only serves the host's calls
+     * (polaris.fs, polaris.sys, ...) with the same permission checks. */
+    bool isolated;
+    struct plugin_host *host;
+    void (*remote_post)(struct plugin *, struct envelope *);
+    void (*remote_rpc)(struct plugin *, struct envelope *);
+    void (*bound)(struct plugin *);          /* after bind_polaris (the host swaps in proxies) */
+    void (*unpinned)(struct plugin *);       /* refs fell to 1: only its host holds it */
+    _Atomic uint64_t remote_mem, remote_cpu_ns;
 };
 
 /* Builds the state, runs the file and init()/start(). On failure the plugin
  * is in PLUGIN_ERROR with last_error set and -1 is returned. */
 int  plugin_load(struct plugin *p);
+/* The same, from source already in memory (a plugin host gets it over its
+ * channel). */
+int  plugin_load_code(struct plugin *p, const char *code, size_t len);
+/* For a plugin host's results, given back in the daemon: the event goes on
+ * to the next strategy (or the core), or goes on with strategyError; a
+ * command's answer goes to the core. */
+void plugin_strategy_done(struct plugin *p, struct envelope *e);
+void plugin_strategy_failed(struct plugin *p, struct envelope *e, const char *reason);
+void plugin_command_done(struct plugin *p, struct envelope *req, int code, const char *msg,
+                         const char *data, size_t data_len);
 void plugin_ref(struct plugin *p);
 void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
 /* Queues work for the plugin (takes e) and schedules it on a worker. */

@@ -14,6 +14,7 @@
 #include "plugin_registry.h"
 #include "daemon.h"
 #include "log.h"
+#include "plugin_host.h"
 #include "plugin_trust.h"
 #include "worker_pool.h"
 
@@ -107,6 +108,8 @@ int registry_unload(struct plugin_registry *r, const char *id)
     log_info("plugin %s unloaded (it comes back on the next reload while its files exist)", id);
     if (r->retire)
         r->retire(r->retire_ctx, found);
+    if (found->host)
+        plugin_host_retire(found);
     plugin_unref(found);        /* finishes its mailbox, then stop/cleanup */
     return 0;
 }
@@ -119,6 +122,12 @@ bool registry_stopping(struct plugin_registry *r)
 void registry_set_stopping(struct plugin_registry *r)
 {
     atomic_store(&r->stopping, true);
+}
+
+void registry_forget_waits(struct plugin_registry *r, struct plugin *p)
+{
+    if (r->retire)
+        r->retire(r->retire_ctx, p);
 }
 
 void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx)
@@ -446,6 +455,36 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
     return rc;
 }
 
+int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
+                           char *chunk, size_t chunklen, char *err, size_t errlen)
+{
+    char path[512];
+    int n = snprintf(path, sizeof path, "%s/", r->lua_dir);
+    for (size_t i = 0; name[i] && (size_t)n + 5 < sizeof path; i++)
+        path[n++] = name[i] == '.' ? '/' : name[i];
+    snprintf(path + n, sizeof path - (size_t)n, ".lua");
+    snprintf(chunk, chunklen, "@%s", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char tmp[8192];
+    size_t got;
+    int rc = 0;
+    while (rc == 0 && (got = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        rc = buf_append(out, tmp, got);
+        if (out->len > (1u << 20)) {
+            snprintf(err, errlen, "%s: larger than 1 MiB", path);
+            rc = -1;
+        } else if (rc < 0) {
+            snprintf(err, errlen, "out of memory");
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
 /* ---- status ---- */
 
 int registry_status_json(struct plugin_registry *r, struct buf *b)
@@ -468,11 +507,16 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         rc |= buf_puts(b, ",\"file\":");
         rc |= buf_json_cstr(b, p->file);
         double up = p->loaded_mono_ns ? (mono_ns() - p->loaded_mono_ns) / 1e9 : 0;
-        rc |= buf_printf(b, ",\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
+        rc |= buf_printf(b, ",\"isolation\":\"%s\",", p->isolated ? "process" : "in-process");
+        if (p->isolated)
+            rc |= plugin_host_status_json(p, b) | buf_putc(b, ',');
+        size_t mem = p->isolated ? (size_t)atomic_load(&p->remote_mem) : p->sb.L ? p->sb.mem_used : 0;
+        uint64_t cpu = p->isolated ? atomic_load(&p->remote_cpu_ns) : p->sb.cpu_ns_total;
+        rc |= buf_printf(b, "\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
                          "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
                          "\"errors\":%llu,\"last_error\":",
-                         up, p->sb.L ? p->sb.mem_used : 0, p->mem_limit,
-                         p->sb.cpu_ns_total / 1e6,
+                         up, mem, p->mem_limit,
+                         cpu / 1e6,
                          (unsigned long long)atomic_load(&p->events),
                          (unsigned long long)atomic_load(&p->commands),
                          (unsigned long long)atomic_load(&p->messages),
@@ -625,6 +669,8 @@ static void add_configured_paths(const struct config *cfg, struct plugin *p)
     }
 }
 
+static bool under_trusted(const struct config *cfg, const char *file);
+
 /* Fills p from the loader's entry on the top of L; applies the policy. */
 static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
 {
@@ -695,12 +741,38 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     if (atomic_load(&p->state) == PLUGIN_ERROR)
         return;
     lua_getfield(L, -1, "isolation");
-    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "process") == 0) {
-        snprintf(p->last_error, sizeof p->last_error,
-                 "isolation \"process\" is not available yet; refusing to run it in-process");
-        atomic_store(&p->state, PLUGIN_ERROR);
-    }
+    bool asked = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "process") == 0;
     lua_pop(L, 1);
+    bool forced = strcmp(cfg->isolation, "process") == 0 ||
+                  (strcmp(cfg->isolation, "outside_trusted") == 0 && !under_trusted(cfg, p->file));
+    bool router = strcmp(p->type, "Router") == 0;
+    if (router && asked) {
+        snprintf(p->last_error, sizeof p->last_error, "isolation \"process\": a Router is consulted "
+                 "by the core for every event and cannot run out of process");
+        atomic_store(&p->state, PLUGIN_ERROR);
+    } else if (router && forced && strcmp(cfg->isolation, "outside_trusted") == 0) {
+        snprintf(p->last_error, sizeof p->last_error, "untrusted: a Router outside plugins.trusted_paths "
+                 "would have to run out of process, which a Router cannot");
+        atomic_store(&p->state, PLUGIN_ERROR);
+    } else {
+        p->isolated = (asked || forced) && !router;
+    }
+}
+
+/* plugins.trusted_paths, or the shipped plugin directories by default. */
+static bool under_trusted(const struct config *cfg, const char *file)
+{
+    static const char *const shipped[] = {POLARIS_DATADIR "/plugins", POLARIS_DATADIR "/strategies"};
+    size_t n = cfg->trusted_paths.n ? (size_t)cfg->trusted_paths.n : 2;
+    for (size_t i = 0; i < n; i++) {
+        const char *dir = cfg->trusted_paths.n ? cfg->trusted_paths.v[i] : shipped[i];
+        char real[PATH_MAX];
+        const char *d = realpath(dir, real) ? real : dir;
+        size_t len = strlen(d);
+        if (strncmp(file, d, len) == 0 && file[len] == '/')
+            return true;
+    }
+    return false;
 }
 
 static struct plugin *plugin_new(struct plugin_registry *r)
@@ -792,6 +864,8 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     char err[512];
     r->max_errors = cfg->plugin_max_errors;
     r->kv_max = cfg->shared_max_bytes;
+    if (r->d->hosts)
+        plugin_hosts_configure(r->d->hosts, cfg);
     r->loading_cfg = cfg;
     if (!r->proc_root[0])
         snprintf(r->proc_root, sizeof r->proc_root, "%s", cfg->proc_root);
@@ -856,7 +930,8 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             plugin_ref(p);
             next[nn++] = p;
             outcome = "unchanged";
-        } else if (atomic_load(&p->state) != PLUGIN_ERROR && plugin_load(p) == 0 &&
+        } else if (atomic_load(&p->state) != PLUGIN_ERROR &&
+                   (p->isolated ? plugin_host_load(r->d->hosts, p) : plugin_load(p)) == 0 &&
                    !command_taken(next, nn, p, why, sizeof why)) {
             next[nn++] = p;
             outcome = prev ? "reloaded" : "loaded";
@@ -866,7 +941,10 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
                 snprintf(p->last_error, sizeof p->last_error, "%s", why);
                 atomic_store(&p->state, PLUGIN_ERROR);
                 p->callbacks_ref = LUA_NOREF;
-                sandbox_close(&p->sb);
+                if (p->host)
+                    plugin_host_retire(p);
+                else
+                    sandbox_close(&p->sb);
             }
             failures++;
             if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE) {
@@ -915,6 +993,8 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
                 log_info("plugin %s %s", old[i]->id, find_in(next, nn, old[i]->id) ? "replaced" : "unloaded");
             if (r->retire)
                 r->retire(r->retire_ctx, old[i]);   /* its timers stop */
+            if (old[i]->host)
+                plugin_host_retire(old[i]);         /* its process, once nothing refers to it */
         }
         plugin_unref(old[i]);
     }

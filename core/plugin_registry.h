@@ -42,6 +42,11 @@ const char *registry_proc_root(struct plugin_registry *r);
 /* plugins.lua_dir as it was at the first load: where require() looks. */
 const char *registry_lua_dir(struct plugin_registry *r);
 
+/* The source of shared Lua module `name` (dotted words, already checked)
+ * from plugins.lua_dir; chunk receives "@path". 0, or -1 with err. */
+int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
+                           char *chunk, size_t chunklen, char *err, size_t errlen);
+
 int registry_status_json(struct plugin_registry *r, struct buf *b);
 int registry_actions_json(struct plugin_registry *r, struct buf *b);
 
@@ -68,6 +73,9 @@ bool registry_stopping(struct plugin_registry *r);
 void registry_set_stopping(struct plugin_registry *r);
 /* Called for each plugin leaving the set (reload, shutdown). */
 void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx);
+/* A plugin host died: the timers and waits its plugin had end (the same
+ * callback as retiring). */
+void registry_forget_waits(struct plugin_registry *r, struct plugin *p);
 void plugin_run_job(struct job *j);
 
 #endif

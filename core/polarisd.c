@@ -10,6 +10,7 @@
 #include "ipc_server.h"
 #include "log.h"
 #include "event_stamp.h"
+#include "plugin_host.h"
 #include "plugin_registry.h"
 #include "proc_monitor.h"
 #include "spool.h"
@@ -334,7 +335,8 @@ int main(int argc, char **argv)
         cd.cfg = cfg;
         envq_init(&cd.core_q, 1u << 30);
         cd.plugins = registry_new(&cd);
-        int failed = cd.plugins ? registry_load(cd.plugins, cfg, NULL) : 1;
+        cd.hosts = plugin_hosts_new(NULL);
+        int failed = cd.plugins && cd.hosts ? registry_load(cd.plugins, cfg, NULL) : 1;
         struct buf st = BUF_INIT;
         if (cd.plugins)
             registry_status_json(cd.plugins, &st);
@@ -352,6 +354,7 @@ int main(int argc, char **argv)
             e->next = NULL;
             envelope_free(e);
         }
+        plugin_hosts_free(cd.hosts);
         registry_free(cd.plugins);
         envq_destroy(&cd.core_q);
         config_unref(cfg);
@@ -407,11 +410,12 @@ int main(int argc, char **argv)
     if (cfg->spool_dir[0] && open_spool(&d) < 0)
         _exit(1);
     d.plugins = registry_new(&d);
+    d.hosts = loop ? plugin_hosts_new(loop) : NULL;
     d.ipc = ipc_server_new(&d, ipc_fd);
     d.guest = guest_link_new(&d, guest_fd, guest_uri);
     d.workers = worker_pool_new(&d, cfg->workers);
     d.core = loop ? core_new(&d, loop, load_config, &cli) : NULL;
-    if (!d.ipc || !d.guest || !d.workers || !d.core || !d.plugins ||
+    if (!d.ipc || !d.guest || !d.workers || !d.core || !d.plugins || !d.hosts ||
         worker_pool_start(d.workers) < 0 || ipc_server_start(d.ipc) < 0 ||
         guest_link_start(d.guest) < 0) {
         log_error("cannot start: out of memory or threads");
@@ -445,6 +449,7 @@ int main(int argc, char **argv)
     ipc_server_join(d.ipc);
     guest_link_join(d.guest);
     worker_pool_stop(d.workers);
+    plugin_hosts_free(d.hosts);       /* no thread is left to post to a host */
     const char *gpath = transport_unix_path(guest_uri);
     if (gpath)
         unlink(gpath);

@@ -56,6 +56,8 @@
     X(commands, denied, "commands answered -5: blocked by policy") \
     X(commands, handler_errors, "commands answered -6: handler error") \
     X(commands, busy, "commands answered -7: too many in flight") \
+    X(plugin_hosts, deaths, "plugin host processes that died (any signal or a non-zero exit)") \
+    X(plugin_hosts, violations, "plugin hosts ended for breaking the channel protocol") \
     X(log, suppressed, "log lines held back by daemon.log_burst (repeats of one call site)") \
     X(spool, bytes, "bytes of accepted, not yet finished events in the spool (gauge)") \
     X(spool, replayed, "events found unfinished in the spool at start, sent through again") \

@@ -29,23 +29,35 @@ else
     failed=$((failed + 1))
 fi
 
-echo "== busted specs"
-lua5.4 "$(command -v busted)" -o utfTerminal "$@" spec/unit spec/functional >"$log" 2>&1
-rc=$?
-cat "$log"
-line=$(grep -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1)
-if [ -n "$line" ]; then
-    n() { echo "$line" | sed -E "s/.*[^0-9]?([0-9]+) $1.*/\1/"; }
-    s=$(echo "$line" | sed -E 's/^[^0-9]*([0-9]+) success.*/\1/')
-    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
-    e=$(echo "$line" | sed -E 's/.* ([0-9]+) errors?.*/\1/')
-    p=$(echo "$line" | sed -E 's/.* ([0-9]+) pending.*/\1/')
-    passed=$((passed + s))
-    failed=$((failed + f + e))
-    skipped=$((skipped + p))
-else
-    echo "busted ended without a summary (exit $rc)"
-    failed=$((failed + 1))
+# busted_pass TITLE [ENV=VALUE] SPEC...: one busted run, its counts added up
+busted_pass() {
+    title=$1; shift
+    echo "== busted specs ($title)"
+    env "$@" lua5.4 "$(command -v busted)" -o utfTerminal $BUSTED_ARGS >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    line=$(grep -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1)
+    if [ -n "$line" ]; then
+        s=$(echo "$line" | sed -E 's/^[^0-9]*([0-9]+) success.*/\1/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+        e=$(echo "$line" | sed -E 's/.* ([0-9]+) errors?.*/\1/')
+        p=$(echo "$line" | sed -E 's/.* ([0-9]+) pending.*/\1/')
+        passed=$((passed + s))
+        failed=$((failed + f + e))
+        skipped=$((skipped + p))
+    else
+        echo "busted ended without a summary (exit $rc)"
+        failed=$((failed + 1))
+    fi
+}
+
+BUSTED_ARGS="$* spec/unit spec/functional"
+busted_pass "every spec" POLARIS_TEST_PASS=1
+# the plugin runtime and the hostile corpus again, every plugin out of
+# process: both isolation modes must give the same results
+if [ $# -eq 0 ]; then
+    BUSTED_ARGS="spec/functional/plugins_spec.lua spec/functional/attacks_spec.lua"
+    busted_pass "plugins out of process" POLARIS_ISOLATION=process
 fi
 
 echo

@@ -117,6 +117,11 @@ function H.start_daemon(opts)
     table.insert(opts.args, "--plugins")
     table.insert(opts.args, "plugins")
   end
+  -- POLARIS_ISOLATION=process runs a spec's plugins in plugin hosts: the
+  -- same specs then check that both modes give the same results
+  if os.getenv("POLARIS_ISOLATION") then
+    cfg.plugins = {isolation = os.getenv("POLARIS_ISOLATION")}
+  end
   for section, kv in pairs(opts.config or {}) do
     cfg[section] = cfg[section] or {}
     for k, v in pairs(kv) do cfg[section][k] = v end
