@@ -14,6 +14,7 @@
 #include "core.h"
 #include "command_msg.h"
 #include "guest_link.h"
+#include "plugin_host.h"
 #include "plugin_registry.h"
 #include "plugin_wait.h"
 #include "ipc_server.h"
@@ -68,6 +69,8 @@ struct core {
     struct plugin_req *plugin_reqs;
     uint32_t next_token;
     struct buf scratch, scratch2;
+    ev_timer hosts_w;                   /* shutdown: waiting for plugin hosts' answers */
+    uint64_t hosts_deadline_ns;
 };
 
 static void list_init(struct pending *head)
@@ -554,6 +557,13 @@ static void stopped(struct core *c, const char *who)
         registry_set_stopping(c->d->plugins);
         waits_stop_all(c->waits);
         worker_pool_stop(c->d->workers);
+        if (c->d->hosts && plugin_hosts_outstanding(c->d->hosts)) {
+            /* plugin hosts still hold events: their answers come through
+             * this loop, so wait for them here (within the grace period) */
+            c->hosts_deadline_ns = mono_ns() + (uint64_t)c->d->cfg->shutdown_grace_ms * 1000000u;
+            ev_timer_start(c->loop, &c->hosts_w);
+            return;
+        }
         envq_push_force(&c->d->core_q, envelope_new(ENV_CTL_STOPPED, "workers", 7));
     } else if (strcmp(who, "workers") == 0) {
         c->phase = STOPPING_EGRESS;
@@ -561,6 +571,16 @@ static void stopped(struct core *c, const char *who)
     } else {
         ev_break(c->loop, EVBREAK_ALL);
     }
+}
+
+static void hosts_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    struct core *c = w->data;
+    if (plugin_hosts_outstanding(c->d->hosts) && mono_ns() < c->hosts_deadline_ns)
+        return;
+    ev_timer_stop(loop, w);
+    envq_push_force(&c->d->core_q, envelope_new(ENV_CTL_STOPPED, "workers", 7));
 }
 
 static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
@@ -689,6 +709,8 @@ struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load
         return NULL;
     }
     registry_on_retire(d->plugins, waits_retire, c->waits);
+    ev_timer_init(&c->hosts_w, hosts_wait_cb, 0.005, 0.005);
+    c->hosts_w.data = c;
     ev_async_init(&c->inbox_w, inbox_cb);
     c->inbox_w.data = c;
     ev_async_start(loop, &c->inbox_w);
@@ -724,6 +746,7 @@ void core_free(struct core *c)
         free(r);
     }
     ev_async_stop(c->loop, &c->inbox_w);
+    ev_timer_stop(c->loop, &c->hosts_w);
     ev_signal_stop(c->loop, &c->sigterm_w);
     ev_signal_stop(c->loop, &c->sigint_w);
     ev_signal_stop(c->loop, &c->sighup_w);

@@ -476,6 +476,18 @@ int host_serve(struct plugin *p)
     g.plugin = p;
     send_stats(p);
     for (;;) {
+        /* everything already received goes into the mailbox first, so the
+         * job runs a batch and its results leave in one write */
+        struct host_frame f;
+        while (host_frame_next((const char *)g.rx.buf + g.rx.start, rxbuf_pending(&g.rx), &f) > 0) {
+            uint8_t kind;
+            uint32_t id;
+            const char *body;
+            size_t len;
+            char *frame = host_read_frame(&kind, &id, &body, &len);
+            handle(p, kind, id, body, len);
+            free(frame);
+        }
         if (g.job) {
             struct job *j = g.job;
             g.job = NULL;

@@ -81,12 +81,14 @@ struct plugin_host {
     pid_t pid;
     struct buf tx;
     struct rxbuf rx;
-    struct outstanding *out;      /* events and commands the host holds */
-    size_t nout, capout;
+    struct outstanding *out;      /* events and commands the host holds, by rid; */
+    size_t out_first, out_end;    /* [first, end) in use, answered ones NULL */
+    size_t nout, capout;          /* nout: not yet answered */
     uint32_t next_rid;
     struct envlist pending;       /* posted while the host was starting */
     struct buf init;              /* the HK_INIT frame, reused by restarts */
     bool want_write, want_start, retiring, idle_stop, dead;
+    bool flush_queued;            /* frames wait for the core loop's one write */
     bool first_load;              /* RPCs run inline: no worker can see the plugin yet */
     bool rio_on, wio_on;
     ev_io rio, wio;
@@ -205,29 +207,57 @@ static void flush_locked(struct plugin_host *h)
 
 static bool out_add(struct plugin_host *h, uint32_t rid, struct envelope *e)
 {
-    if (h->nout == h->capout) {
-        size_t cap = h->capout ? h->capout * 2 : 64;
-        struct outstanding *n = realloc(h->out, cap * sizeof *n);
-        if (!n)
-            return false;
-        h->out = n;
-        h->capout = cap;
+    if (h->out_end == h->capout) {
+        if (h->out_first > 0) {    /* answered ones at the front: slide down */
+            memmove(h->out, h->out + h->out_first, (h->out_end - h->out_first) * sizeof *h->out);
+            h->out_end -= h->out_first;
+            h->out_first = 0;
+        }
+        if (h->out_end == h->capout) {
+            size_t cap = h->capout ? h->capout * 2 : 64;
+            struct outstanding *n = realloc(h->out, cap * sizeof *n);
+            if (!n)
+                return false;
+            h->out = n;
+            h->capout = cap;
+        }
     }
-    h->out[h->nout++] = (struct outstanding){rid, e};
+    h->out[h->out_end++] = (struct outstanding){rid, e};
+    h->nout++;
     return true;
 }
 
-/* Results mostly come back in order: search from the oldest. */
+/* Answers come mostly in order: look from the oldest, and move the front
+ * past what has been answered (no shifting per answer). */
 static struct envelope *out_take(struct plugin_host *h, uint32_t rid)
 {
-    for (size_t i = 0; i < h->nout; i++)
-        if (h->out[i].rid == rid) {
+    for (size_t i = h->out_first; i < h->out_end; i++)
+        if (h->out[i].e && h->out[i].rid == rid) {
             struct envelope *e = h->out[i].e;
-            memmove(&h->out[i], &h->out[i + 1], (h->nout - i - 1) * sizeof *h->out);
+            h->out[i].e = NULL;
             h->nout--;
+            while (h->out_first < h->out_end && !h->out[h->out_first].e)
+                h->out_first++;
+            if (h->out_first == h->out_end)
+                h->out_first = h->out_end = 0;
             return e;
         }
     return NULL;
+}
+
+/* Takes every outstanding envelope out (a death, shutdown): a NULL-ended
+ * array the caller frees. */
+static struct envelope **out_take_all(struct plugin_host *h)
+{
+    struct envelope **all = calloc(h->nout + 1, sizeof *all);
+    size_t k = 0;
+    for (size_t i = h->out_first; all && i < h->out_end; i++)
+        if (h->out[i].e)
+            all[k++] = h->out[i].e;
+    free(h->out);
+    h->out = NULL;
+    h->out_first = h->out_end = h->nout = h->capout = 0;
+    return all;
 }
 
 static bool is_event(const struct envelope *e)
@@ -298,7 +328,14 @@ static void host_post(struct plugin *p, struct envelope *e)
         }
         e = NULL;
     }
-    flush_locked(h);
+    /* one write for everything posted before the core loop next turns:
+     * a batch of events routed together crosses in one send */
+    if (!h->m->loop) {
+        flush_locked(h);
+    } else if (!h->flush_queued) {
+        h->flush_queued = true;
+        ev_async_send(h->m->loop, &h->m->wake);
+    }
     pthread_mutex_unlock(&h->mu);
     envelope_free(e);
 }
@@ -717,13 +754,20 @@ static int spawn(struct plugin_host *h, char *err, size_t errlen)
     posix_spawnattr_setsigdefault(&at, &all);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     /* the host gets no environment but what a sanitizer build needs */
-    char *envp[8];
+    char *envp[4];
     int ne = 0;
-    static const char *const keep[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
-    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
-        for (char **e = environ; *e; e++)
-            if (strncmp(*e, keep[i], strlen(keep[i])) == 0 && (*e)[strlen(keep[i])] == '=')
-                envp[ne++] = *e;
+    char asan[512];
+    const char *ao = getenv("ASAN_OPTIONS"), *uo = getenv("UBSAN_OPTIONS");
+    if (ao) {
+        /* a supervised child must die of its signals, not turn them into an
+         * exit status; leak checks cannot run under the seccomp filter */
+        snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s:handle_segv=0:handle_sigbus=0:handle_abort=0:"
+                 "handle_sigfpe=0:handle_sigill=0:detect_leaks=0", ao);
+        envp[ne++] = asan;
+    }
+    for (char **e = environ; uo && *e; e++)
+        if (strncmp(*e, "UBSAN_OPTIONS=", 14) == 0)
+            envp[ne++] = *e;
     envp[ne] = NULL;
     char *argv[] = {(char *)"polaris-plugin-host", NULL};
     pid_t pid;
@@ -1070,17 +1114,14 @@ static void host_died(struct plugin_host *h, const char *why)
     bool clean = h->st == H_STOPPING && why == NULL;
     h->dead = true;
     h->st = H_DOWN;
-    struct outstanding *out = h->out;
-    size_t nout = h->nout;
-    h->out = NULL;
-    h->nout = h->capout = 0;
+    struct envelope **out = out_take_all(h);
     buf_reset(&h->tx);
     h->want_write = false;
     pthread_mutex_unlock(&h->mu);
     char reason[160];
     snprintf(reason, sizeof reason, "plugin host died: %s", why ? why : h->last_exit);
-    for (size_t i = 0; i < nout; i++)
-        bypass(p, out[i].e, reason);
+    for (size_t i = 0; out && out[i]; i++)
+        bypass(p, out[i], reason);
     free(out);
     if (h->retiring) {
         release_pending(h, false, reason);
@@ -1160,7 +1201,10 @@ static bool read_some(struct plugin_host *h)
         if (n <= 0)
             return n < 0 && errno == EAGAIN;   /* at the end, on_child reports the death */
         rxbuf_commit(&h->rx, (size_t)n);
-        if (!drain_rx(h))
+        registry_job_begin();              /* finished events go to the core as one batch */
+        bool ok = drain_rx(h);
+        registry_job_end(h->p->reg);
+        if (!ok)
             return false;
         if ((size_t)n < avail)
             return true;
@@ -1252,7 +1296,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-/* Something was asked from another thread: start, write, stop or free. */
+/* Something was asked from another thread: write what was posted, start,
+ * watch for writability, stop or free. */
 static void wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     (void)revents;
@@ -1264,6 +1309,10 @@ static void wake(struct ev_loop *loop, ev_async *w, int revents)
         for (struct plugin_host *h = m->hosts; h && what == NONE; h = h->next) {
             pthread_mutex_lock(&h->mu);
             bool alone = atomic_load(&h->p->refs) <= 1;
+            if (h->flush_queued) {
+                h->flush_queued = false;
+                flush_locked(h);
+            }
             if (h->want_start) {
                 h->want_start = false;
                 what = START;
@@ -1313,6 +1362,19 @@ void plugin_host_retire(struct plugin *p)
         ev_timer_stop(h->m->loop, &h->timer);
         ev_async_send(h->m->loop, &h->m->wake);   /* the registry still holds a ref now */
     }
+}
+
+size_t plugin_hosts_outstanding(struct plugin_hosts *m)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&m->mu);
+    for (struct plugin_host *h = m->hosts; h; h = h->next) {
+        pthread_mutex_lock(&h->mu);
+        n += h->nout + (h->pending.head != NULL);
+        pthread_mutex_unlock(&h->mu);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }
 
 int plugin_host_status_json(struct plugin *p, struct buf *b)
@@ -1366,15 +1428,12 @@ void plugin_hosts_free(struct plugin_hosts *m)
         struct plugin_host *h = m->hosts;
         pthread_mutex_lock(&h->mu);
         h->dead = true;
-        struct outstanding *out = h->out;
-        size_t nout = h->nout;
-        h->out = NULL;
-        h->nout = 0;
+        struct envelope **out = out_take_all(h);
         struct envelope *pend = envlist_take(&h->pending);
         pthread_mutex_unlock(&h->mu);
         /* shutdown: they go on as far as they can; the spool still has them */
-        for (size_t i = 0; i < nout; i++)
-            bypass(h->p, out[i].e, "the daemon stopped before the plugin host answered");
+        for (size_t i = 0; out && out[i]; i++)
+            bypass(h->p, out[i], "the daemon stopped before the plugin host answered");
         free(out);
         while (pend) {
             struct envelope *next = pend->next;

@@ -28,6 +28,9 @@ int plugin_host_load(struct plugin_hosts *m, struct plugin *p);
 /* The plugin left the set (reload, unload): its host stops once nothing
  * refers to the plugin any more. */
 void plugin_host_retire(struct plugin *p);
+/* Events and commands the hosts hold, plus those waiting for a host to
+ * start (shutdown waits for them). */
+size_t plugin_hosts_outstanding(struct plugin_hosts *m);
 /* For status: "pid":..,"restarts":..,"last_exit":.. (no braces). */
 int plugin_host_status_json(struct plugin *p, struct buf *b);
 

@@ -107,7 +107,8 @@ static int confinement_test(void)
     TRY("kill 1", kill(1, 0));
     TRY("setuid 0", setuid(0));
     printf("uid %u, %d of %d refused\n", (unsigned)getuid(), refused, tried);
-    return refused == tried ? 0 : 1;
+    fflush(stdout);
+    _exit(refused == tried ? 0 : 1);   /* no exit handlers: a leak checker cannot run confined */
 }
 
 int main(int argc, char **argv)
