@@ -11,7 +11,7 @@
 #include <string.h>
 #include <math.h>
 
-int buf_reserve(struct buf *b, size_t extra)
+int buf_grow(struct buf *b, size_t extra)
 {
     if (b->cap - b->len > extra)
         return 0;
@@ -29,17 +29,6 @@ int buf_reserve(struct buf *b, size_t extra)
         return -1;
     b->p = p;
     b->cap = cap;
-    return 0;
-}
-
-int buf_append(struct buf *b, const void *data, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
     return 0;
 }
 
@@ -178,12 +167,25 @@ int buf_json_cstr(struct buf *b, const char *s)
 
 int buf_json_u64(struct buf *b, uint64_t v)
 {
+    /* two digits per division: timestamps have thirteen */
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
     char tmp[24];
     int i = (int)sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--i] = pairs[d + 1];
+        tmp[--i] = pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--i] = pairs[v * 2 + 1];
+        tmp[--i] = pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
     return buf_append(b, tmp + i, sizeof tmp - (size_t)i);
 }
 

@@ -16,8 +16,23 @@ struct buf {
 
 /* All functions return 0 on success, -1 when memory could not be had; on
  * failure the buffer keeps its previous contents. */
-int  buf_reserve(struct buf *b, size_t extra);
-int  buf_append(struct buf *b, const void *data, size_t n);
+int  buf_grow(struct buf *b, size_t extra);   /* the slow path of buf_reserve */
+/* Every event passes through these several times: the common case (room
+ * already there) is inline. */
+static inline int buf_reserve(struct buf *b, size_t extra)
+{
+    return b->cap - b->len > extra ? 0 : buf_grow(b, extra);
+}
+static inline int buf_append(struct buf *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    if (n)
+        __builtin_memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
 int  buf_putc(struct buf *b, char c);
 int  buf_puts(struct buf *b, const char *s);
 int  buf_printf(struct buf *b, const char *fmt, ...)

@@ -45,11 +45,14 @@
 #define LINGER_US        200      /* sender re-checks this often while busy */
 #define IDLE_MS          20       /* ...and sleeps until signalled after this */
 
+#define EV_INLINE 448             /* most events fit: one allocation each */
+
 struct polaris_event {
     struct polaris_event *next;   /* queue link once committed */
-    struct buf b;                 /* LSP header + JSON */
+    struct buf b;                 /* LSP header + JSON; b.p is inl until it outgrows it */
     bool first_param;
     bool bad;
+    char inl[];
 };
 
 struct client {
@@ -107,9 +110,53 @@ static void register_atfork(void)
 static void free_event(struct polaris_event *ev)
 {
     if (ev) {
-        buf_free(&ev->b);
+        if (ev->b.p != ev->inl)
+            free(ev->b.p);
         free(ev);
     }
+}
+
+static struct polaris_event *new_event(void)
+{
+    struct polaris_event *ev = malloc(sizeof *ev + EV_INLINE);
+    if (!ev)
+        return NULL;
+    ev->next = NULL;
+    ev->b.p = ev->inl;
+    ev->b.len = 0;
+    ev->b.cap = EV_INLINE;
+    ev->inl[0] = '\0';
+    ev->first_param = false;
+    ev->bad = false;
+    return ev;
+}
+
+/* Room for n more bytes; the first time the inline space is not enough the
+ * text moves to the heap, where buf's own growth takes over. */
+static int ev_room(struct polaris_event *ev, size_t n)
+{
+    if (ev->b.p != ev->inl || ev->b.cap - ev->b.len > n)
+        return 0;
+    size_t cap = EV_INLINE * 2;
+    while (cap <= ev->b.len + n) {
+        if (cap > (SIZE_MAX >> 2))
+            return -1;
+        cap *= 2;
+    }
+    char *h = malloc(cap);
+    if (!h)
+        return -1;
+    memcpy(h, ev->inl, ev->b.len + 1);
+    ev->b.p = h;
+    ev->b.cap = cap;
+    return 0;
+}
+
+/* Room for a JSON string of s (each byte escapes to at most 6). */
+static int ev_room_str(struct polaris_event *ev, const char *s, size_t extra)
+{
+    size_t n = s ? strlen(s) : 4;
+    return n > (SIZE_MAX - 64) / 6 ? -1 : ev_room(ev, 6 * n + 2 + extra);
 }
 
 /* ---- the sender thread ---- */
@@ -173,9 +220,13 @@ static void put_header(struct buf *b, uint32_t req_id)
 
 static struct polaris_event *drop_notice(struct client *c, uint64_t dropped)
 {
-    struct polaris_event *ev = calloc(1, sizeof *ev);
+    struct polaris_event *ev = new_event();
     if (!ev)
         return NULL;
+    if (ev_room_str(ev, c->comm, 400) < 0) {
+        free_event(ev);
+        return NULL;
+    }
     buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
     buf_printf(&ev->b, "{\"eventId\":%llu,\"timestamp\":%lld,\"pid\":%d,\"processName\":",
                EV_SDK_DROPPED, now_ms(CLOCK_REALTIME), (int)c->pid);
@@ -337,11 +388,14 @@ static struct client *get_client(void)
 API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process_name,
                                           const char *process_ver)
 {
-    struct polaris_event *ev = calloc(1, sizeof *ev);
+    struct polaris_event *ev = new_event();
     if (!ev)
         return NULL;
     struct client *c = get_client();         /* the pid and comm, cached per process */
-    int rc = buf_reserve(&ev->b, 256);
+    const char *name = process_name ? process_name : c ? c->comm : "unknown";
+    const char *ver = process_ver ? process_ver : "unknown";
+    size_t nl = strlen(name), vl = strlen(ver);
+    int rc = nl + vl > 65536 ? -1 : ev_room(ev, 6 * (nl + vl) + 160);
     rc |= buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
     rc |= buf_puts(&ev->b, "{\"eventId\":");
     rc |= buf_json_u64(&ev->b, event_id);
@@ -350,9 +404,9 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
     rc |= buf_puts(&ev->b, ",\"pid\":");
     rc |= buf_json_i64(&ev->b, c ? c->pid : getpid());
     rc |= buf_puts(&ev->b, ",\"processName\":");
-    rc |= buf_json_cstr(&ev->b, process_name ? process_name : c ? c->comm : "unknown");
+    rc |= buf_json_cstr(&ev->b, name);
     rc |= buf_puts(&ev->b, ",\"processVer\":");
-    rc |= buf_json_cstr(&ev->b, process_ver ? process_ver : "unknown");
+    rc |= buf_json_cstr(&ev->b, ver);
     rc |= buf_puts(&ev->b, ",\"params\":{");
     if (rc) {
         free_event(ev);
@@ -366,7 +420,9 @@ static int add_key(struct polaris_event *ev, const char *key)
 {
     if (!ev || !key || ev->bad)
         return -1;
-    int rc = ev->first_param ? 0 : buf_putc(&ev->b, ',');
+    /* the key and any value but a string: strings make their own room */
+    int rc = ev_room_str(ev, key, 40);
+    rc |= ev->first_param ? 0 : buf_putc(&ev->b, ',');
     rc |= buf_json_cstr(&ev->b, key);
     rc |= buf_putc(&ev->b, ':');
     ev->first_param = false;
@@ -386,6 +442,8 @@ API int polaris_event_add_string(polaris_event_t *ev, const char *key, const cha
 {
     if (add_key(ev, key) < 0)
         return -1;
+    if (ev_room_str(ev, value, 0) < 0)
+        return done(ev, -1);
     return done(ev, value ? buf_json_cstr(&ev->b, value) : buf_puts(&ev->b, "null"));
 }
 
@@ -456,7 +514,7 @@ API int polaris_event_commit(polaris_event_t *ev)
 {
     if (!ev)
         return -1;
-    if (ev->bad || buf_puts(&ev->b, "}}") < 0 || ev->b.len > 4194304) {
+    if (ev->bad || ev_room(ev, 2) < 0 || buf_puts(&ev->b, "}}") < 0 || ev->b.len > 4194304) {
         free_event(ev);
         return -1;
     }
@@ -474,10 +532,10 @@ API int polaris_report_raw(const char *json, size_t len)
     uint64_t v;
     if (!id || id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, &v) < 0)
         return -1;
-    struct polaris_event *ev = calloc(1, sizeof *ev);
+    struct polaris_event *ev = new_event();
     if (!ev)
         return -2;
-    if (buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR) < 0 || buf_append(&ev->b, json, len) < 0) {
+    if (ev_room(ev, len + HDR) < 0 || buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR) < 0 || buf_append(&ev->b, json, len) < 0) {
         free_event(ev);
         return -2;
     }

@@ -108,6 +108,7 @@ describe("libpolaris_client", function()
       assert.are.equal(0.1, p.double)
       assert.is_true(p.yes)
       assert.is_false(p.no)
+      assert.are.equal(('"x\1'):rep(2000), p.long_text)
     end
     assert.is_truthy(f.payload:find('"long":-9223372036854775808', 1, true))
     assert.is_truthy(f.payload:find('"int":-2147483648', 1, true))

@@ -93,6 +93,11 @@ int main(int argc, char **argv)
         polaris_event_add_double(ev, "nan", 0.0 / 0.0);
         polaris_event_add_bool(ev, "yes", true);
         polaris_event_add_bool(ev, "no", false);
+        /* past the event's inline space: every escape of a long value kept */
+        static char lng[6001];
+        for (int i = 0; i < 6000; i++)
+            lng[i] = i % 3 == 0 ? '"' : i % 3 == 1 ? 'x' : '\001';
+        polaris_event_add_string(ev, "long_text", lng);
         polaris_event_add_string(NULL, "ignored", "x");   /* NULL handle: no-op */
         int rc = polaris_event_commit(ev);
         polaris_deinit();

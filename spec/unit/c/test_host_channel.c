@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,5 +165,27 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
           strcmp(t.last_error, "boom") == 0);
     envelope_free(e);
     envelope_free(d);
+    buf_free(&b);
+}
+
+TEST(buf_json_u64_matches_printf)
+{
+    struct buf b = BUF_INIT;
+    char want[32];
+    uint64_t v = 1;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t x = i < 200 ? (uint64_t)i : v;
+        v = v * 6364136223846793005ull + 1442695040888963407ull;
+        if (i % 7 == 0)
+            x >>= (unsigned)(i % 64);
+        buf_reset(&b);
+        REQUIRE(buf_json_u64(&b, x) == 0);
+        snprintf(want, sizeof want, "%llu", (unsigned long long)x);
+        CHECK(strcmp(b.p, want) == 0);
+    }
+    buf_reset(&b);
+    CHECK(buf_json_u64(&b, UINT64_MAX) == 0 && strcmp(b.p, "18446744073709551615") == 0);
+    buf_reset(&b);
+    CHECK(buf_json_i64(&b, INT64_MIN) == 0 && strcmp(b.p, "-9223372036854775808") == 0);
     buf_free(&b);
 }
