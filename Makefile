@@ -54,7 +54,7 @@ LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_
 RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c core/bind_sys.c
 HOST_SRCS := core/plugin_host_main.c core/host_registry.c core/host_confine.c $(RUNTIME_SRCS)
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
-               $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c \
+               $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c core/host_link.c \
                core/plugin_wait.c core/proc_monitor.c core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
@@ -201,9 +201,9 @@ SECONDS    ?= 10
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=gnu11 -D_GNU_SOURCE -Icore $(DEP_CFLAGS)
-FUZZ_TARGETS := lsp plp json manifest
+FUZZ_TARGETS := lsp plp json manifest host
 FUZZ_CORE := $(addprefix core/,buf.c rxbuf.c json_scan.c gzip_codec.c lsp_codec.c plp_codec.c \
-             event_stamp.c command_msg.c)
+             event_stamp.c command_msg.c lua_pack.c host_proto.c envelope.c)
 fuzz: deps
 	@tools/deps.sh fuzz
 	@mkdir -p build-fuzz
