@@ -373,7 +373,8 @@ describe("install layout", function()
       how, code, out = H.run({"systemd-analyze", "security", "--offline=true", check})
       assert.are.same({"exited", 0}, {how, code}, out)
       local score = tonumber(out:match("Overall exposure level for %S+: ([%d%.]+)"))
-      assert.is_true(score ~= nil and score <= 2.0, out)
+      -- 2.0 without CAP_SETUID/CAP_SETGID, which plugin hosts need (docs/operating.md)
+      assert.is_true(score ~= nil and score <= 2.4, out)
     else
       pending("systemd-analyze is not installed")
     end
