@@ -55,15 +55,29 @@ int ctl_cmd_plugins(const char *sock, int argc, char **argv)
     }
     static struct json_member v[1024];
     int n = plugin_list(&r, v, 1024);
-    printf("%-22s %-9s %-12s %9s %9s %8s %8s %6s  %s\n", "ID", "VERSION", "STATE", "MEM_KIB",
-           "CPU_MS", "EVENTS", "COMMANDS", "ERRORS", "LAST ERROR");
+    printf("%-22s %-9s %-12s %-18s %9s %9s %8s %8s %6s  %s\n", "ID", "VERSION", "STATE", "HOST",
+           "MEM_KIB", "CPU_MS", "EVENTS", "COMMANDS", "ERRORS", "LAST ERROR");
     for (int i = 0; i < n; i++) {
-        char id[64], ver[32], state[16], err[256];
+        char id[64], ver[32], state[16], err[256], iso[16], host[40] = "in-process";
         field(&v[i], "id", id, sizeof id);
         field(&v[i], "version", ver, sizeof ver);
         field(&v[i], "state", state, sizeof state);
         field(&v[i], "last_error", err, sizeof err);
-        printf("%-22s %-9s %-12s %9.1f %9.1f %8.0f %8.0f %6.0f  %s\n", id, ver, state,
+        field(&v[i], "isolation", iso, sizeof iso);
+        if (strcmp(iso, "process") == 0) {
+            /* pid and state of its plugin host, and how often it restarted */
+            char hs[16];
+            field(&v[i], "host_state", hs, sizeof hs);
+            double pid = ctl_num(v[i].val, v[i].val_len, "host_pid");
+            double restarts = ctl_num(v[i].val, v[i].val_len, "host_restarts");
+            if (pid > 0)
+                snprintf(host, sizeof host, "%.0f %s r%.0f", pid, hs, restarts);
+            else
+                snprintf(host, sizeof host, "%s r%.0f", hs, restarts);
+            if (strcmp(err, "-") == 0)
+                field(&v[i], "host_last_exit", err, sizeof err);
+        }
+        printf("%-22s %-9s %-12s %-18s %9.1f %9.1f %8.0f %8.0f %6.0f  %s\n", id, ver, state, host,
                ctl_num(v[i].val, v[i].val_len, "memory_bytes") / 1024.0,
                ctl_num(v[i].val, v[i].val_len, "cpu_ms"),
                ctl_num(v[i].val, v[i].val_len, "events"),
@@ -157,6 +171,8 @@ int ctl_cmd_metrics(const char *sock, int argc, char **argv)
         {"messages", "polaris_plugin_messages_total", "counter", "messages the plugin received"},
         {"errors", "polaris_plugin_errors_total", "counter", "callbacks that failed"},
         {"uptime_s", "polaris_plugin_uptime_seconds", "gauge", "seconds since the plugin was loaded"},
+        {"host_restarts", "polaris_plugin_host_restarts", "gauge",
+         "restarts in a row of the plugin's host (isolation \"process\"; 0 in process)"},
     };
     metric_head("polaris_plugin_up", "gauge", "1 when the plugin is Active, else 0 (label state says why)");
     for (int i = 0; i < n; i++) {

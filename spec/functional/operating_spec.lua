@@ -31,13 +31,22 @@ describe("polarisctl against a running daemon", function()
   it("plugins prints one line per plugin with its state and numbers", function()
     local d = H.start_daemon({plugins = {
       broken = {lua = "error('broken on purpose')", manifest = {plugin_type = "Strategy"}},
+      apart = {lua = "polaris.on_event(1, function() end)",
+               manifest = {plugin_type = "Strategy", isolation = "process"}},
     }})
     local code, out = ctl(d, "plugins")
     assert.are.equal(0, code, out)
     local l = lines(out)
-    assert.is_truthy(l[1]:match("^ID%s+VERSION%s+STATE%s+MEM_KIB%s+CPU_MS%s+EVENTS%s+COMMANDS%s+ERRORS%s+LAST ERROR"))
-    assert.is_truthy(out:match("\nping%s+1%.0%.0%s+Active%s+%d+%.%d"))
+    assert.is_truthy(l[1]:match("^ID%s+VERSION%s+STATE%s+HOST%s+MEM_KIB%s+CPU_MS%s+EVENTS%s+COMMANDS%s+ERRORS%s+LAST ERROR"))
+    assert.is_truthy(out:match("\nping%s+1%.0%.0%s+Active%s+in%-process%s+%d+%.%d"))
     assert.is_truthy(out:match("\nbroken%s+1%.0%.0%s+Error%s.-broken on purpose"), out)
+    -- an isolated plugin: its host's pid, state and restarts
+    local pid = ("%d"):format(H.plugin_by_id(d:status(), "apart").host_pid)
+    assert.is_truthy(out:match("\napart%s+1%.0%.0%s+Active%s+" .. pid .. " up r0%s"), out)
+    H.ptest.kill(pid, "KILL")
+    H.wait_for("the restart", function() return H.plugin_by_id(d:status(), "apart").host_restarts == 1 end)
+    code, out = ctl(d, "plugins")
+    assert.is_truthy(out:match("\napart%s+.- r1%s.-killed by SIGKILL"), out)
     H.stop_ok(d)
   end)
 
