@@ -165,7 +165,9 @@ void host_link_post(struct plugin *p, struct envelope *e)
         if (h->m->loop)
             ev_async_send(h->m->loop, &h->m->wake);
     }
-    if (h->st == H_STARTING) {
+    if (h->st == H_STARTING || (h->st == H_STOPPING && h->idle_stop)) {
+        /* an idle host on its way out takes nothing new: it is started
+         * again when it has gone, and this goes to the new one */
         envlist_push(&h->pending, e);
         pthread_mutex_unlock(&h->mu);
         return;
@@ -310,7 +312,9 @@ bool host_link_violation(struct plugin_host *h, const char *what)
 {
     log_error("plugin %s: plugin host %d broke the channel protocol (%s); ending it",
               h->p->id, (int)h->pid, what);
+    pthread_mutex_lock(&h->mu);
     snprintf(h->last_exit, sizeof h->last_exit, "protocol violation: %s", what);
+    pthread_mutex_unlock(&h->mu);
     STAT_INC(plugin_hosts_violations);
     if (h->pid > 0)
         kill(h->pid, SIGKILL);

@@ -411,7 +411,9 @@ static void start_async(struct plugin_host *h)
     struct plugin *p = h->p;
     if (spawn(h, err, sizeof err) < 0 || await_ready(h, err, sizeof err) < 0) {
         log_error("plugin %s: %s", p->id, err);
+        pthread_mutex_lock(&h->mu);
         snprintf(h->last_exit, sizeof h->last_exit, "%.95s", err);
+        pthread_mutex_unlock(&h->mu);
         if (h->pid > 0)
             kill(h->pid, SIGKILL);  /* on_child ends it and counts the restart */
         else
@@ -575,21 +577,26 @@ static void host_died(struct plugin_host *h, const char *why)
     plugin_set_error(p, "%s", reason);
     STAT_INC(plugin_hosts_deaths);
     struct plugin_hosts *m = h->m;
+    pthread_mutex_lock(&h->mu);    /* status reads these from another thread */
     if (h->up_since_ns && mono_ns() - h->up_since_ns > 60ull * 1000000000u)
         h->restarts = 0;           /* it ran a good while: a fresh run of bad luck */
+    bool give_up = h->restarts >= m->restart_max;
+    if (!give_up)
+        h->restarts++;
+    pthread_mutex_unlock(&h->mu);
     h->up_since_ns = 0;
     release_pending(h, false, reason);
-    if (h->restarts >= m->restart_max) {
+    if (give_up) {
         log_error("plugin %s: %s; restarted %u times in a row, not again until the next reload "
                   "(plugins.host_restart_max)", p->id, reason, h->restarts);
         plugin_set_error(p, "%s; not restarted after %u restarts (plugins.host_restart_max)", reason,
                          h->restarts);
         return;
     }
-    double delay = m->backoff_ms / 1000.0 * (double)(1u << (h->restarts < 16 ? h->restarts : 16));
+    unsigned doubling = h->restarts - 1 < 16 ? h->restarts - 1 : 16;   /* restarts >= 1 here */
+    double delay = m->backoff_ms / 1000.0 * (double)(1u << doubling);
     if (delay > 30)
         delay = 30;
-    h->restarts++;
     log_warn("plugin %s: %s; restart %u of %u in %.0f ms", p->id, reason, h->restarts, m->restart_max,
              delay * 1000);
     if (m->loop) {
@@ -612,8 +619,10 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
     }
     bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0 && h->st == H_STOPPING;
+    pthread_mutex_lock(&h->mu);
     if (strncmp(h->last_exit, "protocol", 8) != 0 || h->st != H_UP)
         snprintf(h->last_exit, sizeof h->last_exit, "%s", why);
+    pthread_mutex_unlock(&h->mu);
     if (h->fd >= 0 && (h->st == H_UP || h->st == H_STOPPING)) {
         /* what it said before it died counts: its last results go on */
         fcntl(h->fd, F_SETFL, fcntl(h->fd, F_GETFL) | O_NONBLOCK);

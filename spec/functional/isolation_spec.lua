@@ -236,7 +236,8 @@ describe("a plugin out of process", function()
 
   it("is stopped when idle and started again on demand", function()
     local d = H.start_daemon({plugins = {
-      lazy = {lua = [[polaris.command("lazy", function() return 0, "awake" end)]],
+      lazy = {lua = [[polaris.command("lazy", function() return 0, "awake" end)
+                      polaris.on_event(9001, function(ev) ev.params.lazy = true; return ev end)]],
               manifest = {plugin_type = "Command", isolation = "process"}},
       ticking = {lua = [[polaris.every(100000, function() end)]],
                  manifest = {plugin_type = "Monitor", isolation = "process"}},
@@ -247,6 +248,13 @@ describe("a plugin out of process", function()
     assert.are.equal("Active", st.state)
     assert.are.equal(-1, st.host_pid)
     assert.are.equal("up", plugin(d, "ticking").host_state)     -- a timer keeps it
+    -- an event wakes it too, and goes through it, not around it
+    local g = H.guest_connected(d)
+    H.app(d):send_event(H.event(9001))
+    local ev = g:event()
+    assert.is_true(ev.params.lazy)
+    assert.is_nil(ev.strategyError)
+    H.wait_for("the idle host to stop again", function() return plugin(d, "lazy").host_state == "idle" end, 10000)
     local r = H.app(d):call("host", "lazy", {})
     assert.are.equal("awake", r.msg)
     st = plugin(d, "lazy")
