@@ -40,13 +40,17 @@ enum field { F_OTHER, F_EVENT_ID, F_TIMESTAMP, F_PID, F_UID, F_CLAIMED_PID, F_PA
 
 static enum field classify(const struct json_member *m)
 {
-    static const char *names[F_COUNT] = {
-        NULL, "eventId", "timestamp", "pid", "uid", "claimedPid", "params",
-        "processName", "processVer", "logf",
+    static const struct { const char *name; size_t len; } names[F_COUNT] = {
+        {NULL, 0}, {"eventId", 7}, {"timestamp", 9}, {"pid", 3}, {"uid", 3}, {"claimedPid", 10},
+        {"params", 6}, {"processName", 11}, {"processVer", 10}, {"logf", 4},
     };
-    for (int f = 1; f < F_COUNT; f++)
-        if (json_key_is(m, names[f]))
+    for (int f = 1; f < F_COUNT; f++) {
+        /* a plain key of another length cannot match: skip the compare */
+        if (!m->key_escaped && m->key_len != names[f].len)
+            continue;
+        if (json_key_is(m, names[f].name))
             return (enum field)f;
+    }
     return F_OTHER;
 }
 

@@ -24,7 +24,9 @@
 
 static int limit(int what, rlim_t v, const char *name, char *err, size_t errlen)
 {
-    struct rlimit rl = {v, v};
+    /* CPU: SIGXCPU at the soft limit (a death with a name), SIGKILL a
+     * second later if it is caught or ignored */
+    struct rlimit rl = {v, what == RLIMIT_CPU ? v + 1 : v};
     if (setrlimit(what, &rl) < 0) {
         snprintf(err, errlen, "setrlimit(%s): %s", name, strerror(errno));
         return -1;

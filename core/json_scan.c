@@ -10,6 +10,9 @@
 #include "json_scan.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct scanner {
     const char *s;
@@ -55,33 +58,53 @@ static int read_hex4(const char *p, uint32_t *cp)
     return 0;
 }
 
+/* Strings are most of an event's bytes. 16 at a time are skipped while
+ * none is a quote, a backslash, a control character or non-ASCII (one
+ * signed compare catches the last two: both are below 0x20 as int8). */
 static int scan_string(struct scanner *sc)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
-    sc->i++;                                     /* opening quote */
-    while (sc->i < sc->n) {
-        unsigned char c = u[sc->i];
+    size_t i = sc->i + 1, n = sc->n;            /* past the opening quote */
+    for (;;) {
+#ifdef __SSE2__
+        while (i + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
+            __m128i special = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+            int mask = _mm_movemask_epi8(special);
+            if (mask) {
+                i += (size_t)__builtin_ctz((unsigned)mask);
+                break;
+            }
+            i += 16;
+        }
+#endif
+        if (i >= n)
+            break;
+        unsigned char c = u[i];
         if (c == '"') {
-            sc->i++;
+            sc->i = i + 1;
             return 0;
         }
+        sc->i = i;                               /* where a failure is reported */
         if (c < 0x20)
             return fail(sc, "control character in string");
         if (c == '\\') {
-            if (sc->i + 1 >= sc->n)
+            if (i + 1 >= n)
                 return fail(sc, "unterminated string");
-            char e = sc->s[sc->i + 1];
+            char e = sc->s[i + 1];
             if (e == 'u') {
                 uint32_t cp;
-                if (sc->i + 6 > sc->n || read_hex4(sc->s + sc->i + 2, &cp) < 0)
+                if (i + 6 > n || read_hex4(sc->s + i + 2, &cp) < 0)
                     return fail(sc, "bad \\u escape");
-                sc->i += 6;
+                i += 6;
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     uint32_t lo;
-                    if (sc->i + 6 > sc->n || sc->s[sc->i] != '\\' || sc->s[sc->i + 1] != 'u' ||
-                        read_hex4(sc->s + sc->i + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+                    if (i + 6 > n || sc->s[i] != '\\' || sc->s[i + 1] != 'u' ||
+                        read_hex4(sc->s + i + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
                         return fail(sc, "unpaired surrogate in \\u escape");
-                    sc->i += 6;
+                    i += 6;
                 } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                     return fail(sc, "unpaired surrogate in \\u escape");
                 }
@@ -89,11 +112,11 @@ static int scan_string(struct scanner *sc)
             }
             if (!strchr("\"\\/bfnrt", e) || e == '\0')
                 return fail(sc, "bad escape in string");
-            sc->i += 2;
+            i += 2;
             continue;
         }
         if (c < 0x80) {
-            sc->i++;
+            i++;
             continue;
         }
         /* strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF */
@@ -103,18 +126,19 @@ static int scan_string(struct scanner *sc)
         else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
         else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
         else return fail(sc, "invalid UTF-8 in string");
-        if (sc->i + len > sc->n)
+        if (i + len > n)
             return fail(sc, "invalid UTF-8 in string");
         for (size_t k = 1; k < len; k++) {
-            if ((u[sc->i + k] & 0xC0) != 0x80)
+            if ((u[i + k] & 0xC0) != 0x80)
                 return fail(sc, "invalid UTF-8 in string");
-            cp = (cp << 6) | (u[sc->i + k] & 0x3F);
+            cp = (cp << 6) | (u[i + k] & 0x3F);
         }
         if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
             (cp >= 0xD800 && cp <= 0xDFFF))
             return fail(sc, "invalid UTF-8 in string");
-        sc->i += len;
+        i += len;
     }
+    sc->i = i;
     return fail(sc, "unterminated string");
 }
 

@@ -264,6 +264,25 @@ describe("a plugin out of process", function()
     H.stop_ok(d)
   end)
 
+  it("bounds a C-level call the instruction budget cannot stop (RLIMIT_CPU)", function()
+    -- a pattern that backtracks for ages inside one string.find: no VM
+    -- instruction runs, so in process it would hold a worker until done
+    local d = H.start_daemon({plugins = {
+      spin = {lua = [[polaris.command("spin", function()
+                        return 0, "done", {string.rep("a", 200000):find(".-.-.-.-.-.-.-b")} end)
+                      polaris.command("alive", function() return 0, "yes" end)]],
+              manifest = {plugin_type = "Command", isolation = "process"}},
+    }, config = {plugins = {host_cpu_s = 1, host_restart_backoff_ms = 10}}})
+    local app = H.app(d)
+    local r = app:call("host", "spin", {}, 30000, 30000)
+    assert.are.equal(-6, r.code)
+    assert.is_truthy(r.msg:find("killed by SIGXCPU", 1, true), r.msg)
+    H.wait_for("the host to come back", function() return plugin(d, "spin").host_state == "up" end)
+    assert.are.equal("yes", app:call("host", "alive", {}).msg)
+    assert.are.equal(0, app:call("host", "ping", {}).code)          -- the daemon never noticed
+    H.stop_ok(d)
+  end)
+
   it("is confined: no files, no sockets, no exec, no privileges", function()
     local how, code, out = H.run({HOST, "--confinement-test"})
     assert.are.equal("exited", how, out)
