@@ -5,6 +5,7 @@
  * results, synthetic events) but never needs a DOM to do it. */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,46 @@ void buf_consume(struct buf *b, size_t n)
     }
     if (b->p)
         b->p[b->len] = '\0';
+}
+
+int buf_read_file(struct buf *b, const char *path, size_t max, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t start = b->len;
+    int rc = 0;
+    for (size_t got;;) {
+        if (buf_reserve(b, 65536) < 0) {
+            errno = ENOMEM;
+            rc = -1;
+            break;
+        }
+        got = fread(b->p + b->len, 1, 65536, f);
+        b->len += got;
+        if (b->len - start > max) {
+            errno = EFBIG;
+            rc = -1;
+            break;
+        }
+        if (got < 65536) {
+            if (ferror(f))
+                rc = -1;
+            break;
+        }
+    }
+    int e = errno;
+    fclose(f);
+    if (rc < 0) {
+        b->len = start;
+        snprintf(err, errlen, "%s: %s", path, e == EFBIG ? "larger than the limit" : strerror(e));
+        errno = e;
+    }
+    if (b->p)
+        b->p[b->len] = '\0';
+    return rc;
 }
 
 void buf_reset(struct buf *b)

@@ -38,6 +38,10 @@ int  buf_puts(struct buf *b, const char *s);
 int  buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void buf_consume(struct buf *b, size_t n);  /* drop n bytes from the front */
+/* Appends the whole file at path, refusing one larger than max bytes.
+ * 0, or -1 with err ("PATH: reason") and errno set; nothing is appended
+ * on failure. */
+int  buf_read_file(struct buf *b, const char *path, size_t max, char *err, size_t errlen);
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 

@@ -132,38 +132,18 @@ bool plugin_has_command(const struct plugin *p, const char *name)
     return false;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-    fclose(f);
-    if (!buf || n > MAX_FILE) {
-        snprintf(err, errlen, "%s: %s", path, buf ? "larger than 1 MiB" : "out of memory");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 int plugin_load(struct plugin *p)
 {
     char err[512];
-    size_t len;
-    char *code = read_file(p->file, &len, err, sizeof err);
-    if (!code) {
+    struct buf code = BUF_INIT;
+    if (buf_read_file(&code, p->file, MAX_FILE, err, sizeof err) < 0) {
+        buf_free(&code);
         plugin_set_error(p, "%s", err);
         atomic_store(&p->state, PLUGIN_ERROR);
         return -1;
     }
-    int rc = plugin_load_code(p, code, len);
-    free(code);
+    int rc = plugin_load_code(p, code.p ? code.p : "", code.len);
+    buf_free(&code);
     return rc;
 }
 

@@ -113,24 +113,6 @@ void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg)
 }
 /* ---- starting ---- */
 
-static int read_code(const char *path, struct buf *out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char tmp[8192];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        if (buf_append(out, tmp, n) < 0 || out->len > (1u << 20)) {
-            snprintf(err, errlen, "%s: larger than 1 MiB", path);
-            rc = -1;
-        }
-    fclose(f);
-    return rc;
-}
 static void set_int(lua_State *L, const char *k, lua_Integer v)
 {
     lua_pushinteger(L, v);
@@ -150,7 +132,7 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     lua_State *L = p->sb.L;
     struct buf code = BUF_INIT, cfg = BUF_INIT, body = BUF_INIT;
     int rc = -1;
-    if (read_code(p->file, &code, err, errlen) < 0)
+    if (buf_read_file(&code, p->file, 1u << 20, err, errlen) < 0)
         goto out;
     registry_push_config(p->reg, p->id, L);
     rc = lua_pack(L, -1, 1, &cfg, err, errlen);
@@ -498,6 +480,19 @@ fail:
 }
 /* ---- supervision (core loop) ---- */
 
+/* Watchers stopped and the channel closed (the host sees its end). */
+static void release_io(struct plugin_host *h)
+{
+    host_link_unwatch(h);
+    if (h->m->loop) {
+        ev_timer_stop(h->m->loop, &h->timer);
+        ev_child_stop(h->m->loop, &h->child);
+    }
+    if (h->fd >= 0)
+        close(h->fd);
+    h->fd = -1;
+}
+
 static void host_free(struct plugin_host *h)
 {
     struct plugin_hosts *m = h->m;
@@ -508,13 +503,7 @@ static void host_free(struct plugin_host *h)
             break;
         }
     pthread_mutex_unlock(&m->mu);
-    host_link_unwatch(h);
-    if (m->loop) {
-        ev_timer_stop(m->loop, &h->timer);
-        ev_child_stop(m->loop, &h->child);
-    }
-    if (h->fd >= 0)
-        close(h->fd);
+    release_io(h);
     buf_free(&h->tx);
     buf_free(&h->init);
     rxbuf_free(&h->rx);
@@ -762,16 +751,8 @@ void plugin_hosts_free(struct plugin_hosts *m)
     if (!m)
         return;
     /* a closed channel is the host's signal to run stop() and exit */
-    for (struct plugin_host *h = m->hosts; h; h = h->next) {
-        host_link_unwatch(h);
-        if (m->loop) {
-            ev_timer_stop(m->loop, &h->timer);
-            ev_child_stop(m->loop, &h->child);
-        }
-        if (h->fd >= 0)
-            close(h->fd);
-        h->fd = -1;
-    }
+    for (struct plugin_host *h = m->hosts; h; h = h->next)
+        release_io(h);
     uint64_t deadline = mono_ns() + 2000000000u;
     for (struct plugin_host *h = m->hosts; h; h = h->next) {
         while (h->pid > 0) {

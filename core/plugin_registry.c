@@ -464,25 +464,7 @@ int registry_module_source(struct plugin_registry *r, const char *name, struct b
         path[n++] = name[i] == '.' ? '/' : name[i];
     snprintf(path + n, sizeof path - (size_t)n, ".lua");
     snprintf(chunk, chunklen, "@%s", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char tmp[8192];
-    size_t got;
-    int rc = 0;
-    while (rc == 0 && (got = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        rc = buf_append(out, tmp, got);
-        if (out->len > (1u << 20)) {
-            snprintf(err, errlen, "%s: larger than 1 MiB", path);
-            rc = -1;
-        } else if (rc < 0) {
-            snprintf(err, errlen, "out of memory");
-        }
-    }
-    fclose(f);
-    return rc;
+    return buf_read_file(out, path, 1u << 20, err, errlen);
 }
 
 /* ---- status ---- */

@@ -11,6 +11,7 @@
  *
  * Uses: libsodium (Ed25519, BLAKE2b). */
 #include "plugin_trust.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -57,38 +58,6 @@ int trust_check_modes(const char *file, char *why, size_t cap)
     return check_one(dirname(real), true, why, cap);
 }
 
-static int read_file(const char *path, unsigned char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 65536, n = 0;
-    unsigned char *p = malloc(cap);
-    for (size_t r; p && (r = fread(p + n, 1, cap - n, f)) > 0;) {
-        n += r;
-        if (n == cap) {
-            unsigned char *q = cap < (64u << 20) ? realloc(p, cap * 2) : NULL;
-            if (!q) {
-                free(p);
-                p = NULL;
-                errno = EFBIG;
-                break;
-            }
-            p = q;
-            cap *= 2;
-        }
-    }
-    int e = errno;
-    fclose(f);
-    if (!p) {
-        errno = e ? e : ENOMEM;
-        return -1;
-    }
-    *data = p;
-    *len = n;
-    return 0;
-}
-
 static void absorb(crypto_generichash_state *st, const unsigned char *p, size_t n)
 {
     unsigned char len[8];
@@ -110,14 +79,13 @@ int trust_digest(const char *manifest, const char *lua, unsigned char out[TRUST_
     crypto_generichash_update(&st, (const unsigned char *)DOMAIN, sizeof DOMAIN);
     const char *files[] = {manifest, lua};
     for (int i = 0; i < 2; i++) {
-        unsigned char *data;
-        size_t len;
-        if (read_file(files[i], &data, &len) < 0) {
-            snprintf(why, cap, "%s: %s", files[i], strerror(errno));
+        struct buf data = BUF_INIT;
+        if (buf_read_file(&data, files[i], 64u << 20, why, cap) < 0) {
+            buf_free(&data);
             return -1;
         }
-        absorb(&st, data, len);
-        free(data);
+        absorb(&st, (const unsigned char *)(data.p ? data.p : ""), data.len);
+        buf_free(&data);
     }
     crypto_generichash_final(&st, out, TRUST_DIGEST_LEN);
     return 0;

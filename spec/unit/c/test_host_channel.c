@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int unpack_protected(lua_State *L)
 {
@@ -187,5 +188,28 @@ TEST(buf_json_u64_matches_printf)
     CHECK(buf_json_u64(&b, UINT64_MAX) == 0 && strcmp(b.p, "18446744073709551615") == 0);
     buf_reset(&b);
     CHECK(buf_json_i64(&b, INT64_MIN) == 0 && strcmp(b.p, "-9223372036854775808") == 0);
+    buf_free(&b);
+}
+
+TEST(buf_read_file_reads_whole_files_and_refuses_big_ones)
+{
+    char path[] = "/tmp/polaris-buf-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    static char big[200000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    REQUIRE(write(fd, big, sizeof big) == (ssize_t)sizeof big);
+    close(fd);
+    struct buf b = BUF_INIT;
+    char err[256];
+    buf_puts(&b, "x");
+    CHECK(buf_read_file(&b, path, sizeof big, err, sizeof err) == 0);
+    CHECK(b.len == sizeof big + 1 && memcmp(b.p + 1, big, sizeof big) == 0 && b.p[b.len] == '\0');
+    buf_reset(&b);
+    CHECK(buf_read_file(&b, path, sizeof big - 1, err, sizeof err) < 0 && strstr(err, "larger than"));
+    CHECK(b.len == 0);
+    unlink(path);
+    CHECK(buf_read_file(&b, path, 10, err, sizeof err) < 0 && strstr(err, "No such file"));
     buf_free(&b);
 }
