@@ -1,13 +1,16 @@
 /* polaris_client.c - libpolaris_client: report events to polarisd without
  * ever blocking or crashing the caller (DESIGN 6).
  *
- * An event is built in its own buffer (LSP header reserved in front) and, at
- * commit, linked into a bounded queue as is: no copy. One sender thread per
- * process takes up to BATCH frames and writes them with one writev() on a
- * non-blocking socket, reconnecting with backoff. The caller's only
- * synchronisation is one short mutex section; a full queue, an absent or a
- * stalled daemon means the event is dropped and counted, and the count is
- * sent as event 1000002 once the daemon is reachable again.
+ * The caller's thread only records: polaris_event_create and the adds copy
+ * their arguments, tagged, into the event's own buffer (inline up to
+ * EV_INLINE bytes, one allocation), and commit links the event into a
+ * bounded queue under one short mutex section. One sender thread per
+ * process turns each event into its JSON frame (escaping, number
+ * formatting: the work a caller would otherwise pay for), writes a batch
+ * with one sendmsg() on a non-blocking socket, and reconnects with backoff.
+ * A full queue, an absent or a stalled daemon means the event is dropped
+ * and counted, and the count is sent as event 1000002 once the daemon is
+ * reachable again.
  *
  * fork: a child must not touch a lock another thread of the parent may have
  * held at fork time, so the atfork child handler only forgets the parent's
@@ -46,11 +49,22 @@
 #define IDLE_MS          20       /* ...and sleeps until signalled after this */
 
 #define EV_INLINE 448             /* most events fit: one allocation each */
+#define EV_MAX    4194304         /* an event's JSON, as the daemon accepts it */
 
+/* Parameter tags in an event's record. */
+enum { P_STRING = 1, P_NULL, P_INT, P_DOUBLE, P_BOOL };
+
+/* An event as the caller built it: eventId, timestamp and pid, then its
+ * record: processName and processVer (u32 length + bytes each), then per
+ * parameter u8 tag | u32 key length | key | value (u32 length + bytes for a
+ * string, 8 bytes for a number, 1 for a bool). A raw event (report_raw)
+ * holds its JSON text instead. */
 struct polaris_event {
     struct polaris_event *next;   /* queue link once committed */
-    struct buf b;                 /* LSP header + JSON; b.p is inl until it outgrows it */
-    bool first_param;
+    uint64_t event_id;
+    int64_t ts_ms;
+    struct buf b;                 /* the record; b.p is inl until it outgrows it */
+    bool raw;
     bool bad;
     char inl[];
 };
@@ -125,38 +139,49 @@ static struct polaris_event *new_event(void)
     ev->b.p = ev->inl;
     ev->b.len = 0;
     ev->b.cap = EV_INLINE;
-    ev->inl[0] = '\0';
-    ev->first_param = false;
+    ev->raw = false;
     ev->bad = false;
     return ev;
 }
 
-/* Room for n more bytes; the first time the inline space is not enough the
- * text moves to the heap, where buf's own growth takes over. */
-static int ev_room(struct polaris_event *ev, size_t n)
+/* Appends to the record; the first time the inline space is not enough it
+ * moves to the heap, where buf's own growth takes over. */
+static int rec_put(struct polaris_event *ev, const void *data, size_t n)
 {
-    if (ev->b.p != ev->inl || ev->b.cap - ev->b.len > n)
-        return 0;
-    size_t cap = EV_INLINE * 2;
-    while (cap <= ev->b.len + n) {
-        if (cap > (SIZE_MAX >> 2))
+    if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n) {
+        if (ev->b.len + n > EV_MAX)
             return -1;
-        cap *= 2;
+        size_t cap = EV_INLINE * 2;
+        while (cap <= ev->b.len + n)
+            cap *= 2;
+        char *h = malloc(cap);
+        if (!h)
+            return -1;
+        memcpy(h, ev->inl, ev->b.len);
+        ev->b.p = h;
+        ev->b.cap = cap;
     }
-    char *h = malloc(cap);
-    if (!h)
-        return -1;
-    memcpy(h, ev->inl, ev->b.len + 1);
-    ev->b.p = h;
-    ev->b.cap = cap;
-    return 0;
+    return buf_append(&ev->b, data, n);
 }
 
-/* Room for a JSON string of s (each byte escapes to at most 6). */
-static int ev_room_str(struct polaris_event *ev, const char *s, size_t extra)
+static int rec_str(struct polaris_event *ev, const char *s)
 {
-    size_t n = s ? strlen(s) : 4;
-    return n > (SIZE_MAX - 64) / 6 ? -1 : ev_room(ev, 6 * n + 2 + extra);
+    size_t n = strlen(s);
+    if (n > EV_MAX)
+        return -1;
+    uint32_t l = (uint32_t)n;
+    return rec_put(ev, &l, 4) | rec_put(ev, s, n);
+}
+
+/* Reads a length-prefixed string back out of a record at *at. */
+static const char *rec_take_str(const struct polaris_event *ev, size_t *at, size_t *len)
+{
+    uint32_t l;
+    memcpy(&l, ev->b.p + *at, 4);
+    *len = l;
+    const char *s = ev->b.p + *at + 4;
+    *at += 4 + (size_t)l;
+    return s;
 }
 
 /* ---- the sender thread ---- */
@@ -207,10 +232,11 @@ static int write_all(int fd, struct iovec *iov, int n, long long deadline)
     return 0;
 }
 
-static void put_header(struct buf *b, uint32_t req_id)
+/* The LSP header of the frame that starts at b->p + at and ends at b->len. */
+static void put_header(struct buf *b, size_t at, uint32_t req_id)
 {
-    uint32_t total = (uint32_t)b->len;
-    unsigned char *h = (unsigned char *)b->p;
+    uint32_t total = (uint32_t)(b->len - at);
+    unsigned char *h = (unsigned char *)b->p + at;
     h[0] = (unsigned char)total; h[1] = (unsigned char)(total >> 8);
     h[2] = (unsigned char)(total >> 16); h[3] = (unsigned char)(total >> 24);
     h[4] = 0x01; h[5] = 0; h[6] = 0; h[7] = 0;         /* EVENT_REPORT */
@@ -218,22 +244,89 @@ static void put_header(struct buf *b, uint32_t req_id)
     h[10] = (unsigned char)(req_id >> 16); h[11] = (unsigned char)(req_id >> 24);
 }
 
+/* The event's frame (LSP header and JSON) appended to w. -1 (w as it was)
+ * when it would be larger than the daemon accepts, or without memory. */
+static int encode(const struct client *c, const struct polaris_event *ev, struct buf *w)
+{
+    size_t at = w->len;
+    int rc = buf_append(w, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
+    if (ev->raw) {
+        rc |= buf_append(w, ev->b.p, ev->b.len);
+    } else {
+        rc |= buf_append(w, "{\"eventId\":", 11);
+        rc |= buf_json_u64(w, ev->event_id);
+        rc |= buf_append(w, ",\"timestamp\":", 13);
+        rc |= buf_json_i64(w, ev->ts_ms);
+        rc |= buf_append(w, ",\"pid\":", 7);
+        rc |= buf_json_i64(w, c->pid);
+        size_t i = 0, n;
+        const char *s = rec_take_str(ev, &i, &n);
+        rc |= buf_append(w, ",\"processName\":", 15);
+        rc |= buf_json_str(w, s, n);
+        s = rec_take_str(ev, &i, &n);
+        rc |= buf_append(w, ",\"processVer\":", 14);
+        rc |= buf_json_str(w, s, n);
+        rc |= buf_append(w, ",\"params\":{", 11);
+        for (bool first = true; i < ev->b.len; first = false) {
+            unsigned char tag = (unsigned char)ev->b.p[i++];
+            s = rec_take_str(ev, &i, &n);
+            if (!first)
+                rc |= buf_putc(w, ',');
+            rc |= buf_json_str(w, s, n);
+            rc |= buf_putc(w, ':');
+            int64_t iv;
+            double dv;
+            switch (tag) {
+            case P_STRING:
+                s = rec_take_str(ev, &i, &n);
+                rc |= buf_json_str(w, s, n);
+                break;
+            case P_NULL:
+                rc |= buf_append(w, "null", 4);
+                break;
+            case P_INT:
+                memcpy(&iv, ev->b.p + i, 8);
+                i += 8;
+                rc |= buf_json_i64(w, iv);
+                break;
+            case P_DOUBLE:
+                memcpy(&dv, ev->b.p + i, 8);
+                i += 8;
+                rc |= buf_json_double(w, dv);
+                break;
+            default: {
+                bool t = ev->b.p[i++] != 0;
+                rc |= buf_append(w, t ? "true" : "false", t ? 4 : 5);
+                break;
+            }
+            }
+        }
+        rc |= buf_append(w, "}}", 2);
+    }
+    if (rc || w->len - at > EV_MAX) {
+        w->len = at;
+        return -1;
+    }
+    put_header(w, at, 0);
+    return 0;
+}
+
 static struct polaris_event *drop_notice(struct client *c, uint64_t dropped)
 {
     struct polaris_event *ev = new_event();
     if (!ev)
         return NULL;
-    if (ev_room_str(ev, c->comm, 400) < 0) {
+    ev->event_id = EV_SDK_DROPPED;
+    ev->ts_ms = now_ms(CLOCK_REALTIME);
+    int64_t n = (int64_t)dropped;
+    unsigned char t_int = P_INT, t_str = P_STRING;
+    int rc = rec_str(ev, c->comm) | rec_str(ev, "libpolaris_client");
+    rc |= rec_put(ev, &t_int, 1) | rec_str(ev, "dropped") | rec_put(ev, &n, 8);
+    rc |= rec_put(ev, &t_str, 1) | rec_str(ev, "reason") | rec_str(ev, "queue full or daemon unreachable");
+    if (rc) {
         free_event(ev);
         return NULL;
     }
-    buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
-    buf_printf(&ev->b, "{\"eventId\":%llu,\"timestamp\":%lld,\"pid\":%d,\"processName\":",
-               EV_SDK_DROPPED, now_ms(CLOCK_REALTIME), (int)c->pid);
-    buf_json_cstr(&ev->b, c->comm);
-    buf_printf(&ev->b, ",\"processVer\":\"libpolaris_client\",\"params\":{\"dropped\":%llu,"
-               "\"reason\":\"queue full or daemon unreachable\"}}", (unsigned long long)dropped);
-    put_header(&ev->b, 0);
     return ev;
 }
 
@@ -243,6 +336,7 @@ static void *sender_main(void *arg)
     int fd = -1;
     long long backoff = BACKOFF_MIN_MS;
     struct polaris_event *batch = NULL;     /* taken from the queue, not yet sent */
+    struct buf wire = BUF_INIT;             /* the batch's frames */
     long long last_work = now_ms(CLOCK_MONOTONIC);
     for (;;) {
         pthread_mutex_lock(&c->mu);
@@ -304,15 +398,20 @@ static void *sender_main(void *arg)
             }
             backoff = BACKOFF_MIN_MS;
         }
-        struct iovec iov[BATCH + 1];
-        int n = 0;
-        for (struct polaris_event *ev = batch; ev && n < BATCH + 1; ev = ev->next) {
-            iov[n].iov_base = ev->b.p;
-            iov[n].iov_len = ev->b.len;
-            n++;
+        /* the JSON is made here, off the callers' threads */
+        buf_reset(&wire);
+        uint64_t unsendable = 0;
+        for (struct polaris_event *ev = batch; ev; ev = ev->next)
+            if (encode(c, ev, &wire) < 0)
+                unsendable++;
+        if (unsendable) {
+            pthread_mutex_lock(&c->mu);
+            c->dropped += unsendable;     /* reported with the next batch */
+            pthread_mutex_unlock(&c->mu);
         }
+        struct iovec iov = {wire.p, wire.len};
         long long wdl = stopping ? deadline : now + 2000;
-        if (write_all(fd, iov, n, wdl) < 0) {
+        if (wire.len && write_all(fd, &iov, 1, wdl) < 0) {
             close(fd);              /* the whole batch goes again on a new connection */
             fd = -1;
             continue;
@@ -330,6 +429,7 @@ static void *sender_main(void *arg)
     }
     if (fd >= 0)
         close(fd);
+    buf_free(&wire);
     return NULL;
 }
 
@@ -391,44 +491,27 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
     struct polaris_event *ev = new_event();
     if (!ev)
         return NULL;
-    struct client *c = get_client();         /* the pid and comm, cached per process */
-    const char *name = process_name ? process_name : c ? c->comm : "unknown";
-    const char *ver = process_ver ? process_ver : "unknown";
-    size_t nl = strlen(name), vl = strlen(ver);
-    int rc = nl + vl > 65536 ? -1 : ev_room(ev, 6 * (nl + vl) + 160);
-    rc |= buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
-    rc |= buf_puts(&ev->b, "{\"eventId\":");
-    rc |= buf_json_u64(&ev->b, event_id);
-    rc |= buf_puts(&ev->b, ",\"timestamp\":");
-    rc |= buf_json_i64(&ev->b, now_ms(CLOCK_REALTIME));
-    rc |= buf_puts(&ev->b, ",\"pid\":");
-    rc |= buf_json_i64(&ev->b, c ? c->pid : getpid());
-    rc |= buf_puts(&ev->b, ",\"processName\":");
-    rc |= buf_json_cstr(&ev->b, name);
-    rc |= buf_puts(&ev->b, ",\"processVer\":");
-    rc |= buf_json_cstr(&ev->b, ver);
-    rc |= buf_puts(&ev->b, ",\"params\":{");
-    if (rc) {
+    struct client *c = get_client();         /* the comm, cached per process */
+    ev->event_id = event_id;
+    ev->ts_ms = now_ms(CLOCK_REALTIME);
+    if (rec_str(ev, process_name ? process_name : c ? c->comm : "unknown") < 0 ||
+        rec_str(ev, process_ver ? process_ver : "unknown") < 0) {
         free_event(ev);
         return NULL;
     }
-    ev->first_param = true;
     return ev;
 }
 
-static int add_key(struct polaris_event *ev, const char *key)
+/* Tag and key of a parameter; -1 (and the event is spoiled) on failure. */
+static int add_key(struct polaris_event *ev, unsigned char tag, const char *key)
 {
     if (!ev || !key || ev->bad)
         return -1;
-    /* the key and any value but a string: strings make their own room */
-    int rc = ev_room_str(ev, key, 40);
-    rc |= ev->first_param ? 0 : buf_putc(&ev->b, ',');
-    rc |= buf_json_cstr(&ev->b, key);
-    rc |= buf_putc(&ev->b, ':');
-    ev->first_param = false;
-    if (rc)
+    if (rec_put(ev, &tag, 1) < 0 || rec_str(ev, key) < 0) {
         ev->bad = true;
-    return rc ? -1 : 0;
+        return -1;
+    }
+    return 0;
 }
 
 static int done(struct polaris_event *ev, int rc)
@@ -440,39 +523,39 @@ static int done(struct polaris_event *ev, int rc)
 
 API int polaris_event_add_string(polaris_event_t *ev, const char *key, const char *value)
 {
-    if (add_key(ev, key) < 0)
+    if (add_key(ev, value ? P_STRING : P_NULL, key) < 0)
         return -1;
-    if (ev_room_str(ev, value, 0) < 0)
-        return done(ev, -1);
-    return done(ev, value ? buf_json_cstr(&ev->b, value) : buf_puts(&ev->b, "null"));
+    return value ? done(ev, rec_str(ev, value)) : 0;
 }
 
 API int polaris_event_add_int(polaris_event_t *ev, const char *key, int32_t value)
 {
-    if (add_key(ev, key) < 0)
+    int64_t v = value;
+    if (add_key(ev, P_INT, key) < 0)
         return -1;
-    return done(ev, buf_json_i64(&ev->b, value));
+    return done(ev, rec_put(ev, &v, 8));
 }
 
 API int polaris_event_add_long(polaris_event_t *ev, const char *key, int64_t value)
 {
-    if (add_key(ev, key) < 0)
+    if (add_key(ev, P_INT, key) < 0)
         return -1;
-    return done(ev, buf_json_i64(&ev->b, value));
+    return done(ev, rec_put(ev, &value, 8));
 }
 
 API int polaris_event_add_double(polaris_event_t *ev, const char *key, double value)
 {
-    if (add_key(ev, key) < 0)
+    if (add_key(ev, P_DOUBLE, key) < 0)
         return -1;
-    return done(ev, buf_json_double(&ev->b, value));
+    return done(ev, rec_put(ev, &value, 8));
 }
 
 API int polaris_event_add_bool(polaris_event_t *ev, const char *key, bool value)
 {
-    if (add_key(ev, key) < 0)
+    unsigned char v = value;
+    if (add_key(ev, P_BOOL, key) < 0)
         return -1;
-    return done(ev, buf_puts(&ev->b, value ? "true" : "false"));
+    return done(ev, rec_put(ev, &v, 1));
 }
 
 API void polaris_event_cancel(polaris_event_t *ev)
@@ -487,7 +570,6 @@ static int enqueue(struct polaris_event *ev)
         free_event(ev);
         return -2;
     }
-    put_header(&ev->b, 0);
     ev->next = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->stop || c->count >= QUEUE_MAX_EVENTS || c->bytes + ev->b.len > QUEUE_MAX_BYTES) {
@@ -514,7 +596,10 @@ API int polaris_event_commit(polaris_event_t *ev)
 {
     if (!ev)
         return -1;
-    if (ev->bad || ev_room(ev, 2) < 0 || buf_puts(&ev->b, "}}") < 0 || ev->b.len > 4194304) {
+    /* its JSON is at least as long as its record: a record over the
+     * limit can never be sent (one just under it whose escapes push the
+     * JSON over is dropped by the sender, and counted) */
+    if (ev->bad || ev->b.len > EV_MAX - HDR) {
         free_event(ev);
         return -1;
     }
@@ -523,7 +608,7 @@ API int polaris_event_commit(polaris_event_t *ev)
 
 API int polaris_report_raw(const char *json, size_t len)
 {
-    if (!json || len == 0 || len > 4194304 - HDR)
+    if (!json || len == 0 || len > EV_MAX - HDR)
         return -1;
     struct json_member m[64];
     const char *err;
@@ -535,7 +620,8 @@ API int polaris_report_raw(const char *json, size_t len)
     struct polaris_event *ev = new_event();
     if (!ev)
         return -2;
-    if (ev_room(ev, len + HDR) < 0 || buf_append(&ev->b, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR) < 0 || buf_append(&ev->b, json, len) < 0) {
+    ev->raw = true;
+    if (rec_put(ev, json, len) < 0) {
         free_event(ev);
         return -2;
     }

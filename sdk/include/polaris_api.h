@@ -43,7 +43,10 @@ int polaris_event_add_double(polaris_event_t *ev, const char *key, double value)
 int polaris_event_add_bool(polaris_event_t *ev, const char *key, bool value);
 
 /* Queues the event and frees the handle (also on failure). Returns 0 when
- * queued, < 0 when dropped (queue full: -2, invalid: -1). */
+ * queued, < 0 when dropped (queue full: -2, invalid: -1, e.g. over 4 MiB).
+ * The JSON is made on the library's own thread; an event whose escaping
+ * alone pushes it over 4 MiB is dropped there and counted like a full
+ * queue (event 1000002). */
 int polaris_event_commit(polaris_event_t *ev);
 
 /* Frees the handle without sending. */
