@@ -146,7 +146,7 @@ static struct polaris_event *new_event(void)
 
 /* Appends to the record; the first time the inline space is not enough it
  * moves to the heap, where buf's own growth takes over. */
-static int rec_put(struct polaris_event *ev, const void *data, size_t n)
+static inline int rec_put(struct polaris_event *ev, const void *data, size_t n)
 {
     if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n) {
         if (ev->b.len + n > EV_MAX)
@@ -578,7 +578,9 @@ static int enqueue(struct polaris_event *ev)
         free_event(ev);
         return -2;
     }
-    bool wake = c->sleeping || c->count + 1 == BATCH;
+    /* a busy sender polls every LINGER_US: only a sleeping one needs the
+     * futex wake (a syscall the caller would otherwise pay every batch) */
+    bool wake = c->sleeping;
     if (c->tail)
         c->tail->next = ev;
     else
