@@ -44,6 +44,7 @@ void host_link_watch(struct plugin_host *h)
     ev_io_start(loop, &h->rio);
     h->rio_on = true;
 }
+
 void host_link_unwatch(struct plugin_host *h)
 {
     struct ev_loop *loop = h->m->loop;
@@ -53,6 +54,7 @@ void host_link_unwatch(struct plugin_host *h)
         ev_io_stop(loop, &h->wio);
     h->rio_on = h->wio_on = false;
 }
+
 /* ---- the channel's write side (any thread, under h->mu) ---- */
 
 void host_link_flush_locked(struct plugin_host *h)
@@ -76,6 +78,7 @@ void host_link_flush_locked(struct plugin_host *h)
         return;                    /* the host is gone: the reader and on_child see it */
     }
 }
+
 static bool out_add(struct plugin_host *h, uint32_t rid, struct envelope *e)
 {
     if (h->out_end == h->capout) {
@@ -97,6 +100,7 @@ static bool out_add(struct plugin_host *h, uint32_t rid, struct envelope *e)
     h->nout++;
     return true;
 }
+
 /* Answers come mostly in order: look from the oldest, and move the front
  * past what has been answered (no shifting per answer). */
 static struct envelope *out_take(struct plugin_host *h, uint32_t rid)
@@ -114,6 +118,7 @@ static struct envelope *out_take(struct plugin_host *h, uint32_t rid)
         }
     return NULL;
 }
+
 /* Takes every outstanding envelope out (a death, shutdown): a NULL-ended
  * array the caller frees. */
 struct envelope **host_link_take_all(struct plugin_host *h)
@@ -128,14 +133,17 @@ struct envelope **host_link_take_all(struct plugin_host *h)
     h->out_first = h->out_end = h->nout = h->capout = 0;
     return all;
 }
+
 bool host_link_is_event(const struct envelope *e)
 {
     return e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT;
 }
+
 bool host_link_is_command(const struct envelope *e)
 {
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
 }
+
 /* What an envelope becomes when its plugin's host is not there to take it:
  * an event goes on (untouched, as past any plugin in Error, or with
  * strategyError when the host held it), a command is answered -6, the
@@ -155,6 +163,7 @@ void host_link_bypass(struct plugin *p, struct envelope *e, const char *why)
         envelope_free(e);
     }
 }
+
 void host_link_post(struct plugin *p, struct envelope *e)
 {
     struct plugin_host *h = p->host;
@@ -206,6 +215,7 @@ void host_link_post(struct plugin *p, struct envelope *e)
     pthread_mutex_unlock(&h->mu);
     envelope_free(e);
 }
+
 static void send_frame(struct plugin_host *h, uint8_t kind, uint32_t id, const void *body, size_t len)
 {
     pthread_mutex_lock(&h->mu);
@@ -213,12 +223,14 @@ static void send_frame(struct plugin_host *h, uint8_t kind, uint32_t id, const v
         host_link_flush_locked(h);
     pthread_mutex_unlock(&h->mu);
 }
+
 /* ---- RPC: the host's calls, run in the stand-in's state ---- */
 
 static bool word(const char *s)
 {
     return *s && strspn(s, "abcdefghijklmnopqrstuvwxyz_") == strlen(s);
 }
+
 static bool rpc_name_ok(const char *name)
 {
     static const char *const exact[] = {"emit", "send", "broadcast", "actions", "shared.get",
@@ -229,6 +241,7 @@ static bool rpc_name_ok(const char *name)
     return (strncmp(name, "fs.", 3) == 0 && word(name + 3)) ||
            (strncmp(name, "sys.", 4) == 0 && word(name + 4));
 }
+
 /* Under pcall: polaris.<name>(unpacked args...). */
 static int rpc_protected(lua_State *L)
 {
@@ -255,6 +268,7 @@ static int rpc_protected(lua_State *L)
     lua_call(L, lua_gettop(L) - fn, LUA_MULTRET);
     return lua_gettop(L) - fn + 1;
 }
+
 static bool module_name_ok(const char *name, size_t len)
 {
     bool ok = len > 0 && len < 128 && name[0] != '.' && name[len - 1] != '.' && !strstr(name, "..");
@@ -263,6 +277,7 @@ static bool module_name_ok(const char *name, size_t len)
              (name[i] >= '0' && name[i] <= '9');
     return ok;
 }
+
 void host_link_rpc(struct plugin *p, struct envelope *e)
 {
     struct plugin_host *h = p->host;
@@ -306,6 +321,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
     buf_free(&out);
     envelope_free(e);
 }
+
 /* ---- frames from the host (core loop) ---- */
 
 bool host_link_violation(struct plugin_host *h, const char *what)
@@ -320,6 +336,7 @@ bool host_link_violation(struct plugin_host *h, const char *what)
         kill(h->pid, SIGKILL);
     return false;
 }
+
 static bool on_result(struct plugin_host *h, const struct host_frame *f)
 {
     struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
@@ -368,6 +385,7 @@ static bool on_result(struct plugin_host *h, const struct host_frame *f)
     plugin_strategy_done(p, ne);
     return true;
 }
+
 static bool on_cmd_result(struct plugin_host *h, const struct host_frame *f)
 {
     struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
@@ -403,6 +421,7 @@ static bool on_cmd_result(struct plugin_host *h, const struct host_frame *f)
     envelope_free(req);
     return true;
 }
+
 static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool cancel)
 {
     struct plugin *p = h->p;
@@ -442,6 +461,7 @@ static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool canc
     registry_to_core(p->reg, e);
     return true;
 }
+
 static bool on_stats(struct plugin_host *h, const struct host_frame *f)
 {
     struct host_stats s;
@@ -461,6 +481,7 @@ static bool on_stats(struct plugin_host *h, const struct host_frame *f)
         atomic_store(&p->state, PLUGIN_ERROR);   /* it failed max_consecutive_errors times */
     return true;
 }
+
 /* One frame; false when the host must go. during_load: READY and FAILED
  * are the caller's, and on the first load calls run right here. */
 bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool during_load)
@@ -506,6 +527,7 @@ bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool 
         return host_link_violation(h, "an unknown or misplaced frame");
     }
 }
+
 /* Reads and dispatches what the host sent; false at the channel's end or
  * when the host must go. */
 /* Every whole frame already received. */
@@ -520,6 +542,7 @@ bool host_link_drain(struct plugin_host *h)
     }
     return used == 0 || host_link_violation(h, "a frame out of bounds");
 }
+
 bool host_link_read(struct plugin_host *h)
 {
     for (int round = 0; round < 64 && h->fd >= 0; round++) {
@@ -543,6 +566,7 @@ bool host_link_read(struct plugin_host *h)
     }
     return true;
 }
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
@@ -550,6 +574,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     if (!host_link_read(h))
         host_link_unwatch(h);
 }
+
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;

@@ -28,6 +28,7 @@ struct outstanding {
     uint32_t rid;
     struct envelope *e;
 };
+
 struct plugin_host {
     struct plugin_host *next;     /* the manager's list */
     struct plugin_hosts *m;
@@ -57,6 +58,7 @@ struct plugin_host {
     uint32_t pinned;              /* from the host's stats */
     char last_exit[96];
 };
+
 struct plugin_hosts {
     struct ev_loop *loop;
     ev_async wake;

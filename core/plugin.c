@@ -109,11 +109,14 @@ void plugin_unref(struct plugin *p)
 {
     if (!p)
         return;
+    /* read before letting go: once the count is down, its host may free p */
+    void (*unpinned)(void *) = p->unpinned;
+    void *arg = p->unpinned_arg;
     int before = atomic_fetch_sub(&p->refs, 1);
     if (before == 1)
         plugin_free(p);
-    else if (before == 2 && p->unpinned)
-        p->unpinned(p);
+    else if (before == 2 && unpinned)
+        unpinned(arg);
 }
 
 bool plugin_handles(const struct plugin *p, uint64_t event_id)

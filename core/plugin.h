@@ -109,7 +109,10 @@ struct plugin {
     void (*remote_post)(struct plugin *, struct envelope *);
     void (*remote_rpc)(struct plugin *, struct envelope *);
     void (*bound)(struct plugin *);          /* after bind_polaris (the host swaps in proxies) */
-    void (*unpinned)(struct plugin *);       /* refs fell to 1: only its host holds it */
+    /* refs fell to 1 (only its host holds it): called with unpinned_arg,
+     * which outlives the plugin; p itself may be gone by then */
+    void (*unpinned)(void *);
+    void *unpinned_arg;
     _Atomic uint64_t remote_mem, remote_cpu_ns;
 };
 

@@ -49,13 +49,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 static void on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void wake(struct ev_loop *loop, ev_async *w, int revents);
 static void host_died(struct plugin_host *h, const char *why);
-static void host_unpinned(struct plugin *p);
-
+static void hosts_wake(void *m);
 
 /* ---- configuration ---- */
 
@@ -74,6 +72,7 @@ struct plugin_hosts *plugin_hosts_new(struct ev_loop *loop)
     }
     return m;
 }
+
 void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg)
 {
     if (cfg->host_binary[0]) {
@@ -111,6 +110,7 @@ void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg)
     m->idle_s = cfg->host_idle_s;
     m->start_timeout_ms = cfg->host_start_timeout_ms;
 }
+
 /* ---- starting ---- */
 
 static void set_int(lua_State *L, const char *k, lua_Integer v)
@@ -118,11 +118,13 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
     lua_pushinteger(L, v);
     lua_setfield(L, -2, k);
 }
+
 static void set_str(lua_State *L, const char *k, const char *s, size_t len)
 {
     lua_pushlstring(L, s, len);
     lua_setfield(L, -2, k);
 }
+
 /* The HK_INIT frame, built once in the stand-in's state (nothing else uses
  * it yet): restarts send the same bytes. */
 static int build_init(struct plugin_host *h, char *err, size_t errlen)
@@ -239,6 +241,7 @@ static int spawn(struct plugin_host *h, char *err, size_t errlen)
     }
     return 0;
 }
+
 /* Fills the stand-in from READY (the first start only: restarts run the
  * same code). */
 static bool take_ready(struct plugin_host *h, const struct host_frame *f)
@@ -276,6 +279,7 @@ static bool take_ready(struct plugin_host *h, const struct host_frame *f)
     }
     return true;
 }
+
 /* Blocks until READY, FAILED, the channel's end or the deadline, serving
  * the host's calls meanwhile. 0, or -1 with err. */
 static int await_ready(struct plugin_host *h, char *err, size_t errlen)
@@ -360,6 +364,7 @@ static int await_ready(struct plugin_host *h, char *err, size_t errlen)
             rxbuf_commit(&h->rx, (size_t)r);
     }
 }
+
 /* Pending envelopes, after a (re)start succeeded or failed. */
 static void release_pending(struct plugin_host *h, bool up, const char *why)
 {
@@ -376,6 +381,7 @@ static void release_pending(struct plugin_host *h, bool up, const char *why)
         e = next;
     }
 }
+
 static void arm_idle(struct plugin_host *h)
 {
     struct plugin_hosts *m = h->m;
@@ -385,6 +391,7 @@ static void arm_idle(struct plugin_host *h)
         ev_timer_start(m->loop, &h->timer);
     }
 }
+
 /* A restart (after a death or idling): like the first load, but the plugin
  * is live, so the host's calls go through a worker as usual. */
 static void start_async(struct plugin_host *h)
@@ -415,6 +422,7 @@ static void start_async(struct plugin_host *h)
     arm_idle(h);
     release_pending(h, true, NULL);
 }
+
 int plugin_host_load(struct plugin_hosts *m, struct plugin *p)
 {
     char err[512];
@@ -434,7 +442,8 @@ int plugin_host_load(struct plugin_hosts *m, struct plugin *p)
     p->host = h;
     p->remote_post = host_link_post;
     p->remote_rpc = host_link_rpc;
-    p->unpinned = host_unpinned;
+    p->unpinned = hosts_wake;
+    p->unpinned_arg = m;
     ev_timer_init(&h->timer, on_timer, 0, 0);
     h->timer.data = h;
     pthread_mutex_lock(&m->mu);
@@ -478,6 +487,7 @@ fail:
         sandbox_close(&p->sb);
     return -1;
 }
+
 /* ---- supervision (core loop) ---- */
 
 /* Watchers stopped and the channel closed (the host sees its end). */
@@ -513,11 +523,13 @@ static void host_free(struct plugin_host *h)
     p->remote_post = NULL;
     p->remote_rpc = NULL;
     p->unpinned = NULL;
+    p->unpinned_arg = NULL;
     p->host = NULL;
     pthread_mutex_destroy(&h->mu);
     free(h);
     plugin_unref(p);
 }
+
 /* The process is gone (or never came): everything it held goes on. */
 static void host_died(struct plugin_host *h, const char *why)
 {
@@ -594,6 +606,7 @@ static void host_died(struct plugin_host *h, const char *why)
         ev_timer_start(m->loop, &h->timer);
     }
 }
+
 static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 {
     (void)revents;
@@ -621,6 +634,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
         return;                    /* an older process of a host already restarted */
     host_died(h, clean ? NULL : h->last_exit);
 }
+
 static void stop_host(struct plugin_host *h, bool idle)
 {
     pthread_mutex_lock(&h->mu);
@@ -632,6 +646,7 @@ static void stop_host(struct plugin_host *h, bool idle)
     }
     pthread_mutex_unlock(&h->mu);
 }
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop, (void)revents;
@@ -654,6 +669,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             stop_host(h, true);
     }
 }
+
 /* Something was asked from another thread: write what was posted, start,
  * watch for writability, stop or free. */
 static void wake(struct ev_loop *loop, ev_async *w, int revents)
@@ -700,12 +716,15 @@ static void wake(struct ev_loop *loop, ev_async *w, int revents)
         }
     }
 }
-static void host_unpinned(struct plugin *p)
+
+/* A plugin's last other reference went: a retiring host may stop now. */
+static void hosts_wake(void *arg)
 {
-    struct plugin_host *h = p->host;
-    if (h && h->retiring && h->m->loop)
-        ev_async_send(h->m->loop, &h->m->wake);
+    struct plugin_hosts *m = arg;
+    if (m->loop)
+        ev_async_send(m->loop, &m->wake);
 }
+
 void plugin_host_retire(struct plugin *p)
 {
     struct plugin_host *h = p->host;
@@ -719,6 +738,7 @@ void plugin_host_retire(struct plugin *p)
         ev_async_send(h->m->loop, &h->m->wake);   /* the registry still holds a ref now */
     }
 }
+
 size_t plugin_hosts_outstanding(struct plugin_hosts *m)
 {
     size_t n = 0;
@@ -731,6 +751,7 @@ size_t plugin_hosts_outstanding(struct plugin_hosts *m)
     pthread_mutex_unlock(&m->mu);
     return n;
 }
+
 int plugin_host_status_json(struct plugin *p, struct buf *b)
 {
     struct plugin_host *h = p->host;
@@ -746,6 +767,7 @@ int plugin_host_status_json(struct plugin *p, struct buf *b)
     pthread_mutex_unlock(&h->mu);
     return rc;
 }
+
 void plugin_hosts_free(struct plugin_hosts *m)
 {
     if (!m)
