@@ -134,12 +134,12 @@ struct envelope **host_link_take_all(struct plugin_host *h)
     return all;
 }
 
-bool host_link_is_event(const struct envelope *e)
+static bool host_link_is_event(const struct envelope *e)
 {
     return e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT;
 }
 
-bool host_link_is_command(const struct envelope *e)
+static bool host_link_is_command(const struct envelope *e)
 {
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
 }
@@ -324,7 +324,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
 
 /* ---- frames from the host (core loop) ---- */
 
-bool host_link_violation(struct plugin_host *h, const char *what)
+static bool host_link_violation(struct plugin_host *h, const char *what)
 {
     log_error("plugin %s: plugin host %d broke the channel protocol (%s); ending it",
               h->p->id, (int)h->pid, what);

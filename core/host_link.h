@@ -78,13 +78,10 @@ void host_link_unwatch(struct plugin_host *h);
 void host_link_flush_locked(struct plugin_host *h);
 /* every envelope the host holds, taken out: a NULL-ended array to free */
 struct envelope **host_link_take_all(struct plugin_host *h);
-bool host_link_is_event(const struct envelope *e);
-bool host_link_is_command(const struct envelope *e);
 /* an envelope its host cannot take goes on without it (why: strategyError) */
 void host_link_bypass(struct plugin *p, struct envelope *e, const char *why);
 void host_link_post(struct plugin *p, struct envelope *e);
 void host_link_rpc(struct plugin *p, struct envelope *e);
-bool host_link_violation(struct plugin_host *h, const char *what);
 bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool during_load);
 bool host_link_drain(struct plugin_host *h);
 bool host_link_read(struct plugin_host *h);

@@ -355,11 +355,6 @@ const char *registry_proc_root(struct plugin_registry *r)
     return r->proc_root[0] ? r->proc_root : "/proc";
 }
 
-const char *registry_lua_dir(struct plugin_registry *r)
-{
-    return r->lua_dir;
-}
-
 int registry_message(struct plugin_registry *r, const char *from, const char *id,
                      const char *topic, const char *json, size_t len)
 {

@@ -39,8 +39,6 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
                           const char *topic, const char *json, size_t len, unsigned perm);
 /* monitor.proc_root as it was at the first load. */
 const char *registry_proc_root(struct plugin_registry *r);
-/* plugins.lua_dir as it was at the first load: where require() looks. */
-const char *registry_lua_dir(struct plugin_registry *r);
 
 /* The source of shared Lua module `name` (dotted words, already checked)
  * from plugins.lua_dir; chunk receives "@path". 0, or -1 with err. */
