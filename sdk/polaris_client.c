@@ -1,27 +1,30 @@
 /* polaris_client.c - libpolaris_client: report events to polarisd without
  * ever blocking or crashing the caller (DESIGN 6).
  *
- * The caller's thread only records: polaris_event_create and the adds copy
- * their arguments, tagged, into the event's own buffer (inline up to
- * EV_INLINE bytes, one allocation), and commit links the event into a
- * bounded queue under one short mutex section. One sender thread per
- * process turns each event into its JSON frame (escaping, number
- * formatting: the work a caller would otherwise pay for), writes a batch
- * with one sendmsg() on a non-blocking socket, and reconnects with backoff.
- * A full queue, an absent or a stalled daemon means the event is dropped
- * and counted, and the count is sent as event 1000002 once the daemon is
- * reachable again.
+ * The caller's thread only records: polaris_event_create and the adds
+ * copy their arguments, tagged, into the event's own buffer, and commit
+ * copies that record into a slot of a bounded lock-free ring (many
+ * producers, one consumer: a producer claims a position with one CAS and
+ * publishes the slot with one store). One sender thread per process turns
+ * each record into its JSON frame (escaping, number formatting: the work a
+ * caller would otherwise pay for), writes up to 64 frames with one send()
+ * on a non-blocking socket, and reconnects with backoff. It waits on a
+ * futex that commits touch only when it sleeps or lingers on an empty ring,
+ * so a stream of events costs the callers no system call. A full ring, an
+ * absent or a stalled daemon means the event is dropped and counted, and
+ * the count is sent as event 1000002 once the daemon is reachable again.
  *
- * fork: a child must not touch a lock another thread of the parent may have
- * held at fork time, so the atfork child handler only forgets the parent's
- * client (leaving it untouched); the child's next call builds its own. */
+ * fork: a child must not touch state another thread of the parent may
+ * have been changing at fork time, so the atfork child handler only
+ * forgets the parent's client (leaving it untouched); the child's next
+ * call builds its own. */
 #include "polaris_api.h"
 #include "buf.h"
 #include "json_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,15 +33,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>  /* struct iovec */
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define API __attribute__((visibility("default")))
 
-#define QUEUE_MAX_EVENTS 16384
-#define QUEUE_MAX_BYTES  (16u << 20)
+#define RING_SLOTS       16384    /* events queued; a power of two */
+#define SLOT_BYTES       256
+#define HEAP_MAX_BYTES   (16u << 20)  /* records too big for a slot, held outside the ring */
 #define BATCH            64
 #define HDR              12
 #define DEINIT_BOUND_MS  500
@@ -46,38 +51,77 @@
 #define BACKOFF_MAX_MS   1000
 #define EV_SDK_DROPPED   1000002ull
 #define LINGER_US        200      /* sender re-checks this often while busy */
-#define IDLE_MS          20       /* ...and sleeps until signalled after this */
+#define IDLE_MS          20       /* ...and sleeps until woken after this */
 
-#define EV_INLINE 448             /* most events fit: one allocation each */
 #define EV_MAX    4194304         /* an event's JSON, as the daemon accepts it */
 
 /* Parameter tags in an event's record. */
 enum { P_STRING = 1, P_NULL, P_INT, P_DOUBLE, P_BOOL };
 
-/* An event as the caller built it: eventId, timestamp and pid, then its
- * record: processName and processVer (u32 length + bytes each), then per
- * parameter u8 tag | u32 key length | key | value (u32 length + bytes for a
- * string, 8 bytes for a number, 1 for a bool). A raw event (report_raw)
- * holds its JSON text instead. */
+/* What the sender is doing, as producers read it to decide on a wakeup. */
+enum { W_RUNNING, W_LINGER, W_SLEEP };
+
+/* One queued event. turn says whose the slot is for the position p that
+ * maps to it (lap = p with the index bits cleared): lap when a producer may
+ * fill it, lap + 1 once filled, lap + RING_SLOTS once the sender has taken
+ * it. All three are 0-based per slot, so a zeroed mapping is an empty ring
+ * and no page is touched before it is used. */
+struct slot {
+    _Atomic uint64_t turn;
+    uint64_t event_id;
+    int64_t ts_ms;
+    uint32_t len;
+    bool raw;
+    bool on_heap;                 /* the record outgrew data: heap holds it */
+    union {
+        char *heap;
+        char data[SLOT_BYTES - 32];   /* a multiple of 32: commit copies in 32s */
+    };
+};
+_Static_assert(sizeof(struct slot) == SLOT_BYTES, "slot layout");
+
+#define EV_INLINE (sizeof ((struct slot *)0)->data)
+_Static_assert(EV_INLINE % 32 == 0, "commit copies in 32-byte steps");
+
+/* An event as the caller builds it: eventId, timestamp, then its record:
+ * processName and processVer (u32 length + bytes each), then per parameter
+ * u8 tag | u32 key length | key | value (u32 length + bytes for a string,
+ * 8 bytes for a number, 1 for a bool). A raw event (report_raw) holds its
+ * JSON text instead. The record starts inline, sized like a slot's, and
+ * moves to the heap only when it outgrows it; commit copies an inline
+ * record into the slot or hands the heap one over. */
 struct polaris_event {
-    struct polaris_event *next;   /* queue link once committed */
     uint64_t event_id;
     int64_t ts_ms;
     struct buf b;                 /* the record; b.p is inl until it outgrows it */
     bool raw;
     bool bad;
-    char inl[];
+    char inl[EV_INLINE];
 };
 
+/* A record as the sender reads it, from a slot or a temporary event. */
+struct record {
+    uint64_t event_id;
+    int64_t ts_ms;
+    bool raw;
+    const char *p;
+    size_t len;
+};
+
+/* Producers touch tail and read waiting; the sender writes head and
+ * waiting; each sits on its own cache line so that neither side's writes
+ * evict what the other reads on every event. */
 struct client {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct polaris_event *head, *tail;
-    size_t count, bytes;
-    uint64_t dropped;             /* not yet reported */
-    bool stop;
-    bool sleeping;                /* the sender is in an untimed wait: signal it */
-    long long stop_deadline_ms;
+    struct slot *ring;            /* RING_SLOTS slots, an anonymous mapping */
+    _Alignas(64) _Atomic uint64_t tail;
+    _Alignas(64) _Atomic uint64_t head;
+    _Alignas(64) _Atomic uint32_t waiting;
+    _Atomic uint32_t wakeups;     /* the futex word the sender waits on */
+    _Alignas(64) _Atomic uint64_t dropped;   /* not yet reported */
+    _Atomic size_t heap_bytes;
+    _Atomic bool stop;
+    _Atomic long long stop_deadline_ms;
+    bool has_thread;
     pthread_t thread;
     pid_t pid;
     char comm[32];
@@ -94,25 +138,10 @@ static long long now_ms(clockid_t clk)
     return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-/* An absolute CLOCK_REALTIME time us microseconds from now, for
- * pthread_cond_timedwait. */
-static struct timespec after_us(long long us)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += us / 1000000;
-    t.tv_nsec += (us % 1000000) * 1000;
-    if (t.tv_nsec >= 1000000000) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000;
-    }
-    return t;
-}
-
 static void forget_after_fork(void)
 {
-    /* the parent's client stays as it is: its lock may be held, its thread
-     * does not exist here; the child builds its own on next use */
+    /* the parent's client stays as it is: its ring may be mid-update, its
+     * thread does not exist here; the child builds its own on next use */
     atomic_store(&g_client, NULL);
 }
 
@@ -121,21 +150,73 @@ static void register_atfork(void)
     pthread_atfork(NULL, NULL, forget_after_fork);
 }
 
+/* The sender waits on c->wakeups for at most timeout_us (< 0: until woken);
+ * the wait ends at once if a wakeup came after `seen` was read. */
+static void sender_wait(struct client *c, uint32_t seen, long long timeout_us)
+{
+    struct timespec ts = {timeout_us / 1000000, (timeout_us % 1000000) * 1000};
+    syscall(SYS_futex, &c->wakeups, FUTEX_WAIT_PRIVATE, seen, timeout_us < 0 ? NULL : &ts, NULL, 0);
+}
+
+static void wake_sender(struct client *c)
+{
+    atomic_fetch_add(&c->wakeups, 1);
+    syscall(SYS_futex, &c->wakeups, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Each thread keeps the memory of its last finished event for its next
+ * one, so create and commit allocate nothing. A thread's spare is freed
+ * when the thread exits (the key's destructor runs before its TLS goes)
+ * or, for the calling thread, by polaris_deinit. initial-exec: a plain
+ * %fs-relative load, no __tls_get_addr call per event. */
+static __thread struct polaris_event *t_spare __attribute__((tls_model("initial-exec")));
+static __thread bool t_spare_keyed __attribute__((tls_model("initial-exec")));
+static pthread_key_t g_spare_key;
+static bool g_spare_key_ok;
+static pthread_once_t g_spare_once = PTHREAD_ONCE_INIT;
+
+static void free_spare(void *unused)
+{
+    (void)unused;
+    free(t_spare);
+    t_spare = NULL;
+}
+
+static void make_spare_key(void)
+{
+    g_spare_key_ok = pthread_key_create(&g_spare_key, free_spare) == 0;
+}
+
 static void free_event(struct polaris_event *ev)
 {
-    if (ev) {
-        if (ev->b.p != ev->inl)
-            free(ev->b.p);
+    if (!ev)
+        return;
+    if (ev->b.p != ev->inl)
+        free(ev->b.p);
+    if (t_spare) {
         free(ev);
+        return;
     }
+    if (!t_spare_keyed) {
+        /* the first spare of this thread: arrange for it to be freed at
+         * exit, or keep none if that cannot be arranged */
+        pthread_once(&g_spare_once, make_spare_key);
+        if (!g_spare_key_ok || pthread_setspecific(g_spare_key, (void *)1) != 0) {
+            free(ev);
+            return;
+        }
+        t_spare_keyed = true;
+    }
+    t_spare = ev;
 }
 
 static struct polaris_event *new_event(void)
 {
-    struct polaris_event *ev = malloc(sizeof *ev + EV_INLINE);
-    if (!ev)
+    struct polaris_event *ev = t_spare;
+    if (ev)
+        t_spare = NULL;
+    else if (!(ev = malloc(sizeof *ev)))
         return NULL;
-    ev->next = NULL;
     ev->b.p = ev->inl;
     ev->b.len = 0;
     ev->b.cap = EV_INLINE;
@@ -146,40 +227,72 @@ static struct polaris_event *new_event(void)
 
 /* Appends to the record; the first time the inline space is not enough it
  * moves to the heap, where buf's own growth takes over. */
+static int rec_grow(struct polaris_event *ev, size_t n)
+{
+    if (ev->b.len + n > EV_MAX)
+        return -1;
+    size_t cap = EV_INLINE * 4;
+    while (cap <= ev->b.len + n)
+        cap *= 2;
+    char *h = malloc(cap);
+    if (!h)
+        return -1;
+    memcpy(h, ev->inl, ev->b.len);
+    ev->b.p = h;
+    ev->b.cap = cap;
+    return 0;
+}
+
 static inline int rec_put(struct polaris_event *ev, const void *data, size_t n)
 {
-    if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n) {
-        if (ev->b.len + n > EV_MAX)
-            return -1;
-        size_t cap = EV_INLINE * 2;
-        while (cap <= ev->b.len + n)
-            cap *= 2;
-        char *h = malloc(cap);
-        if (!h)
-            return -1;
-        memcpy(h, ev->inl, ev->b.len);
-        ev->b.p = h;
-        ev->b.cap = cap;
-    }
+    if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n && rec_grow(ev, n) < 0)
+        return -1;
     return buf_append(&ev->b, data, n);
 }
 
-static int rec_str(struct polaris_event *ev, const char *s)
+static int rec_str_long(struct polaris_event *ev, const char *s)
 {
     size_t n = strlen(s);
     if (n > EV_MAX)
         return -1;
     uint32_t l = (uint32_t)n;
-    return rec_put(ev, &l, 4) | rec_put(ev, s, n);
+    if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n + 4 && rec_grow(ev, n + 4) < 0)
+        return -1;
+    if (buf_reserve(&ev->b, n + 4) < 0)
+        return -1;
+    memcpy(ev->b.p + ev->b.len, &l, 4);
+    memcpy(ev->b.p + ev->b.len + 4, s, n);
+    ev->b.len += n + 4;
+    return 0;
+}
+
+/* A string as u32 length + bytes. Names and short values (nearly all) go
+ * into the inline record in one pass that copies while it looks for the
+ * end: no strlen and memcpy calls, a third of the cost of a short add. */
+static inline int rec_str(struct polaris_event *ev, const char *s)
+{
+    if (ev->b.p == ev->inl && ev->b.cap - ev->b.len > 4) {
+        char *d = ev->b.p + ev->b.len + 4;
+        size_t max = ev->b.cap - ev->b.len - 4, n = 0;
+        while (n < max && (d[n] = s[n]) != '\0')
+            n++;
+        if (n < max) {
+            uint32_t l = (uint32_t)n;
+            memcpy(d - 4, &l, 4);
+            ev->b.len += n + 4;
+            return 0;
+        }
+    }
+    return rec_str_long(ev, s);
 }
 
 /* Reads a length-prefixed string back out of a record at *at. */
-static const char *rec_take_str(const struct polaris_event *ev, size_t *at, size_t *len)
+static const char *rec_take_str(const struct record *r, size_t *at, size_t *len)
 {
     uint32_t l;
-    memcpy(&l, ev->b.p + *at, 4);
+    memcpy(&l, r->p + *at, 4);
     *len = l;
-    const char *s = ev->b.p + *at + 4;
+    const char *s = r->p + *at + 4;
     *at += 4 + (size_t)l;
     return s;
 }
@@ -200,34 +313,25 @@ static int connect_daemon(const char *path)
     return fd;
 }
 
-/* Writes iov fully within deadline. 0, or -1 (connection lost or too slow). */
-static int write_all(int fd, struct iovec *iov, int n, long long deadline)
+/* Writes p[0..n) fully within deadline. 0, or -1 (connection lost or too slow). */
+static int write_all(int fd, const char *p, size_t n, long long deadline)
 {
     while (n > 0) {
-        /* sendmsg, not writev: MSG_NOSIGNAL keeps a vanished daemon from
-         * raising SIGPIPE in the app */
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        /* MSG_NOSIGNAL keeps a vanished daemon from raising SIGPIPE in the app */
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN) {
             long long left = deadline - now_ms(CLOCK_MONOTONIC);
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            if (left <= 0 || poll(&p, 1, left > 200 ? 200 : (int)left) < 0)
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            if (left <= 0 || poll(&pf, 1, left > 200 ? 200 : (int)left) < 0)
                 return -1;
             continue;
         }
         if (w < 0)
             return -1;
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
+        p += w;
+        n -= (size_t)w;
     }
     return 0;
 }
@@ -246,30 +350,30 @@ static void put_header(struct buf *b, size_t at, uint32_t req_id)
 
 /* The event's frame (LSP header and JSON) appended to w. -1 (w as it was)
  * when it would be larger than the daemon accepts, or without memory. */
-static int encode(const struct client *c, const struct polaris_event *ev, struct buf *w)
+static int encode(const struct client *c, const struct record *r, struct buf *w)
 {
     size_t at = w->len;
     int rc = buf_append(w, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
-    if (ev->raw) {
-        rc |= buf_append(w, ev->b.p, ev->b.len);
+    if (r->raw) {
+        rc |= buf_append(w, r->p, r->len);
     } else {
         rc |= buf_append(w, "{\"eventId\":", 11);
-        rc |= buf_json_u64(w, ev->event_id);
+        rc |= buf_json_u64(w, r->event_id);
         rc |= buf_append(w, ",\"timestamp\":", 13);
-        rc |= buf_json_i64(w, ev->ts_ms);
+        rc |= buf_json_i64(w, r->ts_ms);
         rc |= buf_append(w, ",\"pid\":", 7);
         rc |= buf_json_i64(w, c->pid);
         size_t i = 0, n;
-        const char *s = rec_take_str(ev, &i, &n);
+        const char *s = rec_take_str(r, &i, &n);
         rc |= buf_append(w, ",\"processName\":", 15);
         rc |= buf_json_str(w, s, n);
-        s = rec_take_str(ev, &i, &n);
+        s = rec_take_str(r, &i, &n);
         rc |= buf_append(w, ",\"processVer\":", 14);
         rc |= buf_json_str(w, s, n);
         rc |= buf_append(w, ",\"params\":{", 11);
-        for (bool first = true; i < ev->b.len; first = false) {
-            unsigned char tag = (unsigned char)ev->b.p[i++];
-            s = rec_take_str(ev, &i, &n);
+        for (bool first = true; i < r->len; first = false) {
+            unsigned char tag = (unsigned char)r->p[i++];
+            s = rec_take_str(r, &i, &n);
             if (!first)
                 rc |= buf_putc(w, ',');
             rc |= buf_json_str(w, s, n);
@@ -278,24 +382,24 @@ static int encode(const struct client *c, const struct polaris_event *ev, struct
             double dv;
             switch (tag) {
             case P_STRING:
-                s = rec_take_str(ev, &i, &n);
+                s = rec_take_str(r, &i, &n);
                 rc |= buf_json_str(w, s, n);
                 break;
             case P_NULL:
                 rc |= buf_append(w, "null", 4);
                 break;
             case P_INT:
-                memcpy(&iv, ev->b.p + i, 8);
+                memcpy(&iv, r->p + i, 8);
                 i += 8;
                 rc |= buf_json_i64(w, iv);
                 break;
             case P_DOUBLE:
-                memcpy(&dv, ev->b.p + i, 8);
+                memcpy(&dv, r->p + i, 8);
                 i += 8;
                 rc |= buf_json_double(w, dv);
                 break;
             default: {
-                bool t = ev->b.p[i++] != 0;
+                bool t = r->p[i++] != 0;
                 rc |= buf_append(w, t ? "true" : "false", t ? 4 : 5);
                 break;
             }
@@ -311,23 +415,89 @@ static int encode(const struct client *c, const struct polaris_event *ev, struct
     return 0;
 }
 
-static struct polaris_event *drop_notice(struct client *c, uint64_t dropped)
+/* Event 1000002, telling the daemon how many events were dropped. */
+static void encode_drop_notice(struct client *c, uint64_t dropped, struct buf *w)
 {
     struct polaris_event *ev = new_event();
-    if (!ev)
-        return NULL;
-    ev->event_id = EV_SDK_DROPPED;
-    ev->ts_ms = now_ms(CLOCK_REALTIME);
+    if (!ev) {
+        atomic_fetch_add(&c->dropped, dropped);   /* told next time */
+        return;
+    }
     int64_t n = (int64_t)dropped;
     unsigned char t_int = P_INT, t_str = P_STRING;
     int rc = rec_str(ev, c->comm) | rec_str(ev, "libpolaris_client");
     rc |= rec_put(ev, &t_int, 1) | rec_str(ev, "dropped") | rec_put(ev, &n, 8);
     rc |= rec_put(ev, &t_str, 1) | rec_str(ev, "reason") | rec_str(ev, "queue full or daemon unreachable");
-    if (rc) {
-        free_event(ev);
-        return NULL;
+    struct record r = {EV_SDK_DROPPED, now_ms(CLOCK_REALTIME), false, ev->b.p, ev->b.len};
+    if (rc || encode(c, &r, w) < 0)
+        atomic_fetch_add(&c->dropped, dropped);
+    free_event(ev);
+}
+
+static struct slot *slot_at(const struct client *c, uint64_t pos)
+{
+    return &c->ring[pos & (RING_SLOTS - 1)];
+}
+
+static uint64_t lap_of(uint64_t pos)
+{
+    return pos & ~(uint64_t)(RING_SLOTS - 1);
+}
+
+/* Whether the slot at head holds an event. seq_cst: read after the sender
+ * says it waits, it pairs with a producer's publish-then-read-waiting. */
+static bool ring_ready(struct client *c)
+{
+    uint64_t head = atomic_load_explicit(&c->head, memory_order_relaxed);
+    return atomic_load(&slot_at(c, head)->turn) == lap_of(head) + 1;
+}
+
+/* Frees a taken slot's heap record and gives the slot back to producers. */
+static void release_slot(struct client *c, struct slot *s, uint64_t pos)
+{
+    if (s->on_heap) {
+        atomic_fetch_sub_explicit(&c->heap_bytes, s->len, memory_order_relaxed);
+        free(s->heap);
     }
-    return ev;
+    atomic_store_explicit(&s->turn, lap_of(pos) + RING_SLOTS, memory_order_release);
+}
+
+/* Takes up to BATCH events from the ring into w as frames; returns how many
+ * could not be encoded (counted as drops). */
+static uint64_t take_batch(struct client *c, struct buf *w)
+{
+    uint64_t head = atomic_load_explicit(&c->head, memory_order_relaxed);
+    uint64_t bad = 0;
+    for (int n = 0; n < BATCH; n++, head++) {
+        struct slot *s = slot_at(c, head);
+        if (atomic_load_explicit(&s->turn, memory_order_acquire) != lap_of(head) + 1)
+            break;
+        struct record r = {s->event_id, s->ts_ms, s->raw, s->on_heap ? s->heap : s->data, s->len};
+        if (encode(c, &r, w) < 0)
+            bad++;
+        release_slot(c, s, head);
+    }
+    atomic_store_explicit(&c->head, head, memory_order_relaxed);
+    return bad;
+}
+
+/* Waits for events with nothing to send: a short timed wait while events
+ * have been flowing (commits then need no wakeup, each would be a futex
+ * syscall), an untimed one after IDLE_MS without work.
+ *
+ * The sender says it waits, then looks at the ring; a producer publishes,
+ * then looks at whether the sender waits. One of the two must see the
+ * other's store: a full barrier on both sides (the seq_cst store here, a
+ * fence in enqueue). waiting stays set across linger rounds and goes back
+ * to W_RUNNING only when there is work, so a stale read costs a producer
+ * at most one needless wakeup. */
+static void wait_for_events(struct client *c, uint32_t mode)
+{
+    uint32_t seen = atomic_load(&c->wakeups);
+    if (atomic_load_explicit(&c->waiting, memory_order_relaxed) != mode)
+        atomic_store(&c->waiting, mode);
+    if (!ring_ready(c) && !atomic_load(&c->stop))
+        sender_wait(c, seen, mode == W_LINGER ? LINGER_US : -1);
 }
 
 static void *sender_main(void *arg)
@@ -335,97 +505,50 @@ static void *sender_main(void *arg)
     struct client *c = arg;
     int fd = -1;
     long long backoff = BACKOFF_MIN_MS;
-    struct polaris_event *batch = NULL;     /* taken from the queue, not yet sent */
-    struct buf wire = BUF_INIT;             /* the batch's frames */
+    struct buf wire = BUF_INIT;           /* frames taken from the ring, not yet written */
     long long last_work = now_ms(CLOCK_MONOTONIC);
     for (;;) {
-        pthread_mutex_lock(&c->mu);
-        /* While events flow the sender polls every LINGER_US, so commits need
-         * no wakeup (a futex syscall each); only a sender idle for IDLE_MS
-         * sleeps until a commit signals it. */
-        while (!batch && !c->head && !c->stop) {
-            if (now_ms(CLOCK_MONOTONIC) - last_work < IDLE_MS) {
-                struct timespec until = after_us(LINGER_US);
-                pthread_cond_timedwait(&c->cv, &c->mu, &until);
-            } else {
-                c->sleeping = true;
-                pthread_cond_wait(&c->cv, &c->mu);
-                c->sleeping = false;
-            }
-        }
-        last_work = now_ms(CLOCK_MONOTONIC);
-        bool stopping = c->stop;
-        long long deadline = c->stop_deadline_ms;
-        if (!batch) {
-            struct polaris_event **tail = &batch;
-            for (int n = 0; n < BATCH && c->head; n++) {
-                struct polaris_event *ev = c->head;
-                c->head = ev->next;
-                c->count--;
-                c->bytes -= ev->b.len;
-                *tail = ev;
-                tail = &ev->next;
-            }
-            *tail = NULL;
-            if (!c->head)
-                c->tail = NULL;
-        }
-        uint64_t dropped = fd >= 0 ? c->dropped : 0;
-        c->dropped -= dropped;
-        pthread_mutex_unlock(&c->mu);
-
+        bool stopping = atomic_load(&c->stop);
+        long long deadline = atomic_load(&c->stop_deadline_ms);
         long long now = now_ms(CLOCK_MONOTONIC);
-        if (stopping && (!batch || now >= deadline))
+        if (stopping && (now >= deadline || (!wire.len && !ring_ready(c))))
             break;
-        if (dropped) {
-            struct polaris_event *n = drop_notice(c, dropped);
-            if (n) {
-                n->next = batch;
-                batch = n;
-            }
-        }
         if (fd < 0) {
             fd = connect_daemon(c->path);
             if (fd < 0) {
-                /* wait with backoff, but wake at once for a stop */
-                pthread_mutex_lock(&c->mu);
-                struct timespec until = after_us((stopping ? 10 : backoff) * 1000);
-                if (!c->stop || stopping)
-                    pthread_cond_timedwait(&c->cv, &c->mu, &until);
-                pthread_mutex_unlock(&c->mu);
+                /* the ring keeps what it holds; wait with backoff, but
+                 * wake at once for a stop */
+                uint32_t seen = atomic_load(&c->wakeups);
+                if (!atomic_load(&c->stop) || stopping)
+                    sender_wait(c, seen, (stopping ? 10 : backoff) * 1000);
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
             backoff = BACKOFF_MIN_MS;
         }
-        /* the JSON is made here, off the callers' threads */
-        buf_reset(&wire);
-        uint64_t unsendable = 0;
-        for (struct polaris_event *ev = batch; ev; ev = ev->next)
-            if (encode(c, ev, &wire) < 0)
-                unsendable++;
-        if (unsendable) {
-            pthread_mutex_lock(&c->mu);
-            c->dropped += unsendable;     /* reported with the next batch */
-            pthread_mutex_unlock(&c->mu);
+        if (!wire.len) {
+            uint64_t dropped = atomic_exchange(&c->dropped, 0);
+            if (dropped)
+                encode_drop_notice(c, dropped, &wire);
+            /* the JSON is made here, off the callers' threads */
+            uint64_t bad = take_batch(c, &wire);
+            if (wire.len && atomic_load_explicit(&c->waiting, memory_order_relaxed) != W_RUNNING)
+                atomic_store_explicit(&c->waiting, W_RUNNING, memory_order_relaxed);
+            if (bad)
+                atomic_fetch_add(&c->dropped, bad);     /* reported with the next batch */
+            if (!wire.len) {
+                if (!stopping)
+                    wait_for_events(c, now - last_work < IDLE_MS ? W_LINGER : W_SLEEP);
+                continue;
+            }
+            last_work = now;
         }
-        struct iovec iov = {wire.p, wire.len};
-        long long wdl = stopping ? deadline : now + 2000;
-        if (wire.len && write_all(fd, &iov, 1, wdl) < 0) {
+        if (write_all(fd, wire.p, wire.len, stopping ? deadline : now + 2000) < 0) {
             close(fd);              /* the whole batch goes again on a new connection */
             fd = -1;
             continue;
         }
-        while (batch) {
-            struct polaris_event *next = batch->next;
-            free_event(batch);
-            batch = next;
-        }
-    }
-    while (batch) {
-        struct polaris_event *next = batch->next;
-        free_event(batch);
-        batch = next;
+        buf_reset(&wire);
     }
     if (fd >= 0)
         close(fd);
@@ -459,16 +582,20 @@ static struct client *get_client(void)
     c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    /* zero pages until used: an app that reports little pays for little */
+    c->ring = mmap(NULL, sizeof(struct slot) * RING_SLOTS, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (c->ring == MAP_FAILED) {
+        free(c);
+        return NULL;
+    }
     c->pid = getpid();
     read_comm(c->comm, sizeof c->comm);
     const char *path = getenv("POLARIS_SOCKET");
     snprintf(c->path, sizeof c->path, "%s", path && *path ? path : "/run/polaris/polaris.sock");
     struct client *expected = NULL;
     if (!atomic_compare_exchange_strong(&g_client, &expected, c)) {
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
+        munmap(c->ring, sizeof(struct slot) * RING_SLOTS);
         free(c);
         return expected;                    /* another thread won the race */
     }
@@ -476,10 +603,10 @@ static struct client *get_client(void)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&c->thread, NULL, sender_main, c);
+    c->has_thread = pthread_create(&c->thread, NULL, sender_main, c) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        c->stop = true;                     /* no sender: every commit drops */
+    if (!c->has_thread)
+        atomic_store(&c->stop, true);       /* no sender: every commit drops */
     return c;
 }
 
@@ -503,18 +630,23 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
 }
 
 /* Tag and key of a parameter; -1 (and the event is spoiled) on failure. */
-static int add_key(struct polaris_event *ev, unsigned char tag, const char *key)
+static inline int add_key(struct polaris_event *ev, unsigned char tag, const char *key)
 {
     if (!ev || !key || ev->bad)
         return -1;
-    if (rec_put(ev, &tag, 1) < 0 || rec_str(ev, key) < 0) {
+    if (ev->b.cap - ev->b.len > 1)
+        ev->b.p[ev->b.len++] = (char)tag;
+    else if (rec_put(ev, &tag, 1) < 0)
+        goto spoiled;
+    if (rec_str(ev, key) < 0) {
+spoiled:
         ev->bad = true;
         return -1;
     }
     return 0;
 }
 
-static int done(struct polaris_event *ev, int rc)
+static inline int done(struct polaris_event *ev, int rc)
 {
     if (rc)
         ev->bad = true;
@@ -563,6 +695,8 @@ API void polaris_event_cancel(polaris_event_t *ev)
     free_event(ev);
 }
 
+/* Moves the event into the ring and frees it. 0, or -2 (dropped, counted)
+ * when the ring is full, the heap budget spent, or there is no sender. */
 static int enqueue(struct polaris_event *ev)
 {
     struct client *c = get_client();
@@ -570,31 +704,72 @@ static int enqueue(struct polaris_event *ev)
         free_event(ev);
         return -2;
     }
-    ev->next = NULL;
-    pthread_mutex_lock(&c->mu);
-    if (c->stop || c->count >= QUEUE_MAX_EVENTS || c->bytes + ev->b.len > QUEUE_MAX_BYTES) {
-        c->dropped++;
-        pthread_mutex_unlock(&c->mu);
-        free_event(ev);
-        return -2;
+    size_t len = ev->b.len;
+    bool on_heap = ev->b.p != ev->inl;
+    if (on_heap && atomic_fetch_add_explicit(&c->heap_bytes, len, memory_order_relaxed) + len >
+                       HEAP_MAX_BYTES) {
+        atomic_fetch_sub_explicit(&c->heap_bytes, len, memory_order_relaxed);
+        goto drop;
     }
-    /* The sender is woken when it sleeps, and when this event finds the
-     * queue empty (it waits in a LINGER_US poll then, and the event would
-     * wait with it: that is most of an event's latency at moderate rates).
-     * While events queue up behind one another nobody is woken: the
-     * sender takes them in batches as it comes round. */
-    bool wake = c->sleeping || c->count == 0;
-    if (c->tail)
-        c->tail->next = ev;
-    else
-        c->head = ev;
-    c->tail = ev;
-    c->count++;
-    c->bytes += ev->b.len;
-    if (wake)
-        pthread_cond_signal(&c->cv);
-    pthread_mutex_unlock(&c->mu);
+    if (atomic_load_explicit(&c->stop, memory_order_relaxed))
+        goto unbudget;
+    /* claim a position: the slot it maps to must be free for this lap;
+     * one still holding an event of the lap before means the ring is full */
+    uint64_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
+    struct slot *s;
+    for (;;) {
+        s = slot_at(c, pos);
+        int64_t dif = (int64_t)(atomic_load_explicit(&s->turn, memory_order_acquire) - lap_of(pos));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            goto unbudget;
+        } else {
+            pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
+        }
+    }
+    s->event_id = ev->event_id;
+    s->ts_ms = ev->ts_ms;
+    s->len = (uint32_t)len;
+    s->raw = ev->raw;
+    if (on_heap) {
+        s->on_heap = true;
+        s->heap = ev->b.p;
+        ev->b.p = ev->inl;
+    } else {
+        /* in 32-byte steps (inlined moves, no call); the tail past len is
+         * the event's own inline space, copied and never read */
+        s->on_heap = false;
+        memcpy(s->data, ev->inl, len);
+    }
+    free_event(ev);
+    /* publish, then look at the sender (see wait_for_events for the
+     * barrier this takes). It is woken when
+     * it sleeps, and when this event found the ring empty while it
+     * lingers (the event would otherwise wait out the linger: most of an
+     * event's latency at moderate rates). Events queued behind others
+     * wake nobody: the sender takes them in batches as it comes round. */
+    atomic_store_explicit(&s->turn, lap_of(pos) + 1, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t w = atomic_load_explicit(&c->waiting, memory_order_acquire);
+    /* the next event's slot, owned before it is needed: the stores into it
+     * then hit the cache, and the next publish does not wait for them */
+    struct slot *next = slot_at(c, pos + 1);
+    __builtin_prefetch(next, 1, 3);
+    __builtin_prefetch((char *)next + 64, 1, 3);
+    __builtin_prefetch((char *)next + 128, 1, 3);
+    if (w == W_SLEEP || (w == W_LINGER && pos == atomic_load_explicit(&c->head, memory_order_relaxed)))
+        wake_sender(c);
     return 0;
+unbudget:
+    if (on_heap)
+        atomic_fetch_sub_explicit(&c->heap_bytes, len, memory_order_relaxed);
+drop:
+    atomic_fetch_add_explicit(&c->dropped, 1, memory_order_relaxed);
+    free_event(ev);
+    return -2;
 }
 
 API int polaris_event_commit(polaris_event_t *ev)
@@ -626,6 +801,8 @@ API int polaris_report_raw(const char *json, size_t len)
     if (!ev)
         return -2;
     ev->raw = true;
+    ev->event_id = v;
+    ev->ts_ms = 0;
     if (rec_put(ev, json, len) < 0) {
         free_event(ev);
         return -2;
@@ -638,20 +815,19 @@ API void polaris_deinit(void)
     struct client *c = atomic_exchange(&g_client, NULL);
     if (!c)
         return;
-    pthread_mutex_lock(&c->mu);
-    bool had_thread = !c->stop;
-    c->stop = true;
-    c->stop_deadline_ms = now_ms(CLOCK_MONOTONIC) + DEINIT_BOUND_MS;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    if (had_thread)
+    atomic_store(&c->stop_deadline_ms, now_ms(CLOCK_MONOTONIC) + DEINIT_BOUND_MS);
+    atomic_store(&c->stop, true);
+    wake_sender(c);
+    if (c->has_thread)
         pthread_join(c->thread, NULL);
-    while (c->head) {
-        struct polaris_event *n = c->head->next;
-        free_event(c->head);
-        c->head = n;
+    /* what the sender could not deliver in time */
+    for (uint64_t head = atomic_load(&c->head);; head++) {
+        struct slot *s = slot_at(c, head);
+        if (atomic_load(&s->turn) != lap_of(head) + 1)
+            break;
+        release_slot(c, s, head);
     }
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
+    munmap(c->ring, sizeof(struct slot) * RING_SLOTS);
     free(c);
+    free_spare(NULL);
 }
