@@ -38,20 +38,32 @@ static int proc_comm(pid_t pid, char *out, size_t cap)
 enum field { F_OTHER, F_EVENT_ID, F_TIMESTAMP, F_PID, F_UID, F_CLAIMED_PID, F_PARAMS,
              F_PROCESS_NAME, F_PROCESS_VER, F_LOGF, F_COUNT };
 
+/* Plain keys by length, then one fixed-size compare (inlined); escaped
+ * keys are decoded by json_key_is, so "p\u0069d" is "pid" here too. */
 static enum field classify(const struct json_member *m)
 {
-    static const struct { const char *name; size_t len; } names[F_COUNT] = {
-        {NULL, 0}, {"eventId", 7}, {"timestamp", 9}, {"pid", 3}, {"uid", 3}, {"claimedPid", 10},
-        {"params", 6}, {"processName", 11}, {"processVer", 10}, {"logf", 4},
-    };
-    for (int f = 1; f < F_COUNT; f++) {
-        /* a plain key of another length cannot match: skip the compare */
-        if (!m->key_escaped && m->key_len != names[f].len)
-            continue;
-        if (json_key_is(m, names[f].name))
-            return (enum field)f;
+#define IS(lit) (memcmp(m->key, lit, sizeof lit - 1) == 0)
+    if (m->key_escaped) {
+        static const char *const names[F_COUNT] = {
+            NULL, "eventId", "timestamp", "pid", "uid", "claimedPid",
+            "params", "processName", "processVer", "logf",
+        };
+        for (int f = 1; f < F_COUNT; f++)
+            if (json_key_is(m, names[f]))
+                return (enum field)f;
+        return F_OTHER;
     }
-    return F_OTHER;
+    switch (m->key_len) {
+    case 3: return IS("pid") ? F_PID : IS("uid") ? F_UID : F_OTHER;
+    case 4: return IS("logf") ? F_LOGF : F_OTHER;
+    case 6: return IS("params") ? F_PARAMS : F_OTHER;
+    case 7: return IS("eventId") ? F_EVENT_ID : F_OTHER;
+    case 9: return IS("timestamp") ? F_TIMESTAMP : F_OTHER;
+    case 10: return IS("claimedPid") ? F_CLAIMED_PID : IS("processVer") ? F_PROCESS_VER : F_OTHER;
+    case 11: return IS("processName") ? F_PROCESS_NAME : F_OTHER;
+    default: return F_OTHER;
+    }
+#undef IS
 }
 
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
