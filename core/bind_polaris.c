@@ -186,7 +186,6 @@ static int l_emit(lua_State *L)
     if (!e)
         return luaL_error(L, "polaris.emit: out of memory");
     e->event_id = id;
-    e->t_in_ns = mono_ns();
     snprintf(e->from, sizeof e->from, "%s", p->id);
     if (registry_emit(p->reg, e) < 0) {
         lua_pushnil(L);

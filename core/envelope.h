@@ -49,7 +49,6 @@ struct envelope {
     int32_t  pid;             /* peer pid (SO_PEERCRED) */
     uint32_t timeout_ms;
     uint64_t event_id;
-    uint64_t t_in_ns;         /* monotonic time of acceptance */
     size_t   wend;            /* egress: end offset of its frame in the write buffer */
     uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
     char     action[48];      /* command action or message topic */

@@ -308,7 +308,6 @@ static void guest_cmd_request(struct guest_link *g, const struct plp_frame *f)
     memcpy(e->action, r.action, sizeof e->action);
     e->req_id = f->seq;
     e->timeout_ms = r.timeout_ms;
-    e->t_in_ns = mono_ns();
     if (envq_push(&g->d->core_q, e) < 0) {
         envelope_free(e);
         STAT_INC(commands_busy);

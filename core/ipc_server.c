@@ -197,7 +197,6 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->conn_id = c->id;
         e->pid = c->pid;
         e->uid = c->uid;
-        e->t_in_ns = mono_ns();
         if (s->d->spool && !(e->spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
             STAT_INC(spool_errors);            /* accepted all the same, in memory only */
         STAT_INC(ipc_events_in);
@@ -228,7 +227,6 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->pid = c->pid;
         e->uid = c->uid;
         e->timeout_ms = r.timeout_ms;
-        e->t_in_ns = mono_ns();
         submit(c, e);
         return true;
     }

@@ -206,7 +206,6 @@ static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, u
     e->event_id = event_id;
     e->origin = ORIGIN_APP;
     e->spool_ticket = ticket;
-    e->t_in_ns = mono_ns();
     envq_push_force(&d->core_q, e);
     return 0;
 }
