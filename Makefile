@@ -33,8 +33,12 @@ BUILD      ?= build
 SANFLAGS   ?=
 
 LUA_PC     ?= lua5.4
-DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib 2>/dev/null)
-DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) -lev -lsodium -lpthread
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC) zlib libdeflate 2>/dev/null)
+# libdeflate for CRC-32 on the event path: PCLMUL-accelerated, ~12 ns for a
+# 256-byte payload where zlib 1.2.13's crc32() takes ~190 ns (the same CRC;
+# spec/unit/c/test_crc.c checks one against the other). zlib stays for gzip.
+DEP_LIBS   := $(shell $(PKG_CONFIG) --libs zlib 2>/dev/null || echo -lz) \
+              $(shell $(PKG_CONFIG) --libs libdeflate 2>/dev/null || echo -ldeflate) -lev -lsodium -lpthread
 SECCOMP_LIBS := $(shell $(PKG_CONFIG) --libs libseccomp 2>/dev/null || echo -lseccomp)
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.4) -llua5.4-cjson
 

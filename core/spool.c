@@ -24,7 +24,7 @@
  * SPOOL_COMPACT_MIN) the live tail is copied to a new log.
  *
  * Called from ingress (append, flush), egress and the core (done): one
- * mutex. Uses: zlib crc32, buf, log. */
+ * mutex. Uses: libdeflate crc32 (as in plp_codec.c), buf, log. */
 #include "spool.h"
 #include "buf.h"
 #include "log.h"
@@ -38,7 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #define SPOOL_COMPACT_MIN (16u << 20)
 #define SPOOL_RECORD_MAX  (16u << 20)
@@ -115,7 +115,7 @@ static int write_ckpt(struct spool *s)
 {
     unsigned char b[12];
     put64(b, s->ckpt);
-    put32(b + 8, (uint32_t)crc32(0L, b, 8));
+    put32(b + 8, (uint32_t)libdeflate_crc32(0, b, 8));
     return pwrite(s->ckpt_fd, b, sizeof b, 0) == (ssize_t)sizeof b ? 0 : -1;
 }
 
@@ -123,7 +123,7 @@ static uint64_t read_ckpt(struct spool *s)
 {
     unsigned char b[12];
     if (pread(s->ckpt_fd, b, sizeof b, 0) != (ssize_t)sizeof b ||
-        get32(b + 8) != (uint32_t)crc32(0L, b, 8))
+        get32(b + 8) != (uint32_t)libdeflate_crc32(0, b, 8))
         return 0;                  /* none yet, or torn: replay from the start */
     return get64(b);
 }
@@ -275,7 +275,7 @@ int spool_replay(struct spool *s, int (*fn)(void *ctx, uint64_t event_id, const 
         }
         memcpy(buf, h + 8, 8);
         if (pread(s->fd, buf + 8, len, (off_t)(off + HDR)) != (ssize_t)len ||
-            (uint32_t)crc32(0L, (const unsigned char *)buf, len + 8) != get32(h + 4))
+            (uint32_t)libdeflate_crc32(0, buf, len + 8) != get32(h + 4))
             break;
         bool finished = ndone && bsearch(&off, done, ndone, sizeof *done, cmp_u64);
         if (push_entry(s, off, off + HDR + len, finished) < 0)
@@ -310,8 +310,8 @@ uint64_t spool_append(struct spool *s, uint64_t event_id, const void *p, size_t 
     unsigned char h[HDR];
     put32(h, (uint32_t)len);
     put64(h + 8, event_id);
-    uint32_t crc = (uint32_t)crc32(0L, h + 8, 8);
-    put32(h + 4, (uint32_t)crc32(crc, p, (uInt)len));
+    uint32_t crc = (uint32_t)libdeflate_crc32(0, h + 8, 8);
+    put32(h + 4, (uint32_t)libdeflate_crc32(crc, p, len));
     pthread_mutex_lock(&s->mu);
     uint64_t start = s->end + s->batch.len, ticket = 0;
     if (buf_append(&s->batch, h, HDR) == 0 && buf_append(&s->batch, p, len) == 0 &&

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 static void wr32(unsigned char *p, unsigned v)
@@ -161,5 +162,32 @@ TEST(plp_crc_is_zlib_ieee_over_sent_bytes)
     const unsigned char *h = (const unsigned char *)b.p;
     unsigned crc = h[20] | h[21] << 8 | h[22] << 16 | (unsigned)h[23] << 24;
     CHECK(crc == 0xCBF43926u);                     /* the CRC-32/IEEE check value */
+    buf_free(&b);
+}
+
+/* The CRC on the event path is libdeflate's; the protocol's reference is
+ * zlib's crc32(). Every length 0..4096 (each of libdeflate's code paths:
+ * byte loop, folding, the vector tail), misaligned starts, chained calls. */
+TEST(plp_crc_is_zlibs_crc32)
+{
+    static unsigned char data[4096 + 16];
+    unsigned x = 12345;
+    for (size_t i = 0; i < sizeof data; i++) {
+        x = x * 1103515245u + 12345u;
+        data[i] = (unsigned char)(x >> 16);
+    }
+    for (size_t len = 0; len <= 4096; len++) {
+        size_t off = len % 13;
+        uint32_t ref = (uint32_t)crc32(0L, data + off, (uInt)len);
+        REQUIRE(libdeflate_crc32(0, data + off, len) == ref);
+        size_t half = len / 3;
+        REQUIRE(libdeflate_crc32(libdeflate_crc32(0, data + off, half), data + off + half, len - half) == ref);
+    }
+    /* and what the encoder writes into the header is that CRC */
+    struct buf b = BUF_INIT;
+    REQUIRE(plp_encode(&b, PLP_EVENT_H2G, PLP_FLAG_JSON, 1, (const char *)data, 700, 1 << 20) == 0);
+    const unsigned char *h = (const unsigned char *)b.p;
+    uint32_t in_header = (uint32_t)h[20] | (uint32_t)h[21] << 8 | (uint32_t)h[22] << 16 | (uint32_t)h[23] << 24;
+    REQUIRE(in_header == (uint32_t)crc32(0L, data, 700));
     buf_free(&b);
 }
