@@ -133,6 +133,8 @@ function H.start_daemon(opts)
   if opts.valgrind or os.getenv("POLARIS_VALGRIND") then
     table.insert(argv, 1, "--error-exitcode=99")
     table.insert(argv, 1, "--leak-check=full")
+    -- polarisd links jemalloc: memcheck must replace it as it would glibc's
+    table.insert(argv, 1, "--soname-synonyms=somalloc=*jemalloc*")
     table.insert(argv, 1, "valgrind")
   end
   d.pid = assert(ptest.spawn(argv, {stderr = d.log, stdout = d.log, env = opts.env}))
