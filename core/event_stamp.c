@@ -4,6 +4,7 @@
 #include "json_scan.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,25 @@ static enum field classify(const struct json_member *m)
     default: return F_OTHER;
     }
 #undef IS
+}
+
+/* Whether member i goes out as the app wrote it: the identity fields are
+ * ours to set, and a duplicate of any known field is dropped so the guest
+ * sees exactly what was checked. */
+static bool kept(const struct json_member *m, const enum field *kind,
+                 const struct json_member *const *f, int i, bool stamp)
+{
+    if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP)
+        return false;
+    if (stamp && (kind[i] == F_PID || kind[i] == F_UID || kind[i] == F_CLAIMED_PID))
+        return false;
+    return kind[i] == F_OTHER || &m[i] == f[kind[i]];
+}
+
+/* "key":value with nothing around the colon */
+static bool compact(const struct json_member *m)
+{
+    return m->val - (m->key - 1) == (ptrdiff_t)(m->key_len + 3);
 }
 
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
@@ -152,16 +172,25 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         }
     }
     for (int i = 0; i < n; i++) {
-        /* the identity fields are ours to set; a duplicate of any known
-         * field is dropped so the guest sees exactly what was checked */
-        if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP ||
-            (stamp && (kind[i] == F_PID || kind[i] == F_UID || kind[i] == F_CLAIMED_PID)) ||
-            (kind[i] != F_OTHER && &m[i] != f[kind[i]]))
+        if (!kept(m, kind, f, i, stamp))
             continue;
+        /* a member written "key":value goes out with the kept members
+         * after it written the same way, as one run of the input */
+        const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
+        if (!compact(&m[i])) {
+            rc |= buf_putc(out, ',');             /* spaces around the colon */
+            rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
+            rc |= buf_putc(out, ':');
+            rc |= buf_append(out, m[i].val, m[i].val_len);
+            continue;
+        }
+        while (i + 1 < n && m[i + 1].key - 1 == to + 1 && compact(&m[i + 1]) &&
+               kept(m, kind, f, i + 1, stamp)) {
+            i++;
+            to = m[i].val + m[i].val_len;
+        }
         rc |= buf_putc(out, ',');
-        rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
-        rc |= buf_putc(out, ':');
-        rc |= buf_append(out, m[i].val, m[i].val_len);
+        rc |= buf_append(out, from, (size_t)(to - from));
     }
     rc |= buf_putc(out, '}');
     if (rc) {
