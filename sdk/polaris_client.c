@@ -503,14 +503,15 @@ static void wait_for_events(struct client *c, uint32_t mode)
         sender_wait(c, seen, mode == W_LINGER ? LINGER_US : -1);
 }
 
-/* Faults the ring's pages in, in the sender, a little ahead of the
- * commits, so that no commit takes a page fault on the ring's first lap
- * (a few microseconds each, one per 16 slots). Memory still grows only
- * with use. Without MADV_POPULATE_WRITE (Linux < 5.14) commits fault as
- * they go. */
-static void populate_ahead(struct client *c)
+/* Faults the ring's pages in, in the sender, ahead of the commits, so that
+ * no commit takes a page fault on the ring's first lap (one per 16 slots;
+ * a few microseconds each, and now and then a few hundred on this VM).
+ * While a daemon reads, `ahead` is a little (memory grows with use); with
+ * none, the ring is going to fill, and all of it is faulted in at once.
+ * Without MADV_POPULATE_WRITE (Linux < 5.14) commits fault as they go. */
+static void populate_ahead(struct client *c, uint64_t ahead)
 {
-    uint64_t want = atomic_load_explicit(&c->tail, memory_order_relaxed) + POPULATE_AHEAD;
+    uint64_t want = atomic_load_explicit(&c->tail, memory_order_relaxed) + ahead;
     while (c->populated < RING_SLOTS && c->populated < want) {
         uint64_t n = RING_SLOTS - c->populated < POPULATE_STEP ? RING_SLOTS - c->populated : POPULATE_STEP;
         if (madvise(&c->ring[c->populated], n * sizeof(struct slot), MADV_POPULATE_WRITE) != 0) {
@@ -535,10 +536,12 @@ static void *sender_main(void *arg)
         if (stopping && (now >= deadline || (!wire.len && !ring_ready(c))))
             break;
         if (c->populated < RING_SLOTS)
-            populate_ahead(c);
+            populate_ahead(c, POPULATE_AHEAD);
         if (fd < 0) {
             fd = connect_daemon(c->path);
             if (fd < 0) {
+                if (c->populated < RING_SLOTS)
+                    populate_ahead(c, RING_SLOTS);
                 /* the ring keeps what it holds; wait with backoff, but
                  * wake at once for a stop */
                 uint32_t seen = atomic_load(&c->wakeups);
