@@ -179,7 +179,8 @@ $(UNIT_BIN): $(UNIT_OBJS) $(LIBCORE)
 $(BUILD)/bench/relay: $(BUILD)/bench/relay.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lev
 
-$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o
+$(BUILD)/bench/loadgen.o: ALL_CFLAGS += -Isdk/include
+$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(SDK_A)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
 
 $(BUILD)/bench/sdk_bench: bench/sdk_bench.c $(SDK_A)

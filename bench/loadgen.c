@@ -1,13 +1,27 @@
 /* loadgen.c - drives an e2e throughput run: a guest-side reader on TCP and N
- * client threads writing 200-byte LSP EVENT_REPORT frames (batched with
- * writev, as the SDK does) to a Unix socket. Prints one JSON line with the
- * events/s seen by the reader.
+ * client threads sending 200-byte events to a Unix socket. Prints one JSON
+ * line with the events/s seen by the reader.
  *
- * usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp */
+ * usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp [sdk|frames]
+ *
+ *   sdk     (the default) the threads are an app using libpolaris_client:
+ *           create + 2 adds + commit per event, one SDK connection for the
+ *           process, as DESIGN's apps do. A commit refused because the SDK's
+ *           ring is full is made again (the event must arrive; the sink
+ *           does not count the SDK's own drop notices).
+ *   frames  each thread formats its LSP frames itself and writes 64 per
+ *           writev on its own connection: no SDK in the way.
+ *
+ * lsp: the sink reads what a relay passed on (LSP frames); plp: what
+ * polarisd sent (PLP frames). */
+#include "polaris_api.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +37,37 @@
 
 static const char *unix_path;
 static long per_thread;
+static char pad[EVENT_BYTES];
+
+/* The same 200 bytes of JSON as a frames-mode event, through the SDK. */
+static void *sdk_client(void *arg)
+{
+    long id = (long)arg;
+    for (long sent = 0; sent < per_thread; sent++) {
+        for (;;) {
+            polaris_event_t *ev = polaris_event_create((uint64_t)sent, "bench", "1");
+            polaris_event_add_long(ev, "thread", id);
+            polaris_event_add_string(ev, "pad", pad);
+            int rc = polaris_event_commit(ev);
+            if (rc == 0)
+                break;
+            if (rc != -2) {
+                fprintf(stderr, "loadgen: commit failed (%d)\n", rc);
+                exit(1);
+            }
+            sched_yield();          /* the ring is full: let the sender run */
+        }
+    }
+    return NULL;
+}
+
+/* The SDK's own "dropped N events" report (eventId 1000002): not one of
+ * the events being counted. */
+static bool is_drop_notice(const uint8_t *json, size_t n)
+{
+    static const char notice[] = "{\"eventId\":1000002,";
+    return n >= sizeof notice - 1 && memcmp(json, notice, sizeof notice - 1) == 0;
+}
 
 static double now_s(void)
 {
@@ -88,10 +133,11 @@ static void *client(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp [sdk|frames]\n");
         return 2;
     }
+    bool sdk = argc == 6 || strcmp(argv[6], "sdk") == 0;
     unix_path = argv[1];
     int port = atoi(argv[2]);
     int threads = atoi(argv[3]);
@@ -108,8 +154,14 @@ int main(int argc, char **argv)
     long want = per_thread * threads, got = 0;
     pthread_t t[64];
     double t0 = now_s();
+    if (sdk) {
+        setenv("POLARIS_SOCKET", unix_path, 1);
+        /* {"eventId":N,"timestamp":T,"pid":P,"processName":"bench","processVer":"1",
+         * "params":{"thread":K,"pad":"..."}}: ~200 bytes, as in frames mode */
+        memset(pad, 'x', 75);
+    }
     for (long i = 0; i < threads && i < 64; i++)
-        pthread_create(&t[i], NULL, client, (void *)i);
+        pthread_create(&t[i], NULL, sdk ? sdk_client : client, (void *)i);
     static uint8_t buf[1 << 20];
     size_t have = 0;
     const size_t hdr = 24;
@@ -120,19 +172,29 @@ int main(int argc, char **argv)
             return 1;
         }
         have += (size_t)n;
-        if (!plp) {
+        if (!plp && !sdk) {
             /* the relay interleaves clients' bytes unparsed: count bytes */
             got += (long)(have / (EVENT_BYTES + 12));
             have %= (EVENT_BYTES + 12);
             continue;
         }
         size_t off = 0;
-        while (have - off >= hdr) {
+        while (!plp && have - off >= 12) {
+            /* one SDK connection: the relay passes a clean LSP stream */
+            const uint8_t *h = buf + off;
+            size_t flen = h[0] | h[1] << 8 | h[2] << 16 | (size_t)h[3] << 24;
+            if (flen < 12 || have - off < flen)
+                break;
+            if (!is_drop_notice(h + 12, flen - 12))
+                got++;
+            off += flen;
+        }
+        while (plp && have - off >= hdr) {
             const uint8_t *h = buf + off;
             size_t flen = 24 + (h[8] | h[9] << 8 | h[10] << 16 | (size_t)h[11] << 24);
             if (have - off < flen)
                 break;
-            if ((h[12] | h[13] << 8) == 0x10)
+            if ((h[12] | h[13] << 8) == 0x10 && !is_drop_notice(h + 24, flen - 24))
                 got++;
             off += flen;
         }
@@ -142,6 +204,8 @@ int main(int argc, char **argv)
     double el = now_s() - t0;
     for (int i = 0; i < threads && i < 64; i++)
         pthread_join(t[i], NULL);
+    if (sdk)
+        polaris_deinit();
     printf("{\"events\":%ld,\"seconds\":%.6f,\"events_per_s\":%.0f}\n", want, el, want / el);
     return 0;
 }

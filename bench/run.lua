@@ -8,10 +8,14 @@ local BUILD = H.BUILD
 local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS") or "5")
 local THREADS, PER_THREAD = 4, tonumber(os.getenv("BENCH_EVENTS") or "50000")
 
-local function run_loadgen(unix_path, port, proto)
+-- source "sdk": 4 threads of one app using libpolaris_client (the issue's
+-- definition of the e2e figures); "frames": 4 threads writing preformatted
+-- LSP frames on 4 connections, no SDK in the way (a stricter comparison,
+-- reported beside it)
+local function run_loadgen(unix_path, port, proto, source)
   local out = os.tmpname()
   local pid = assert(ptest.spawn({BUILD .. "/bench/loadgen", unix_path, tostring(port),
-                                  tostring(THREADS), tostring(PER_THREAD), proto},
+                                  tostring(THREADS), tostring(PER_THREAD), proto, source or "sdk"},
                                  {stdout = out, stderr = out}))
   local res, rc = ptest.wait(pid, 120000)
   local text = H.read_file(out)
@@ -72,10 +76,14 @@ local doop = H.start_daemon({guest = "tcp", config = big, plugins = {
 
 local relay_rates, e2e_rates, ratios, lua_rates, lua_ratios = {}, {}, {}, {}, {}
 local oop_rates, oop_ratios = {}, {}
+local frelay_rates, fe2e_rates, fratios = {}, {}, {}
 local ok, err = pcall(function()
   for round = 1, ROUNDS do
     local r = run_loadgen(relay_sock, relay_port, "lsp")
     local e = run_loadgen(d.ipc, d.guest_port, "plp")
+    local fr = run_loadgen(relay_sock, relay_port, "lsp", "frames")
+    local fe = run_loadgen(d.ipc, d.guest_port, "plp", "frames")
+    frelay_rates[round], fe2e_rates[round], fratios[round] = fr, fe, fe / fr
     local l = run_loadgen(dl.ipc, dl.guest_port, "plp")
     local o = run_loadgen(doop.ipc, doop.guest_port, "plp")
     relay_rates[round], e2e_rates[round], ratios[round] = r, e, e / r
@@ -83,8 +91,8 @@ local ok, err = pcall(function()
     -- per-event cost out of process over in process: the rates inverted
     oop_rates[round], oop_ratios[round] = o, l / o
     io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with a Lua strategy %.0f ev/s (%.2f), "
-                           .. "out of process %.0f ev/s (cost x%.2f)\n",
-                           round, r, e, e / r, l, l / e, o, l / o))
+                           .. "out of process %.0f ev/s (cost x%.2f); without the SDK: relay %.0f, polarisd %.0f (%.2f)\n",
+                           round, r, e, e / r, l, l / e, o, l / o, fr, fe, fe / fr))
   end
 end)
 local oop_status = H.plugin_by_id(doop:status(), "trivial")
@@ -231,6 +239,9 @@ local results = {
   e2e_events_per_s = median(e2e_rates),
   relay_events_per_s = median(relay_rates),
   e2e_vs_relay_ratio = median(ratios),
+  e2e_frames_events_per_s = median(fe2e_rates),
+  relay_frames_events_per_s = median(frelay_rates),
+  e2e_frames_vs_relay_ratio = median(fratios),
   e2e_dropped = st.guest.dropped,
   e2e_lua_events_per_s = median(lua_rates),
   lua_vs_plain_ratio = median(lua_ratios),
@@ -265,6 +276,10 @@ end
 row("relay_events_per_s", relay_rates, "%14.0f")
 row("e2e_events_per_s", e2e_rates, "%14.0f")
 print(string.format("%-24s %14.2f   %.2f .. %.2f   (target >= 0.5)", "e2e_vs_relay_ratio", results.e2e_vs_relay_ratio, lo, hi))
+print("  (apps using the SDK, as the issue defines it; below, preformatted frames on 4 connections)")
+row("relay_frames_events_per_s", frelay_rates, "%14.0f")
+row("e2e_frames_events_per_s", fe2e_rates, "%14.0f")
+row("e2e_frames_vs_relay_ratio", fratios, "%14.2f")
 row("e2e_lua_events_per_s", lua_rates, "%14.0f")
 row("lua_vs_plain_ratio", lua_ratios, "%14.2f")
 row("e2e_oop_events_per_s", oop_rates, "%14.0f")
@@ -295,8 +310,9 @@ print("wrote bench/results.json")
 -- the plot: throughput per round and latency, against their baselines
 local dat = assert(io.open("bench/results.dat", "w"))
 for round = 1, ROUNDS do
-  dat:write(string.format("%d %.0f %.0f %.0f %.1f %.1f %.1f %.1f\n", round, relay_rates[round], e2e_rates[round],
-                          lua_rates[round], lat50[round], lat99[round], rlat50[round], rlat99[round]))
+  dat:write(string.format("%d %.0f %.0f %.0f %.1f %.1f %.1f %.1f %.0f %.0f\n", round, relay_rates[round],
+                          e2e_rates[round], lua_rates[round], lat50[round], lat99[round], rlat50[round],
+                          rlat99[round], frelay_rates[round], fe2e_rates[round]))
 end
 dat:close()
 local gp = [[
@@ -305,9 +321,11 @@ set output "bench/results.png"
 set multiplot layout 1,2 title "polarisd bench (]] .. git .. [[, ]] .. cores .. [[ cores)"
 set title "throughput, 200-byte events"
 set xlabel "round"; set ylabel "events/s"; set key top left; set yrange [0:*]; set xtics 1
-plot "bench/results.dat" using 1:2 with linespoints title "raw relay (baseline)", \
-     "" using 1:3 with linespoints title "polarisd", \
-     "" using 1:4 with linespoints title "polarisd + Lua strategy"
+plot "bench/results.dat" using 1:2 with linespoints title "raw relay (baseline), SDK app", \
+     "" using 1:3 with linespoints title "polarisd, SDK app", \
+     "" using 1:4 with linespoints title "polarisd + Lua strategy, SDK app", \
+     "" using 1:9 with linespoints dt 2 title "raw relay, preformatted frames", \
+     "" using 1:10 with linespoints dt 2 title "polarisd, preformatted frames"
 set title "latency at 10k events/s (SDK commit -> guest)"
 set ylabel "microseconds"; set key top left
 plot "bench/results.dat" using 1:5 with linespoints title "polarisd p50", \
