@@ -65,27 +65,38 @@ static int read_hex4(const char *p, uint32_t *cp)
 
 /* Strings are most of an event's bytes. 16 at a time are skipped while
  * none is a quote, a backslash, a control character or non-ASCII (one
- * signed compare catches the last two: both are below 0x20 as int8). */
-static int scan_string(struct scanner *sc)
+ * signed compare catches the last two: both are below 0x20 as int8).
+ * skip_plain returns the first byte at or after i that needs a look, or
+ * where fewer than 16 bytes are left. scan_string_from goes on from i
+ * (inside the string) through escapes and multi-byte UTF-8; scan_string,
+ * inlined where a string starts, ends a plain string itself and calls it
+ * for anything else. */
+static inline __attribute__((always_inline)) size_t skip_plain(const unsigned char *u, size_t i, size_t n)
+{
+#ifdef __SSE2__
+    while (i + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
+        __m128i special = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+        int mask = _mm_movemask_epi8(special);
+        if (mask)
+            return i + (size_t)__builtin_ctz((unsigned)mask);
+        i += 16;
+    }
+#else
+    (void)u;
+    (void)n;
+#endif
+    return i;
+}
+
+static int __attribute__((noinline)) scan_string_from(struct scanner *sc, size_t i)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
-    size_t i = sc->i + 1, n = sc->n;            /* past the opening quote */
-    sc->escaped = false;
+    size_t n = sc->n;
     for (;;) {
-#ifdef __SSE2__
-        while (i + 16 <= n) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
-            __m128i special = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-            int mask = _mm_movemask_epi8(special);
-            if (mask) {
-                i += (size_t)__builtin_ctz((unsigned)mask);
-                break;
-            }
-            i += 16;
-        }
-#endif
+        i = skip_plain(u, i, n);
         if (i >= n)
             break;
         unsigned char c = u[i];
@@ -147,6 +158,18 @@ static int scan_string(struct scanner *sc)
     }
     sc->i = i;
     return fail(sc, "unterminated string");
+}
+
+static inline __attribute__((always_inline)) int scan_string(struct scanner *sc)
+{
+    const unsigned char *u = (const unsigned char *)sc->s;
+    size_t i = skip_plain(u, sc->i + 1, sc->n); /* from past the opening quote */
+    sc->escaped = false;
+    if (i < sc->n && u[i] == '"') {
+        sc->i = i + 1;
+        return 0;
+    }
+    return scan_string_from(sc, i);
 }
 
 static int scan_number(struct scanner *sc)
@@ -402,16 +425,17 @@ int json_to_u64(const char *tok, size_t n, uint64_t *out)
      * only that one is checked (a division per digit was most of the cost
      * of reading an event's numbers) */
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (tok[i] < '0' || tok[i] > '9')
+    size_t fast = n < 19 ? n : 19;
+    for (size_t i = 0; i < fast; i++) {
+        unsigned d = (unsigned char)tok[i] - (unsigned)'0';
+        if (d > 9)
             return -1;
-        uint64_t d = (uint64_t)(tok[i] - '0');
-        if (i == 19) {
-            if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
-                return -1;
-        } else {
-            v = v * 10 + d;
-        }
+        v = v * 10 + d;
+    }
+    if (n == 20) {
+        unsigned d = (unsigned char)tok[19] - (unsigned)'0';
+        if (d > 9 || __builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
+            return -1;
     }
     *out = v;
     return 0;
