@@ -153,10 +153,16 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         rc |= buf_json_u64(out, wall_ms());
     bool stamp = pid >= 0;
     if (stamp) {
-        rc |= buf_append(out, ",\"pid\":", 7);
-        rc |= buf_json_i64(out, pid);
-        rc |= buf_append(out, ",\"uid\":", 7);
-        rc |= buf_json_u64(out, uid);
+        /* a connection's events all carry the same pid and uid: their text
+         * is made once per change, not per event */
+        static __thread struct { pid_t pid; uid_t uid; int len; char text[48]; } ident = {.pid = -1};
+        if (ident.pid != pid || ident.uid != uid) {
+            ident.len = snprintf(ident.text, sizeof ident.text, ",\"pid\":%d,\"uid\":%u", (int)pid,
+                                 (unsigned)uid);
+            ident.pid = pid;
+            ident.uid = uid;
+        }
+        rc |= buf_append(out, ident.text, (size_t)ident.len);
         if (p && claimed != (int64_t)pid) {
             rc |= buf_append(out, ",\"claimedPid\":", 14);
             rc |= buf_json_i64(out, claimed);

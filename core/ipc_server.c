@@ -66,6 +66,7 @@ struct ipc_server {
     unsigned nslots, nclients;
     bool stopping;
     struct buf scratch;
+    uint64_t accepted;           /* events accepted, not yet added to the stat */
     struct client *dead;         /* closed, freed when no callback holds them */
     ev_prepare reaper;
 };
@@ -105,6 +106,10 @@ static void submit(struct client *c, struct envelope *e)
 static bool flush_pending(struct client *c)
 {
     struct ipc_server *s = c->srv;
+    if (s->accepted) {                         /* one atomic add per batch */
+        STAT_ADD(ipc_events_in, s->accepted);
+        s->accepted = 0;
+    }
     if (!c->pend.head)
         return true;
     if (s->d->spool) {                         /* on disk before the core has them */
@@ -199,7 +204,7 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->uid = c->uid;
         if (s->d->spool && !(e->spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
             STAT_INC(spool_errors);            /* accepted all the same, in memory only */
-        STAT_INC(ipc_events_in);
+        s->accepted++;
         submit(c, e);
         return true;
     }
