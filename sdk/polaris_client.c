@@ -77,13 +77,12 @@ struct slot {
     bool on_heap;                 /* the record outgrew data: heap holds it */
     union {
         char *heap;
-        char data[SLOT_BYTES - 32];   /* a multiple of 32: commit copies in 32s */
+        char data[SLOT_BYTES - 32];
     };
 };
 _Static_assert(sizeof(struct slot) == SLOT_BYTES, "slot layout");
 
 #define EV_INLINE (sizeof ((struct slot *)0)->data)
-_Static_assert(EV_INLINE % 32 == 0, "commit copies in 32-byte steps");
 
 /* An event as the caller builds it: eventId, timestamp, then its record:
  * processName and processVer (u32 length + bytes each), then per parameter
@@ -765,18 +764,16 @@ static int enqueue(struct polaris_event *ev)
         s->heap = ev->b.p;
         ev->b.p = ev->inl;
     } else {
-        /* in 32-byte steps (inlined moves, no call); the tail past len is
-         * the event's own inline space, copied and never read */
         s->on_heap = false;
         memcpy(s->data, ev->inl, len);
     }
     free_event(ev);
     /* publish, then look at the sender (see wait_for_events for the
-     * barrier this takes). It is woken when
-     * it sleeps, and when this event found the ring empty while it
-     * lingers (the event would otherwise wait out the linger: most of an
-     * event's latency at moderate rates). Events queued behind others
-     * wake nobody: the sender takes them in batches as it comes round. */
+     * barrier this takes). It is woken when it sleeps, and when this event
+     * found the ring empty while it lingers (the event would otherwise
+     * wait out the linger: most of an event's latency at moderate rates).
+     * Events queued behind others wake nobody: the sender takes them in
+     * batches as it comes round. */
     atomic_store_explicit(&s->turn, lap_of(pos) + 1, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);
     uint32_t w = atomic_load_explicit(&c->waiting, memory_order_acquire);
