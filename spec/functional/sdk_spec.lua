@@ -162,6 +162,19 @@ describe("libpolaris_client", function()
     assert.is_true(tonumber(deinit) < 2000, "deinit took " .. deinit .. " ms")
   end)
 
+  it("holds events too big for a ring slot on the heap, up to 16 MiB, then refuses", function()
+    -- 100 KiB values: each record is on the heap, 16 MiB holds 163 of them
+    local how, code, out = probe("/nonexistent/polaris.sock", {"big", "400", "102400"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local accepted, refused = out:match("accepted=(%d+) refused=(%d+)")
+    assert.is_truthy(accepted, out)
+    accepted, refused = tonumber(accepted), tonumber(refused)
+    assert.are.equal(400, accepted + refused)
+    local per = 102400 + 64                           -- value, key, names, tags
+    assert.is_true(accepted >= math.floor(16 * 1048576 / per) - 1 and accepted <= 16 * 1048576 // 102400,
+                   "accepted " .. accepted)
+  end)
+
   it("reports its drops to the daemon once it is reachable again", function()
     local d = H.start_daemon({config = {guest = {buffer_max_events = 1000000}}})
     local g = H.guest_connected(d)

@@ -5,6 +5,7 @@
  *                                fork while another thread is inside the SDK
  *                                (event 4), unless nomid
  *   sdk_probe absent N           N commits with no daemon: worst call in us
+ *   sdk_probe big N SIZE         N events with a SIZE-byte value, no daemon
  *   sdk_probe late N MS          N commits, then MS ms before deinit
  *   sdk_probe raw JSON           polaris_report_raw, prints its result
  *   sdk_probe locale             setlocale(LC_ALL, "") first, then one event
@@ -163,6 +164,33 @@ int main(int argc, char **argv)
         double t0 = now_us();
         polaris_deinit();
         printf("absent worst_us=%.1f dropped=%ld deinit_ms=%.1f\n", worst, dropped, (now_us() - t0) / 1000);
+        return 0;
+    }
+    if (strcmp(argv[1], "big") == 0 && argc == 4) {
+        /* N events of SIZE bytes with no daemon: records too big for a
+         * ring slot are held on the heap, up to the SDK's byte budget */
+        long n = atol(argv[2]);
+        size_t size = (size_t)atol(argv[3]);
+        char *v = malloc(size + 1);
+        if (!v)
+            return 1;
+        memset(v, 'b', size);
+        v[size] = '\0';
+        long accepted = 0, refused = 0;
+        for (long i = 0; i < n; i++) {
+            polaris_event_t *ev = polaris_event_create((uint64_t)i, "big", NULL);
+            polaris_event_add_string(ev, "v", v);
+            int rc = polaris_event_commit(ev);
+            if (rc == 0)
+                accepted++;
+            else if (rc == -2)
+                refused++;
+            else
+                return 1;
+        }
+        polaris_deinit();
+        free(v);
+        printf("big accepted=%ld refused=%ld\n", accepted, refused);
         return 0;
     }
     if (strcmp(argv[1], "late") == 0 && argc == 4) {
