@@ -53,7 +53,66 @@ struct plugin_registry {
     const struct config *loading_cfg;   /* during registry_load only */
     char proc_root[256];           /* monitor.proc_root, fixed at the first load */
     char lua_dir[256];             /* plugins.lua_dir, likewise */
+    /* What routing needs of plugins[], rebuilt (under mu) whenever it
+     * changes: a plugin's handlers and routes are fixed once it is in the
+     * set, so for most events (no router rules, no "*" handler, an eventId
+     * no plugin takes) the core learns "forward it" without looking at
+     * every plugin. */
+    uint64_t *handled;             /* sorted eventIds some plugin takes */
+    size_t nhandled;
+    bool any_handler;              /* a plugin takes "*" */
+    bool any_routes;               /* a router has rules */
 };
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Called with mu held, after plugins[] changed. Without memory for the
+ * index, every event takes the full look (any_handler). */
+static void index_rebuild(struct plugin_registry *r)
+{
+    size_t total = 0;
+    r->any_handler = r->any_routes = false;
+    for (size_t i = 0; i < r->n; i++) {
+        total += r->plugins[i]->nhandlers;
+        r->any_routes |= r->plugins[i]->nroutes > 0;
+    }
+    free(r->handled);
+    r->handled = total ? malloc(total * sizeof *r->handled) : NULL;
+    r->nhandled = 0;
+    if (total && !r->handled) {
+        r->any_handler = true;
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        for (size_t k = 0; k < r->plugins[i]->nhandlers; k++) {
+            const struct handler *h = &r->plugins[i]->handlers[k];
+            if (h->any)
+                r->any_handler = true;
+            else
+                r->handled[r->nhandled++] = h->event_id;
+        }
+    qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_u64);
+}
+
+/* Whether the full look is needed for event_id (mu held). */
+static bool index_may_route(const struct plugin_registry *r, uint64_t event_id)
+{
+    if (r->any_handler || r->any_routes)
+        return true;
+    size_t lo = 0, hi = r->nhandled;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->handled[mid] < event_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->nhandled && r->handled[lo] == event_id;
+}
 
 static uint64_t config_sig(const struct config *cfg, const char *id)
 {
@@ -99,6 +158,7 @@ int registry_unload(struct plugin_registry *r, const char *id)
             found = r->plugins[i];
             memmove(&r->plugins[i], &r->plugins[i + 1], (r->n - i - 1) * sizeof *r->plugins);
             r->n--;
+            index_rebuild(r);
             break;
         }
     }
@@ -165,6 +225,7 @@ void registry_free(struct plugin_registry *r)
     for (size_t i = 0; i < r->n; i++)
         plugin_unref(r->plugins[i]);
     free(r->plugins);
+    free(r->handled);
     while (r->kv) {
         struct kv *k = r->kv;
         r->kv = k->next;
@@ -300,6 +361,10 @@ size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *
     size_t n = 0;
     *drop = false;
     pthread_mutex_lock(&r->mu);
+    if (!index_may_route(r, event_id)) {
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
     const struct route_rule *rule = router_rule(r, event_id);
     if (rule && rule->verdict == ROUTE_DROP) {
         *drop = true;
@@ -962,6 +1027,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     pthread_mutex_lock(&r->mu);
     r->plugins = next;
     r->n = nn;
+    index_rebuild(r);
     pthread_mutex_unlock(&r->mu);
     /* the old set: each keeps running what is in its mailbox, then frees */
     for (size_t i = 0; i < nold; i++) {
