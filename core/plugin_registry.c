@@ -95,7 +95,8 @@ static void index_rebuild(struct plugin_registry *r)
             else
                 r->handled[r->nhandled++] = h->event_id;
         }
-    qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_u64);
+    if (r->nhandled)
+        qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_u64);
 }
 
 /* Whether the full look is needed for event_id (mu held). */
