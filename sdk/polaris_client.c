@@ -52,6 +52,7 @@
 #define EV_SDK_DROPPED   1000002ull
 #define LINGER_US        200      /* sender re-checks this often while busy */
 #define IDLE_MS          20       /* ...and sleeps until woken after this */
+#define CLAIM_WAIT_US    20       /* an event claimed, not yet published: look again after this */
 #define POPULATE_AHEAD   2048     /* slots the sender keeps faulted in ahead of commits */
 #define POPULATE_STEP    256
 
@@ -487,19 +488,25 @@ static uint64_t take_batch(struct client *c, struct buf *w)
  * have been flowing (commits then need no wakeup, each would be a futex
  * syscall), an untimed one after IDLE_MS without work.
  *
- * The sender says it waits, then looks at the ring; a producer publishes,
- * then looks at whether the sender waits. One of the two must see the
- * other's store: a full barrier on both sides (the seq_cst store here, a
- * fence in enqueue). waiting stays set across linger rounds and goes back
- * to W_RUNNING only when there is work, so a stale read costs a producer
- * at most one needless wakeup. */
+ * The sender says it waits, then looks at tail; a producer claims a
+ * position (moves tail), then looks at whether the sender waits. Both are
+ * seq_cst, so one of the two sees the other's store: the producer wakes
+ * the sender, or the sender sees the claim and does not sleep. The
+ * producer's barrier is the claim's own locked instruction; it needs no
+ * fence of its own after the publish. A claim seen before its publish (the
+ * producer is between the two, usually for nanoseconds) gets a short timed
+ * wait, not an untimed one. waiting stays set across linger rounds and
+ * goes back to W_RUNNING only when there is work, so a stale read costs a
+ * producer at most one needless wakeup. */
 static void wait_for_events(struct client *c, uint32_t mode)
 {
     uint32_t seen = atomic_load(&c->wakeups);
     if (atomic_load_explicit(&c->waiting, memory_order_relaxed) != mode)
         atomic_store(&c->waiting, mode);
-    if (!ring_ready(c) && !atomic_load(&c->stop))
-        sender_wait(c, seen, mode == W_LINGER ? LINGER_US : -1);
+    if (atomic_load(&c->stop) || ring_ready(c))
+        return;
+    bool claimed = atomic_load(&c->tail) != atomic_load_explicit(&c->head, memory_order_relaxed);
+    sender_wait(c, seen, claimed ? CLAIM_WAIT_US : mode == W_LINGER ? LINGER_US : -1);
 }
 
 /* Faults the ring's pages in, in the sender, ahead of the commits, so that
@@ -746,7 +753,7 @@ static int enqueue(struct polaris_event *ev)
         s = slot_at(c, pos);
         int64_t dif = (int64_t)(atomic_load_explicit(&s->turn, memory_order_acquire) - lap_of(pos));
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1, memory_order_relaxed,
+            if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1, memory_order_seq_cst,
                                                       memory_order_relaxed))
                 break;
         } else if (dif < 0) {
@@ -755,6 +762,16 @@ static int enqueue(struct polaris_event *ev)
             pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
         }
     }
+    /* whether the sender must be woken: read right after the claim, which
+     * is the barrier (see wait_for_events); the wakeup itself comes after
+     * the publish. It is woken when it sleeps, and when this event finds
+     * the ring empty while it lingers (the event would otherwise wait out
+     * the linger: most of an event's latency at moderate rates). Events
+     * queued behind others wake nobody: the sender takes them in batches
+     * as it comes round. */
+    uint32_t w = atomic_load(&c->waiting);
+    bool wake = w == W_SLEEP ||
+                (w == W_LINGER && pos == atomic_load_explicit(&c->head, memory_order_relaxed));
     s->event_id = ev->event_id;
     s->ts_ms = ev->ts_ms;
     s->len = (uint32_t)len;
@@ -768,22 +785,14 @@ static int enqueue(struct polaris_event *ev)
         memcpy(s->data, ev->inl, len);
     }
     free_event(ev);
-    /* publish, then look at the sender (see wait_for_events for the
-     * barrier this takes). It is woken when it sleeps, and when this event
-     * found the ring empty while it lingers (the event would otherwise
-     * wait out the linger: most of an event's latency at moderate rates).
-     * Events queued behind others wake nobody: the sender takes them in
-     * batches as it comes round. */
     atomic_store_explicit(&s->turn, lap_of(pos) + 1, memory_order_release);
-    atomic_thread_fence(memory_order_seq_cst);
-    uint32_t w = atomic_load_explicit(&c->waiting, memory_order_acquire);
     /* the next event's slot, owned before it is needed: the stores into it
      * then hit the cache, and the next publish does not wait for them */
     struct slot *next = slot_at(c, pos + 1);
     __builtin_prefetch(next, 1, 3);
     __builtin_prefetch((char *)next + 64, 1, 3);
     __builtin_prefetch((char *)next + 128, 1, 3);
-    if (w == W_SLEEP || (w == W_LINGER && pos == atomic_load_explicit(&c->head, memory_order_relaxed)))
+    if (wake)
         wake_sender(c);
     return 0;
 unbudget:
