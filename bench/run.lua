@@ -210,16 +210,25 @@ local function sdk_bench(args)
 end
 local sd = H.start_daemon({config = big})
 local sdk_med, sdk_p999, send_med, syslog_med, sdk_ratio, sdk_dropped = {}, {}, {}, {}, {}, 0
+local syslog_ratio, syslog_unavailable = {}, nil
 for round = 1, ROUNDS do
   local a = sdk_bench({"sdk", sd.ipc, "100000"})
   local b = sdk_bench({"send", sd.ipc, "100000"})
+  -- syslog(3) to a reader on /dev/log, which the tool can set up only as
+  -- root; without one the figure is left out, not reported as a failure's cost
   local c = sdk_bench({"syslog", "100000"})
+  syslog_unavailable = c.unavailable
   sdk_med[round], sdk_p999[round] = a.median_ns, a.p999_ns
-  send_med[round], syslog_med[round] = b.median_ns, c.median_ns
+  send_med[round] = b.median_ns
   sdk_ratio[round] = b.median_ns / a.median_ns
+  if c.median_ns then
+    syslog_med[round] = c.median_ns
+    syslog_ratio[round] = c.median_ns / a.median_ns
+  end
   sdk_dropped = sdk_dropped + a.dropped
-  io.write(string.format("round %d: sdk %d ns (p99.9 %d), send() %d ns, syslog %d ns\n",
-                         round, a.median_ns, a.p999_ns, b.median_ns, c.median_ns))
+  io.write(string.format("round %d: sdk %d ns (p99.9 %d), send() %d ns, syslog %s\n",
+                         round, a.median_ns, a.p999_ns, b.median_ns,
+                         c.median_ns and (c.median_ns .. " ns") or c.unavailable))
 end
 sd:stop()
 -- the worst call with no daemon, against the machine's own worst gap in an
@@ -253,7 +262,8 @@ local results = {
   sdk_ns_median = median(sdk_med),
   sdk_ns_p999 = median(sdk_p999),
   syscall_client_ns_median = median(send_med),
-  syslog_ns_median = median(syslog_med),
+  syslog_ns_median = #syslog_med > 0 and median(syslog_med) or nil,
+  sdk_vs_syslog_ratio = #syslog_ratio > 0 and median(syslog_ratio) or nil,
   sdk_vs_syscall_ratio = median(sdk_ratio),
   sdk_dropped_in_bench = sdk_dropped,
   sdk_absent_worst_us = median(absent_worst),
@@ -291,7 +301,13 @@ print(string.format("%-24s %14.1f   (Lua state alone: %.1f KiB)", "rss_per_plugi
 row("sdk_ns_median", sdk_med, "%14.0f")
 row("sdk_ns_p999", sdk_p999, "%14.0f")
 row("syscall_client_ns_median", send_med, "%14.0f")
-row("syslog_ns_median", syslog_med, "%14.0f")
+if #syslog_med > 0 then
+  row("syslog_ns_median", syslog_med, "%14.0f")
+  print(string.format("%-24s %14.1f   %.1f .. %.1f   (issue 5: >= 20 against syslog(3))", "sdk_vs_syslog_ratio",
+                      results.sdk_vs_syslog_ratio, spread(syslog_ratio)))
+else
+  print(string.format("%-24s %14s   (%s)", "syslog_ns_median", "-", syslog_unavailable))
+end
 print(string.format("%-24s %14.1f   (target >= 20)", "sdk_vs_syscall_ratio", results.sdk_vs_syscall_ratio))
 print(string.format("%-24s %14d   (commits refused during the timed runs; must be 0)", "sdk_dropped_in_bench", sdk_dropped))
 row("sdk_absent_worst_us", absent_worst, "%14.1f")

@@ -2,7 +2,8 @@
  *   sdk_bench sdk SOCK N      polaris_event_create + 3 adds + commit, connected
  *   sdk_bench send SOCK N     the same event built with snprintf and sent with
  *                             one blocking send() per event (what syslog does)
- *   sdk_bench syslog N        syslog(3) of the same text
+ *   sdk_bench syslog N        syslog(3) of the same text, to a reader on
+ *                             /dev/log (see devlog_reader)
  *   sdk_bench absent N        the SDK with no daemon: the worst single call
  *   sdk_bench null N          an empty timed region: the machine's own worst
  *                             gap over as many calls (preemption, the
@@ -15,11 +16,16 @@
  * every mode, and would otherwise flatten every ratio towards 1. */
 #include "polaris_api.h"
 
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +35,67 @@ static long long ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The event's timestamp, taken as the SDK takes it. */
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* syslog(3) sends to /dev/log. With no logger there (containers, CI
+ * machines) every call fails to connect and the figure would be the cost
+ * of that failure, so syslog gets a reader: a datagram socket in a temp
+ * directory that is bound over /dev in a mount namespace of this process
+ * (root only). The reader is a child that receives and discards, the
+ * least any syslog daemon does. Returns its pid, or -1 with why in err. */
+static char devlog_dir[] = "/tmp/sdk_bench_devlog.XXXXXX";
+
+static pid_t devlog_reader(const char **err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        *err = "no mount namespace (not root): syslog(3) would have no reader on /dev/log";
+        return -1;
+    }
+    if (!mkdtemp(devlog_dir)) {
+        *err = "mkdtemp failed";
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/log", devlog_dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        *err = "cannot bind the /dev/log socket";
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        char b[4096];
+        for (;;)
+            if (recv(fd, b, sizeof b, 0) < 0 && errno != EINTR)
+                _exit(0);
+    }
+    close(fd);
+    if (pid < 0 || mount(devlog_dir, "/dev", NULL, MS_BIND, NULL) != 0) {
+        *err = "cannot bind the reader over /dev";
+        if (pid > 0)
+            kill(pid, SIGKILL);
+        return -1;
+    }
+    return pid;
+}
+
+static void devlog_done(pid_t reader)
+{
+    kill(reader, SIGKILL);
+    waitpid(reader, NULL, 0);
+    umount("/dev");
+    char path[64];
+    snprintf(path, sizeof path, "%s/log", devlog_dir);
+    unlink(path);
+    rmdir(devlog_dir);
 }
 
 #define GROUP 16
@@ -60,7 +127,7 @@ static int one(const struct ctx *x, long i)
         int len = snprintf(frame + 12, sizeof frame - 12,
             "{\"eventId\":9001,\"timestamp\":%lld,\"pid\":%d,\"processName\":\"bench\","
             "\"processVer\":\"1.0\",\"params\":{\"reason\":\"SIGSEGV\",\"signal\":11,\"seq\":%ld}}",
-            (long long)time(NULL) * 1000, (int)getpid(), i);
+            wall_ms(), (int)getpid(), i);
         unsigned total = (unsigned)len + 12;
         memset(frame, 0, 12);
         memcpy(frame, &total, 4);
@@ -109,8 +176,15 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (strcmp(mode, "syslog") == 0)
+    pid_t reader = -1;
+    if (strcmp(mode, "syslog") == 0) {
+        const char *err = NULL;
+        if ((reader = devlog_reader(&err)) < 0) {
+            printf("{\"unavailable\":\"%s\"}\n", err);
+            return 0;
+        }
         openlog("sdk_bench", LOG_NDELAY, LOG_USER);
+    }
     /* warm up: lazy init, page faults */
     if (strcmp(mode, "sdk") == 0 || strcmp(mode, "absent") == 0)
         polaris_event_commit(polaris_event_create(1, "bench", "1"));
@@ -119,7 +193,8 @@ int main(int argc, char **argv)
                     : strcmp(mode, "null") == 0   ? M_NULL
                                                   : M_SDK,
                     fd};
-    bool paced = (x.kind == M_SDK || x.kind == M_SEND) && strcmp(mode, "absent") != 0;
+    bool paced = (x.kind == M_SDK || x.kind == M_SEND || x.kind == M_SYSLOG) &&
+                 strcmp(mode, "absent") != 0;
     long dropped = 0;
     for (long i = 0; i < n; i++) {
         if (paced && i && i % BURST == 0)
@@ -149,6 +224,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "sdk") == 0 || strcmp(mode, "absent") == 0)
         polaris_deinit();
+    if (reader > 0) {
+        closelog();
+        devlog_done(reader);
+    }
     qsort(t, (size_t)n, sizeof *t, cmp);
     qsort(g, (size_t)groups, sizeof *g, cmp);
     printf("{\"median_ns\":%lld,\"p999_ns\":%lld,\"worst_ns\":%lld,\"single_median_ns\":%lld,"
