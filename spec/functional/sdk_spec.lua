@@ -119,6 +119,31 @@ describe("libpolaris_client", function()
     H.stop_ok(d)
   end)
 
+  it("stamps each event with the wall-clock ms of its create, also when committed later", function()
+    -- where the kernel's clocksource is the TSC the SDK stamps TSC readings
+    -- and its sender converts them: the result must be the same wall clock
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"stamps"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local t = {}
+    for v in out:gmatch("%d+") do t[#t + 1] = tonumber(v) end
+    assert.are.equal(6, #t, out)
+    local by_id = {}
+    local deadline = ptest.now_ms() + 10000
+    while not (by_id[800000000] and by_id[800000001] and by_id[800000002]) do
+      assert.is_true(ptest.now_ms() < deadline, "the three events did not arrive")
+      local ev = g:event(1000)
+      if ev then by_id[ev.eventId] = ev end
+    end
+    for i = 0, 2 do
+      local ts = by_id[800000000 + i].timestamp
+      assert.is_true(ts >= t[2 * i + 1] and ts <= t[2 * i + 2],
+                     string.format("event %d: timestamp %d outside [%d, %d]", i, ts, t[2 * i + 1], t[2 * i + 2]))
+    end
+    H.stop_ok(d)
+  end)
+
   it("gives a forked child its own sender and pid, also when forked mid-use", function()
     local d = H.start_daemon()
     local g = H.guest_connected(d)

@@ -8,6 +8,7 @@
  *   sdk_probe big N SIZE         N events with a SIZE-byte value, no daemon
  *   sdk_probe late N MS          N commits, then MS ms before deinit
  *   sdk_probe raw JSON           polaris_report_raw, prints its result
+ *   sdk_probe stamps             three events created between wall-clock reads
  *   sdk_probe locale             setlocale(LC_ALL, "") first, then one event
  *                                with doubles; prints the locale's decimal point
  * Prints one result line; exit 0 unless something is wrong. */
@@ -24,6 +25,13 @@
 #include <unistd.h>
 
 static long per_thread;
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
 static volatile int hammering = 1;
 
 static void *sender(void *arg)
@@ -205,6 +213,26 @@ int main(int argc, char **argv)
         printf("committed dropped=%ld\n", dropped);
         fflush(stdout);
         usleep((useconds_t)atol(argv[3]) * 1000);
+        polaris_deinit();
+        return 0;
+    }
+    if (strcmp(argv[1], "stamps") == 0) {
+        /* three events 800000000..2, each created between two wall-clock
+         * reads (printed, in ms); the second is held 300 ms before its
+         * commit, so its timestamp must be its create's, not its commit's */
+        printf("stamps");
+        for (int i = 0; i < 3; i++) {
+            long long before = wall_ms();
+            polaris_event_t *ev = polaris_event_create(800000000 + (uint64_t)i, "stamps", NULL);
+            long long after = wall_ms();
+            if (i == 1)
+                usleep(300000);
+            if (polaris_event_commit(ev) < 0)
+                return 1;
+            printf(" %lld %lld", before, after);
+            usleep(50000);
+        }
+        printf("\n");
         polaris_deinit();
         return 0;
     }
