@@ -1,7 +1,7 @@
 -- sdk_spec.lua - libpolaris_client (DESIGN 6) against the real daemon, and
 -- with no daemon at all, through spec/support/sdk_probe.c.
 local H = require "helpers"
-local cjson, ptest = H.cjson, H.ptest
+local cjson, ptest, codec = H.cjson, H.ptest, H.codec
 local dkjson = require "dkjson"
 
 after_each(function() H.stop_all() end)
@@ -15,14 +15,22 @@ local function probe(sock, args, timeout_ms)
 end
 
 describe("libpolaris_client", function()
-  it("delivers 8 threads x 20000 events with no loss while the queue has room", function()
-    -- the spec's guest reads slowly: give the daemon's buffer room for all
-    local d = H.start_daemon({config = {guest = {buffer_max_events = 1000000}}})
+  it("delivers 8 threads x 100000 events with no loss while the queue has room", function()
+    -- the spec's guest reads once the probe is done: give the daemon's
+    -- buffer room for all of them
+    local d = H.start_daemon({config = {guest = {buffer_max_events = 1000000, buffer_max_bytes = "512M"}}})
     local g = H.guest_connected(d)
-    local how, code, out = probe(d.ipc, {"send", "20000", "8"}, 60000)
+    local how, code, out = probe(d.ipc, {"send", "100000", "8"}, 120000)
     assert.are.same({"exited", 0}, {how, code}, out)
     local seen, n, refused = {}, 0, 0
-    while n < 160000 do
+    local beat = ptest.now_ms()
+    while n < 800000 do
+      -- reading takes longer than the daemon's 3 missed heartbeats: answer
+      -- as a guest does, or the daemon drops the connection
+      if ptest.now_ms() - beat >= 1000 then
+        g:send_plp(codec.PLP_HEARTBEAT, 0, "", {flags = 0})
+        beat = ptest.now_ms()
+      end
       local ev, f = g:event(10000)
       assert.is_table(ev, "only " .. n .. " events arrived")
       local id = f.payload:match('"eventId":(%d+)')
@@ -37,7 +45,7 @@ describe("libpolaris_client", function()
       end
     end
     for t = 0, 7 do
-      for _, i in ipairs({0, 1, 9999, 19999}) do assert.is_true(seen[tostring((t + 1) * 100000000 + i)]) end
+      for _, i in ipairs({0, 1, 49999, 99999}) do assert.is_true(seen[tostring((t + 1) * 100000000 + i)]) end
     end
     H.stop_ok(d)
   end)
