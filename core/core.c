@@ -590,10 +590,15 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     bool was_full;
     struct envelope *e = envq_drain(&c->d->core_q, &was_full);
     struct envlist out = {NULL, NULL};
+    uint64_t app_events = 0;
     while (e) {
         struct envelope *next = e->next;
         switch (e->type) {
         case ENV_IPC_EVENT:
+            app_events++;
+            route_event(c, &out, e);
+            e = NULL;
+            break;
         case ENV_MONITOR_EVENT:
             route_event(c, &out, e);
             e = NULL;
@@ -664,6 +669,10 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         e = next;
     }
     envq_push_list_force(&c->d->egress_q, envlist_take(&out));
+    /* only now: the ingress may send the next events straight to egress_q,
+     * and they must queue behind these */
+    if (app_events)
+        atomic_fetch_sub_explicit(&c->d->core_events_unrouted, app_events, memory_order_release);
     /* resume after the batch: the strategy completions in it freed room */
     if (was_full)
         ipc_server_resume(c->d->ipc);

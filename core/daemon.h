@@ -28,6 +28,11 @@ struct daemon {
     struct plugin_registry *plugins;
     struct plugin_hosts *hosts;   /* out-of-process plugins' supervisor (core loop) */
     struct spool *spool;          /* [daemon] spool_dir; NULL: events in memory only */
+    /* App events on the core queue the core has not routed yet (ingress and
+     * the spool replay add, the core subtracts once its forwards are on
+     * egress_q). The ingress passes an event nobody takes straight to the
+     * guest link only while this is 0: nothing sent earlier can be behind it. */
+    _Atomic uint64_t core_events_unrouted;
     uint64_t started_mono_ns;
     uint64_t started_wall_ms;
 };

@@ -5,16 +5,21 @@
  * pid/uid (SO_PEERCRED), and hands envelopes to the core queue. When that
  * queue is full the client is paused (its socket is no longer read) until the
  * core has drained: backpressure reaches the app through its socket buffer,
- * and nothing accepted is dropped. Command answers come back through
+ * and nothing accepted is dropped. An event no plugin and no router rule
+ * takes skips the core and goes straight to the guest link's queue, but
+ * only while no app event is waiting in the core (see can_skip_core): an
+ * app's events still reach the guest in the order it sent them. Command answers come back through
  * ingress_q and are written to the client that asked, if it is still there.
  *
- * Uses: lsp_codec, event_stamp, command_msg, envq, libev. */
+ * Uses: lsp_codec, event_stamp, command_msg, envq, plugin_registry (its
+ * routing index), libev. */
 #include "ipc_server.h"
 #include "command_msg.h"
 #include "event_stamp.h"
 #include "spool.h"
 #include "lsp_codec.h"
 #include "log.h"
+#include "plugin_registry.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -46,6 +51,9 @@ struct client {
     struct envlist pend;         /* accepted, not yet on the core queue: pushed as
                                     one batch, or kept while the queue is full */
     unsigned pend_n;
+    unsigned pend_events;        /* app events among them */
+    struct envlist direct;       /* events for the guest link, skipping the core */
+    unsigned direct_n;
     bool paused;
     bool draining;               /* closing: deliver what it sent, answer nothing */
     bool closed;
@@ -67,6 +75,8 @@ struct ipc_server {
     bool stopping;
     struct buf scratch;
     uint64_t accepted;           /* events accepted, not yet added to the stat */
+    uint64_t direct;             /* of those, sent straight to egress_q */
+    struct route_index routes;   /* which eventIds plugins take (a copy) */
     struct client *dead;         /* closed, freed when no callback holds them */
     ev_prepare reaper;
 };
@@ -101,8 +111,33 @@ static void submit(struct client *c, struct envelope *e)
     c->pend_n++;
 }
 
-/* Hands the pending batch to the core: one lock, one wakeup. Returns false
- * (and pauses the client) when the core queue could not take all of it. */
+/* Whether an accepted event may go to the guest link without the core:
+ * no plugin takes its eventId and no router has rules (as of the last
+ * copy of the index; one taken after the first load), and nothing this
+ * app sent before it can still be on its way through the core: none of
+ * its events waits in pend, and the core has routed every app event it
+ * was given (global, so cheap and conservative). An event routed to
+ * strategies may be overtaken, as it is on the core's path. */
+static bool can_skip_core(struct client *c, uint64_t event_id)
+{
+    struct ipc_server *s = c->srv;
+    return !c->pend_events && !s->stopping && !c->draining &&
+           atomic_load_explicit(&s->d->core_events_unrouted, memory_order_acquire) == 0 &&
+           !route_index_may_route(&s->routes, event_id);
+}
+
+static unsigned count_events(const struct envelope *e)
+{
+    unsigned n = 0;
+    for (; e; e = e->next)
+        n += e->type == ENV_IPC_EVENT;
+    return n;
+}
+
+/* Hands the pending batch on: events that skip the core to egress_q, then
+ * the rest to the core, each in one push (one lock, one wakeup). Returns
+ * false (and pauses the client) when the core queue could not take all of
+ * it. */
 static bool flush_pending(struct client *c)
 {
     struct ipc_server *s = c->srv;
@@ -110,23 +145,41 @@ static bool flush_pending(struct client *c)
         STAT_ADD(ipc_events_in, s->accepted);
         s->accepted = 0;
     }
-    if (!c->pend.head)
+    if (s->direct) {
+        STAT_ADD(ipc_events_direct, s->direct);
+        s->direct = 0;
+    }
+    if (!c->pend.head && !c->direct.head)
         return true;
-    if (s->d->spool) {                         /* on disk before the core has them */
+    if (s->d->spool) {                         /* on disk before anyone else has them */
         if (spool_flush(s->d->spool) < 0)
             STAT_INC(spool_errors);
         STAT_SET(spool_bytes, spool_live_bytes(s->d->spool));
     }
+    /* every direct event was accepted before any event in pend */
+    if (c->direct.head) {
+        envq_push_list_force(&s->d->egress_q, envlist_take(&c->direct));
+        c->direct_n = 0;
+    }
+    if (!c->pend.head)
+        return true;
+    /* counted before the push: the core may route them at once */
+    atomic_fetch_add(&s->d->core_events_unrouted, c->pend_events);
     if (s->stopping || c->draining) {
         envq_push_list_force(&s->d->core_q, envlist_take(&c->pend));
-        c->pend_n = 0;
+        c->pend_n = c->pend_events = 0;
         return true;
     }
     c->pend_n -= (unsigned)envq_push_some(&s->d->core_q, &c->pend.head);
     if (!c->pend.head) {
         c->pend.tail = NULL;
+        c->pend_events = 0;
         return true;
     }
+    /* what stays behind is not on the core queue yet */
+    unsigned left = count_events(c->pend.head);
+    atomic_fetch_sub(&s->d->core_events_unrouted, left);
+    c->pend_events = left;
     pause_client(c);
     return false;
 }
@@ -205,7 +258,15 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         if (s->d->spool && !(e->spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
             STAT_INC(spool_errors);            /* accepted all the same, in memory only */
         s->accepted++;
-        submit(c, e);
+        if (can_skip_core(c, event_id)) {
+            e->type = ENV_FORWARD_EVENT;
+            envlist_push(&c->direct, e);
+            c->direct_n++;
+            s->direct++;
+        } else {
+            submit(c, e);
+            c->pend_events++;
+        }
         return true;
     }
     if (f->type == LSP_CMD_REQ) {
@@ -260,6 +321,8 @@ static void arm_frame_timer(struct client *c)
 
 static void process_frames(struct client *c)
 {
+    if (c->srv->d->plugins)
+        registry_index_sync(c->srv->d->plugins, &c->srv->routes);
     while (!c->paused && !c->closed) {
         struct lsp_frame f;
         int rc = lsp_decoder_next(&c->dec, &f);
@@ -273,7 +336,7 @@ static void process_frames(struct client *c)
         }
         if (!handle_frame(c, &f))
             return;
-        if (c->pend_n >= BATCH_MAX && !flush_pending(c))
+        if (c->pend_n + c->direct_n >= BATCH_MAX && !flush_pending(c))
             return;
     }
     if (!c->closed)
@@ -559,6 +622,7 @@ void ipc_server_free(struct ipc_server *s)
         close(s->listen_fd);
     config_unref(s->cfg);
     buf_free(&s->scratch);
+    route_index_free(&s->routes);
     free(s->slots);
     free(s->gens);
     free(s);

@@ -62,6 +62,7 @@ struct plugin_registry {
     size_t nhandled;
     bool any_handler;              /* a plugin takes "*" */
     bool any_routes;               /* a router has rules */
+    _Atomic uint64_t index_gen;    /* +1 per rebuild: route_index copies follow it */
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -97,6 +98,20 @@ static void index_rebuild(struct plugin_registry *r)
         }
     if (r->nhandled)
         qsort(r->handled, r->nhandled, sizeof *r->handled, cmp_u64);
+    atomic_fetch_add_explicit(&r->index_gen, 1, memory_order_release);
+}
+
+static bool sorted_has(const uint64_t *ids, size_t n, uint64_t event_id)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < event_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && ids[lo] == event_id;
 }
 
 /* Whether the full look is needed for event_id (mu held). */
@@ -104,15 +119,43 @@ static bool index_may_route(const struct plugin_registry *r, uint64_t event_id)
 {
     if (r->any_handler || r->any_routes)
         return true;
-    size_t lo = 0, hi = r->nhandled;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (r->handled[mid] < event_id)
-            lo = mid + 1;
-        else
-            hi = mid;
+    return sorted_has(r->handled, r->nhandled, event_id);
+}
+
+void registry_index_sync(struct plugin_registry *r, struct route_index *x)
+{
+    if (atomic_load_explicit(&r->index_gen, memory_order_acquire) == x->gen)
+        return;
+    pthread_mutex_lock(&r->mu);
+    x->all = r->any_handler || r->any_routes;
+    if (r->nhandled > x->cap) {
+        uint64_t *ids = realloc(x->ids, r->nhandled * sizeof *ids);
+        if (!ids) {
+            x->all = true;                 /* no room for the copy: route everything */
+            x->n = 0;
+            x->gen = atomic_load(&r->index_gen);
+            pthread_mutex_unlock(&r->mu);
+            return;
+        }
+        x->ids = ids;
+        x->cap = r->nhandled;
     }
-    return lo < r->nhandled && r->handled[lo] == event_id;
+    if (r->nhandled)
+        memcpy(x->ids, r->handled, r->nhandled * sizeof *x->ids);
+    x->n = r->nhandled;
+    x->gen = atomic_load(&r->index_gen);
+    pthread_mutex_unlock(&r->mu);
+}
+
+bool route_index_may_route(const struct route_index *x, uint64_t event_id)
+{
+    return x->gen == 0 || x->all || sorted_has(x->ids, x->n, event_id);
+}
+
+void route_index_free(struct route_index *x)
+{
+    free(x->ids);
+    *x = (struct route_index){0};
 }
 
 static uint64_t config_sig(const struct config *cfg, const char *id)

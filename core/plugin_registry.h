@@ -27,6 +27,23 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
  * load order. *drop is set when the router drops the event. */
 size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *from,
                       struct plugin **out, size_t max, bool *drop);
+/* The routing index as a thread outside the core keeps it (the ingress,
+ * deciding which events may skip the core): a private copy of the eventIds
+ * some plugin takes, refreshed by registry_index_sync whenever the set
+ * changed since the last copy (one atomic load when it has not). gen 0:
+ * no copy yet, because the registry has not loaded its first set. */
+struct route_index {
+    uint64_t gen;
+    uint64_t *ids;
+    size_t n, cap;
+    bool all;                /* every event may be routed: a "*" handler, router rules */
+};
+void registry_index_sync(struct plugin_registry *r, struct route_index *x);
+/* Whether some plugin or router rule may concern event_id (true before the
+ * first copy). */
+bool route_index_may_route(const struct route_index *x, uint64_t event_id);
+void route_index_free(struct route_index *x);
+
 /* The plugin offering an action (ref taken), or NULL. */
 struct plugin *registry_command(struct plugin_registry *r, const char *action);
 struct plugin *registry_find(struct plugin_registry *r, const char *id);

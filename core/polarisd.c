@@ -206,6 +206,7 @@ static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, u
     e->event_id = event_id;
     e->origin = ORIGIN_APP;
     e->spool_ticket = ticket;
+    atomic_fetch_add(&d->core_events_unrouted, 1);
     envq_push_force(&d->core_q, e);
     return 0;
 }

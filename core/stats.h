@@ -13,6 +13,7 @@
     X(ipc, connections_total, "client connections accepted") \
     X(ipc, connections_refused, "connections refused over ipc.max_clients") \
     X(ipc, events_in, "events accepted from clients") \
+    X(ipc, events_direct, "of those, passed straight to the guest link: no plugin or router rule takes them") \
     X(ipc, frames_rejected, "frames rejected: invalid JSON or missing/mistyped field") \
     X(ipc, events_dropped_nomem, "events dropped at ingress: no memory for the envelope") \
     X(ipc, frames_unknown_type, "frames skipped: unknown msg_type") \
