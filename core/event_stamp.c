@@ -114,8 +114,10 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         return -1;
     }
     const struct json_member *ts = f[F_TIMESTAMP];
-    uint64_t ts_val;
-    if (ts && (ts->kind != JSON_NUMBER || json_to_u64(ts->val, ts->val_len, &ts_val) < 0)) {
+    /* only checked, never read: digits only, at most 2^64-1 (the scanner
+     * already refused leading zeros) */
+    if (ts && (!ts->is_uint || ts->val_len > 20 ||
+               (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) > 0))) {
         *err = "timestamp must be a non-negative integer (ms since the epoch)";
         return -1;
     }

@@ -19,6 +19,7 @@ struct scanner {
     size_t n, i;
     const char *err;
     bool escaped;                 /* the last string scanned had a backslash */
+    bool uint;                    /* the last number scanned was digits only */
 };
 
 /* Called between every two tokens; events rarely have any whitespace, so
@@ -172,23 +173,40 @@ static inline __attribute__((always_inline)) int scan_string(struct scanner *sc)
     return scan_string_from(sc, i);
 }
 
+/* Whether the 8 bytes at p are all ASCII digits: each has high nibble 3,
+ * and still has it after adding 6 (0x3a..0x3f become 0x40..0x45). A carry
+ * out of a byte needs 0xfa or more, which the first test already failed. */
+static inline bool eight_digits(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    const uint64_t hi_nibbles = 0xF0F0F0F0F0F0F0F0ull, threes = 0x3030303030303030ull;
+    return (x & hi_nibbles) == threes && ((x + 0x0606060606060606ull) & hi_nibbles) == threes;
+}
+
 static int scan_number(struct scanner *sc)
 {
     size_t i = sc->i;
     const char *s = sc->s;
-    if (i < sc->n && s[i] == '-')
-        i++;
+    bool neg = i < sc->n && s[i] == '-';
+    i += neg;
     if (i >= sc->n)
         return fail(sc, "bad number");
     if (s[i] == '0') {
         i++;
     } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < sc->n && s[i] >= '0' && s[i] <= '9')
+        i++;
+        /* timestamps and ids are long runs of digits: 8 at a time */
+        while (i + 8 <= sc->n && eight_digits(s + i))
+            i += 8;
+        while (i < sc->n && (unsigned char)(s[i] - '0') < 10)
             i++;
     } else {
         return fail(sc, "bad number");
     }
+    sc->uint = !neg;
     if (i < sc->n && s[i] == '.') {
+        sc->uint = false;
         i++;
         if (i >= sc->n || s[i] < '0' || s[i] > '9')
             return fail(sc, "bad number");
@@ -196,6 +214,7 @@ static int scan_number(struct scanner *sc)
             i++;
     }
     if (i < sc->n && (s[i] == 'e' || s[i] == 'E')) {
+        sc->uint = false;
         i++;
         if (i < sc->n && (s[i] == '+' || s[i] == '-'))
             i++;
@@ -218,6 +237,7 @@ static int scan_literal(struct scanner *sc, const char *lit)
 }
 
 static enum json_kind scan_value(struct scanner *sc, int depth);
+static enum json_kind scan_value_here(struct scanner *sc, int depth);
 static int scan_array_body(struct scanner *sc, int depth, struct json_member *m, size_t max,
                            size_t *count);
 
@@ -232,22 +252,29 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
         *count = 0;
         return 0;
     }
+    /* Compact JSON (no whitespace between tokens) is the common case: each
+     * expected character is looked at first, whitespace skipped only when
+     * it is not there. */
     for (;;) {
-        skip_ws(sc);
-        if (sc->i >= sc->n || sc->s[sc->i] != '"')
-            return fail(sc, "expected a string key");
+        if (sc->i >= sc->n || sc->s[sc->i] != '"') {
+            skip_ws(sc);
+            if (sc->i >= sc->n || sc->s[sc->i] != '"')
+                return fail(sc, "expected a string key");
+        }
         size_t kstart = sc->i;
         if (scan_string(sc) < 0)
             return -1;
         size_t kend = sc->i;
         bool key_escaped = sc->escaped;
-        skip_ws(sc);
-        if (sc->i >= sc->n || sc->s[sc->i] != ':')
-            return fail(sc, "expected ':' after key");
+        if (sc->i >= sc->n || sc->s[sc->i] != ':') {
+            skip_ws(sc);
+            if (sc->i >= sc->n || sc->s[sc->i] != ':')
+                return fail(sc, "expected ':' after key");
+        }
         sc->i++;
         skip_ws(sc);
         size_t vstart = sc->i;
-        enum json_kind k = scan_value(sc, depth + 1);
+        enum json_kind k = scan_value_here(sc, depth + 1);
         if (k == JSON_INVALID)
             return -1;
         if (m && c < max) {
@@ -257,8 +284,13 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
             m[c].val_len = sc->i - vstart;
             m[c].kind = k;
             m[c].key_escaped = key_escaped;
+            m[c].is_uint = k == JSON_NUMBER && sc->uint;
         }
         c++;
+        if (sc->i < sc->n && sc->s[sc->i] == ',') {
+            sc->i++;
+            continue;
+        }
         skip_ws(sc);
         if (sc->i >= sc->n)
             return fail(sc, "unterminated object");
@@ -292,7 +324,8 @@ static int scan_array_body(struct scanner *sc, int depth, struct json_member *m,
         if (k == JSON_INVALID)
             return -1;
         if (m && *count < max)
-            m[*count] = (struct json_member){NULL, 0, sc->s + start, sc->i - start, k, false};
+            m[*count] = (struct json_member){NULL, 0, sc->s + start, sc->i - start, k, false,
+                                             k == JSON_NUMBER && sc->uint};
         (*count)++;
         skip_ws(sc);
         if (sc->i >= sc->n)
@@ -311,11 +344,17 @@ static int scan_array_body(struct scanner *sc, int depth, struct json_member *m,
 
 static enum json_kind scan_value(struct scanner *sc, int depth)
 {
+    skip_ws(sc);
+    return scan_value_here(sc, depth);
+}
+
+/* A value starting at sc->i (whitespace already skipped). */
+static enum json_kind scan_value_here(struct scanner *sc, int depth)
+{
     if (depth > JSON_MAX_DEPTH) {
         fail(sc, "nested too deeply");
         return JSON_INVALID;
     }
-    skip_ws(sc);
     if (sc->i >= sc->n) {
         fail(sc, "unexpected end of input");
         return JSON_INVALID;
@@ -339,7 +378,7 @@ static enum json_kind scan_value(struct scanner *sc, int depth)
 
 enum json_kind json_validate(const char *s, size_t n, const char **err)
 {
-    struct scanner sc = {s, n, 0, NULL, false};
+    struct scanner sc = {s, n, 0, NULL, false, false};
     enum json_kind k = scan_value(&sc, 0);
     if (k != JSON_INVALID) {
         skip_ws(&sc);
@@ -357,7 +396,7 @@ enum json_kind json_validate(const char *s, size_t n, const char **err)
 static int top_level(const char *s, size_t n, struct json_member *m, size_t max,
                      const char **err, bool array)
 {
-    struct scanner sc = {s, n, 0, NULL, false};
+    struct scanner sc = {s, n, 0, NULL, false, false};
     size_t count = 0;
     skip_ws(&sc);
     if (sc.i >= n || s[sc.i] != (array ? '[' : '{')) {

@@ -21,6 +21,7 @@ struct json_member {
     size_t val_len;
     enum json_kind kind;
     bool key_escaped;      /* the key holds a backslash escape */
+    bool is_uint;          /* a number written as digits only (no sign, fraction, exponent) */
 };
 
 /* Validates all of s[0..n) as one JSON text (RFC 8259, strict UTF-8,

@@ -241,7 +241,7 @@ static int send_events(struct test *t, const struct buf *events, int *n_out)
             return CTL_USAGE;
         }
     } else if (json_validate(events->p, events->len, &err) == JSON_OBJECT) {
-        v[0] = (struct json_member){NULL, 0, events->p, events->len, JSON_OBJECT, false};
+        v[0] = (struct json_member){NULL, 0, events->p, events->len, JSON_OBJECT, false, false};
     } else {
         fprintf(stderr, "polarisctl: plugin-test: events must be a JSON object or an array of "
                         "them (%s)\n", err ? err : "neither");

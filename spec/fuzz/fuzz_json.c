@@ -3,7 +3,8 @@
  *   - json_validate and json_object_members agree on what is an object;
  *   - the writer (buf_json_str, the SDK's and the daemon's) always produces
  *     a valid JSON string, and for ASCII input it decodes back exactly;
- *   - numbers json_to_u64 accepts print back to the same text. */
+ *   - numbers json_to_u64 accepts print back to the same text;
+ *   - a member's is_uint says whether its number is digits only. */
 #include "buf.h"
 #include "json_scan.h"
 
@@ -20,6 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = json_object_members(s, size, m, 16, &err);
     if ((k == JSON_OBJECT) != (n >= 0))
         abort();
+    /* is_uint: a number made of digits only */
+    for (int i = 0; i < n && i < 16; i++) {
+        size_t d = 0;
+        while (d < m[i].val_len && m[i].val[d] >= '0' && m[i].val[d] <= '9')
+            d++;
+        if (m[i].is_uint != (m[i].kind == JSON_NUMBER && d == m[i].val_len))
+            abort();
+    }
     int a = json_array_elements(s, size, m, 16, &err);
     if ((k == JSON_ARRAY) != (a >= 0))
         abort();

@@ -130,3 +130,58 @@ TEST(json_string_scan_sees_special_bytes_at_every_offset)
         CHECK(json_validate(s, (size_t)n, &err) == JSON_STRING);
     }
 }
+
+/* Digit runs are skipped 8 at a time: a run of every length, ended by
+ * every kind of byte, in every position of a word, must end where a byte
+ * loop would end it, and is_uint must say whether the number is digits only. */
+TEST(json_numbers_end_where_their_digits_end)
+{
+    const char enders[] = {',', '}', ' ', ':', '/', '.', 'e', 'E', 'a', '-', '"', 0x3a, 0x3f, 0x40, '\x7f',
+                           (char)0xfa, (char)0xff, '\0'};
+    for (int lead = 0; lead < 8; lead++)
+        for (int digits = 1; digits <= 30; digits++)
+            for (size_t e = 0; e < sizeof enders; e++) {
+                char s[128];
+                int n = snprintf(s, sizeof s, "{\"%.*s\":", lead, "kkkkkkkk");
+                s[n++] = '1';
+                for (int d = 1; d < digits; d++)
+                    s[n++] = (char)('0' + d % 10);
+                size_t num_end = (size_t)n;
+                s[n++] = enders[e];
+                memcpy(s + n, "5}", 3);
+                n += 2;
+                struct json_member m[4];
+                const char *err;
+                int c = json_object_members(s, (size_t)n, m, 4, &err);
+                char end = enders[e];
+                if (end == '}') {              /* {"k":123}5} */
+                    CHECK(c < 0);
+                } else if (end == ',' || end == ':' || end == '/' || end == 'a' || end == '-' ||
+                           end == '"' || end == 0x3f || end == 0x40 || end == '\x7f' || end == (char)0xfa ||
+                           end == (char)0xff || end == '\0') {
+                    CHECK(c < 0);              /* nothing valid continues a number with these */
+                } else if (end == ' ') {       /* {"k":123 5}: a second value */
+                    CHECK(c < 0);
+                } else {                       /* '.', 'e', 'E': 123.5 / 123e5 */
+                    CHECK(c == 1);
+                    if (c == 1) {
+                        CHECK(m[0].kind == JSON_NUMBER);
+                        CHECK(!m[0].is_uint);
+                        CHECK(m[0].val_len == num_end - (size_t)(lead + 4) + 2);
+                    }
+                }
+                /* and the plain integer: {"k":123...} */
+                s[num_end] = '}';
+                c = json_object_members(s, num_end + 1, m, 4, &err);
+                CHECK(c == 1);
+                if (c == 1) {
+                    CHECK(m[0].is_uint);
+                    CHECK(m[0].val_len == (size_t)digits);
+                }
+            }
+    const char *err;
+    struct json_member m[4];
+    CHECK(json_object_members("{\"a\":-12345678901}", 18, m, 4, &err) == 1 && !m[0].is_uint);
+    CHECK(json_object_members("{\"a\":0}", 7, m, 4, &err) == 1 && m[0].is_uint);
+    CHECK(json_object_members("{\"a\":\"1\"}", 9, m, 4, &err) == 1 && !m[0].is_uint);
+}
