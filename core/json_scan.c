@@ -241,68 +241,131 @@ static enum json_kind scan_value_here(struct scanner *sc, int depth);
 static int scan_array_body(struct scanner *sc, int depth, struct json_member *m, size_t max,
                            size_t *count);
 
+/* Whitespace from i on skipped: i of the next token. */
+static inline __attribute__((always_inline)) size_t ws_from(const char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The object's members, with the scanner's position held in locals (a
+ * store into m[] could alias sc->i, which would otherwise be reloaded after
+ * every one) and the two kinds of value an event is made of, strings and
+ * plain integers, scanned in line; anything else goes to scan_value_here.
+ * Compact JSON (no whitespace between tokens) is the common case: each
+ * expected character is looked at first, whitespace skipped only when it
+ * is not there. */
 static int scan_object_body(struct scanner *sc, int depth, struct json_member *m,
                             size_t max, size_t *count)
 {
-    sc->i++;                                     /* '{' */
-    skip_ws(sc);
+    const char *s = sc->s;
+    const unsigned char *u = (const unsigned char *)s;
+    const size_t n = sc->n;
+    size_t i = ws_from(s, n, sc->i + 1);         /* past '{' */
     size_t c = 0;
-    if (sc->i < sc->n && sc->s[sc->i] == '}') {
-        sc->i++;
+    if (i < n && s[i] == '}') {
+        sc->i = i + 1;
         *count = 0;
         return 0;
     }
-    /* Compact JSON (no whitespace between tokens) is the common case: each
-     * expected character is looked at first, whitespace skipped only when
-     * it is not there. */
     for (;;) {
-        if (sc->i >= sc->n || sc->s[sc->i] != '"') {
-            skip_ws(sc);
-            if (sc->i >= sc->n || sc->s[sc->i] != '"')
+        if (i >= n || s[i] != '"') {
+            i = ws_from(s, n, i);
+            if (i >= n || s[i] != '"') {
+                sc->i = i;
                 return fail(sc, "expected a string key");
+            }
         }
-        size_t kstart = sc->i;
-        if (scan_string(sc) < 0)
-            return -1;
-        size_t kend = sc->i;
-        bool key_escaped = sc->escaped;
-        if (sc->i >= sc->n || sc->s[sc->i] != ':') {
-            skip_ws(sc);
-            if (sc->i >= sc->n || sc->s[sc->i] != ':')
+        size_t kstart = i;
+        bool key_escaped = false;
+        size_t j = skip_plain(u, i + 1, n);
+        if (j < n && s[j] == '"') {
+            i = j + 1;
+        } else {
+            sc->escaped = false;
+            if (scan_string_from(sc, j) < 0)
+                return -1;
+            i = sc->i;
+            key_escaped = sc->escaped;
+        }
+        size_t kend = i;
+        if (i >= n || s[i] != ':') {
+            i = ws_from(s, n, i);
+            if (i >= n || s[i] != ':') {
+                sc->i = i;
                 return fail(sc, "expected ':' after key");
+            }
         }
-        sc->i++;
-        skip_ws(sc);
-        size_t vstart = sc->i;
-        enum json_kind k = scan_value_here(sc, depth + 1);
-        if (k == JSON_INVALID)
-            return -1;
+        i = ws_from(s, n, i + 1);
+        size_t vstart = i;
+        enum json_kind k;
+        bool is_uint = false;
+        if (i < n && s[i] == '"') {
+            j = skip_plain(u, i + 1, n);
+            if (j < n && s[j] == '"') {
+                i = j + 1;
+            } else {
+                sc->escaped = false;
+                if (scan_string_from(sc, j) < 0)
+                    return -1;
+                i = sc->i;
+            }
+            k = JSON_STRING;
+        } else if (i < n && (unsigned char)(s[i] - '1') < 9) {
+            /* an integer from 1 up: its digits, 8 at a time while they last */
+            j = i + 1;
+            while (j + 8 <= n && eight_digits(s + j))
+                j += 8;
+            while (j < n && (unsigned char)(s[j] - '0') < 10)
+                j++;
+            if (j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E')) {
+                sc->i = i;                        /* a fraction or exponent follows */
+                if (scan_number(sc) < 0)
+                    return -1;
+                i = sc->i;
+            } else {
+                i = j;
+                is_uint = true;
+            }
+            k = JSON_NUMBER;
+        } else {
+            sc->i = i;
+            k = scan_value_here(sc, depth + 1);
+            if (k == JSON_INVALID)
+                return -1;
+            i = sc->i;
+            is_uint = k == JSON_NUMBER && sc->uint;
+        }
         if (m && c < max) {
-            m[c].key = sc->s + kstart + 1;
+            m[c].key = s + kstart + 1;
             m[c].key_len = kend - kstart - 2;
-            m[c].val = sc->s + vstart;
-            m[c].val_len = sc->i - vstart;
+            m[c].val = s + vstart;
+            m[c].val_len = i - vstart;
             m[c].kind = k;
             m[c].key_escaped = key_escaped;
-            m[c].is_uint = k == JSON_NUMBER && sc->uint;
+            m[c].is_uint = is_uint;
         }
         c++;
-        if (sc->i < sc->n && sc->s[sc->i] == ',') {
-            sc->i++;
+        if (i < n && s[i] == ',') {
+            i++;
             continue;
         }
-        skip_ws(sc);
-        if (sc->i >= sc->n)
+        i = ws_from(s, n, i);
+        if (i >= n) {
+            sc->i = i;
             return fail(sc, "unterminated object");
-        if (sc->s[sc->i] == ',') {
-            sc->i++;
+        }
+        if (s[i] == ',') {
+            i++;
             continue;
         }
-        if (sc->s[sc->i] == '}') {
-            sc->i++;
+        if (s[i] == '}') {
+            sc->i = i + 1;
             *count = c;
             return 0;
         }
+        sc->i = i;
         return fail(sc, "expected ',' or '}' in object");
     }
 }
