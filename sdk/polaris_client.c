@@ -747,8 +747,28 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
         ev->stamp = (int64_t)tsc_read();
     else
         ev->stamp = now_ms(CLOCK_REALTIME);
-    if (rec_str(ev, process_name ? process_name : c ? c->comm : "unknown") < 0 ||
-        rec_str(ev, process_ver ? process_ver : "unknown") < 0) {
+    const char *name = process_name ? process_name : c ? c->comm : "unknown";
+    const char *ver = process_ver ? process_ver : "unknown";
+    /* both strings into the empty inline record in one pass each, the
+     * position in locals (see add_fixed); longer ones take rec_str */
+    char *d = ev->b.p + 4;
+    size_t max = ev->b.cap - 8, n = 0;
+    while (n < max && (d[n] = name[n]) != '\0')
+        n++;
+    if (n < max) {
+        char *dv = d + n + 4;
+        size_t vmax = max - n, m = 0;
+        while (m < vmax && (dv[m] = ver[m]) != '\0')
+            m++;
+        if (m < vmax) {
+            uint32_t nl = (uint32_t)n, vl = (uint32_t)m;
+            memcpy(ev->b.p, &nl, 4);
+            memcpy(d + n, &vl, 4);
+            ev->b.len = 8 + n + m;
+            return ev;
+        }
+    }
+    if (rec_str(ev, name) < 0 || rec_str(ev, ver) < 0) {
         free_event(ev);
         return NULL;
     }
@@ -779,41 +799,103 @@ static inline int done(struct polaris_event *ev, int rc)
     return rc ? -1 : 0;
 }
 
-API int polaris_event_add_string(polaris_event_t *ev, const char *key, const char *value)
+/* A parameter with a fixed-size value, the way that works anywhere: the
+ * record grows to the heap when it must. */
+static __attribute__((noinline, cold)) int add_fixed_slow(struct polaris_event *ev, unsigned char tag,
+                                                          const char *key, const void *v, size_t vlen)
+{
+    if (add_key(ev, tag, key) < 0)
+        return -1;
+    return done(ev, rec_put(ev, v, vlen));
+}
+
+/* The usual case in one pass, with the record's position in locals: tag,
+ * key (u32 length, bytes) and value written where the record is when they
+ * fit there. (A store of a char may alias the event's own fields; through
+ * ev->b the compiler would reload them after every byte.) */
+static inline int add_fixed(struct polaris_event *ev, unsigned char tag, const char *key,
+                            const void *v, size_t vlen)
+{
+    if (!ev || !key || ev->bad)
+        return -1;
+    char *p = ev->b.p;
+    size_t len = ev->b.len, room = ev->b.cap - len;
+    if (room > 5 + vlen) {
+        char *d = p + len + 5;
+        size_t max = room - 5 - vlen, n = 0;
+        while (n < max && (d[n] = key[n]) != '\0')
+            n++;
+        if (n < max) {
+            uint32_t l = (uint32_t)n;
+            p[len] = (char)tag;
+            memcpy(p + len + 1, &l, 4);
+            memcpy(d + n, v, vlen);
+            ev->b.len = len + 5 + n + vlen;
+            return 0;
+        }
+    }
+    return add_fixed_slow(ev, tag, key, v, vlen);
+}
+
+static __attribute__((noinline, cold)) int add_string_slow(struct polaris_event *ev, const char *key,
+                                                           const char *value)
 {
     if (add_key(ev, value ? P_STRING : P_NULL, key) < 0)
         return -1;
     return value ? done(ev, rec_str(ev, value)) : 0;
 }
 
+API int polaris_event_add_string(polaris_event_t *ev, const char *key, const char *value)
+{
+    if (!ev || !key || !value || ev->bad)
+        return add_string_slow(ev, key, value);
+    char *p = ev->b.p;
+    size_t len = ev->b.len, room = ev->b.cap - len;
+    if (room > 9) {
+        /* tag, key length, key, value length, value: both strings copied
+         * while their ends are looked for */
+        char *d = p + len + 5;
+        size_t max = room - 9, n = 0;
+        while (n < max && (d[n] = key[n]) != '\0')
+            n++;
+        if (n < max) {
+            char *dv = d + n + 4;
+            size_t vmax = max - n, m = 0;
+            while (m < vmax && (dv[m] = value[m]) != '\0')
+                m++;
+            if (m < vmax) {
+                uint32_t kl = (uint32_t)n, vl = (uint32_t)m;
+                p[len] = (char)P_STRING;
+                memcpy(p + len + 1, &kl, 4);
+                memcpy(d + n, &vl, 4);
+                ev->b.len = len + 9 + n + m;
+                return 0;
+            }
+        }
+    }
+    return add_string_slow(ev, key, value);
+}
+
 API int polaris_event_add_int(polaris_event_t *ev, const char *key, int32_t value)
 {
     int64_t v = value;
-    if (add_key(ev, P_INT, key) < 0)
-        return -1;
-    return done(ev, rec_put(ev, &v, 8));
+    return add_fixed(ev, P_INT, key, &v, 8);
 }
 
 API int polaris_event_add_long(polaris_event_t *ev, const char *key, int64_t value)
 {
-    if (add_key(ev, P_INT, key) < 0)
-        return -1;
-    return done(ev, rec_put(ev, &value, 8));
+    return add_fixed(ev, P_INT, key, &value, 8);
 }
 
 API int polaris_event_add_double(polaris_event_t *ev, const char *key, double value)
 {
-    if (add_key(ev, P_DOUBLE, key) < 0)
-        return -1;
-    return done(ev, rec_put(ev, &value, 8));
+    return add_fixed(ev, P_DOUBLE, key, &value, 8);
 }
 
 API int polaris_event_add_bool(polaris_event_t *ev, const char *key, bool value)
 {
     unsigned char v = value;
-    if (add_key(ev, P_BOOL, key) < 0)
-        return -1;
-    return done(ev, rec_put(ev, &v, 1));
+    return add_fixed(ev, P_BOOL, key, &v, 1);
 }
 
 API void polaris_event_cancel(polaris_event_t *ev)

@@ -127,6 +127,34 @@ describe("libpolaris_client", function()
     H.stop_ok(d)
   end)
 
+  it("keeps every parameter exact where a record outgrows its inline buffer", function()
+    local d = H.start_daemon()
+    local g = H.guest_connected(d)
+    local how, code, out = probe(d.ipc, {"boundary"})
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local got = {}
+    local deadline = ptest.now_ms() + 10000
+    for _ = 0, 300 do
+      local ev
+      repeat
+        assert.is_true(ptest.now_ms() < deadline, "not all 301 events arrived")
+        ev = g:event(1000)
+      until ev
+      got[ev.eventId - 900000000] = ev
+    end
+    for len = 0, 300 do
+      local ev = got[len]
+      assert.is_table(ev, "event " .. len)
+      local str = string.rep(string.char(97 + len % 26), len)
+      local key = len % 3 ~= 0 and "s" or str
+      assert.are.equal(str, ev.params[key], "the string of event " .. len)
+      assert.are.equal(len, ev.params.n)
+      assert.are.equal("end", ev.params.t)
+      assert.are.equal(len % 2 == 1 and str or "b", ev.processName)
+    end
+    H.stop_ok(d)
+  end)
+
   it("stamps each event with the wall-clock ms of its create, also when committed later", function()
     -- where the kernel's clocksource is the TSC the SDK stamps TSC readings
     -- and its sender converts them: the result must be the same wall clock

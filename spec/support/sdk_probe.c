@@ -8,6 +8,7 @@
  *   sdk_probe big N SIZE         N events with a SIZE-byte value, no daemon
  *   sdk_probe late N MS          N commits, then MS ms before deinit
  *   sdk_probe raw JSON           polaris_report_raw, prints its result
+ *   sdk_probe boundary           301 events whose records cross the inline size
  *   sdk_probe stamps             three events created between wall-clock reads
  *   sdk_probe locale             setlocale(LC_ALL, "") first, then one event
  *                                with doubles; prints the locale's decimal point
@@ -214,6 +215,25 @@ int main(int argc, char **argv)
         fflush(stdout);
         usleep((useconds_t)atol(argv[3]) * 1000);
         polaris_deinit();
+        return 0;
+    }
+    if (strcmp(argv[1], "boundary") == 0) {
+        /* events whose record crosses the end of the inline buffer at every
+         * point: a string of 0..300 bytes, then two more parameters, and a
+         * process name as long */
+        static char str[301];
+        for (int len = 0; len <= 300; len++) {
+            memset(str, 'a' + len % 26, (size_t)len);
+            str[len] = '\0';
+            polaris_event_t *ev = polaris_event_create(900000000 + (uint64_t)len, len % 2 ? str : "b", "1");
+            polaris_event_add_string(ev, len % 3 ? "s" : str, str);
+            polaris_event_add_long(ev, "n", len);
+            polaris_event_add_string(ev, "t", "end");
+            if (polaris_event_commit(ev) < 0)
+                return 1;
+        }
+        polaris_deinit();
+        puts("boundary 301");
         return 0;
     }
     if (strcmp(argv[1], "stamps") == 0) {
