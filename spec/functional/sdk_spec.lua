@@ -64,6 +64,10 @@ describe("libpolaris_client", function()
                                  {POLARIS_SOCKET = d.ipc}, 120000)
     assert.are.same({"exited", 0}, {how, code}, out)
     for _ = 1, 800 do assert.is_table(g:event(20000)) end
+    -- strings of every length up to 300 in heap blocks of their exact size
+    how, code, out = H.run({"valgrind", "--error-exitcode=99", PROBE, "boundary"}, {POLARIS_SOCKET = d.ipc}, 120000)
+    assert.are.same({"exited", 0}, {how, code}, out)
+    for _ = 0, 300 do assert.is_table(g:event(20000)) end
     how, code, out = H.run({"valgrind", "--error-exitcode=99", "--leak-check=full",
                             "--errors-for-leak-kinds=definite,indirect", PROBE, "absent", "2000"},
                            {}, 120000)

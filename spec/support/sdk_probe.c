@@ -221,14 +221,20 @@ int main(int argc, char **argv)
         /* events whose record crosses the end of the inline buffer at every
          * point: a string of 0..300 bytes, then two more parameters, and a
          * process name as long */
-        static char str[301];
         for (int len = 0; len <= 300; len++) {
+            /* exactly as long as the string: the SDK reads strings a word
+             * at a time, and valgrind (this mode runs under it in
+             * sdk_spec) must see no read it objects to */
+            char *str = malloc((size_t)len + 1);
+            if (!str)
+                return 1;
             memset(str, 'a' + len % 26, (size_t)len);
             str[len] = '\0';
             polaris_event_t *ev = polaris_event_create(900000000 + (uint64_t)len, len % 2 ? str : "b", "1");
             polaris_event_add_string(ev, len % 3 ? "s" : str, str);
             polaris_event_add_long(ev, "n", len);
             polaris_event_add_string(ev, "t", "end");
+            free(str);
             if (polaris_event_commit(ev) < 0)
                 return 1;
         }
