@@ -89,13 +89,16 @@ static void *client(void *arg)
     }
     static __thread char frames[BATCH][EVENT_BYTES + 12];
     struct iovec iov[BATCH];
+    int pid = (int)getpid();
     for (long sent = 0; sent < per_thread;) {
         int n = 0;
         for (; n < BATCH && sent < per_thread; n++, sent++) {
             char *f = frames[n];
+            /* the event as the SDK writes it, with this process's real pid
+             * (a wrong one would make every frame a claimedPid correction) */
             int len = snprintf(f + 12, EVENT_BYTES + 1,
-                "{\"eventId\":%ld,\"timestamp\":1732262400123,\"pid\":1,\"processName\":\"bench\","
-                "\"processVer\":\"1\",\"params\":{\"thread\":%ld,\"pad\":\"", sent, id);
+                "{\"eventId\":%ld,\"timestamp\":1732262400123,\"pid\":%d,\"processName\":\"bench\","
+                "\"processVer\":\"1\",\"params\":{\"thread\":%ld,\"pad\":\"", sent, pid, id);
             while (len < EVENT_BYTES - 3)
                 f[12 + len++] = 'x';
             memcpy(f + 12 + len, "\"}}", 3);
