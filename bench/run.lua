@@ -218,7 +218,7 @@ local function sdk_bench(args)
 end
 local sd = H.start_daemon({config = big})
 local sdk_med, sdk_p999, send_med, syslog_med, sdk_ratio, sdk_dropped = {}, {}, {}, {}, {}, 0
-local syslog_ratio, syslog_unavailable = {}, nil
+local syslog_ratio, syslog_p999, syslog_p999_ratio, syslog_unavailable = {}, {}, {}, nil
 for round = 1, ROUNDS do
   local a = sdk_bench({"sdk", sd.ipc, "100000"})
   local b = sdk_bench({"send", sd.ipc, "100000"})
@@ -232,6 +232,8 @@ for round = 1, ROUNDS do
   if c.median_ns then
     syslog_med[round] = c.median_ns
     syslog_ratio[round] = c.median_ns / a.median_ns
+    syslog_p999[round] = c.p999_ns
+    syslog_p999_ratio[round] = c.p999_ns / a.p999_ns
   end
   sdk_dropped = sdk_dropped + a.dropped
   io.write(string.format("round %d: sdk %d ns (p99.9 %d), send() %d ns, syslog %s\n",
@@ -272,6 +274,8 @@ local results = {
   syscall_client_ns_median = median(send_med),
   syslog_ns_median = #syslog_med > 0 and median(syslog_med) or nil,
   sdk_vs_syslog_ratio = #syslog_ratio > 0 and median(syslog_ratio) or nil,
+  syslog_ns_p999 = #syslog_p999 > 0 and median(syslog_p999) or nil,
+  sdk_vs_syslog_p999_ratio = #syslog_p999_ratio > 0 and median(syslog_p999_ratio) or nil,
   sdk_vs_syscall_ratio = median(sdk_ratio),
   sdk_dropped_in_bench = sdk_dropped,
   sdk_absent_worst_us = median(absent_worst),
@@ -313,6 +317,9 @@ if #syslog_med > 0 then
   row("syslog_ns_median", syslog_med, "%14.0f")
   print(string.format("%-24s %14.1f   %.1f .. %.1f   (issue 5: >= 20 against syslog(3))", "sdk_vs_syslog_ratio",
                       results.sdk_vs_syslog_ratio, spread(syslog_ratio)))
+  row("syslog_ns_p999", syslog_p999, "%14.0f")
+  print(string.format("%-24s %14.1f   %.1f .. %.1f   (the same at p99.9)", "sdk_vs_syslog_p999_ratio",
+                      results.sdk_vs_syslog_p999_ratio, spread(syslog_p999_ratio)))
 else
   print(string.format("%-24s %14s   (%s)", "syslog_ns_median", "-", syslog_unavailable))
 end
