@@ -20,7 +20,8 @@ struct envelope *envelope_new(enum env_type type, const void *data, size_t len)
 
 void envelope_free(struct envelope *e)
 {
-    free(e);
+    if (e)                       /* callers free what they did not hand on: often NULL */
+        free(e);
 }
 
 void envelope_free_list(struct envelope *e)
