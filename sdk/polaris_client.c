@@ -27,6 +27,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -650,6 +651,12 @@ static void populate_ahead(struct client *c, uint64_t ahead)
             return;
         }
         c->populated += n;
+        /* one step is 16 pages, tens of microseconds; between steps the
+         * CPU goes back to whoever wants it: on a busy machine this thread
+         * shares a CPU with the app's, and faulting the whole ring in one go
+         * (milliseconds) would hold a caller off for as long */
+        if (c->populated < want)
+            sched_yield();
     }
 }
 
