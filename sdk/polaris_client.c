@@ -641,7 +641,7 @@ static void wait_for_events(struct client *c, uint32_t mode)
  * While a daemon reads, `ahead` is a little (memory grows with use); with
  * none, the ring is going to fill, and all of it is faulted in at once.
  * Without MADV_POPULATE_WRITE (Linux < 5.14) commits fault as they go. */
-static void populate_ahead(struct client *c, uint64_t ahead)
+static void populate_ahead(struct client *c, uint64_t ahead, bool yield)
 {
     uint64_t want = atomic_load_explicit(&c->tail, memory_order_relaxed) + ahead;
     while (c->populated < RING_SLOTS && c->populated < want) {
@@ -651,11 +651,13 @@ static void populate_ahead(struct client *c, uint64_t ahead)
             return;
         }
         c->populated += n;
-        /* one step is 16 pages, tens of microseconds; between steps the
-         * CPU goes back to whoever wants it: on a busy machine this thread
-         * shares a CPU with the app's, and faulting the whole ring in one go
-         * (milliseconds) would hold a caller off for as long */
-        if (c->populated < want)
+        /* the whole ring (no daemon): one step is 16 pages, tens of
+         * microseconds; between steps the CPU goes back to whoever wants
+         * it: on a busy machine this thread shares a CPU with the app's,
+         * and the whole ring in one go (milliseconds) would hold a caller
+         * off for as long. (Ahead of a reading daemon the steps are few,
+         * and the sender must keep up.) */
+        if (yield && c->populated < want)
             sched_yield();
     }
 }
@@ -674,12 +676,12 @@ static void *sender_main(void *arg)
         if (stopping && (now >= deadline || (!wire.len && !ring_ready(c))))
             break;
         if (c->populated < RING_SLOTS)
-            populate_ahead(c, POPULATE_AHEAD);
+            populate_ahead(c, POPULATE_AHEAD, false);
         if (fd < 0) {
             fd = connect_daemon(c->path);
             if (fd < 0) {
                 if (c->populated < RING_SLOTS)
-                    populate_ahead(c, RING_SLOTS);
+                    populate_ahead(c, RING_SLOTS, true);
                 /* the ring keeps what it holds; wait with backoff, but
                  * wake at once for a stop */
                 uint32_t seen = atomic_load(&c->wakeups);
