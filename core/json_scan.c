@@ -241,6 +241,24 @@ static enum json_kind scan_value_here(struct scanner *sc, int depth);
 static int scan_array_body(struct scanner *sc, int depth, struct json_member *m, size_t max,
                            size_t *count);
 
+/* The string whose opening quote is at i: the index just past its closing
+ * quote, or 0 (never a string's end) with the failure noted in sc. A plain
+ * string ends here; escapes and non-ASCII go to scan_string_from. */
+static inline __attribute__((always_inline)) size_t string_end(struct scanner *sc, const unsigned char *u,
+                                                               size_t n, size_t i, bool *escaped)
+{
+    size_t j = skip_plain(u, i + 1, n);
+    if (j < n && u[j] == '"') {
+        *escaped = false;
+        return j + 1;
+    }
+    sc->escaped = false;
+    if (scan_string_from(sc, j) < 0)
+        return 0;
+    *escaped = sc->escaped;
+    return sc->i;
+}
+
 /* Whitespace from i on skipped: i of the next token. */
 static inline __attribute__((always_inline)) size_t ws_from(const char *s, size_t n, size_t i)
 {
@@ -278,17 +296,9 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
             }
         }
         size_t kstart = i;
-        bool key_escaped = false;
-        size_t j = skip_plain(u, i + 1, n);
-        if (j < n && s[j] == '"') {
-            i = j + 1;
-        } else {
-            sc->escaped = false;
-            if (scan_string_from(sc, j) < 0)
-                return -1;
-            i = sc->i;
-            key_escaped = sc->escaped;
-        }
+        bool key_escaped;
+        if (!(i = string_end(sc, u, n, i, &key_escaped)))
+            return -1;
         size_t kend = i;
         if (i >= n || s[i] != ':') {
             i = ws_from(s, n, i);
@@ -302,19 +312,13 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
         enum json_kind k;
         bool is_uint = false;
         if (i < n && s[i] == '"') {
-            j = skip_plain(u, i + 1, n);
-            if (j < n && s[j] == '"') {
-                i = j + 1;
-            } else {
-                sc->escaped = false;
-                if (scan_string_from(sc, j) < 0)
-                    return -1;
-                i = sc->i;
-            }
+            bool escaped;
+            if (!(i = string_end(sc, u, n, i, &escaped)))
+                return -1;
             k = JSON_STRING;
         } else if (i < n && (unsigned char)(s[i] - '1') < 9) {
             /* an integer from 1 up: its digits, 8 at a time while they last */
-            j = i + 1;
+            size_t j = i + 1;
             while (j + 8 <= n && eight_digits(s + j))
                 j += 8;
             while (j < n && (unsigned char)(s[j] - '0') < 10)

@@ -353,6 +353,26 @@ static inline size_t copy_str(char *d, const char *s, size_t max)
 }
 #endif
 
+/* Two strings, each as u32 length + bytes, written at `at` within `room`
+ * bytes (one kept free after them): the bytes used, or 0 when they do not
+ * fit there. */
+static inline size_t put_str_pair(char *at, size_t room, const char *a, const char *b)
+{
+    if (room <= 8)
+        return 0;
+    size_t max = room - 8;
+    size_t n = copy_str(at + 4, a, max);
+    if (n >= max)
+        return 0;
+    size_t m = copy_str(at + 8 + n, b, max - n);
+    if (m >= max - n)
+        return 0;
+    uint32_t nl = (uint32_t)n, ml = (uint32_t)m;
+    memcpy(at, &nl, 4);
+    memcpy(at + 4 + n, &ml, 4);
+    return 8 + n + m;
+}
+
 /* Appends to the record; the first time the inline space is not enough it
  * moves to the heap, where buf's own growth takes over. */
 static int rec_grow(struct polaris_event *ev, size_t n)
@@ -401,8 +421,8 @@ static inline int rec_str(struct polaris_event *ev, const char *s)
 {
     if (ev->b.p == ev->inl && ev->b.cap - ev->b.len > 4) {
         char *d = ev->b.p + ev->b.len + 4;
-        size_t max = ev->b.cap - ev->b.len - 4, n = 0;
-        n = copy_str(d, s, max);
+        size_t max = ev->b.cap - ev->b.len - 4;
+        size_t n = copy_str(d, s, max);
         if (n < max) {
             uint32_t l = (uint32_t)n;
             memcpy(d - 4, &l, 4);
@@ -796,20 +816,10 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
     const char *ver = process_ver ? process_ver : "unknown";
     /* both strings into the empty inline record in one pass each, the
      * position in locals (see add_fixed); longer ones take rec_str */
-    char *d = ev->b.p + 4;
-    size_t max = ev->b.cap - 8, n = 0;
-    n = copy_str(d, name, max);
-    if (n < max) {
-        char *dv = d + n + 4;
-        size_t vmax = max - n, m = 0;
-        m = copy_str(dv, ver, vmax);
-        if (m < vmax) {
-            uint32_t nl = (uint32_t)n, vl = (uint32_t)m;
-            memcpy(ev->b.p, &nl, 4);
-            memcpy(d + n, &vl, 4);
-            ev->b.len = 8 + n + m;
-            return ev;
-        }
+    size_t w = put_str_pair(ev->b.p, ev->b.cap, name, ver);
+    if (w) {
+        ev->b.len = w;
+        return ev;
     }
     if (rec_str(ev, name) < 0 || rec_str(ev, ver) < 0) {
         free_event(ev);
@@ -865,8 +875,8 @@ static inline int add_fixed(struct polaris_event *ev, unsigned char tag, const c
     size_t len = ev->b.len, room = ev->b.cap - len;
     if (room > 5 + vlen) {
         char *d = p + len + 5;
-        size_t max = room - 5 - vlen, n = 0;
-        n = copy_str(d, key, max);
+        size_t max = room - 5 - vlen;
+        size_t n = copy_str(d, key, max);
         if (n < max) {
             uint32_t l = (uint32_t)n;
             p[len] = (char)tag;
@@ -893,25 +903,12 @@ API int polaris_event_add_string(polaris_event_t *ev, const char *key, const cha
         return add_string_slow(ev, key, value);
     char *p = ev->b.p;
     size_t len = ev->b.len, room = ev->b.cap - len;
-    if (room > 9) {
-        /* tag, key length, key, value length, value: both strings copied
-         * while their ends are looked for */
-        char *d = p + len + 5;
-        size_t max = room - 9, n = 0;
-        n = copy_str(d, key, max);
-        if (n < max) {
-            char *dv = d + n + 4;
-            size_t vmax = max - n, m = 0;
-            m = copy_str(dv, value, vmax);
-            if (m < vmax) {
-                uint32_t kl = (uint32_t)n, vl = (uint32_t)m;
-                p[len] = (char)P_STRING;
-                memcpy(p + len + 1, &kl, 4);
-                memcpy(d + n, &vl, 4);
-                ev->b.len = len + 9 + n + m;
-                return 0;
-            }
-        }
+    /* tag, then key and value, both copied while their ends are looked for */
+    size_t w = room > 1 ? put_str_pair(p + len + 1, room - 1, key, value) : 0;
+    if (w) {
+        p[len] = (char)P_STRING;
+        ev->b.len = len + 1 + w;
+        return 0;
     }
     return add_string_slow(ev, key, value);
 }
