@@ -8,6 +8,24 @@ after_each(function() H.stop_all() end)
 
 local PROBE = H.BUILD .. "/sdk_probe"
 
+-- Reads events as the guest until every id in ids arrived (within
+-- timeout_ms); returns them by eventId.
+local function events_by_id(g, ids, timeout_ms)
+  local by_id, missing = {}, #ids
+  local want = {}
+  for _, id in ipairs(ids) do want[id] = true end
+  local deadline = ptest.now_ms() + (timeout_ms or 10000)
+  while missing > 0 do
+    assert.is_true(ptest.now_ms() < deadline, missing .. " of " .. #ids .. " events did not arrive")
+    local ev = g:event(1000)
+    if ev and want[ev.eventId] and not by_id[ev.eventId] then
+      by_id[ev.eventId] = ev
+      missing = missing - 1
+    end
+  end
+  return by_id
+end
+
 local function probe(sock, args, timeout_ms)
   local argv = {PROBE}
   for _, a in ipairs(args) do argv[#argv + 1] = a end
@@ -136,18 +154,11 @@ describe("libpolaris_client", function()
     local g = H.guest_connected(d)
     local how, code, out = probe(d.ipc, {"boundary"})
     assert.are.same({"exited", 0}, {how, code}, out)
-    local got = {}
-    local deadline = ptest.now_ms() + 10000
-    for _ = 0, 300 do
-      local ev
-      repeat
-        assert.is_true(ptest.now_ms() < deadline, "not all 301 events arrived")
-        ev = g:event(1000)
-      until ev
-      got[ev.eventId - 900000000] = ev
-    end
+    local ids = {}
+    for len = 0, 300 do ids[#ids + 1] = 900000000 + len end
+    local got = events_by_id(g, ids)
     for len = 0, 300 do
-      local ev = got[len]
+      local ev = got[900000000 + len]
       assert.is_table(ev, "event " .. len)
       local str = string.rep(string.char(97 + len % 26), len)
       local key = len % 3 ~= 0 and "s" or str
@@ -169,13 +180,7 @@ describe("libpolaris_client", function()
     local t = {}
     for v in out:gmatch("%d+") do t[#t + 1] = tonumber(v) end
     assert.are.equal(6, #t, out)
-    local by_id = {}
-    local deadline = ptest.now_ms() + 10000
-    while not (by_id[800000000] and by_id[800000001] and by_id[800000002]) do
-      assert.is_true(ptest.now_ms() < deadline, "the three events did not arrive")
-      local ev = g:event(1000)
-      if ev then by_id[ev.eventId] = ev end
-    end
+    local by_id = events_by_id(g, {800000000, 800000001, 800000002})
     for i = 0, 2 do
       local ts = by_id[800000000 + i].timestamp
       assert.is_true(ts >= t[2 * i + 1] and ts <= t[2 * i + 2],
@@ -202,13 +207,7 @@ describe("libpolaris_client", function()
     local how, code, out = probe(d.ipc, {"fork", "all"})
     assert.are.same({"exited", 0}, {how, code}, out)
     local c1, c2 = out:match("fork children (%d+) (%d+)")
-    local by_id = {}
-    local deadline = ptest.now_ms() + 20000
-    while not (by_id[1] and by_id[2] and by_id[3] and by_id[4]) do
-      assert.is_true(ptest.now_ms() < deadline, "events 1-4 did not all arrive")
-      local ev = g:event(1000)
-      if ev then by_id[ev.eventId] = ev end
-    end
+    local by_id = events_by_id(g, {1, 2, 3, 4}, 20000)
     assert.are.equal(tonumber(c1), by_id[2].pid)
     if not asan then assert.are.equal(tonumber(c2), by_id[4].pid) end
     assert.are_not.equal(by_id[1].pid, by_id[2].pid)
