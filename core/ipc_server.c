@@ -8,8 +8,9 @@
  * and nothing accepted is dropped. An event no plugin and no router rule
  * takes skips the core and goes straight to the guest link's queue, but
  * only while no app event is waiting in the core (see can_skip_core): an
- * app's events still reach the guest in the order it sent them. Command answers come back through
- * ingress_q and are written to the client that asked, if it is still there.
+ * app's events still reach the guest in the order it sent them. Command
+ * answers come back through ingress_q and are written to the client that
+ * asked, if it is still there.
  *
  * Uses: lsp_codec, event_stamp, command_msg, envq, plugin_registry (its
  * routing index), libev. */

@@ -325,7 +325,7 @@ static struct polaris_event *new_event(void)
  * is found with the borrow trick (false hits lie only above a true zero).
  * The read past the end is deliberate: ASan does not instrument this one
  * function. Elsewhere than little-endian x86-64 and arm64, a byte loop. */
-#if defined(__x86_64__) || defined(__aarch64__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 typedef uint64_t __attribute__((may_alias, aligned(1))) word_u;
 
 __attribute__((no_sanitize_address)) static inline size_t copy_str(char *d, const char *s, size_t max)
