@@ -10,6 +10,7 @@
 #include "gzip_codec.h"
 #include "json_scan.h"
 #include "lsp_codec.h"
+#include "lua_json.h"
 #include "plp_codec.h"
 
 #include <lauxlib.h>
@@ -288,12 +289,41 @@ static const luaL_Reg lsp_methods[] = {
 static const luaL_Reg plp_methods[] = {
     {"feed", l_plp_feed}, {"next", l_plp_next}, {"pending", l_plp_pending}, {NULL, NULL},
 };
+/* The runtime's JSON <-> Lua codec (lua_json.c): decode(text) -> value or
+ * nil, message; encode(value) -> text or nil, message. */
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *err;
+    if (lua_json_decode(L, s, len, &err) < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    struct buf b = BUF_INIT;
+    char err[256];
+    if (lua_json_encode(L, 1, &b, err, sizeof err) < 0) {
+        buf_free(&b);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return push_buf(L, &b);
+}
+
 static const luaL_Reg funcs[] = {
     {"lsp_encode", l_lsp_encode}, {"lsp_decoder", l_lsp_decoder},
     {"plp_encode", l_plp_encode}, {"plp_decoder", l_plp_decoder},
     {"crc32", l_crc32}, {"gzip", l_gzip}, {"gunzip", l_gunzip},
     {"json_validate", l_json_validate}, {"json_string", l_json_string},
-    {"event_stamp", l_event_stamp},
+    {"event_stamp", l_event_stamp}, {"json_decode", l_json_decode}, {"json_encode", l_json_encode},
     {NULL, NULL},
 };
 

@@ -236,10 +236,11 @@ static int l_shared_get(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
-    lua_pushlstring(L, b.p, b.len);
+    const char *err;
+    int rc = lua_json_decode(L, b.p, b.len, &err);
     buf_free(&b);
-    lua_call(L, 1, 1);
+    if (rc < 0)
+        return luaL_error(L, "shared.get: stored value is not JSON: %s", err);
     return 1;
 }
 
@@ -312,10 +313,11 @@ static int l_actions(lua_State *L)
     struct plugin *p = self(L);
     struct buf b = BUF_INIT;
     registry_actions_json(p->reg, &b);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
-    lua_pushlstring(L, b.p ? b.p : "[]", b.len ? b.len : 2);
+    const char *err;
+    int rc = lua_json_decode(L, b.p ? b.p : "[]", b.len ? b.len : 2, &err);
     buf_free(&b);
-    lua_call(L, 1, 1);
+    if (rc < 0)
+        return luaL_error(L, "actions: %s", err);
     return 1;
 }
 
@@ -575,13 +577,8 @@ void bind_polaris(struct plugin *p)
     };
     static const luaL_Reg guest[] = {{"status", l_guest_status}, {NULL, NULL}};
 
-    /* cjson.decode, captured before any plugin code can replace it */
-    lua_getglobal(L, "cjson");
-    lua_getfield(L, -1, "decode");
-    p->decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
     if (luaL_loadbufferx(L, drivers_src, sizeof drivers_src - 1, "=polaris", "t") == LUA_OK) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, p->decode_ref);
+        lua_pushcfunction(L, lua_json_decode_fn);     /* integers exact (lua_json.c) */
         lua_call(L, 1, 1);
     } else {
         lua_pop(L, 1);

@@ -1,8 +1,14 @@
-/* lua_json.c - the one Lua -> JSON encoder the runtime uses, for events
- * returned by strategies, command results and messages between plugins.
- * Integers are written as integers (an eventId of 2^53+1 survives); metatables
- * are ignored (rawget/rawlen only), so plugin code never runs while encoding. */
+/* lua_json.c - the runtime's JSON <-> Lua codec: events into strategies and
+ * back, command arguments and results, messages between plugins, what a
+ * waiting call brings back. Integers stay integers both ways (an eventId or
+ * a parameter of 2^53+1 survives a strategy; lua-cjson, which plugins still
+ * get as `cjson`, reads every number as a double). Encoding ignores
+ * metatables (rawget/rawlen only), so plugin code never runs inside it.
+ * Decoding checks the text with json_scan first, then builds each table
+ * once at its final size (its members are gathered on the Lua stack).
+ * Uses: json_scan, buf, Lua 5.4 C API. */
 #include "lua_json.h"
+#include "json_scan.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -129,4 +135,210 @@ int lua_json_encode(lua_State *L, int idx, struct buf *out, char *err, size_t er
         return -1;
     }
     return 0;
+}
+
+/* ---- JSON -> Lua ---- */
+
+/* Members gathered on the stack before they go into their table: a table
+ * made at its final size is never rehashed; a longer one is filled in
+ * steps of this many. */
+#define GATHER 64
+
+struct dec {
+    lua_State *L;
+    const char *p;          /* the text was validated: every scan ends in it */
+};
+
+static void dec_value(struct dec *d);
+
+static inline void skip_ws(struct dec *d)
+{
+    while (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')
+        d->p++;
+}
+
+static void dec_string(struct dec *d)
+{
+    const char *s = ++d->p, *q = s;
+    while (*q != '"' && *q != '\\')
+        q++;
+    if (*q == '"') {
+        lua_pushlstring(d->L, s, (size_t)(q - s));
+        d->p = q + 1;
+        return;
+    }
+    while (*q != '"')
+        q += *q == '\\' ? 2 : 1;
+    /* escapes only shorten a string: the token's length is room enough */
+    size_t n = (size_t)(q + 1 - (s - 1));
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(d->L, &b, n);
+    int len = json_string_decode(s - 1, n, out, n);
+    luaL_pushresultsize(&b, len > 0 ? (size_t)len : 0);
+    d->p = q + 1;
+}
+
+static void dec_number(struct dec *d)
+{
+    const char *s = d->p, *digits = s + (*s == '-'), *q = digits;
+    int64_t v = 0;
+    while (*q >= '0' && *q <= '9' && q - digits < 18)
+        v = v * 10 + (*q++ - '0');
+    if (*q != '.' && *q != 'e' && *q != 'E' && (*q < '0' || *q > '9')) {
+        /* at most 18 digits: exact in an int64 */
+        lua_pushinteger(d->L, *s == '-' ? -v : v);
+        d->p = q;
+        return;
+    }
+    while ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-')
+        q++;
+    /* Lua's own reading: an integer when it fits in 64 bits, else a float
+     * (as a decimal point in any locale) */
+    char tmp[64];
+    size_t n = (size_t)(q - s);
+    if (n < sizeof tmp) {
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        if (lua_stringtonumber(d->L, tmp) == 0)
+            luaL_error(d->L, "JSON number %s cannot be read", tmp);
+    } else {
+        lua_pushlstring(d->L, s, n);
+        if (lua_stringtonumber(d->L, lua_tostring(d->L, -1)) == 0)
+            luaL_error(d->L, "a JSON number of %d characters cannot be read", (int)n);
+        lua_remove(d->L, -2);
+    }
+    d->p = q;
+}
+
+/* Moves the n values (pairs for an object) above the table at t into it. */
+static void dec_flush(lua_State *L, int t, int n, bool object, lua_Integer *next)
+{
+    if (object) {
+        for (int i = 0; i < n; i += 2) {
+            lua_pushvalue(L, t + 1 + i);
+            lua_pushvalue(L, t + 2 + i);
+            lua_rawset(L, t);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, t + 1 + i);
+            lua_rawseti(L, t, ++*next);
+        }
+    }
+    lua_settop(L, t);
+}
+
+static void dec_container(struct dec *d, bool object)
+{
+    lua_State *L = d->L;
+    char close = object ? '}' : ']';
+    int base = lua_gettop(L), t = 0, n = 0;
+    lua_Integer next = 0;
+    d->p++;
+    skip_ws(d);
+    if (*d->p != close) {
+        for (;;) {
+            luaL_checkstack(L, 4, "JSON nested too deep");
+            if (object) {
+                dec_string(d);
+                skip_ws(d);
+                d->p++;                                 /* ':' */
+                skip_ws(d);
+            }
+            dec_value(d);
+            n += object ? 2 : 1;
+            if (n >= 2 * GATHER) {
+                if (!t) {
+                    lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
+                    lua_insert(L, base + 1);
+                    t = base + 1;
+                }
+                dec_flush(L, t, n, object, &next);
+                n = 0;
+            }
+            skip_ws(d);
+            if (*d->p++ != ',')
+                break;                                  /* the close */
+            skip_ws(d);
+        }
+    } else {
+        d->p++;
+    }
+    if (!t) {
+        lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
+        lua_insert(L, base + 1);
+        t = base + 1;
+    }
+    dec_flush(L, t, n, object, &next);
+}
+
+static void dec_value(struct dec *d)
+{
+    switch (*d->p) {
+    case '{':
+        dec_container(d, true);
+        return;
+    case '[':
+        dec_container(d, false);
+        return;
+    case '"':
+        dec_string(d);
+        return;
+    case 't':
+        lua_pushboolean(d->L, 1);
+        d->p += 4;
+        return;
+    case 'f':
+        lua_pushboolean(d->L, 0);
+        d->p += 5;
+        return;
+    case 'n':
+        lua_pushlightuserdata(d->L, NULL);              /* cjson.null */
+        d->p += 4;
+        return;
+    default:
+        dec_number(d);
+    }
+}
+
+int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
+{
+    if (json_validate(s, n, err) == JSON_INVALID)
+        return -1;
+    /* the scans stop at a quote, a close or a non-number byte that valid
+     * text always has before its end, except a number at the very end of
+     * the text: a copy gives it one */
+    char tmp[64];
+    struct dec d = {L, s};
+    size_t at = 0;
+    while (at < n && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t'))
+        at++;
+    if (s[at] == '-' || (s[at] >= '0' && s[at] <= '9')) {
+        size_t len = n - at < sizeof tmp - 1 ? n - at : sizeof tmp - 1;
+        memcpy(tmp, s + at, len);
+        tmp[len] = '\0';
+        d.p = tmp;
+        if (n - at >= sizeof tmp - 1) {
+            lua_pushlstring(L, s + at, n - at);     /* a long top-level number */
+            if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)
+                luaL_error(L, "a JSON number of %d characters cannot be read", (int)(n - at));
+            lua_remove(L, -2);
+            return 0;
+        }
+    } else {
+        d.p = s + at;
+    }
+    luaL_checkstack(L, 4, "JSON nested too deep");
+    dec_value(&d);
+    return 0;
+}
+
+int lua_json_decode_fn(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *err;
+    if (lua_json_decode(L, s, n, &err) < 0)
+        return luaL_error(L, "invalid JSON: %s", err);
+    return 1;
 }

@@ -4,7 +4,7 @@
  * (with strategyError), the command is answered -6, the error is counted,
  * and a plugin that keeps failing is put in Error until the next reload.
  *
- * Uses: sandbox, lua_json, lua-cjson (decode), plugin_registry. */
+ * Uses: sandbox, lua_json, plugin_registry. */
 #include "plugin.h"
 #include "command_msg.h"
 #include "daemon.h"

@@ -77,7 +77,6 @@ struct plugin {
     uint64_t budget_ns;
     struct sandbox sb;
     int callbacks_ref;            /* the table the file returned */
-    int decode_ref;               /* cjson.decode, kept before plugin code runs */
     _Atomic int state;
     bool loading;                 /* registration calls are allowed */
     char last_error[256];

@@ -170,7 +170,6 @@ int main(int argc, char **argv)
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
     p->callbacks_ref = LUA_NOREF;
-    p->decode_ref = LUA_NOREF;
     pthread_mutex_init(&p->mu, NULL);
     copy_field(L, "id", p->id, sizeof p->id);
     copy_field(L, "version", p->version, sizeof p->version);

@@ -870,7 +870,6 @@ static struct plugin *plugin_new(struct plugin_registry *r)
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
     p->callbacks_ref = LUA_NOREF;
-    p->decode_ref = LUA_NOREF;
     pthread_mutex_init(&p->mu, NULL);
     return p;
 }

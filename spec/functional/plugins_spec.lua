@@ -61,6 +61,26 @@ describe("strategies", function()
     stop_ok(d)
   end)
 
+  it("sees integer parameters as exact Lua integers, and forwards them exact", function()
+    local d = H.start_daemon({plugins = {
+      types = {lua = [[polaris.on_event(77, function(ev)
+        local p = ev.params
+        p.kinds = math.type(p.big) .. "," .. math.type(p.small) .. "," .. math.type(p.f) .. "," .. math.type(ev.timestamp)
+        p.next = p.big + 1
+        p.text = tostring(p.small)
+        return ev
+      end)]]},
+    }})
+    local g = H.guest_connected(d)
+    H.app(d):send_event('{"eventId":77,"timestamp":1763880000123,"params":{"big":9007199254740993,"small":11,"f":1.5}}')
+    local _, f = g:event()
+    for _, want in ipairs({'"big":9007199254740993', '"next":9007199254740994', '"text":"11"',
+                           '"kinds":"integer,integer,float,integer"', '"f":1.5'}) do
+      assert.is_truthy(f.payload:find(want, 1, true), want .. " in " .. f.payload)
+    end
+    stop_ok(d)
+  end)
+
   it("chains strategies in load order and keeps each plugin's order", function()
     local d = H.start_daemon({plugins = {
       a_first = {lua = [[polaris.on_event("*", function(ev) ev.params.trail = "a"; return ev end)]]},

@@ -95,3 +95,111 @@ describe("event_stamp", function()
     end
   end)
 end)
+
+describe("json_decode (the runtime's JSON -> Lua, lua_json.c)", function()
+  local NULL = {}
+  -- one canonical form for both decoders: null as NULL, numbers with their
+  -- subtype, tables by content
+  local function canon(v, null)
+    if v == null then return NULL end
+    if type(v) == "number" then return {math.type(v), v} end
+    if type(v) ~= "table" then return v end
+    local t = {}
+    for k, x in pairs(v) do t[k] = canon(x, null) end
+    return t
+  end
+
+  -- random JSON text: nesting, escapes, UTF-8, numbers of every shape
+  local function gen(rng, depth)
+    local r = rng(depth > 3 and 5 or 8)
+    if r == 1 then return tostring(rng(0, 1 << 62) - (1 << 61))
+    elseif r == 2 then
+      local digits = {}
+      for i = 1, rng(1, 25) do digits[i] = tostring(rng(i == 1 and 1 or 0, 9)) end
+      return (rng(2) == 1 and "-" or "") .. table.concat(digits)
+    elseif r == 3 then return string.format("%d.%de%s%d", rng(0, 999), rng(0, 99), ({"", "-", "+"})[rng(3)], rng(0, 30))
+    elseif r == 4 then
+      local parts = {}
+      for i = 1, rng(0, 12) do
+        parts[i] = ({"a", "\\n", "\\u00e9", "\\ud83d\\ude00", "\\\"", "\\\\", "\\/", "é", "z", "\\t"})[rng(10)]
+      end
+      return '"' .. table.concat(parts) .. '"'
+    elseif r == 5 then return ({"true", "false", "null"})[rng(3)]
+    elseif r == 6 then
+      local items = {}
+      for i = 1, rng(0, depth == 0 and 150 or 6) do items[i] = gen(rng, depth + 1) end
+      return "[ " .. table.concat(items, " ,") .. "]"
+    else
+      local items = {}
+      for i = 1, rng(0, depth == 0 and 90 or 6) do
+        items[i] = string.format('"k%d" : %s', rng(1, 40), gen(rng, depth + 1))
+      end
+      return "{" .. table.concat(items, ",\n") .. " }"
+    end
+  end
+
+  it("reads what dkjson reads, value for value and integer for integer (2,000 random texts)", function()
+    math.randomseed(20261123)
+    for _ = 1, 2000 do
+      local text = gen(math.random, 0)
+      local want = dkjson.decode(text, 1, dkjson.null)
+      local got, err = codec.json_decode(text)
+      assert.is_nil(err, text)
+      assert.are.same(canon(want, dkjson.null), canon(got, cjson.null), text)
+    end
+  end)
+
+  it("keeps integers exact and integers, and reads the rest as floats", function()
+    local t = codec.json_decode('{"a":9007199254740993,"b":-9223372036854775808,"c":9223372036854775807,' ..
+                                '"d":9223372036854775808,"e":1.5,"f":1e3,"g":-0,"h":123456789012345678}')
+    assert.are.equal("integer", math.type(t.a)); assert.are.equal(9007199254740993, t.a)
+    assert.are.equal(math.mininteger, t.b)
+    assert.are.equal(math.maxinteger, t.c)
+    assert.are.equal("float", math.type(t.d)); assert.are.equal(2^63, t.d)
+    assert.are.equal("float", math.type(t.e)); assert.are.equal(1.5, t.e)
+    assert.are.equal("float", math.type(t.f)); assert.are.equal(1000, t.f)
+    assert.are.equal(0, t.g)
+    assert.are.equal(123456789012345678, t.h)
+    assert.are.equal(42, codec.json_decode(" 42 "))
+    assert.are.equal(-1.25e-300, codec.json_decode("-1.25e-300"))
+    assert.are.equal(1e308, codec.json_decode(("1" .. string.rep("0", 308))))
+  end)
+
+  it("reads strings as bytes, escapes decoded", function()
+    assert.are.equal("é😀\n\"\\/\0", codec.json_decode('"\\u00e9\\ud83d\\ude00\\n\\"\\\\\\/\\u0000"'))
+    for b = 0, 127 do              -- (json_string writes invalid UTF-8 as U+FFFD)
+      local s = "x" .. string.char(b) .. "y"
+      assert.are.equal(s, codec.json_decode(codec.json_string(s)))
+    end
+  end)
+
+  it("builds tables of any size; the last of duplicate keys wins", function()
+    local parts, arr = {}, {}
+    for i = 1, 1000 do parts[i] = string.format('"k%d":%d', i, i); arr[i] = tostring(-i) end
+    local t = codec.json_decode("{" .. table.concat(parts, ",") .. "}")
+    for i = 1, 1000 do assert.are.equal(i, t["k" .. i]) end
+    local a = codec.json_decode("[" .. table.concat(arr, ",") .. "]")
+    assert.are.equal(1000, #a)
+    for i = 1, 1000 do assert.are.equal(-i, a[i]) end
+    assert.are.equal(3, codec.json_decode('{"a":1,"b":2,"a":3}').a)
+    local nulls = codec.json_decode('[null,1,null]')
+    assert.are.equal(3, #nulls)
+    assert.are.equal(cjson.null, nulls[1])
+    assert.are.same({}, codec.json_decode("{}"))
+    assert.are.same({}, codec.json_decode(" [ ] "))
+  end)
+
+  it("refuses what is not JSON with the scanner's message", function()
+    for _, s in ipairs({"", "{", "[1,]", "NaN", '"\\ud800"', "01", '"\255"', "{} {}"}) do
+      local v, err = codec.json_decode(s)
+      assert.is_nil(v)
+      assert.is_string(err)
+    end
+  end)
+
+  it("round-trips through the encoder", function()
+    local v = {eventId = 1, params = {big = 9007199254740993, neg = -7, f = 0.1, s = "a\"b\n", list = {1, "2", true}},
+               flag = false}
+    assert.are.same(v, codec.json_decode(codec.json_encode(v)))
+  end)
+end)
