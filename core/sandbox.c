@@ -10,7 +10,8 @@
  * - CPU: a count hook every 1000 VM instructions compares this thread's CPU
  *   time with the call's budget and raises once it is spent. New coroutines
  *   inherit the hook, and pcall/xpcall cannot swallow it for long: it fires
- *   again at the next check outside the protected call.
+ *   again at the next check outside the protected call. The CPU clock is
+ *   read only where wall time could not settle it (see budget_spent).
  *
  * Uses: Lua 5.4 C API, lua-cjson. */
 #include "sandbox.h"
@@ -58,6 +59,48 @@ static struct sandbox *sb_of(lua_State *L)
     return ud;
 }
 
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void budget_arm(struct sandbox *sb)
+{
+    sb->in_call = true;
+    sb->over_budget = false;
+    sb->call_start_wall = wall_ns();
+    sb->cpu_marked = false;
+}
+
+/* Whether the call has spent its CPU budget. The thread's CPU clock is a
+ * system call (~0.3 us here; one at each end of every call was a tenth of
+ * a trivial strategy's cost), the wall clock is not, and a call's CPU time
+ * is at most its wall time. So: nothing is read at the start; the first
+ * hook of a call (1000 VM instructions in) marks the CPU clock and counts
+ * the time before it as wall time (an upper bound); later hooks read the
+ * CPU clock only once wall time alone could put the call over, and then
+ * not again before the rest of the budget could be spent. A call that ends
+ * before its first hook, nearly every strategy, reads no CPU clock at all. */
+static bool budget_spent(struct sandbox *sb)
+{
+    uint64_t now = wall_ns();
+    if (!sb->cpu_marked) {
+        sb->cpu_marked = true;
+        sb->cpu_mark = thread_cpu_ns();
+        sb->pre_mark_ns = now - sb->call_start_wall;
+        sb->next_check_wall = now;
+    }
+    if (now < sb->next_check_wall)
+        return false;
+    uint64_t used = sb->pre_mark_ns + (thread_cpu_ns() - sb->cpu_mark);
+    if (used > sb->budget_ns)
+        return true;
+    sb->next_check_wall = now + (sb->budget_ns - used);
+    return false;
+}
+
 /* Once a call is over budget the hook fires on every instruction of every
  * thread that reaches it, so the error re-raises in the first Lua frame
  * outside whatever pcall caught it, and nothing can swallow it for good. */
@@ -67,7 +110,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     struct sandbox *sb = sb_of(L);
     if (!sb->in_call)
         return;
-    if (!sb->over_budget && thread_cpu_ns() - sb->call_start_ns <= sb->budget_ns)
+    if (!sb->over_budget && !budget_spent(sb))
         return;
     if (!sb->over_budget || lua_gethookcount(L) != 1) {
         sb->over_budget = true;
@@ -300,17 +343,17 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
     lua_pushcfunction(L, msgh);
     lua_insert(L, base);
     bool nested = sb->in_call;
+    uint64_t cpu0 = 0;
     if (!nested) {
-        sb->in_call = true;
-        sb->over_budget = false;
-        sb->call_start_ns = thread_cpu_ns();
+        cpu0 = thread_cpu_ns();            /* lifecycle calls: rare, accounted here */
+        budget_arm(sb);
         if (lua_gethookcount(sb->L) != HOOK_EVERY)
             lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     }
     int rc = lua_pcall(L, nargs, nresults, base);
     if (!nested) {
         sb->in_call = false;
-        sb->cpu_ns_total += thread_cpu_ns() - sb->call_start_ns;
+        sb->cpu_ns_total += thread_cpu_ns() - cpu0;
     }
     lua_remove(L, base);
     if (rc == LUA_OK)
@@ -326,13 +369,10 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
 
 int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
 {
-    sb->in_call = true;
-    sb->over_budget = false;
-    sb->call_start_ns = thread_cpu_ns();
+    budget_arm(sb);
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int rc = lua_resume(co, sb->L, nargs, nres);
     sb->in_call = false;
-    sb->cpu_ns_total += thread_cpu_ns() - sb->call_start_ns;
     if (rc == LUA_OK || rc == LUA_YIELD)
         return rc;
     if (rc == LUA_ERRMEM) {

@@ -13,10 +13,15 @@ struct sandbox {
     size_t mem_used;
     size_t mem_limit;
     uint64_t budget_ns;          /* CPU time allowed per call */
-    uint64_t call_start_ns;      /* thread CPU clock when the call began */
+    uint64_t call_start_wall;    /* CLOCK_MONOTONIC when the call began */
+    uint64_t cpu_mark;           /* thread CPU clock at the call's first hook */
+    uint64_t pre_mark_ns;        /* wall time from the start to that hook */
+    uint64_t next_check_wall;    /* no CPU clock read is needed before this */
+    bool cpu_marked;
     bool in_call;
     bool over_budget;
-    uint64_t cpu_ns_total;
+    uint64_t cpu_ns_total;       /* sandbox_call's own; the rest is added by
+                                  * whoever runs resumes (plugin_run_job) */
 };
 
 /* Creates the state. Returns 0, or -1 with a message in err. */
@@ -34,7 +39,8 @@ int  sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t
 
 /* lua_resume of a coroutine of this sandbox with the budget armed.
  * Returns LUA_OK, LUA_YIELD, or -1 with err (the coroutine is then dead).
- * *nres receives the number of results or yielded values. */
+ * *nres receives the number of results or yielded values. Its CPU time is
+ * not added to cpu_ns_total: the caller accounts for a whole batch. */
 int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen);
 
 uint64_t thread_cpu_ns(void);
