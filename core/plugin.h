@@ -95,6 +95,8 @@ struct plugin {
     int driver_ref;               /* runs a plugin's strategy handlers in order */
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
+    struct call *idle;            /* finished calls kept with their coroutine */
+    unsigned nidle;
     bool strategy_parked;         /* later events wait behind it (order) */
     struct envlist held;          /* events waiting behind a parked strategy */
     uint32_t next_op;

@@ -367,6 +367,16 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
     return -1;
 }
 
+int sandbox_reset(struct sandbox *sb, lua_State *co)
+{
+    budget_arm(sb);
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    lua_resetthread(co);        /* (its status is the call's own error, not news) */
+    sb->in_call = false;
+    lua_settop(co, 0);
+    return sb->over_budget ? -1 : 0;
+}
+
 int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
 {
     budget_arm(sb);

@@ -43,6 +43,13 @@ int  sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t
  * not added to cpu_ns_total: the caller accounts for a whole batch. */
 int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen);
 
+/* Makes a coroutine that failed or was left suspended ready to run again.
+ * Its pending to-be-closed variables are closed here, and their __close is
+ * plugin code: it runs under the budget and the memory limit like any call
+ * (an endless __close is stopped, not run on a worker forever). Returns 0,
+ * or -1 when the budget ran out while closing. */
+int  sandbox_reset(struct sandbox *sb, lua_State *co);
+
 uint64_t thread_cpu_ns(void);
 
 #endif

@@ -293,6 +293,44 @@ describe("sandbox", function()
     end)
   end
 
+  it("runs a failed call's __close under the budget, and reuses coroutines safely", function()
+    local d = H.start_daemon({plugins = {
+      closer = {lua = [[
+        local kept
+        polaris.on_event(5, function(ev)
+          local x <close> = setmetatable({}, {__close = function() while true do end end})
+          error("boom")
+        end)
+        polaris.on_event(6, function(ev) coroutine.yield() end)     -- not a wait of ours
+        polaris.on_event(7, function(ev)
+          kept = kept or coroutine.running()                         -- a coroutine kept past its call
+          ev.params.resumed = tostring(select(2, coroutine.resume(kept)))
+          ev.params.n = (ev.params.n or 0) + 1
+          return ev
+        end)
+      ]], manifest = {sandbox = {cpu_time_limit_ms = 100}}},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(5))
+    local ev = g:event(5000)
+    assert.are.equal("closer", ev.strategyError.plugin)
+    assert.is_truthy(ev.strategyError.reason:find("boom", 1, true), ev.strategyError.reason)
+    app:send_event(H.event(6))
+    assert.is_truthy(g:event(5000).strategyError.reason:find("attempt to yield", 1, true))
+    for _ = 1, 3 do
+      app:send_event(H.event(7, {params = {}}))
+      local e7 = g:event(5000)
+      assert.is_nil(e7.strategyError)
+      assert.are.equal(1, e7.params.n)
+      assert.is_truthy(e7.params.resumed:find("cannot resume", 1, true), e7.params.resumed)
+    end
+    local st = plugin(d, "closer")
+    assert.are.equal("Active", st.state)
+    assert.is_true(st.errors >= 2)                 -- boom, and the __close stopped by the budget
+    stop_ok(d)
+  end)
+
   it("never runs an error object's __tostring in the host", function()
     local d = H.start_daemon({plugins = {
       trick = {lua = [[
