@@ -4,6 +4,7 @@
  * to. The JSON writers exist because the daemon emits JSON (status, command
  * results, synthetic events) but never needs a DOM to do it. */
 #include "buf.h"
+#include "json_plain.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -158,8 +159,8 @@ int buf_json_str(struct buf *b, const char *s, size_t n)
         return -1;
     size_t i = 0;
     while (i < n) {
-        size_t run = i;
         /* copy the longest run that needs no escaping in one go */
+        size_t run = json_plain_run(u, i, n);
         while (run < n && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
             run++;
         if (run > i && buf_append(b, s + i, run - i) < 0)

@@ -8,11 +8,9 @@
  * cannot hold every u64, which DESIGN 3.1 forbids. Tested against lua-cjson
  * and dkjson in spec/unit. */
 #include "json_scan.h"
+#include "json_plain.h"
 
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 struct scanner {
     const char *s;
@@ -64,40 +62,17 @@ static int read_hex4(const char *p, uint32_t *cp)
     return 0;
 }
 
-/* Strings are most of an event's bytes. 16 at a time are skipped while
- * none is a quote, a backslash, a control character or non-ASCII (one
- * signed compare catches the last two: both are below 0x20 as int8).
- * skip_plain returns the first byte at or after i that needs a look, or
- * where fewer than 16 bytes are left. scan_string_from goes on from i
- * (inside the string) through escapes and multi-byte UTF-8; scan_string,
- * inlined where a string starts, ends a plain string itself and calls it
- * for anything else. */
-static inline __attribute__((always_inline)) size_t skip_plain(const unsigned char *u, size_t i, size_t n)
-{
-#ifdef __SSE2__
-    while (i + 16 <= n) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(u + i));
-        __m128i special = _mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-            _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-        int mask = _mm_movemask_epi8(special);
-        if (mask)
-            return i + (size_t)__builtin_ctz((unsigned)mask);
-        i += 16;
-    }
-#else
-    (void)u;
-    (void)n;
-#endif
-    return i;
-}
-
+/* Strings are most of an event's bytes: json_plain_run skips 16 at a time
+ * while none needs a look. scan_string_from goes on from i (inside the
+ * string) through escapes and multi-byte UTF-8; scan_string, inlined where
+ * a string starts, ends a plain string itself and calls it for anything
+ * else. */
 static int __attribute__((noinline)) scan_string_from(struct scanner *sc, size_t i)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
     size_t n = sc->n;
     for (;;) {
-        i = skip_plain(u, i, n);
+        i = json_plain_run(u, i, n);
         if (i >= n)
             break;
         unsigned char c = u[i];
@@ -164,7 +139,7 @@ static int __attribute__((noinline)) scan_string_from(struct scanner *sc, size_t
 static inline __attribute__((always_inline)) int scan_string(struct scanner *sc)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
-    size_t i = skip_plain(u, sc->i + 1, sc->n); /* from past the opening quote */
+    size_t i = json_plain_run(u, sc->i + 1, sc->n); /* from past the opening quote */
     sc->escaped = false;
     if (i < sc->n && u[i] == '"') {
         sc->i = i + 1;
@@ -247,7 +222,7 @@ static int scan_array_body(struct scanner *sc, int depth, struct json_member *m,
 static inline __attribute__((always_inline)) size_t string_end(struct scanner *sc, const unsigned char *u,
                                                                size_t n, size_t i, bool *escaped)
 {
-    size_t j = skip_plain(u, i + 1, n);
+    size_t j = json_plain_run(u, i + 1, n);
     if (j < n && u[j] == '"') {
         *escaped = false;
         return j + 1;

@@ -8,6 +8,7 @@
  * once at its final size (its members are gathered on the Lua stack).
  * Uses: json_scan, buf, Lua 5.4 C API. */
 #include "lua_json.h"
+#include "json_plain.h"
 #include "json_scan.h"
 
 #include <lauxlib.h>
@@ -22,6 +23,8 @@ static int encode(lua_State *L, int idx, struct buf *out, int depth, char *err, 
 static int is_array(lua_State *L, int idx, lua_Integer *n)
 {
     lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+    if (len == 0)
+        return 0;                  /* no [1]: an object (events, params), no walk needed */
     lua_Integer count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -147,6 +150,7 @@ int lua_json_encode(lua_State *L, int idx, struct buf *out, char *err, size_t er
 struct dec {
     lua_State *L;
     const char *p;          /* the text was validated: every scan ends in it */
+    const char *end;
 };
 
 static void dec_value(struct dec *d);
@@ -160,8 +164,12 @@ static inline void skip_ws(struct dec *d)
 static void dec_string(struct dec *d)
 {
     const char *s = ++d->p, *q = s;
-    while (*q != '"' && *q != '\\')
-        q++;
+    for (;;) {
+        q += json_plain_run((const unsigned char *)q, 0, (size_t)(d->end - q));
+        if (*q == '"' || *q == '\\')
+            break;
+        q++;                                /* UTF-8, or the last few bytes */
+    }
     if (*q == '"') {
         lua_pushlstring(d->L, s, (size_t)(q - s));
         d->p = q + 1;
@@ -309,7 +317,7 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
      * text always has before its end, except a number at the very end of
      * the text: a copy gives it one */
     char tmp[64];
-    struct dec d = {L, s};
+    struct dec d = {L, s, s + n};
     size_t at = 0;
     while (at < n && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t'))
         at++;
@@ -318,6 +326,7 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
         memcpy(tmp, s + at, len);
         tmp[len] = '\0';
         d.p = tmp;
+        d.end = tmp + len;
         if (n - at >= sizeof tmp - 1) {
             lua_pushlstring(L, s + at, n - at);     /* a long top-level number */
             if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)

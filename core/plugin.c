@@ -337,20 +337,29 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     lua_pushliteral(S, "eventId");
     lua_pushnil(S);
     lua_rawset(S, -3);
-    struct buf body = BUF_INIT, b = BUF_INIT;
-    int rc = lua_json_encode(S, -1, &body, err, errlen);
-    if (rc < 0 || body.len < 2 || body.p[0] != '{') {
-        if (rc == 0)
-            snprintf(err, errlen, "the returned event is not an object");
-        buf_free(&body);
+    /* one buffer: the eventId, then the rest encoded right after it, its
+     * opening brace turned into the comma between them */
+    struct buf b = BUF_INIT;
+    if (buf_puts(&b, "{\"eventId\":") < 0 || buf_json_u64(&b, id) < 0) {
+        buf_free(&b);
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    buf_puts(&b, "{\"eventId\":");
-    buf_json_u64(&b, id);
-    if (body.len > 2)
-        buf_putc(&b, ',');
-    buf_append(&b, body.p + 1, body.len - 1);
-    buf_free(&body);
+    size_t at = b.len;
+    int rc = lua_json_encode(S, -1, &b, err, errlen);
+    if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
+        if (rc == 0)
+            snprintf(err, errlen, "the returned event is not an object");
+        buf_free(&b);
+        return NULL;
+    }
+    if (b.len - at == 2) {                           /* {} */
+        b.p[at] = '}';
+        b.p[at + 1] = '\0';
+        b.len = at + 1;
+    } else {
+        b.p[at] = ',';
+    }
     struct envelope *n = envelope_new(e->type, b.p, b.len);
     buf_free(&b);
     if (!n) {
