@@ -155,9 +155,24 @@ int buf_json_str(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
-    if (buf_reserve(b, n + 2) < 0 || buf_putc(b, '"') < 0)
+    if (buf_reserve(b, n + 2) < 0)
         return -1;
-    size_t i = 0;
+    /* nearly every string needs no escape: found, then copied whole */
+    size_t i = json_plain_run(u, 0, n);
+    while (i < n && u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\')
+        i++;
+    char *d = b->p + b->len;
+    d[0] = '"';
+    if (i == n) {
+        if (n)
+            memcpy(d + 1, s, n);
+        d[n + 1] = '"';
+        d[n + 2] = '\0';
+        b->len += n + 2;
+        return 0;
+    }
+    memcpy(d + 1, s, i);                 /* the plain part found so far */
+    b->len += 1 + i;
     while (i < n) {
         /* copy the longest run that needs no escaping in one go */
         size_t run = json_plain_run(u, i, n);

@@ -44,6 +44,17 @@ describe("json_string escaping", function()
     end
   end)
 
+  it("escapes a special byte wherever it falls in a long string (16-byte runs)", function()
+    for _, c in ipairs({'"', "\\", "\n", "\1", "\127", "\195\169"}) do
+      for pos = 0, 40 do
+        local s = string.rep("x", pos) .. c .. string.rep("y", 40 - pos)
+        local enc = codec.json_string(s)
+        assert.are.equal(s, cjson.decode("[" .. enc .. "]")[1])
+        assert.are.equal(s, codec.json_decode(enc))
+      end
+    end
+  end)
+
   it("passes valid UTF-8 through and replaces invalid bytes", function()
     local s = "caf\195\169 \226\130\172 \240\159\152\128"
     assert.are.equal('"' .. s .. '"', codec.json_string(s))
