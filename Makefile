@@ -211,9 +211,9 @@ SECONDS    ?= 10
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=gnu11 -D_GNU_SOURCE -Icore $(DEP_CFLAGS)
-FUZZ_TARGETS := lsp plp json manifest host
+FUZZ_TARGETS := lsp plp json luajson manifest host
 FUZZ_CORE := $(addprefix core/,buf.c rxbuf.c json_scan.c gzip_codec.c lsp_codec.c plp_codec.c \
-             event_stamp.c command_msg.c lua_pack.c host_proto.c envelope.c)
+             event_stamp.c command_msg.c lua_pack.c lua_json.c host_proto.c envelope.c)
 fuzz: deps
 	@tools/deps.sh fuzz
 	@mkdir -p build-fuzz

@@ -1,0 +1,70 @@
+/* fuzz_luajson.c - libFuzzer target for the runtime's JSON -> Lua decoder
+ * (lua_json.c), whose scans rely on json_scan having accepted the text:
+ *   - any bytes: it pushes one value or refuses, never reads outside them,
+ *     and refuses exactly what json_validate refuses;
+ *   - what it pushes encodes (lua_json_encode) to valid JSON that decodes
+ *     again. */
+#include "json_scan.h"
+#include "lua_json.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+static lua_State *L;
+
+static int decode_protected(lua_State *S)
+{
+    const char *p = lua_touserdata(S, 1);
+    size_t n = (size_t)lua_tointeger(S, 2);
+    const char *err;
+    lua_settop(S, 0);
+    if (lua_json_decode(S, p, n, &err) < 0)
+        return 0;
+    return 1;
+}
+
+/* 1: decoded (value on top), 0: refused; a raise is a bug */
+static int decode(const char *p, size_t n)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, decode_protected);
+    lua_pushlightuserdata(L, (void *)p);
+    lua_pushinteger(L, (lua_Integer)n);
+    if (lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK)
+        abort();
+    return lua_gettop(L) == 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!L)
+        L = luaL_newstate();
+    const char *s = (const char *)data, *err;
+    bool valid = json_validate(s, size, &err) != JSON_INVALID;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, decode_protected);
+    lua_pushlightuserdata(L, (void *)s);
+    lua_pushinteger(L, (lua_Integer)size);
+    if (lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK)
+        abort();
+    if ((lua_gettop(L) == 1) != valid)
+        abort();
+    if (!valid)
+        return 0;
+    struct buf b = BUF_INIT;
+    char msg[256];
+    if (lua_json_encode(L, 1, &b, msg, sizeof msg) == 0) {
+        char *copy = malloc(b.len ? b.len : 1);     /* exact size: ASan sees any overread */
+        if (!copy)
+            abort();
+        memcpy(copy, b.p, b.len);
+        if (json_validate(copy, b.len, &err) == JSON_INVALID || !decode(copy, b.len))
+            abort();
+        free(copy);
+    }
+    buf_free(&b);
+    lua_settop(L, 0);
+    return 0;
+}
