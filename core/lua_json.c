@@ -186,35 +186,44 @@ static void dec_string(struct dec *d)
     d->p = q + 1;
 }
 
+/* Lua's own reading of a numeral: an integer when it fits in 64 bits, else
+ * a float (with a decimal point in any locale). */
+static void push_numeral(lua_State *L, const char *s, size_t n)
+{
+    char tmp[64];
+    if (n < sizeof tmp) {
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        if (lua_stringtonumber(L, tmp) == 0)
+            luaL_error(L, "JSON number %s cannot be read", tmp);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)
+        luaL_error(L, "a JSON number of %d characters cannot be read", (int)n);
+    lua_remove(L, -2);
+}
+
+static inline bool numeral_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+}
+
 static void dec_number(struct dec *d)
 {
     const char *s = d->p, *digits = s + (*s == '-'), *q = digits;
     int64_t v = 0;
     while (*q >= '0' && *q <= '9' && q - digits < 18)
         v = v * 10 + (*q++ - '0');
-    if (*q != '.' && *q != 'e' && *q != 'E' && (*q < '0' || *q > '9')) {
-        /* at most 18 digits: exact in an int64 */
+    if (!numeral_char(*q)) {
+        /* at most 18 digits and nothing else: exact in an int64 */
         lua_pushinteger(d->L, *s == '-' ? -v : v);
         d->p = q;
         return;
     }
-    while ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-')
+    while (numeral_char(*q))
         q++;
-    /* Lua's own reading: an integer when it fits in 64 bits, else a float
-     * (as a decimal point in any locale) */
-    char tmp[64];
-    size_t n = (size_t)(q - s);
-    if (n < sizeof tmp) {
-        memcpy(tmp, s, n);
-        tmp[n] = '\0';
-        if (lua_stringtonumber(d->L, tmp) == 0)
-            luaL_error(d->L, "JSON number %s cannot be read", tmp);
-    } else {
-        lua_pushlstring(d->L, s, n);
-        if (lua_stringtonumber(d->L, lua_tostring(d->L, -1)) == 0)
-            luaL_error(d->L, "a JSON number of %d characters cannot be read", (int)n);
-        lua_remove(d->L, -2);
-    }
+    push_numeral(d->L, s, (size_t)(q - s));
     d->p = q;
 }
 
@@ -313,31 +322,20 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
 {
     if (json_validate(s, n, err) == JSON_INVALID)
         return -1;
-    /* the scans stop at a quote, a close or a non-number byte that valid
-     * text always has before its end, except a number at the very end of
-     * the text: a copy gives it one */
-    char tmp[64];
-    struct dec d = {L, s, s + n};
+    luaL_checkstack(L, 4, "JSON nested too deep");
     size_t at = 0;
-    while (at < n && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t'))
+    while (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t')
         at++;
     if (s[at] == '-' || (s[at] >= '0' && s[at] <= '9')) {
-        size_t len = n - at < sizeof tmp - 1 ? n - at : sizeof tmp - 1;
-        memcpy(tmp, s + at, len);
-        tmp[len] = '\0';
-        d.p = tmp;
-        d.end = tmp + len;
-        if (n - at >= sizeof tmp - 1) {
-            lua_pushlstring(L, s + at, n - at);     /* a long top-level number */
-            if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)
-                luaL_error(L, "a JSON number of %d characters cannot be read", (int)(n - at));
-            lua_remove(L, -2);
-            return 0;
-        }
-    } else {
-        d.p = s + at;
+        /* a number alone: the one token valid text may end with, so it
+         * is measured within n rather than scanned to a stop byte */
+        size_t end = at;
+        while (end < n && numeral_char(s[end]))
+            end++;
+        push_numeral(L, s + at, end - at);
+        return 0;
     }
-    luaL_checkstack(L, 4, "JSON nested too deep");
+    struct dec d = {L, s + at, s + n};
     dec_value(&d);
     return 0;
 }
