@@ -7,25 +7,39 @@
  *   handler is skipped once the budget is spent (see guarded_handler).
  * - Memory: the allocator counts every byte and refuses past the limit; Lua
  *   turns that into a "not enough memory" error inside the plugin.
- * - CPU: a count hook every 1000 VM instructions compares this thread's CPU
- *   time with the call's budget and raises once it is spent. New coroutines
- *   inherit the hook, and pcall/xpcall cannot swallow it for long: it fires
- *   again at the next check outside the protected call. The CPU clock is
- *   read only where wall time could not settle it (see budget_spent).
+ * - CPU: a count hook every 1000 VM instructions compares the call's CPU
+ *   time with its budget and raises once it is spent; pcall/xpcall cannot
+ *   swallow it for long: it fires again at the next check outside the
+ *   protected call. The CPU clock is read only where wall time could not
+ *   settle it (see budget_spent). A count hook makes Lua run every VM
+ *   instruction through luaG_traceexec (twice the cost of plain Lua code),
+ *   so handlers run without one: a CPU-time timer per worker thread ticks
+ *   every millisecond of that thread's CPU, and its signal sets the hook on
+ *   the call it interrupts, the way lua.c stops a loop on SIGINT (see
+ *   on_tick). Coroutines a plugin creates, and lifecycle calls, always have
+ *   the hook.
  *
  * Uses: Lua 5.4 C API, lua-cjson. */
 #include "sandbox.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HOOK_EVERY 1000
 #define MSG_MAX 480
+#define TICK_NS    1000000         /* the worker's CPU time between two ticks */
+#define SIG_TICK   (SIGRTMIN + 4)
 
 uint64_t thread_cpu_ns(void)
 {
@@ -117,6 +131,95 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
     }
     luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+}
+
+/* ---- the tick: the budget's hook, set only on calls that run long ---- */
+
+/* The call this thread is running, for the tick's signal handler. */
+static __thread struct sandbox *t_running;
+static __thread lua_State *t_running_co;
+static __thread int t_tick;                /* 0 not tried, 1 ticking, -1 none: hook always */
+static __thread timer_t t_timer;
+
+/* Runs on the worker's own thread, between two of its instructions. Lua
+ * allows lua_sethook there (ldebug.c: "can be called during a signal"):
+ * the interpreter looks at its traps again at the next jump or call, so a
+ * loop sees the hook within one iteration. */
+static void on_tick(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    lua_State *co = t_running_co;
+    atomic_signal_fence(memory_order_seq_cst);
+    if (t_running && co)
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    errno = saved;
+}
+
+static pthread_once_t g_tick_once = PTHREAD_ONCE_INIT;
+static bool g_tick_handler;
+
+static void install_tick_handler(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_tick;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    g_tick_handler = sigaction(SIG_TICK, &sa, NULL) == 0;
+}
+
+/* This thread's CPU-time timer, made the first time it runs a call. Where
+ * it cannot be had, calls on this thread keep the hook from their start. */
+static void tick_start(void)
+{
+    pthread_once(&g_tick_once, install_tick_handler);
+    t_tick = -1;
+    if (!g_tick_handler)
+        return;
+    struct sigevent sev = {0};
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIG_TICK;
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t_timer) != 0)
+        return;
+    struct itimerspec it = {{0, TICK_NS}, {0, TICK_NS}};
+    if (timer_settime(t_timer, 0, &it, NULL) != 0) {
+        timer_delete(t_timer);
+        return;
+    }
+    t_tick = 1;
+}
+
+void sandbox_thread_end(void)
+{
+    if (t_tick == 1)
+        timer_delete(t_timer);
+    t_tick = 0;
+}
+
+/* coroutine.create and coroutine.wrap: the new coroutine gets the hook
+ * (the tick sets it only on the call's own coroutine). */
+static int hooked_create(lua_State *L)
+{
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    orig(L);
+    lua_State *co = lua_tothread(L, -1);
+    if (co)
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    return 1;
+}
+
+static int hooked_wrap(lua_State *L)
+{
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    orig(L);
+    if (lua_getupvalue(L, -1, 1)) {            /* auxwrap's coroutine */
+        lua_State *co = lua_tothread(L, -1);
+        if (co)
+            lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        lua_pop(L, 1);
+    }
+    return 1;
 }
 
 /* load(chunk [, chunkname [, mode [, env]]]): text only, into the globals
@@ -238,6 +341,16 @@ static void build_globals(lua_State *L)
         luaL_requiref(L, l->name, l->func, 1);
         lua_pop(L, 1);
     }
+    lua_getglobal(L, "coroutine");
+    static const struct { const char *name; lua_CFunction f; } hooked[] = {
+        {"create", hooked_create}, {"wrap", hooked_wrap},
+    };
+    for (size_t i = 0; i < sizeof hooked / sizeof hooked[0]; i++) {
+        lua_getfield(L, -1, hooked[i].name);
+        lua_pushcclosure(L, hooked[i].f, 1);
+        lua_setfield(L, -2, hooked[i].name);
+    }
+    lua_pop(L, 1);
     luaL_requiref(L, "cjson", luaopen_cjson, 1);
     lua_pop(L, 1);
     for (const char *const *n = drop; *n; n++) {
@@ -379,9 +492,21 @@ int sandbox_reset(struct sandbox *sb, lua_State *co)
 
 int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
 {
+    if (t_tick == 0)
+        tick_start();
     budget_arm(sb);
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    if (t_tick == 1) {
+        lua_sethook(co, NULL, 0, 0);         /* until a tick finds it running */
+        t_running_co = co;
+        atomic_signal_fence(memory_order_seq_cst);
+        t_running = sb;
+    } else {
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    }
     int rc = lua_resume(co, sb->L, nargs, nres);
+    t_running = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    t_running_co = NULL;
     sb->in_call = false;
     if (rc == LUA_OK || rc == LUA_YIELD)
         return rc;

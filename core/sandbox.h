@@ -52,4 +52,8 @@ int  sandbox_reset(struct sandbox *sb, lua_State *co);
 
 uint64_t thread_cpu_ns(void);
 
+/* A thread that ran sandbox_resume calls this before it exits: its CPU-time
+ * timer (see sandbox.c) is deleted. */
+void sandbox_thread_end(void);
+
 #endif

@@ -5,6 +5,7 @@
  * is on the queue at most once and runs on one thread at a time (the actor
  * model), while different plugins run in parallel. */
 #include "worker_pool.h"
+#include "sandbox.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,6 +45,7 @@ static void *worker_main(void *arg)
             pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
+    sandbox_thread_end();
     return NULL;
 }
 

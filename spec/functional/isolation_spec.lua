@@ -294,6 +294,7 @@ describe("a plugin out of process", function()
       assert.is_nil(line:find("ALLOWED", 1, true), line)
     end
     if ptest.getuid() == 0 then assert.is_truthy(out:find("uid 65534", 1, true), out) end
+    assert.is_truthy(out:find("cpu timer: ok", 1, true), out)     -- the budget's tick still works
   end)
 
   it("reaches nothing through the API that its manifest does not grant", function()

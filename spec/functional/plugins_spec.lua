@@ -273,6 +273,10 @@ describe("sandbox", function()
     ["a plain loop"] = "while true do end",
     ["a coroutine"] = "local co = coroutine.wrap(function() while true do end end) co()",
     ["pcall swallowing the error"] = "while true do pcall(function() while true do end end) end",
+    ["coroutine.resume swallowing the error"] =
+      "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+    ["a coroutine created before the loop"] =
+      "local co = coroutine.create(function() while true do end end) for _ = 1, 10 do end coroutine.resume(co) while true do end",
     ["an xpcall handler"] = "xpcall(function() error('x') end, function() while true do end end) while true do end",
     ["a gsub callback"] = "string.gsub(string.rep('a', 100), 'a', function() while true do end end)",
     ["a sort comparator"] = "local t = {} for i = 1, 100 do t[i] = i end table.sort(t, function(a, b) while true do end end)",
