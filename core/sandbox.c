@@ -86,14 +86,19 @@ static void budget_arm(struct sandbox *sb)
     sb->over_budget = false;
     sb->call_start_wall = wall_ns();
     sb->cpu_marked = false;
+    sb->cpu_floor_known = false;
 }
 
 /* Whether the call has spent its CPU budget. The thread's CPU clock is a
  * system call (~0.3 us here; one at each end of every call was a tenth of
  * a trivial strategy's cost), the wall clock is not, and a call's CPU time
- * is at most its wall time. So: nothing is read at the start; the first
- * hook of a call (1000 VM instructions in) marks the CPU clock and counts
- * the time before it as wall time (an upper bound); later hooks read the
+ * is at most its wall time. So: nothing is read at the start; the call's
+ * first hook marks the CPU clock and takes the CPU before it as at most
+ * the wall time since the start, or, where the tick says the thread's CPU
+ * clock at or before the start (cpu_floor), at most the CPU since then,
+ * whichever is less (a worker descheduled early in a call must not lose
+ * its budget to the wait; the floor is at most one tick old: 1 ms, or the
+ * kernel's 1/HZ, with which it checks CPU timers). Later hooks read the
  * CPU clock only once wall time alone could put the call over, and then
  * not again before the rest of the budget could be spent. A call that ends
  * before its first hook, nearly every strategy, reads no CPU clock at all. */
@@ -104,6 +109,8 @@ static bool budget_spent(struct sandbox *sb)
         sb->cpu_marked = true;
         sb->cpu_mark = thread_cpu_ns();
         sb->pre_mark_ns = now - sb->call_start_wall;
+        if (sb->cpu_floor_known && sb->cpu_mark - sb->cpu_floor < sb->pre_mark_ns)
+            sb->pre_mark_ns = sb->cpu_mark - sb->cpu_floor;
         sb->next_check_wall = now;
     }
     if (now < sb->next_check_wall)
@@ -140,6 +147,7 @@ static __thread struct sandbox *t_running;
 static __thread lua_State *t_running_co;
 static __thread int t_tick;                /* 0 not tried, 1 ticking, -1 none: hook always */
 static __thread timer_t t_timer;
+static __thread _Atomic uint64_t t_tick_cpu;   /* this thread's CPU clock at the last tick */
 
 /* Runs on the worker's own thread, between two of its instructions. Lua
  * allows lua_sethook there (ldebug.c: "can be called during a signal"):
@@ -149,6 +157,7 @@ static void on_tick(int sig)
 {
     (void)sig;
     int saved = errno;
+    atomic_store_explicit(&t_tick_cpu, thread_cpu_ns(), memory_order_relaxed);
     lua_State *co = t_running_co;
     atomic_signal_fence(memory_order_seq_cst);
     if (t_running && co)
@@ -182,6 +191,7 @@ static void tick_start(void)
     sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
     if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t_timer) != 0)
         return;
+    atomic_store_explicit(&t_tick_cpu, thread_cpu_ns(), memory_order_relaxed);
     struct itimerspec it = {{0, TICK_NS}, {0, TICK_NS}};
     if (timer_settime(t_timer, 0, &it, NULL) != 0) {
         timer_delete(t_timer);
@@ -496,6 +506,8 @@ int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char
         tick_start();
     budget_arm(sb);
     if (t_tick == 1) {
+        sb->cpu_floor = atomic_load_explicit(&t_tick_cpu, memory_order_relaxed);
+        sb->cpu_floor_known = true;
         lua_sethook(co, NULL, 0, 0);         /* until a tick finds it running */
         t_running_co = co;
         atomic_signal_fence(memory_order_seq_cst);

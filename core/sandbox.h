@@ -15,7 +15,9 @@ struct sandbox {
     uint64_t budget_ns;          /* CPU time allowed per call */
     uint64_t call_start_wall;    /* CLOCK_MONOTONIC when the call began */
     uint64_t cpu_mark;           /* thread CPU clock at the call's first hook */
-    uint64_t pre_mark_ns;        /* wall time from the start to that hook */
+    uint64_t pre_mark_ns;        /* the call's CPU before that hook, at most */
+    uint64_t cpu_floor;          /* thread CPU clock at or before the call's start */
+    bool cpu_floor_known;
     uint64_t next_check_wall;    /* no CPU clock read is needed before this */
     bool cpu_marked;
     bool in_call;
