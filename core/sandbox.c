@@ -160,7 +160,8 @@ static void on_tick(int sig)
     atomic_store_explicit(&t_tick_cpu, thread_cpu_ns(), memory_order_relaxed);
     lua_State *co = t_running_co;
     atomic_signal_fence(memory_order_seq_cst);
-    if (t_running && co)
+    /* once set, left alone: over budget it fires on every instruction */
+    if (t_running && co && lua_gethook(co) != budget_hook)
         lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     errno = saved;
 }
