@@ -4,7 +4,7 @@
 #define POLARIS_DAEMON_H
 
 #include <stdint.h>
-#include <time.h>
+#include "clock.h"
 #include "config.h"
 #include "envq.h"
 
@@ -36,13 +36,6 @@ struct daemon {
     uint64_t started_mono_ns;
     uint64_t started_wall_ms;
 };
-
-static inline uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 extern const char polaris_version[];
 extern const char polaris_git_rev[];

@@ -21,6 +21,7 @@
  *
  * Uses: Lua 5.4 C API, lua-cjson. */
 #include "sandbox.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -43,9 +44,7 @@
 
 uint64_t thread_cpu_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -73,18 +72,11 @@ static struct sandbox *sb_of(lua_State *L)
     return ud;
 }
 
-static uint64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void budget_arm(struct sandbox *sb)
 {
     sb->in_call = true;
     sb->over_budget = false;
-    sb->call_start_wall = wall_ns();
+    sb->call_start_wall = mono_ns();
     sb->cpu_marked = false;
     sb->cpu_floor_known = false;
 }
@@ -104,7 +96,7 @@ static void budget_arm(struct sandbox *sb)
  * before its first hook, nearly every strategy, reads no CPU clock at all. */
 static bool budget_spent(struct sandbox *sb)
 {
-    uint64_t now = wall_ns();
+    uint64_t now = mono_ns();
     if (!sb->cpu_marked) {
         sb->cpu_marked = true;
         sb->cpu_mark = thread_cpu_ns();
