@@ -203,7 +203,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-/* argv from the JSON array the plugin sent */
+static void free_argv(char **argv);
+
+/* argv from the JSON array the plugin sent, or NULL when it cannot be
+ * made whole: a command run with some of its arguments missing is a
+ * different command. */
 static char **parse_argv(const char *json, size_t len)
 {
     /* ["a","b"]: walk string tokens with the validated scanner's decoder */
@@ -221,13 +225,13 @@ static char **parse_argv(const char *json, size_t len)
         char *s = malloc(j - i + 8);
         if (!s || json_string_decode(json + i, j - i + 1, s, j - i + 8) < 0) {
             free(s);
-            break;
+            goto fail;
         }
         if (n == cap) {
             char **nv = realloc(argv, (cap * 2 + 1) * sizeof *argv);
             if (!nv) {
                 free(s);
-                break;
+                goto fail;
             }
             argv = nv;
             cap *= 2;
@@ -237,6 +241,9 @@ static char **parse_argv(const char *json, size_t len)
         i = j + 1;
     }
     return argv;
+fail:
+    free_argv(argv);
+    return NULL;
 }
 
 static void free_argv(char **argv)
@@ -255,8 +262,8 @@ static void start_exec(struct waiter *x, const char *json, size_t len, uint32_t 
     posix_spawnattr_t attr;
     char msg[300];
     if (!argv || !argv[0]) {
+        complete_error(x, argv ? "polaris.exec: empty argv" : "polaris.exec: cannot make argv (out of memory)");
         free_argv(argv);
-        complete_error(x, "polaris.exec: empty argv");
         return;
     }
     if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(err, O_CLOEXEC | O_NONBLOCK) < 0) {
