@@ -34,11 +34,6 @@ int buf_grow(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_putc(struct buf *b, char c)
-{
-    return buf_append(b, &c, 1);
-}
-
 int buf_puts(struct buf *b, const char *s)
 {
     return buf_append(b, s, strlen(s));
@@ -151,12 +146,82 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Nonzero when a byte of x needs a look (below 0x20, non-ASCII, a quote
+ * or a backslash). A borrow can set a bit above a byte that qualifies,
+ * never where none does, so "any" is exact. */
+static inline uint64_t special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = ones << 7;
+    uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+    return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | x) & high;
+}
+
+static inline uint64_t load8(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t load4(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* A string shorter than 16 bytes that needs no escape, written quoted at
+ * d: keys and most values are. It is read as two words that may overlap
+ * (the way memcpy does small sizes), so there is no byte loop and nothing
+ * outside s is read. false (d untouched) when some byte needs a look. */
+static inline bool put_short_plain(char *d, const char *s, size_t n)
+{
+    if (n >= 8) {
+        uint64_t a = load8(s), z = load8(s + n - 8);
+        if (special8(a) | special8(z))
+            return false;
+        memcpy(d + 1, &a, 8);
+        memcpy(d + 1 + n - 8, &z, 8);
+    } else if (n >= 4) {
+        uint32_t a = load4(s), z = load4(s + n - 4);
+        if (special8(a | (uint64_t)z << 32))
+            return false;
+        memcpy(d + 1, &a, 4);
+        memcpy(d + 1 + n - 4, &z, 4);
+    } else if (n) {
+        unsigned char a = (unsigned char)s[0], m = (unsigned char)s[n >> 1], z = (unsigned char)s[n - 1];
+        /* the five bytes not taken from s are 'a's */
+        if (special8(0x6161616161000000ull | a | (uint64_t)m << 8 | (uint64_t)z << 16))
+            return false;
+        d[1] = (char)a;
+        d[1 + (n >> 1)] = (char)m;
+        d[n] = (char)z;
+    }
+    d[0] = '"';
+    d[n + 1] = '"';
+    d[n + 2] = '\0';
+    return true;
+}
+
+static int json_str_long(struct buf *b, const char *s, size_t n);
+
+/* The short plain string, the common case, with nothing to save and
+ * restore around it: everything else is in json_str_long. */
 int buf_json_str(struct buf *b, const char *s, size_t n)
+{
+    if (buf_reserve(b, n + 2) < 0)
+        return -1;
+    if (n < 16 && put_short_plain(b->p + b->len, s, n)) {
+        b->len += n + 2;
+        return 0;
+    }
+    return json_str_long(b, s, n);
+}
+
+static __attribute__((noinline)) int json_str_long(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
-    if (buf_reserve(b, n + 2) < 0)
-        return -1;
     /* nearly every string needs no escape: found, then copied whole */
     size_t i = json_plain_run(u, 0, n);
     while (i < n && u[i] >= 0x20 && u[i] < 0x80 && u[i] != '"' && u[i] != '\\')
@@ -224,26 +289,42 @@ int buf_json_cstr(struct buf *b, const char *s)
 
 int buf_json_u64(struct buf *b, uint64_t v)
 {
-    /* two digits per division: timestamps have thirteen */
+    /* two digits per division (timestamps have thirteen), written in place
+     * from the last: the length is known first */
     static const char pairs[] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
-    char tmp[24];
-    int i = (int)sizeof tmp;
+    static const uint64_t pow10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+        1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+        100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+        1000000000000000000ull, 10000000000000000000ull};
+    /* digits: log10 from the bit length (1233/4096 ~ log10(2)), one
+     * compare to correct it */
+    unsigned t = ((64u - (unsigned)__builtin_clzll(v | 1)) * 1233u) >> 12;
+    size_t len = t + (v >= pow10[t]);
+    if (len == 0)
+        len = 1;
+    if (buf_reserve(b, len) < 0)
+        return -1;
+    char *e = b->p + b->len + len;
+    *e = '\0';
     while (v >= 100) {
         unsigned d = (unsigned)(v % 100) * 2;
         v /= 100;
-        tmp[--i] = pairs[d + 1];
-        tmp[--i] = pairs[d];
+        e -= 2;
+        e[0] = pairs[d];
+        e[1] = pairs[d + 1];
     }
     if (v >= 10) {
-        tmp[--i] = pairs[v * 2 + 1];
-        tmp[--i] = pairs[v * 2];
+        e[-2] = pairs[v * 2];
+        e[-1] = pairs[v * 2 + 1];
     } else {
-        tmp[--i] = (char)('0' + v);
+        e[-1] = (char)('0' + v);
     }
-    return buf_append(b, tmp + i, sizeof tmp - (size_t)i);
+    b->len += len;
+    return 0;
 }
 
 int buf_json_i64(struct buf *b, int64_t v)

@@ -33,7 +33,14 @@ static inline int buf_append(struct buf *b, const void *data, size_t n)
     b->p[b->len] = '\0';
     return 0;
 }
-int  buf_putc(struct buf *b, char c);
+static inline int buf_putc(struct buf *b, char c)
+{
+    if (buf_reserve(b, 1) < 0)
+        return -1;
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+    return 0;
+}
 int  buf_puts(struct buf *b, const char *s);
 int  buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
