@@ -128,6 +128,13 @@ struct client {
     _Atomic bool stop;
     _Atomic long long stop_deadline_ms;
     uint64_t populated;           /* the sender's: slots faulted in so far */
+    /* the sender's: the last timestamp it wrote, as text (events come
+     * many to a millisecond), and the pid member, written once */
+    int64_t ts_ms_last;
+    size_t ts_text_len;
+    char ts_text[24];
+    size_t pid_json_len;
+    char pid_json[24];
     bool has_thread;
     pthread_t thread;
     bool tsc_ok;                  /* stamps are TSC readings (see stamp_now) */
@@ -497,7 +504,7 @@ static void put_header(struct buf *b, size_t at, uint32_t req_id)
 
 /* The event's frame (LSP header and JSON) appended to w. -1 (w as it was)
  * when it would be larger than the daemon accepts, or without memory. */
-static int encode(const struct client *c, const struct record *r, struct buf *w)
+static int encode(struct client *c, const struct record *r, struct buf *w)
 {
     size_t at = w->len;
     int rc = buf_append(w, "\0\0\0\0\0\0\0\0\0\0\0\0", HDR);
@@ -507,9 +514,12 @@ static int encode(const struct client *c, const struct record *r, struct buf *w)
         rc |= buf_append(w, "{\"eventId\":", 11);
         rc |= buf_json_u64(w, r->event_id);
         rc |= buf_append(w, ",\"timestamp\":", 13);
-        rc |= buf_json_i64(w, r->ts_ms);
-        rc |= buf_append(w, ",\"pid\":", 7);
-        rc |= buf_json_i64(w, c->pid);
+        if (r->ts_ms != c->ts_ms_last || !c->ts_text_len) {
+            c->ts_ms_last = r->ts_ms;
+            c->ts_text_len = (size_t)snprintf(c->ts_text, sizeof c->ts_text, "%lld", (long long)r->ts_ms);
+        }
+        rc |= buf_append(w, c->ts_text, c->ts_text_len);
+        rc |= buf_append(w, c->pid_json, c->pid_json_len);
         size_t i = 0, n;
         const char *s = rec_take_str(r, &i, &n);
         rc |= buf_append(w, ",\"processName\":", 15);
@@ -776,6 +786,7 @@ static struct client *get_client(void)
         return NULL;
     }
     c->pid = getpid();
+    c->pid_json_len = (size_t)snprintf(c->pid_json, sizeof c->pid_json, ",\"pid\":%d", (int)c->pid);
     read_comm(c->comm, sizeof c->comm);
     if ((c->tsc_ok = tsc_is_clocksource()))
         tsc_pair(&c->cal_tsc, &c->cal_mono_ns);
