@@ -55,7 +55,7 @@
 #define IDLE_MS          20       /* ...and sleeps until woken after this */
 #define CLAIM_WAIT_US    20       /* an event claimed, not yet published: look again after this */
 #define POPULATE_AHEAD   2048     /* slots the sender keeps faulted in ahead of commits */
-#define POPULATE_STEP    256
+#define POPULATE_STEP    128      /* slots faulted in at a time: 8 pages */
 #define PREFETCH_AHEAD   4        /* slots ahead of a commit that it fetches for the next ones */
 
 #define EV_MAX    4194304         /* an event's JSON, as the daemon accepts it */
@@ -669,9 +669,15 @@ static void wait_for_events(struct client *c, uint32_t mode)
  * no commit takes a page fault on the ring's first lap (one per 16 slots;
  * a few microseconds each, and now and then a few hundred on this VM).
  * While a daemon reads, `ahead` is a little (memory grows with use); with
- * none, the ring is going to fill, and all of it is faulted in at once.
+ * none, the ring is going to fill, and all of it is faulted in.
+ *
+ * A step is 8 pages (~25 us here), and between steps the CPU goes back to
+ * whoever wants it. The sender is made on the caller's CPU and often runs
+ * there first, preempting the caller: its first 2048 slots in one go held
+ * a caller off for ~0.4-2 ms (a trace of sched_switch in the absent-daemon
+ * bench showed it), now for one step at most.
  * Without MADV_POPULATE_WRITE (Linux < 5.14) commits fault as they go. */
-static void populate_ahead(struct client *c, uint64_t ahead, bool yield)
+static void populate_ahead(struct client *c, uint64_t ahead)
 {
     uint64_t want = atomic_load_explicit(&c->tail, memory_order_relaxed) + ahead;
     while (c->populated < RING_SLOTS && c->populated < want) {
@@ -681,13 +687,7 @@ static void populate_ahead(struct client *c, uint64_t ahead, bool yield)
             return;
         }
         c->populated += n;
-        /* the whole ring (no daemon): one step is 16 pages, tens of
-         * microseconds; between steps the CPU goes back to whoever wants
-         * it: on a busy machine this thread shares a CPU with the app's,
-         * and the whole ring in one go (milliseconds) would hold a caller
-         * off for as long. (Ahead of a reading daemon the steps are few,
-         * and the sender must keep up.) */
-        if (yield && c->populated < want)
+        if (c->populated < want)
             sched_yield();
     }
 }
@@ -706,12 +706,12 @@ static void *sender_main(void *arg)
         if (stopping && (now >= deadline || (!wire.len && !ring_ready(c))))
             break;
         if (c->populated < RING_SLOTS)
-            populate_ahead(c, POPULATE_AHEAD, false);
+            populate_ahead(c, POPULATE_AHEAD);
         if (fd < 0) {
             fd = connect_daemon(c->path);
             if (fd < 0) {
                 if (c->populated < RING_SLOTS)
-                    populate_ahead(c, RING_SLOTS, true);
+                    populate_ahead(c, RING_SLOTS);
                 /* the ring keeps what it holds; wait with backoff, but
                  * wake at once for a stop */
                 uint32_t seen = atomic_load(&c->wakeups);
