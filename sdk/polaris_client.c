@@ -140,7 +140,6 @@ struct client {
     bool tsc_ok;                  /* stamps are TSC readings (see stamp_now) */
     uint64_t cal_tsc;             /* the TSC and CLOCK_MONOTONIC at creation, */
     int64_t cal_mono_ns;          /* before any event of this client was stamped */
-    pid_t pid;
     char comm[32];
     char path[108];
 };
@@ -785,8 +784,7 @@ static struct client *get_client(void)
         free(c);
         return NULL;
     }
-    c->pid = getpid();
-    c->pid_json_len = (size_t)snprintf(c->pid_json, sizeof c->pid_json, ",\"pid\":%d", (int)c->pid);
+    c->pid_json_len = (size_t)snprintf(c->pid_json, sizeof c->pid_json, ",\"pid\":%d", (int)getpid());
     read_comm(c->comm, sizeof c->comm);
     if ((c->tsc_ok = tsc_is_clocksource()))
         tsc_pair(&c->cal_tsc, &c->cal_mono_ns);
