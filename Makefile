@@ -8,6 +8,7 @@
 #   make deps       install build and test dependencies (Debian packages)
 #   make lint       luacheck over all shipped Lua
 #   make fuzz       every libFuzzer target for SECONDS (default 10) each
+#   make fresh-check  make test and make run in a fresh Debian root (needs root)
 
 VERSION    := $(shell cat VERSION)
 GIT_REV    := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -86,8 +87,9 @@ BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl $(BUILD)/polaris-plugin-host
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
-.PHONY: all deps run test asan bench install uninstall clean lint fuzz
+.PHONY: all deps run test asan bench install uninstall clean lint fuzz fresh-check
 all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event \
+     $(BUILD)/original_app $(BUILD)/original_app_cxx \
      $(BUILD)/polaris-crasher
 
 V ?= 0
@@ -136,6 +138,17 @@ $(SDK_A): $(SDK_OBJS)
 
 $(BUILD)/sdk_probe: spec/support/sdk_probe.c $(SDK_A)
 	$(CC) $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS) -Isdk/include $(LDFLAGS) -o $@ $< $(SDK_A) -lpthread
+
+# An app written against the original SDK header (DESIGN 6): it must build
+# with the strictest flags, as C99 and as C++, and link unchanged.
+ORIG_APP_FLAGS := -Wall -Wextra -Werror -pedantic -Isdk/include $(SANFLAGS) $(CFLAGS)
+$(BUILD)/original_app: spec/support/original_app.c sdk/include/polaris_api.h $(SDK_SO)
+	$(CC) -std=c99 $(ORIG_APP_FLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD)/sdk -lpolaris_client \
+	    -Wl,-rpath,'$$ORIGIN/sdk'
+
+$(BUILD)/original_app_cxx: spec/support/original_app.c sdk/include/polaris_api.h $(SDK_SO)
+	$(CXX) -x c++ -std=c++11 $(ORIG_APP_FLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD)/sdk -lpolaris_client \
+	    -Wl,-rpath,'$$ORIGIN/sdk'
 
 # built without sanitizers: it must die of its own SIGSEGV, not ASan's report
 $(BUILD)/polaris-crasher: spec/support/crasher.c
@@ -193,16 +206,28 @@ $(BUILD)/bench/paced: bench/paced.c $(SDK_SO) $(LIBCORE)
 deps:
 	@tools/deps.sh
 
-bench: deps all $(BUILD)/bench/relay $(BUILD)/bench/loadgen $(BUILD)/bench/sdk_bench $(BUILD)/bench/paced
+# The targets a newcomer runs first install the packages, then build in a
+# second make: this one read pkg-config's flags (and the compiler's include
+# paths) when it parsed the Makefile, before `deps` installed anything.
+bench: deps
 	@tools/deps.sh bench
+	@$(MAKE) --no-print-directory all $(BUILD)/bench/relay $(BUILD)/bench/loadgen $(BUILD)/bench/sdk_bench \
+	    $(BUILD)/bench/paced
 	@BUILD=$(BUILD) LUA_CPATH="$(CURDIR)/$(BUILD)/lua/?.so;;" \
 	    LUA_PATH="$(CURDIR)/spec/support/?.lua;;" lua5.4 bench/run.lua
 
-run: deps all
+run: deps
+	@$(MAKE) --no-print-directory all
 	$(BUILD)/polarisd -c conf/polarisd.conf --foreground
 
-test: deps all
+test: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) tools/run-tests.sh
+
+# The README's two commands on a fresh Debian 12 root file system (debootstrap,
+# cached), against the committed REV (default HEAD). Needs root.
+fresh-check:
+	@tools/fresh-check.sh
 
 # libFuzzer targets (clang, ASan + UBSan), one per input surface; each runs
 # SECONDS (default 10) from the checked-in seeds, new finds kept in

@@ -44,10 +44,10 @@ static void *sdk_client(void *arg)
     long id = (long)arg;
     for (long sent = 0; sent < per_thread; sent++) {
         for (;;) {
-            polaris_event_t *ev = polaris_event_create((uint64_t)sent, "bench", "1");
+            PolarisEventHandle ev = polaris_event_create((uint64_t)sent, "bench", "1");
             polaris_event_add_long(ev, "thread", id);
             polaris_event_add_string(ev, "pad", pad);
-            int rc = polaris_event_commit(ev);
+            int rc = polaris_event_commit(ev, NULL);
             if (rc == 0)
                 break;
             if (rc != -2) {

@@ -141,10 +141,10 @@ int main(int argc, char **argv)
             struct timespec ts = {due / 1000000000LL, due % 1000000000LL};
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         }
-        polaris_event_t *ev = polaris_event_create(9001, "paced", "1");
+        PolarisEventHandle ev = polaris_event_create(9001, "paced", "1");
         polaris_event_add_long(ev, "seq", i);
         polaris_event_add_long(ev, "t", now_ns());
-        while (polaris_event_commit(ev) < 0) {   /* a full queue: retry, never lose */
+        while (polaris_event_commit(ev, NULL) < 0) {   /* a full queue: retry, never lose */
             ev = polaris_event_create(9001, "paced", "1");
             polaris_event_add_long(ev, "seq", i);
             polaris_event_add_long(ev, "t", now_ns());

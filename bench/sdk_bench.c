@@ -122,11 +122,11 @@ struct ctx {
 static inline __attribute__((always_inline)) int one(const int kind, const struct ctx *x, long i)
 {
     if (kind == M_SDK) {
-        polaris_event_t *ev = polaris_event_create(9001, "bench", "1.0");
+        PolarisEventHandle ev = polaris_event_create(9001, "bench", "1.0");
         polaris_event_add_string(ev, "reason", "SIGSEGV");
         polaris_event_add_int(ev, "signal", 11);
         polaris_event_add_long(ev, "seq", i);
-        return polaris_event_commit(ev);
+        return polaris_event_commit(ev, NULL);
     } else if (kind == M_SEND) {
         char frame[512];
         int len = snprintf(frame + 12, sizeof frame - 12,
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
     }
     /* warm up: lazy init, page faults */
     if (strcmp(mode, "sdk") == 0 || strcmp(mode, "absent") == 0)
-        polaris_event_commit(polaris_event_create(1, "bench", "1"));
+        polaris_event_commit(polaris_event_create(1, "bench", "1"), NULL);
     struct ctx x = {strcmp(mode, "send") == 0     ? M_SEND
                     : strcmp(mode, "syslog") == 0 ? M_SYSLOG
                     : strcmp(mode, "null") == 0   ? M_NULL

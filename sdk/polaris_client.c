@@ -60,8 +60,10 @@
 
 #define EV_MAX    4194304         /* an event's JSON, as the daemon accepts it */
 
-/* Parameter tags in an event's record. */
-enum { P_STRING = 1, P_NULL, P_INT, P_DOUBLE, P_BOOL };
+/* Parameter tags in an event's record. P_PARAMS (the params object as JSON
+ * text, from report_raw) and P_LOGF (the attachment path, from commit)
+ * carry a string and no key; P_PARAMS comes first and alone, P_LOGF last. */
+enum { P_STRING = 1, P_NULL, P_INT, P_DOUBLE, P_BOOL, P_PARAMS, P_LOGF };
 
 /* What the sender is doing, as producers read it to decide on a wakeup. */
 enum { W_RUNNING, W_LINGER, W_SLEEP };
@@ -74,7 +76,7 @@ enum { W_RUNNING, W_LINGER, W_SLEEP };
 struct slot {
     _Atomic uint64_t turn;
     uint64_t event_id;
-    int64_t stamp;                /* see struct polaris_event */
+    int64_t stamp;                /* see struct PolarisEventBuilderInternal */
     uint32_t len;
     bool raw;
     bool on_heap;                 /* the record outgrew data: heap holds it */
@@ -91,11 +93,12 @@ _Static_assert(sizeof(struct slot) == SLOT_BYTES, "slot layout");
 /* An event as the caller builds it: eventId, timestamp, then its record:
  * processName and processVer (u32 length + bytes each), then per parameter
  * u8 tag | u32 key length | key | value (u32 length + bytes for a string,
- * 8 bytes for a number, 1 for a bool). A raw event (report_raw) holds its
- * JSON text instead. The record starts inline, sized like a slot's, and
+ * 8 bytes for a number, 1 for a bool), or instead of the parameters a
+ * P_PARAMS string, then optionally a P_LOGF string. A raw event
+ * (report_json) holds its whole JSON text instead. The record starts inline, sized like a slot's, and
  * moves to the heap only when it outgrows it; commit copies an inline
  * record into the slot or hands the heap one over. */
-struct polaris_event {
+struct PolarisEventBuilderInternal {
     uint64_t event_id;
     int64_t stamp;                /* wall-clock ms, or when tsc a TSC reading (see stamp_now) */
     struct buf b;                 /* the record; b.p is inl until it outgrows it */
@@ -266,7 +269,7 @@ static void wake_sender(struct client *c)
  * when the thread exits (the key's destructor runs before its TLS goes)
  * or, for the calling thread, by polaris_deinit. initial-exec: a plain
  * %fs-relative load, no __tls_get_addr call per event. */
-static __thread struct polaris_event *t_spare __attribute__((tls_model("initial-exec")));
+static __thread struct PolarisEventBuilderInternal *t_spare __attribute__((tls_model("initial-exec")));
 static __thread bool t_spare_keyed __attribute__((tls_model("initial-exec")));
 static pthread_key_t g_spare_key;
 static bool g_spare_key_ok;
@@ -284,7 +287,7 @@ static void make_spare_key(void)
     g_spare_key_ok = pthread_key_create(&g_spare_key, free_spare) == 0;
 }
 
-static void free_event(struct polaris_event *ev)
+static void free_event(struct PolarisEventBuilderInternal *ev)
 {
     if (!ev)
         return;
@@ -307,9 +310,9 @@ static void free_event(struct polaris_event *ev)
     t_spare = ev;
 }
 
-static struct polaris_event *new_event(void)
+static struct PolarisEventBuilderInternal *new_event(void)
 {
-    struct polaris_event *ev = t_spare;
+    struct PolarisEventBuilderInternal *ev = t_spare;
     if (ev)
         t_spare = NULL;
     else if (!(ev = malloc(sizeof *ev)))
@@ -381,7 +384,7 @@ static inline size_t put_str_pair(char *at, size_t room, const char *a, const ch
 
 /* Appends to the record; the first time the inline space is not enough it
  * moves to the heap, where buf's own growth takes over. */
-static int rec_grow(struct polaris_event *ev, size_t n)
+static int rec_grow(struct PolarisEventBuilderInternal *ev, size_t n)
 {
     if (ev->b.len + n > EV_MAX)
         return -1;
@@ -397,14 +400,14 @@ static int rec_grow(struct polaris_event *ev, size_t n)
     return 0;
 }
 
-static inline int rec_put(struct polaris_event *ev, const void *data, size_t n)
+static inline int rec_put(struct PolarisEventBuilderInternal *ev, const void *data, size_t n)
 {
     if (ev->b.p == ev->inl && ev->b.cap - ev->b.len <= n && rec_grow(ev, n) < 0)
         return -1;
     return buf_append(&ev->b, data, n);
 }
 
-static int rec_str_long(struct polaris_event *ev, const char *s)
+static int rec_str_long(struct PolarisEventBuilderInternal *ev, const char *s)
 {
     size_t n = strlen(s);
     if (n > EV_MAX)
@@ -423,7 +426,7 @@ static int rec_str_long(struct polaris_event *ev, const char *s)
 /* A string as u32 length + bytes. Names and short values (nearly all) go
  * into the inline record in one pass that copies while it looks for the
  * end: no strlen and memcpy calls, a third of the cost of a short add. */
-static inline int rec_str(struct polaris_event *ev, const char *s)
+static inline int rec_str(struct PolarisEventBuilderInternal *ev, const char *s)
 {
     if (ev->b.p == ev->inl && ev->b.cap - ev->b.len > 4) {
         char *d = ev->b.p + ev->b.len + 4;
@@ -501,6 +504,50 @@ static void put_header(struct buf *b, size_t at, uint32_t req_id)
     h[10] = (unsigned char)(req_id >> 16); h[11] = (unsigned char)(req_id >> 24);
 }
 
+/* The params object of a built event, from *at up to its P_LOGF or end. */
+static int encode_params(const struct record *r, size_t *at, struct buf *w)
+{
+    size_t i = *at, n;
+    const char *s;
+    int rc = buf_putc(w, '{');
+    for (bool first = true; i < r->len && r->p[i] != P_LOGF; first = false) {
+        unsigned char tag = (unsigned char)r->p[i++];
+        s = rec_take_str(r, &i, &n);
+        if (!first)
+            rc |= buf_putc(w, ',');
+        rc |= buf_json_str(w, s, n);
+        rc |= buf_putc(w, ':');
+        int64_t iv;
+        double dv;
+        switch (tag) {
+        case P_STRING:
+            s = rec_take_str(r, &i, &n);
+            rc |= buf_json_str(w, s, n);
+            break;
+        case P_NULL:
+            rc |= buf_append(w, "null", 4);
+            break;
+        case P_INT:
+            memcpy(&iv, r->p + i, 8);
+            i += 8;
+            rc |= buf_json_i64(w, iv);
+            break;
+        case P_DOUBLE:
+            memcpy(&dv, r->p + i, 8);
+            i += 8;
+            rc |= buf_json_double(w, dv);
+            break;
+        default: {
+            bool t = r->p[i++] != 0;
+            rc |= buf_append(w, t ? "true" : "false", t ? 4 : 5);
+            break;
+        }
+        }
+    }
+    *at = i;
+    return rc | buf_putc(w, '}');
+}
+
 /* The event's frame (LSP header and JSON) appended to w. -1 (w as it was)
  * when it would be larger than the daemon accepts, or without memory. */
 static int encode(struct client *c, const struct record *r, struct buf *w)
@@ -526,42 +573,21 @@ static int encode(struct client *c, const struct record *r, struct buf *w)
         s = rec_take_str(r, &i, &n);
         rc |= buf_append(w, ",\"processVer\":", 14);
         rc |= buf_json_str(w, s, n);
-        rc |= buf_append(w, ",\"params\":{", 11);
-        for (bool first = true; i < r->len; first = false) {
-            unsigned char tag = (unsigned char)r->p[i++];
+        rc |= buf_append(w, ",\"params\":", 10);
+        if (i < r->len && r->p[i] == P_PARAMS) {
+            i++;
             s = rec_take_str(r, &i, &n);
-            if (!first)
-                rc |= buf_putc(w, ',');
-            rc |= buf_json_str(w, s, n);
-            rc |= buf_putc(w, ':');
-            int64_t iv;
-            double dv;
-            switch (tag) {
-            case P_STRING:
-                s = rec_take_str(r, &i, &n);
-                rc |= buf_json_str(w, s, n);
-                break;
-            case P_NULL:
-                rc |= buf_append(w, "null", 4);
-                break;
-            case P_INT:
-                memcpy(&iv, r->p + i, 8);
-                i += 8;
-                rc |= buf_json_i64(w, iv);
-                break;
-            case P_DOUBLE:
-                memcpy(&dv, r->p + i, 8);
-                i += 8;
-                rc |= buf_json_double(w, dv);
-                break;
-            default: {
-                bool t = r->p[i++] != 0;
-                rc |= buf_append(w, t ? "true" : "false", t ? 4 : 5);
-                break;
-            }
-            }
+            rc |= buf_append(w, s, n);          /* validated at report_raw */
+        } else {
+            rc |= encode_params(r, &i, w);
         }
-        rc |= buf_append(w, "}}", 2);
+        if (i < r->len && r->p[i] == P_LOGF) {
+            i++;
+            s = rec_take_str(r, &i, &n);
+            rc |= buf_append(w, ",\"logf\":", 8);
+            rc |= buf_json_str(w, s, n);
+        }
+        rc |= buf_putc(w, '}');
     }
     if (rc || w->len - at > EV_MAX) {
         w->len = at;
@@ -574,16 +600,19 @@ static int encode(struct client *c, const struct record *r, struct buf *w)
 /* Event 1000002, telling the daemon how many events were dropped. */
 static void encode_drop_notice(struct client *c, uint64_t dropped, struct buf *w)
 {
-    struct polaris_event *ev = new_event();
+    struct PolarisEventBuilderInternal *ev = new_event();
     if (!ev) {
         atomic_fetch_add(&c->dropped, dropped);   /* told next time */
         return;
     }
     int64_t n = (int64_t)dropped;
     unsigned char t_int = P_INT, t_str = P_STRING;
-    int rc = rec_str(ev, c->comm) | rec_str(ev, "libpolaris_client");
-    rc |= rec_put(ev, &t_int, 1) | rec_str(ev, "dropped") | rec_put(ev, &n, 8);
-    rc |= rec_put(ev, &t_str, 1) | rec_str(ev, "reason") | rec_str(ev, "queue full or daemon unreachable");
+    /* rec_str_long: rec_str's word reads would meet these literals'
+     * bounds at compile time (harmless, and GCC says so with an error) */
+    int rc = rec_str_long(ev, c->comm) | rec_str_long(ev, "libpolaris_client");
+    rc |= rec_put(ev, &t_int, 1) | rec_str_long(ev, "dropped") | rec_put(ev, &n, 8);
+    rc |= rec_put(ev, &t_str, 1) | rec_str_long(ev, "reason") |
+          rec_str_long(ev, "queue full or daemon unreachable");
     struct record r = {EV_SDK_DROPPED, now_ms(CLOCK_REALTIME), false, ev->b.p, ev->b.len};
     if (rc || encode(c, &r, w) < 0)
         atomic_fetch_add(&c->dropped, dropped);
@@ -801,6 +830,8 @@ static struct client *get_client(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     c->has_thread = pthread_create(&c->thread, NULL, sender_main, c) == 0;
+    if (c->has_thread)
+        pthread_setname_np(c->thread, "polaris-sender");   /* the app's top -H tells it apart */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!c->has_thread)
         atomic_store(&c->stop, true);       /* no sender: every commit drops */
@@ -809,10 +840,22 @@ static struct client *get_client(void)
 
 /* ---- building events ---- */
 
-API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process_name,
+/* Not inlined: its callers' literal strings must not meet copy_str's
+ * page-safe word reads at compile time (GCC would call them out of bounds). */
+static __attribute__((noinline)) PolarisEventHandle event_create(uint64_t event_id,
+                                                                 const char *process_name,
+                                                                 const char *process_ver);
+
+API PolarisEventHandle polaris_event_create(uint64_t event_id, const char *process_name,
                                           const char *process_ver)
 {
-    struct polaris_event *ev = new_event();
+    return event_create(event_id, process_name, process_ver);
+}
+
+static PolarisEventHandle event_create(uint64_t event_id, const char *process_name,
+                                       const char *process_ver)
+{
+    struct PolarisEventBuilderInternal *ev = new_event();
     if (!ev)
         return NULL;
     struct client *c = get_client();         /* the comm, cached per process */
@@ -838,7 +881,7 @@ API polaris_event_t *polaris_event_create(uint64_t event_id, const char *process
 }
 
 /* Tag and key of a parameter; -1 (and the event is spoiled) on failure. */
-static inline int add_key(struct polaris_event *ev, unsigned char tag, const char *key)
+static inline int add_key(struct PolarisEventBuilderInternal *ev, unsigned char tag, const char *key)
 {
     if (!ev || !key || ev->bad)
         return -1;
@@ -854,7 +897,7 @@ spoiled:
     return 0;
 }
 
-static inline int done(struct polaris_event *ev, int rc)
+static inline int done(struct PolarisEventBuilderInternal *ev, int rc)
 {
     if (rc)
         ev->bad = true;
@@ -863,7 +906,7 @@ static inline int done(struct polaris_event *ev, int rc)
 
 /* A parameter with a fixed-size value, the way that works anywhere: the
  * record grows to the heap when it must. */
-static __attribute__((noinline, cold)) int add_fixed_slow(struct polaris_event *ev, unsigned char tag,
+static __attribute__((noinline, cold)) int add_fixed_slow(struct PolarisEventBuilderInternal *ev, unsigned char tag,
                                                           const char *key, const void *v, size_t vlen)
 {
     if (add_key(ev, tag, key) < 0)
@@ -875,7 +918,7 @@ static __attribute__((noinline, cold)) int add_fixed_slow(struct polaris_event *
  * key (u32 length, bytes) and value written where the record is when they
  * fit there. (A store of a char may alias the event's own fields; through
  * ev->b the compiler would reload them after every byte.) */
-static inline int add_fixed(struct polaris_event *ev, unsigned char tag, const char *key,
+static inline int add_fixed(struct PolarisEventBuilderInternal *ev, unsigned char tag, const char *key,
                             const void *v, size_t vlen)
 {
     if (!ev || !key || ev->bad)
@@ -898,7 +941,7 @@ static inline int add_fixed(struct polaris_event *ev, unsigned char tag, const c
     return add_fixed_slow(ev, tag, key, v, vlen);
 }
 
-static __attribute__((noinline, cold)) int add_string_slow(struct polaris_event *ev, const char *key,
+static __attribute__((noinline, cold)) int add_string_slow(struct PolarisEventBuilderInternal *ev, const char *key,
                                                            const char *value)
 {
     if (add_key(ev, value ? P_STRING : P_NULL, key) < 0)
@@ -906,7 +949,7 @@ static __attribute__((noinline, cold)) int add_string_slow(struct polaris_event 
     return value ? done(ev, rec_str(ev, value)) : 0;
 }
 
-API int polaris_event_add_string(polaris_event_t *ev, const char *key, const char *value)
+static inline int add_string(struct PolarisEventBuilderInternal *ev, const char *key, const char *value)
 {
     if (!ev || !key || !value || ev->bad)
         return add_string_slow(ev, key, value);
@@ -922,36 +965,43 @@ API int polaris_event_add_string(polaris_event_t *ev, const char *key, const cha
     return add_string_slow(ev, key, value);
 }
 
-API int polaris_event_add_int(polaris_event_t *ev, const char *key, int32_t value)
+/* The original API's adds return nothing: a failed add marks the event
+ * spoiled (ev->bad), and its commit then refuses it with -1. */
+API void polaris_event_add_string(PolarisEventHandle ev, const char *key, const char *value)
+{
+    (void)add_string(ev, key, value);
+}
+
+API void polaris_event_add_int(PolarisEventHandle ev, const char *key, int32_t value)
 {
     int64_t v = value;
-    return add_fixed(ev, P_INT, key, &v, 8);
+    (void)add_fixed(ev, P_INT, key, &v, 8);
 }
 
-API int polaris_event_add_long(polaris_event_t *ev, const char *key, int64_t value)
+API void polaris_event_add_long(PolarisEventHandle ev, const char *key, int64_t value)
 {
-    return add_fixed(ev, P_INT, key, &value, 8);
+    (void)add_fixed(ev, P_INT, key, &value, 8);
 }
 
-API int polaris_event_add_double(polaris_event_t *ev, const char *key, double value)
+API void polaris_event_add_double(PolarisEventHandle ev, const char *key, double value)
 {
-    return add_fixed(ev, P_DOUBLE, key, &value, 8);
+    (void)add_fixed(ev, P_DOUBLE, key, &value, 8);
 }
 
-API int polaris_event_add_bool(polaris_event_t *ev, const char *key, bool value)
+API void polaris_event_add_bool(PolarisEventHandle ev, const char *key, bool value)
 {
     unsigned char v = value;
-    return add_fixed(ev, P_BOOL, key, &v, 1);
+    (void)add_fixed(ev, P_BOOL, key, &v, 1);
 }
 
-API void polaris_event_cancel(polaris_event_t *ev)
+API void polaris_event_cancel(PolarisEventHandle ev)
 {
     free_event(ev);
 }
 
 /* Moves the event into the ring and frees it. 0, or -2 (dropped, counted)
  * when the ring is full, the heap budget spent, or there is no sender. */
-static int enqueue(struct polaris_event *ev)
+static int enqueue(struct PolarisEventBuilderInternal *ev)
 {
     struct client *c = get_client();
     if (!c) {
@@ -1029,10 +1079,15 @@ drop:
     return -2;
 }
 
-API int polaris_event_commit(polaris_event_t *ev)
+API int polaris_event_commit(PolarisEventHandle ev, const char *log_path)
 {
     if (!ev)
         return -1;
+    if (log_path && *log_path && !ev->bad) {
+        unsigned char tag = P_LOGF;
+        if (rec_put(ev, &tag, 1) < 0 || rec_str(ev, log_path) < 0)
+            ev->bad = true;
+    }
     /* its JSON is at least as long as its record: a record over the
      * limit can never be sent (one just under it whose escapes push the
      * JSON over is dropped by the sender, and counted) */
@@ -1043,7 +1098,26 @@ API int polaris_event_commit(polaris_event_t *ev)
     return enqueue(ev);
 }
 
-API int polaris_report_raw(const char *json, size_t len)
+API int polaris_report_raw(uint64_t event_id, const char *process_name, const char *process_ver,
+                           const char *json_body, const char *log_path)
+{
+    const char *body = json_body ? json_body : "{}";
+    size_t len = strlen(body);
+    const char *err;
+    if (len > EV_MAX - HDR || json_validate(body, len, &err) != JSON_OBJECT)
+        return -1;
+    PolarisEventHandle ev = event_create(event_id, process_name, process_ver);
+    if (!ev)
+        return -2;
+    unsigned char tag = P_PARAMS;
+    if (rec_put(ev, &tag, 1) < 0 || rec_str(ev, body) < 0) {
+        free_event(ev);
+        return -2;
+    }
+    return polaris_event_commit(ev, log_path);
+}
+
+API int polaris_report_json(const char *json, size_t len)
 {
     if (!json || len == 0 || len > EV_MAX - HDR)
         return -1;
@@ -1054,7 +1128,7 @@ API int polaris_report_raw(const char *json, size_t len)
     uint64_t v;
     if (!id || id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, &v) < 0)
         return -1;
-    struct polaris_event *ev = new_event();
+    struct PolarisEventBuilderInternal *ev = new_event();
     if (!ev)
         return -2;
     ev->raw = true;

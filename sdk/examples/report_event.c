@@ -6,11 +6,12 @@
 
 int main(void)
 {
-    polaris_event_t *ev = polaris_event_create(9001, NULL, "1.2.0");  /* NULL: /proc/self/comm */
+    PolarisEventHandle ev = polaris_event_create(9001, NULL, "1.2.0");  /* NULL: /proc/self/comm */
     polaris_event_add_string(ev, "reason", "SIGSEGV");
     polaris_event_add_int(ev, "signal", 11);
     polaris_event_add_bool(ev, "core_dumped", true);
-    if (polaris_event_commit(ev) < 0)             /* never blocks: < 0 means dropped */
+    /* the second argument: a log file to attach (the event's "logf"), or NULL */
+    if (polaris_event_commit(ev, "/var/log/syslog") < 0)  /* never blocks: < 0 means dropped */
         fprintf(stderr, "event dropped (queue full)\n");
     polaris_deinit();                             /* flush for at most 500 ms */
     return 0;

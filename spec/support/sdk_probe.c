@@ -7,7 +7,8 @@
  *   sdk_probe absent N           N commits with no daemon: worst call in us
  *   sdk_probe big N SIZE         N events with a SIZE-byte value, no daemon
  *   sdk_probe late N MS          N commits, then MS ms before deinit
- *   sdk_probe raw JSON           polaris_report_raw, prints its result
+ *   sdk_probe raw JSON           polaris_report_json (a whole event), prints its result
+ *   sdk_probe rawparams ID BODY [LOGF]  polaris_report_raw (the original API: params text)
  *   sdk_probe boundary           301 events whose records cross the inline size
  *   sdk_probe stamps             three events created between wall-clock reads
  *   sdk_probe locale             setlocale(LC_ALL, "") first, then one event
@@ -39,13 +40,13 @@ static void *sender(void *arg)
 {
     long t = (long)arg;
     for (long i = 0; i < per_thread; i++) {
-        polaris_event_t *ev = polaris_event_create((uint64_t)((t + 1) * 100000000 + i), "probe", "1.0");
+        PolarisEventHandle ev = polaris_event_create((uint64_t)((t + 1) * 100000000 + i), "probe", "1.0");
         polaris_event_add_long(ev, "i", i);
         polaris_event_add_int(ev, "thread", (int)t);
         /* a full queue refuses at once (-2): the app decides; this one
          * waits a little and builds the event again, so every event is
          * eventually accepted and must then arrive */
-        while (polaris_event_commit(ev) == -2) {
+        while (polaris_event_commit(ev, NULL) == -2) {
             usleep(200);
             ev = polaris_event_create((uint64_t)((t + 1) * 100000000 + i), "probe", "1.0");
             polaris_event_add_long(ev, "i", i);
@@ -59,8 +60,8 @@ static void *hammer(void *arg)
 {
     (void)arg;
     for (long i = 0; hammering; i++) {
-        polaris_event_t *ev = polaris_event_create(7000000 + (uint64_t)(i % 1000), "hammer", NULL);
-        polaris_event_commit(ev);
+        PolarisEventHandle ev = polaris_event_create(7000000 + (uint64_t)(i % 1000), "hammer", NULL);
+        polaris_event_commit(ev, NULL);
     }
     return NULL;
 }
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "escape") == 0) {
-        polaris_event_t *ev = polaris_event_create(42, NULL, NULL);
+        PolarisEventHandle ev = polaris_event_create(42, NULL, NULL);
         polaris_event_add_string(ev, "quote", "say \"hi\"");
         polaris_event_add_string(ev, "backslash", "C:\\path\\");
         polaris_event_add_string(ev, "control", "a\nb\tc\001d\037e");
@@ -109,23 +110,23 @@ int main(int argc, char **argv)
             lng[i] = i % 3 == 0 ? '"' : i % 3 == 1 ? 'x' : '\001';
         polaris_event_add_string(ev, "long_text", lng);
         polaris_event_add_string(NULL, "ignored", "x");   /* NULL handle: no-op */
-        int rc = polaris_event_commit(ev);
+        int rc = polaris_event_commit(ev, NULL);
         polaris_deinit();
         printf("escape %d\n", rc);
         return rc == 0 ? 0 : 1;
     }
     if (strcmp(argv[1], "fork") == 0) {
-        polaris_event_commit(polaris_event_create(1, "parent", NULL));
+        polaris_event_commit(polaris_event_create(1, "parent", NULL), NULL);
         pid_t pid = fork();
         if (pid == 0) {
-            polaris_event_commit(polaris_event_create(2, "child", NULL));
+            polaris_event_commit(polaris_event_create(2, "child", NULL), NULL);
             polaris_deinit();
             _exit(0);
         }
         waitpid(pid, NULL, 0);
         if (argc > 2 && strcmp(argv[2], "nomid") == 0) {
-            polaris_event_commit(polaris_event_create(4, "skipped", NULL));
-            polaris_event_commit(polaris_event_create(3, "parent", NULL));
+            polaris_event_commit(polaris_event_create(4, "skipped", NULL), NULL);
+            polaris_event_commit(polaris_event_create(3, "parent", NULL), NULL);
             polaris_deinit();
             printf("fork children %d %d\n", (int)pid, 0);
             return 0;
@@ -136,7 +137,7 @@ int main(int argc, char **argv)
         usleep(20000);
         pid_t pid2 = fork();
         if (pid2 == 0) {
-            polaris_event_commit(polaris_event_create(4, "child2", NULL));
+            polaris_event_commit(polaris_event_create(4, "child2", NULL), NULL);
             polaris_deinit();
             _exit(0);
         }
@@ -148,7 +149,7 @@ int main(int argc, char **argv)
          * sending): -2 means try again, as an app that must not lose this
          * one would */
         for (int tries = 0; tries < 5000; tries++) {
-            if (polaris_event_commit(polaris_event_create(3, "parent", NULL)) != -2)
+            if (polaris_event_commit(polaris_event_create(3, "parent", NULL), NULL) != -2)
                 break;
             usleep(1000);
         }
@@ -162,9 +163,9 @@ int main(int argc, char **argv)
         long dropped = 0;
         for (long i = 0; i < n; i++) {
             double t0 = now_us();
-            polaris_event_t *ev = polaris_event_create((uint64_t)i, "absent", NULL);
+            PolarisEventHandle ev = polaris_event_create((uint64_t)i, "absent", NULL);
             polaris_event_add_int(ev, "i", (int)i);
-            if (polaris_event_commit(ev) < 0)
+            if (polaris_event_commit(ev, NULL) < 0)
                 dropped++;
             double dt = now_us() - t0;
             if (dt > worst)
@@ -187,9 +188,9 @@ int main(int argc, char **argv)
         v[size] = '\0';
         long accepted = 0, refused = 0;
         for (long i = 0; i < n; i++) {
-            polaris_event_t *ev = polaris_event_create((uint64_t)i, "big", NULL);
+            PolarisEventHandle ev = polaris_event_create((uint64_t)i, "big", NULL);
             polaris_event_add_string(ev, "v", v);
-            int rc = polaris_event_commit(ev);
+            int rc = polaris_event_commit(ev, NULL);
             if (rc == 0)
                 accepted++;
             else if (rc == -2)
@@ -207,8 +208,8 @@ int main(int argc, char **argv)
          * sender alive MS ms while the test resumes the daemon */
         long n = atol(argv[2]), dropped = 0;
         for (long i = 0; i < n; i++) {
-            polaris_event_t *ev = polaris_event_create(500000000 + (uint64_t)i, "late", NULL);
-            if (polaris_event_commit(ev) < 0)
+            PolarisEventHandle ev = polaris_event_create(500000000 + (uint64_t)i, "late", NULL);
+            if (polaris_event_commit(ev, NULL) < 0)
                 dropped++;
         }
         printf("committed dropped=%ld\n", dropped);
@@ -230,12 +231,12 @@ int main(int argc, char **argv)
                 return 1;
             memset(str, 'a' + len % 26, (size_t)len);
             str[len] = '\0';
-            polaris_event_t *ev = polaris_event_create(900000000 + (uint64_t)len, len % 2 ? str : "b", "1");
+            PolarisEventHandle ev = polaris_event_create(900000000 + (uint64_t)len, len % 2 ? str : "b", "1");
             polaris_event_add_string(ev, len % 3 ? "s" : str, str);
             polaris_event_add_long(ev, "n", len);
             polaris_event_add_string(ev, "t", "end");
             free(str);
-            if (polaris_event_commit(ev) < 0)
+            if (polaris_event_commit(ev, NULL) < 0)
                 return 1;
         }
         polaris_deinit();
@@ -249,11 +250,11 @@ int main(int argc, char **argv)
         printf("stamps");
         for (int i = 0; i < 3; i++) {
             long long before = wall_ms();
-            polaris_event_t *ev = polaris_event_create(800000000 + (uint64_t)i, "stamps", NULL);
+            PolarisEventHandle ev = polaris_event_create(800000000 + (uint64_t)i, "stamps", NULL);
             long long after = wall_ms();
             if (i == 1)
                 usleep(300000);
-            if (polaris_event_commit(ev) < 0)
+            if (polaris_event_commit(ev, NULL) < 0)
                 return 1;
             printf(" %lld %lld", before, after);
             usleep(50000);
@@ -269,9 +270,9 @@ int main(int argc, char **argv)
         double end = now_us() + atol(argv[2]) * 1000.0;
         long n = 0;
         while (now_us() < end) {
-            polaris_event_t *ev = polaris_event_create(600000000 + (uint64_t)n++, "stream", NULL);
+            PolarisEventHandle ev = polaris_event_create(600000000 + (uint64_t)n++, "stream", NULL);
             polaris_event_add_string(ev, "pad", "0123456789012345678901234567890123456789");
-            polaris_event_commit(ev);
+            polaris_event_commit(ev, NULL);
             if (n % 64 == 0)
                 usleep(100);
         }
@@ -282,19 +283,27 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "locale") == 0) {
         /* an app that honours the user's locale, where printf writes 0,5 */
         setlocale(LC_ALL, "");
-        polaris_event_t *ev = polaris_event_create(700000001, "locale", NULL);
+        PolarisEventHandle ev = polaris_event_create(700000001, "locale", NULL);
         polaris_event_add_double(ev, "half", 0.5);
         polaris_event_add_double(ev, "big", 1234.25);
         polaris_event_add_double(ev, "tiny", 1.5e-7);
-        int rc = polaris_event_commit(ev);
+        int rc = polaris_event_commit(ev, NULL);
         polaris_deinit();
         printf("decimal point '%s' commit %d\n", localeconv()->decimal_point, rc);
         return rc == 0 ? 0 : 1;
     }
     if (strcmp(argv[1], "raw") == 0 && argc == 3) {
-        int rc = polaris_report_raw(argv[2], strlen(argv[2]));
+        int rc = polaris_report_json(argv[2], strlen(argv[2]));
         polaris_deinit();
         printf("raw %d\n", rc);
+        return 0;
+    }
+    if (strcmp(argv[1], "rawparams") == 0 && (argc == 4 || argc == 5)) {
+        int rc = polaris_report_raw(strtoull(argv[2], NULL, 10), "probe", NULL,
+                                    strcmp(argv[3], "NULL") == 0 ? NULL : argv[3],
+                                    argc == 5 ? argv[4] : NULL);
+        polaris_deinit();
+        printf("rawparams %d\n", rc);
         return 0;
     }
     return 2;
