@@ -140,6 +140,32 @@ bool plugin_has_command(const struct plugin *p, const char *name)
     return false;
 }
 
+/* The original manifest form (DESIGN 5.1): entry_point names a function
+ * that the file defines (a global, or a member of the table it returned)
+ * and that returns the plugin table. Replaces the chunk's result on the
+ * top of the stack with the function's. */
+static int call_entry_function(struct plugin *p, char *err, size_t errlen)
+{
+    lua_State *L = p->sb.L;
+    lua_pushglobaltable(L);
+    lua_pushstring(L, p->entry_fn);
+    lua_rawget(L, -2);                         /* no plugin metamethod runs here */
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1) && lua_istable(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, p->entry_fn);
+        lua_rawget(L, -2);
+    }
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, errlen, "%s: entry_point '%s' is not a function the file defines", p->file,
+                 p->entry_fn);
+        lua_pop(L, 2);
+        return -1;
+    }
+    lua_remove(L, -2);                         /* the chunk's own result */
+    return sandbox_call(&p->sb, 0, 1, err, errlen);
+}
+
 int plugin_load(struct plugin *p)
 {
     char err[512];
@@ -172,13 +198,15 @@ int plugin_load_code(struct plugin *p, const char *code, size_t len)
     p->loading = true;
     if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0)
         goto fail;
+    if (p->entry_fn[0] && call_entry_function(p, err, sizeof err) < 0)
+        goto fail;
     if (lua_istable(L, -1)) {
         p->callbacks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     } else if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
     } else {
-        snprintf(err, sizeof err, "%s must return a table of callbacks (or nothing), not a %s",
-                 p->file, luaL_typename(L, -1));
+        snprintf(err, sizeof err, "%s%s%s must return a table of callbacks (or nothing), not a %s",
+                 p->file, p->entry_fn[0] ? ": " : "", p->entry_fn, luaL_typename(L, -1));
         goto fail;
     }
     atomic_store(&p->state, PLUGIN_LOADED);
@@ -636,9 +664,13 @@ static void start_command(struct plugin *p, struct envelope *e)
     drivers_push(p, co, "command");
     lua_pushlstring(co, e->data, e->len);
     lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
-    lua_createtable(co, 0, 4);
+    lua_createtable(co, 0, 6);
     lua_pushstring(co, e->action);
     lua_setfield(co, -2, "action");
+    lua_pushinteger(co, e->req_id);            /* the CommandRequest's reqId and target */
+    lua_setfield(co, -2, "reqId");
+    lua_pushliteral(co, "host");
+    lua_setfield(co, -2, "target");
     lua_pushstring(co, e->origin == ORIGIN_GUEST ? "guest" : "app");
     lua_setfield(co, -2, "origin");
     if (e->origin == ORIGIN_APP) {

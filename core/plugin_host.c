@@ -146,6 +146,7 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     set_str(L, "version", p->version, strlen(p->version));
     set_str(L, "type", p->type, strlen(p->type));
     set_str(L, "file", p->file, strlen(p->file));
+    set_str(L, "entry_fn", p->entry_fn, strlen(p->entry_fn));
     set_str(L, "code", code.p ? code.p : "", code.len);
     set_str(L, "config", cfg.p ? cfg.p : "", cfg.len);
     set_int(L, "perms", p->perms);

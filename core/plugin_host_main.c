@@ -181,6 +181,7 @@ int main(int argc, char **argv)
     copy_field(L, "version", p->version, sizeof p->version);
     copy_field(L, "type", p->type, sizeof p->type);
     copy_field(L, "file", p->file, sizeof p->file);
+    copy_field(L, "entry_fn", p->entry_fn, sizeof p->entry_fn);
     p->perms = (unsigned)int_field(L, "perms");
     p->mem_limit = (size_t)int_field(L, "mem_limit");
     p->budget_ns = (uint64_t)int_field(L, "budget_ns");

@@ -765,6 +765,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     field_str(L, "version", p->version, sizeof p->version);
     field_str(L, "plugin_type", p->type, sizeof p->type);
     field_str(L, "file", p->file, sizeof p->file);
+    field_str(L, "entry_function", p->entry_fn, sizeof p->entry_fn);
     field_str(L, "manifest_file", p->manifest, sizeof p->manifest);
     lua_getfield(L, -1, "memory_limit");
     p->mem_limit = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)cfg->plugin_memory_limit;

@@ -85,6 +85,8 @@ static int link_plugin(struct test *t, const char *id)
     snprintf(entry, sizeof entry, "%s.lua", id);
     if (ctl_get(man.p, man.len, "entry_point", &m))
         ctl_text(&m, entry, sizeof entry);
+    if (!strchr(entry, '.'))                    /* a function name: it lives in id.lua */
+        snprintf(entry, sizeof entry, "%s.lua", id);
     if (rc == 0 && !strchr(entry, '/')) {
         snprintf(src, sizeof src, "%s/%s", t->srcdir, entry);
         snprintf(dst, sizeof dst, "%s/plugins/%s", t->dir, entry);

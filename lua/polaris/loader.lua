@@ -3,8 +3,9 @@
 -- it decides nothing about permissions (the C core applies the policy).
 --
 -- plan(paths, list_dir, read_file) -> array of entries in load order:
---   {id, name, version, plugin_type, file, manifest_file, permissions,
---    dependencies, sandbox, isolation, error = nil | "reason"}
+--   {id, name, version, plugin_type, file, entry_function, manifest_file,
+--    permissions, dependencies (id -> range text), sandbox, isolation,
+--    error = nil | "reason"}
 local cjson = require "cjson"
 local semver = require "polaris.semver"
 
@@ -35,9 +36,14 @@ function M.check_manifest(m, stem)
     return nil, "manifest: plugin_type '" .. tostring(m.plugin_type) ..
       "' is not one of Router, Strategy, Command, Monitor, Library, Custom"
   end
-  local entry = m.entry_point or (stem .. ".lua")
-  if type(entry) ~= "string" or entry:find("/", 1, true) or entry:find("..", 1, true) then
-    return nil, "manifest: entry_point must be a file name beside the manifest"
+  -- entry_point: a file beside the manifest ("x.lua"), or, as in the
+  -- original plugin system ("plugin_entry"), the name of a function that
+  -- STEM.lua defines and that returns the plugin table
+  local entry, entry_fn = m.entry_point or (stem .. ".lua"), nil
+  if type(entry) == "string" and entry:match("^[%a_][%w_]*$") and #entry < 64 then
+    entry, entry_fn = stem .. ".lua", entry
+  elseif type(entry) ~= "string" or entry:find("/", 1, true) or entry:find("..", 1, true) then
+    return nil, "manifest: entry_point must be a file name beside the manifest or a function name"
   end
   local perms = m.permissions or {}
   if not is_array(perms) then return nil, "manifest: permissions must be an array" end
@@ -50,9 +56,17 @@ function M.check_manifest(m, stem)
   if type(deps) ~= "table" or (next(deps) and is_array(deps)) then
     return nil, "manifest: dependencies must be an object of id -> version range"
   end
+  local ranges = {}
   for dep, range in pairs(deps) do
+    -- a version object, as in the original plugin system, means ^X.Y.Z
+    if type(range) == "table" then
+      local t, verr2 = semver.parse(range)
+      if not t then return nil, "manifest: dependency " .. tostring(dep) .. ": " .. verr2 end
+      range = "^" .. semver.tostring(t)
+    end
     local ok, rerr = semver.range(range)
     if not ok then return nil, "manifest: dependency " .. tostring(dep) .. ": " .. rerr end
+    ranges[dep] = range
   end
   local sb = m.sandbox or {}
   if type(sb) ~= "table" then return nil, "manifest: sandbox must be an object" end
@@ -71,8 +85,8 @@ function M.check_manifest(m, stem)
   end
   return {
     id = m.id, name = m.name or m.id, version = semver.tostring(v), version_t = v,
-    plugin_type = m.plugin_type or "Custom", entry_point = entry,
-    permissions = perms, dependencies = deps,
+    plugin_type = m.plugin_type or "Custom", entry_point = entry, entry_function = entry_fn,
+    permissions = perms, dependencies = ranges,
     memory_limit = sb.memory_limit and math.floor(sb.memory_limit) or nil,
     cpu_time_limit_ms = sb.cpu_time_limit_ms,
     allowed_paths = sb.allowed_paths or {}, forbidden_paths = sb.forbidden_paths or {},
