@@ -418,7 +418,9 @@ static void guest_command(struct core *c, struct envelope *e)
     struct pending *p = pending_new(c, e, true, seq);
     struct buf *b = &c->scratch;
     buf_reset(b);
-    int rc = buf_puts(b, "{\"action\":");
+    /* reqId (the frame's seq_id) and target on every hop, as in the
+     * original CommandRequest (DESIGN 3.1) */
+    int rc = buf_printf(b, "{\"reqId\":%u,\"target\":\"guest\",\"action\":", (unsigned)seq);
     rc |= buf_json_cstr(b, e->action);
     rc |= buf_puts(b, ",\"args\":");
     rc |= buf_append(b, e->data, e->len);

@@ -77,6 +77,8 @@ static bool kept(const struct json_member *m, const enum field *kind,
         return false;
     if (stamp && (kind[i] == F_PID || kind[i] == F_UID || kind[i] == F_CLAIMED_PID))
         return false;
+    if (kind[i] == F_PROCESS_VER && m[i].kind == JSON_NULL)
+        return false;                              /* written as "unknown" */
     return kind[i] == F_OTHER || &m[i] == f[kind[i]];
 }
 
@@ -179,6 +181,9 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
             rc |= buf_json_cstr(out, comm);
         }
     }
+    /* DESIGN 6: a process that gives no version is "unknown", on every path */
+    if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL)
+        rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
     for (int i = 0; i < n; i++) {
         if (!kept(m, kind, f, i, stamp))
             continue;
