@@ -639,6 +639,7 @@ int guest_link_start(struct guest_link *g)
 {
     if (pthread_create(&g->thread, NULL, guest_thread, g) != 0)
         return -1;
+    pthread_setname_np(g->thread, "egress");   /* for top -H, perf and gdb */
     g->started = true;
     return 0;
 }

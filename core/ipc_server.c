@@ -591,6 +591,7 @@ int ipc_server_start(struct ipc_server *s)
 {
     if (pthread_create(&s->thread, NULL, ipc_thread, s) != 0)
         return -1;
+    pthread_setname_np(s->thread, "ingress");  /* for top -H, perf and gdb */
     s->started = true;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "sandbox.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -68,9 +69,13 @@ struct worker_pool *worker_pool_new(struct daemon *d, unsigned nthreads)
 
 int worker_pool_start(struct worker_pool *p)
 {
-    for (; p->started < p->n; p->started++)
+    for (; p->started < p->n; p->started++) {
         if (pthread_create(&p->threads[p->started], NULL, worker_main, p) != 0)
             return -1;
+        char name[16];                  /* for top -H, perf and gdb */
+        snprintf(name, sizeof name, "worker-%u", p->started);
+        pthread_setname_np(p->threads[p->started], name);
+    }
     return 0;
 }
 
