@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; needs root (or sudo) only then.
 set -eu
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 lua-cjson lua-cjson-dev libev-dev
-zlib1g-dev libdeflate-dev libjemalloc-dev lua-busted lua-socket lua-dkjson valgrind libsodium-dev lua-check tar gzip systemd locales libseccomp-dev"
+zlib1g-dev libdeflate-dev libjemalloc-dev lua-busted lua-socket lua-dkjson valgrind libsodium-dev lua-check tar gzip systemd locales libseccomp-dev procps"
 # `deps.sh bench` adds what make bench needs beyond the tests: gnuplot draws
 # bench/results.png
 [ "${1:-}" = bench ] && PKGS="$PKGS gnuplot-nox"
