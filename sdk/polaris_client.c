@@ -469,27 +469,53 @@ static int connect_daemon(const char *path)
     return fd;
 }
 
-/* Writes p[0..n) fully within deadline. 0, or -1 (connection lost or too slow). */
-static int write_all(int fd, const char *p, size_t n, long long deadline)
+/* Writes w[*done..len). A daemon that does not read (it holds the apps
+ * back while the guest is slow: backpressure) is waited for as long as it
+ * takes; the ring absorbs meanwhile and a full one drops at commit. Only
+ * polaris_deinit puts a deadline on it. 0 when all is written; -1 when the
+ * connection is gone or the deadline passed, *done then says how far it
+ * got. */
+static int write_all(struct client *c, int fd, const struct buf *w, size_t *done)
 {
-    while (n > 0) {
+    while (*done < w->len) {
         /* MSG_NOSIGNAL keeps a vanished daemon from raising SIGPIPE in the app */
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
+        ssize_t n = send(fd, w->p + *done, w->len - *done, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
             continue;
-        if (w < 0 && errno == EAGAIN) {
-            long long left = deadline - now_ms(CLOCK_MONOTONIC);
+        if (n < 0 && errno == EAGAIN) {
+            int slice = 200;
+            if (atomic_load(&c->stop)) {
+                long long left = atomic_load(&c->stop_deadline_ms) - now_ms(CLOCK_MONOTONIC);
+                if (left <= 0)
+                    return -1;
+                slice = left < slice ? (int)left : slice;
+            }
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            if (left <= 0 || poll(&pf, 1, left > 200 ? 200 : (int)left) < 0)
+            if (poll(&pf, 1, slice) < 0 && errno != EINTR)
                 return -1;
             continue;
         }
-        if (w < 0)
+        if (n < 0)
             return -1;
-        p += w;
-        n -= (size_t)w;
+        *done += (size_t)n;
     }
     return 0;
+}
+
+/* Where the first frame that was not completely written starts: frames
+ * before it reached the daemon; it and the rest go again (the daemon drops
+ * the cut one with the connection), so none arrives twice. */
+static size_t first_unsent_frame(const struct buf *w, size_t done)
+{
+    size_t at = 0;
+    while (at + HDR <= w->len) {
+        const unsigned char *h = (const unsigned char *)w->p + at;
+        size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24;
+        if (at + len > done)
+            break;
+        at += len;
+    }
+    return at;
 }
 
 /* The LSP header of the frame that starts at b->p + at and ends at b->len. */
@@ -767,9 +793,12 @@ static void *sender_main(void *arg)
             }
             last_work = now;
         }
-        if (write_all(fd, wire.p, wire.len, stopping ? deadline : now + 2000) < 0) {
-            close(fd);              /* the whole batch goes again on a new connection */
+        size_t done = 0;
+        if (write_all(c, fd, &wire, &done) < 0) {
+            close(fd);
             fd = -1;
+            /* what did not reach the daemon goes again on a new connection */
+            buf_consume(&wire, first_unsent_frame(&wire, done));
             continue;
         }
         buf_reset(&wire);

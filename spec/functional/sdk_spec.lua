@@ -263,6 +263,55 @@ describe("libpolaris_client", function()
     H.stop_ok(d)
   end)
 
+  it("keeps polaris_deinit within 500 ms while the daemon is stalled mid-write", function()
+    local d = H.start_daemon()
+    ptest.kill(d.pid, "STOP")                        -- it accepts, it never reads
+    local how, code, out = probe(d.ipc, {"late", "60000", "300"}, 20000)
+    ptest.kill(d.pid, "CONT")
+    assert.are.same({"exited", 0}, {how, code}, out)
+    local ms = tonumber(out:match("deinit_ms=([%d.]+)"))
+    assert.is_truthy(ms, out)
+    -- 500 ms, plus a scheduling tick of slack for a loaded machine
+    assert.is_true(ms <= 560, "deinit took " .. ms .. " ms")
+    H.stop_ok(d)
+  end)
+
+  it("sends nothing twice across a 5 s daemon stall", function()
+    -- the sender is cut off mid-write by a daemon that stops reading; it
+    -- must neither give up on that connection (the frames already in it
+    -- would arrive beside their copies) nor send a whole batch again
+    local d = H.start_daemon({config = {guest = {heartbeat_ms = 60000}}})
+    local g = H.guest_connected(d)
+    ptest.kill(d.pid, "STOP")
+    local dir = ptest.mkdtemp()
+    local out = dir .. "/out"
+    local pid = ptest.spawn({PROBE, "late", "50000", "9000"}, {stdout = out, stderr = out, env = {POLARIS_SOCKET = d.ipc}})
+    H.wait_for("the probe to commit", function() return H.read_file(out):find("committed", 1, true) end, 20000)
+    local t0 = ptest.now_ms()
+    H.wait_for("5 s of stall", function() return ptest.now_ms() - t0 >= 5000 end, 6000)
+    ptest.kill(d.pid, "CONT")
+    local refused = tonumber(H.read_file(out):match("dropped=(%d+)"))
+    local seen, dups, got, reported = {}, 0, 0, 0
+    while got + reported < 50000 do
+      local ev, f = g:event(5000)
+      assert.is_table(ev, ("%d of 50000 arrived, %d reported dropped"):format(got, reported))
+      if ev.eventId == 1000002 then
+        reported = reported + ev.params.dropped
+      else
+        local id = f.payload:match('"eventId":(%d+)')
+        if seen[id] then dups = dups + 1 end
+        seen[id] = true
+        got = got + 1
+      end
+    end
+    assert.are.same({"exited", 0}, {ptest.wait(pid, 20000)}, H.read_file(out))
+    assert.are.equal(0, dups)
+    assert.are.equal(refused, reported)
+    assert.are.equal(50000, got + reported)
+    os.execute("rm -rf '" .. dir .. "'")
+    H.stop_ok(d)
+  end)
+
   -- Two layers keep SIGPIPE away from the app: the sender thread blocks all
   -- signals, and it writes with MSG_NOSIGNAL. This checks the behaviour.
   it("survives the daemon dying under it (no SIGPIPE in the app)", function()

@@ -6,7 +6,7 @@
  *                                (event 4), unless nomid
  *   sdk_probe absent N           N commits with no daemon: worst call in us
  *   sdk_probe big N SIZE         N events with a SIZE-byte value, no daemon
- *   sdk_probe late N MS          N commits, then MS ms before deinit
+ *   sdk_probe late N MS          N commits, then MS ms before deinit (timed)
  *   sdk_probe raw JSON           polaris_report_json (a whole event), prints its result
  *   sdk_probe rawparams ID BODY [LOGF]  polaris_report_raw (the original API: params text)
  *   sdk_probe boundary           301 events whose records cross the inline size
@@ -215,7 +215,9 @@ int main(int argc, char **argv)
         printf("committed dropped=%ld\n", dropped);
         fflush(stdout);
         usleep((useconds_t)atol(argv[3]) * 1000);
+        double t0 = now_us();
         polaris_deinit();
+        printf("deinit_ms=%.1f\n", (now_us() - t0) / 1000.0);
         return 0;
     }
     if (strcmp(argv[1], "boundary") == 0) {
