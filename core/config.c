@@ -35,10 +35,13 @@ void config_defaults(struct config *c)
     c->buffer_max_bytes = 64u << 20;
     c->buffer_max_events = 100000;
     c->write_ahead_bytes = 256u << 10;
+    snprintf(c->acks, sizeof c->acks, "auto");
+    c->away_after_ms = 5000;
     c->cmd_default_timeout_ms = 3000;
     c->cmd_max_timeout_ms = 60000;
     c->max_inflight_host = 64;
     c->max_inflight_guest = 64;
+    c->lane_max = 1024;
     snprintf(c->policy, sizeof c->policy, "blacklist");
     c->permissions.n = 1;
     snprintf(c->permissions.v[0], CONFIG_PATH_MAX, "NetworkAccess");
@@ -113,10 +116,13 @@ static const struct key keys[] = {
     {"guest", "buffer_max_bytes", K_U64, F(buffer_max_bytes), 4096, (uint64_t)1 << 40},
     {"guest", "buffer_max_events", K_UINT, F(buffer_max_events), 1, 1u << 30},
     {"guest", "write_ahead_bytes", K_UINT, F(write_ahead_bytes), 4096, 64u << 20},
+    {"guest", "acks", K_STR, F(acks), 0, 0},
+    {"guest", "away_after_ms", K_UINT, F(away_after_ms), 0, 3600000},
     {"commands", "default_timeout_ms", K_UINT, F(cmd_default_timeout_ms), 1, 3600000},
     {"commands", "max_timeout_ms", K_UINT, F(cmd_max_timeout_ms), 1, 3600000},
     {"commands", "max_inflight_host", K_UINT, F(max_inflight_host), 1, 65536},
     {"commands", "max_inflight_guest", K_UINT, F(max_inflight_guest), 1, 65536},
+    {"commands", "lane_max", K_UINT, F(lane_max), 1, 1u << 20},
     {"commands", "guest_allow", K_LIST, F(guest_allow), 0, 0},
     {"commands", "guest_block", K_LIST, F(guest_block), 0, 0},
     {"plugins", "paths", K_LIST, F(plugin_paths), 0, 0},
@@ -332,6 +338,10 @@ int config_load_file(struct config *c, const char *file, char *err, size_t errle
     if (rc == 0 && strcmp(c->isolation, "manifest") != 0 && strcmp(c->isolation, "outside_trusted") != 0 &&
         strcmp(c->isolation, "process") != 0) {
         snprintf(err, errlen, "%s: plugins.isolation must be \"manifest\", \"outside_trusted\" or \"process\"", file);
+        rc = -1;
+    }
+    if (rc == 0 && strcmp(c->acks, "auto") != 0 && strcmp(c->acks, "on") != 0 && strcmp(c->acks, "off") != 0) {
+        snprintf(err, errlen, "%s: guest.acks must be \"auto\", \"on\" or \"off\"", file);
         rc = -1;
     }
     if (rc == 0 && strcmp(c->process_events, "auto") != 0 && strcmp(c->process_events, "off") != 0 &&

@@ -55,12 +55,15 @@ struct config {
     uint64_t buffer_max_bytes;
     unsigned buffer_max_events;
     unsigned write_ahead_bytes;         /* bytes encoded ahead of the socket */
+    char acks[8];                       /* "auto", "on" or "off" (DESIGN 3.2) */
+    unsigned away_after_ms;             /* a guest gone this long is away: drops may start */
 
     /* [commands] */
     unsigned cmd_default_timeout_ms;
     unsigned cmd_max_timeout_ms;
     unsigned max_inflight_host;         /* commands running on the host */
     unsigned max_inflight_guest;        /* app commands waiting on the guest */
+    unsigned lane_max;                  /* commands on their way to the core (the command lane) */
     struct str_list guest_allow;        /* empty: every offered action */
     struct str_list guest_block;
 

@@ -71,6 +71,8 @@ struct core {
     struct buf scratch, scratch2;
     ev_timer hosts_w;                   /* shutdown: waiting for plugin hosts' answers */
     uint64_t hosts_deadline_ns;
+    struct envlist held;                /* events for the guest link while its buffer is full */
+    size_t nheld;
 };
 
 static void list_init(struct pending *head)
@@ -240,9 +242,9 @@ static int status_json(struct core *c, struct buf *b)
     rc |= buf_puts(b, ",\"ipc_socket\":");
     rc |= buf_json_cstr(b, c->d->cfg->ipc_path);
     rc |= buf_printf(b, ",\"core_queue\":{\"length\":%zu,\"in_strategies\":%zu,\"max\":%u,"
-                     "\"high_water\":%zu},",
-                     envq_count(&c->d->core_q), atomic_load(&c->d->core_q.outside),
-                     c->d->cfg->core_queue_max, c->d->core_q.high_water);
+                     "\"high_water\":%zu,\"held_for_guest\":%zu},",
+                     envq_count(&c->d->core_q), atomic_load(&c->d->core_q.outside) - c->nheld,
+                     c->d->cfg->core_queue_max, c->d->core_q.high_water, c->nheld);
     /* the counters, one object per group */
     struct buf tmp = BUF_INIT;
     rc |= stats_append_json(&tmp);
@@ -501,6 +503,69 @@ static void guest_state(struct core *c, bool connected)
     }
 }
 
+/* Hands out (and what was held before it) to the guest link while its
+ * buffer has room. While a guest is connected and the buffer is full, the
+ * rest stay here, in order, counted against core_queue_max like events in
+ * strategies: the core queue fills, the ingress stops reading, the apps'
+ * SDKs slow down. Backpressure, never a drop (DESIGN 2, 4). force: the
+ * shutdown hands over everything. */
+static void hand_to_egress(struct core *c, struct envlist *out, bool force)
+{
+    struct daemon *d = c->d;
+    size_t before = c->nheld;
+    for (struct envelope *e = out->head; e; e = e->next)
+        c->nheld++;
+    if (out->head) {
+        if (c->held.tail)
+            c->held.tail->next = out->head;
+        else
+            c->held.head = out->head;
+        c->held.tail = out->tail;
+        out->head = out->tail = NULL;
+    }
+    for (;;) {
+        uint64_t room_n = UINT64_MAX, room_b = UINT64_MAX;
+        if (!force && atomic_load(&d->guest_up)) {
+            uint64_t n = atomic_load(&d->egress_events), b = atomic_load(&d->egress_bytes);
+            uint64_t mn = atomic_load(&d->egress_max_events), mb = atomic_load(&d->egress_max_bytes);
+            room_n = n < mn ? mn - n : 0;
+            room_b = b < mb ? mb - b : 0;
+        }
+        struct envelope *batch = c->held.head, *last = NULL;
+        uint64_t bytes = 0;
+        for (struct envelope *e = batch; e && room_n > 0 && bytes < room_b; e = e->next) {
+            last = e;
+            room_n--;
+            bytes += e->len;
+            c->nheld--;
+        }
+        if (last) {
+            c->held.head = last->next;
+            if (!c->held.head)
+                c->held.tail = NULL;
+            last->next = NULL;
+            egress_push_events(d, batch);
+        }
+        if (!c->held.head)
+            break;
+        /* full: ask the egress to say when there is room, then look once
+         * more (it may have made room before it could see the question) */
+        atomic_store(&d->core_waits_egress, true);
+        if (egress_full(d))
+            break;
+        atomic_store(&d->core_waits_egress, false);
+    }
+    if (c->nheld && !before)
+        STAT_INC(guest_backpressure);
+    /* published before the caller lowers core_events_unrouted: the ingress
+     * sends nothing past held events */
+    atomic_store(&d->core_held, c->nheld);
+    if (c->nheld > before)
+        atomic_fetch_add(&d->core_q.outside, c->nheld - before);
+    else if (c->nheld < before)
+        atomic_fetch_sub(&d->core_q.outside, before - c->nheld);
+}
+
 /* Events leave for the guest link in one batch per drain: one wakeup. */
 static void forward_event(struct envlist *out, struct envelope *e)
 {
@@ -616,10 +681,12 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
                 spool_done(c->d->spool, e->spool_ticket);
             break;
         case ENV_GUEST_CMD_REQ:
+            atomic_fetch_sub(&c->d->commands_queued, 1);
             host_command(c, e);
             e = NULL;
             break;
         case ENV_APP_CMD_REQ:
+            atomic_fetch_sub(&c->d->commands_queued, 1);
             if (e->is_control) {           /* target "guest" */
                 guest_command(c, e);
             } else {
@@ -659,9 +726,11 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         case ENV_GUEST_STATE:
             guest_state(c, e->code != 0);
             break;
+        case ENV_EGRESS_ROOM:
+            break;                         /* the batch's end hands held events on */
         case ENV_CTL_STOPPED:
             /* everything before the stop notice goes out before the stop */
-            envq_push_list_force(&c->d->egress_q, envlist_take(&out));
+            hand_to_egress(c, &out, strcmp(e->data, "workers") == 0);
             stopped(c, e->data);
             break;
         default:
@@ -670,7 +739,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         envelope_free(e);
         e = next;
     }
-    envq_push_list_force(&c->d->egress_q, envlist_take(&out));
+    hand_to_egress(c, &out, c->phase >= STOPPING_EGRESS);
     /* only now: the ingress may send the next events straight to egress_q,
      * and they must queue behind these */
     if (app_events)
@@ -756,6 +825,7 @@ void core_free(struct core *c)
         plugin_unref(r->plugin);
         free(r);
     }
+    envelope_free_list(envlist_take(&c->held));
     ev_async_stop(c->loop, &c->inbox_w);
     ev_timer_stop(c->loop, &c->hosts_w);
     ev_signal_stop(c->loop, &c->sigterm_w);

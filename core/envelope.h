@@ -29,6 +29,7 @@ enum env_type {
     ENV_TIMER_FIRE,           /* core -> plugin: run timer callback `req_id` */
     ENV_STRATEGY_DROPPED,     /* worker -> core: a strategy dropped the event */
     ENV_HOST_RPC,             /* plugin host -> its stand-in: run polaris.<name> here */
+    ENV_EGRESS_ROOM,          /* egress -> core: the guest link's buffer has room again */
 };
 
 struct plugin;
@@ -49,7 +50,8 @@ struct envelope {
     int32_t  pid;             /* peer pid (SO_PEERCRED) */
     uint32_t timeout_ms;
     uint64_t event_id;
-    size_t   wend;            /* egress: end offset of its frame in the write buffer */
+    size_t   wend;            /* egress: where its frame ends, in bytes since the session began */
+    uint64_t notice_dropped;  /* egress: a drop notice's count (0: any other event) */
     uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
     char     action[48];      /* command action or message topic */
     char     from[64];        /* emitting/sending plugin id, "" for apps */

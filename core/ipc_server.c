@@ -15,6 +15,7 @@
  * Uses: lsp_codec, event_stamp, command_msg, envq, plugin_registry (its
  * routing index), libev. */
 #include "ipc_server.h"
+#include "guest_link.h"
 #include "command_msg.h"
 #include "event_stamp.h"
 #include "spool.h"
@@ -55,6 +56,7 @@ struct client {
     unsigned pend_events;        /* app events among them */
     struct envlist direct;       /* events for the guest link, skipping the core */
     unsigned direct_n;
+    uint64_t direct_bytes;       /* their payload bytes: counted against the guest link's buffer */
     bool paused;
     bool draining;               /* closing: deliver what it sent, answer nothing */
     bool closed;
@@ -117,13 +119,16 @@ static void submit(struct client *c, struct envelope *e)
  * copy of the index; one taken after the first load), and nothing this
  * app sent before it can still be on its way through the core: none of
  * its events waits in pend, and the core has routed every app event it
- * was given (global, so cheap and conservative). An event routed to
+ * was given (global, so cheap and conservative), and the core holds no
+ * event back for a full guest link buffer (then this one waits behind
+ * them, in the core: backpressure). An event routed to
  * strategies may be overtaken, as it is on the core's path. */
 static bool can_skip_core(struct client *c, uint64_t event_id)
 {
     struct ipc_server *s = c->srv;
     return !c->pend_events && !s->stopping && !c->draining &&
            atomic_load_explicit(&s->d->core_events_unrouted, memory_order_acquire) == 0 &&
+           atomic_load(&s->d->core_held) == 0 && !egress_full_with(s->d, c->direct_n, c->direct_bytes) &&
            !route_index_may_route(&s->routes, event_id);
 }
 
@@ -159,8 +164,9 @@ static bool flush_pending(struct client *c)
     }
     /* every direct event was accepted before any event in pend */
     if (c->direct.head) {
-        envq_push_list_force(&s->d->egress_q, envlist_take(&c->direct));
+        egress_push_events(s->d, envlist_take(&c->direct));
         c->direct_n = 0;
+        c->direct_bytes = 0;
     }
     if (!c->pend.head)
         return true;
@@ -263,6 +269,7 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
             e->type = ENV_FORWARD_EVENT;
             envlist_push(&c->direct, e);
             c->direct_n++;
+            c->direct_bytes += e->len;
             s->direct++;
         } else {
             submit(c, e);
@@ -294,7 +301,19 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
         e->pid = c->pid;
         e->uid = c->uid;
         e->timeout_ms = r.timeout_ms;
-        submit(c, e);
+        /* the command lane: the events this client sent before go first
+         * when the core queue takes them; the command never waits for it */
+        if (!command_lane_take(s->d, s->cfg->lane_max)) {
+            envelope_free(e);
+            STAT_INC(commands_busy);
+            reject_cmd(c, f->req_id, CMD_BUSY, "too many commands on their way (commands.lane_max)");
+            return !c->closed;
+        }
+        if (!flush_pending(c)) {
+            envq_push_force(&s->d->core_q, e);
+            return false;                      /* paused: events wait, the command went */
+        }
+        envq_push_force(&s->d->core_q, e);
         return true;
     }
     STAT_INC(ipc_frames_unknown_type);

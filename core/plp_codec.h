@@ -23,6 +23,7 @@ enum plp_msg_type {
     PLP_CMD_REQ_H2G  = 0x0012,
     PLP_CMD_REQ_G2H  = 0x0020,
     PLP_CMD_RESP_G2H = 0x0021,
+    PLP_EVENT_ACK_G2H = 0x0022,   /* optional: events up to seq_id taken (DESIGN 3.2) */
 };
 
 enum plp_status {

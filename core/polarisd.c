@@ -197,7 +197,8 @@ fail:
 /* Accepted events a previous run did not finish go through again, first:
  * they wait in the core queue until the core starts, ahead of anything an
  * app sends now. */
-static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, uint64_t ticket)
+static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, uint64_t ticket,
+                      uint32_t seq)
 {
     struct daemon *d = ctx;
     struct envelope *e = envelope_new(ENV_IPC_EVENT, p, len);
@@ -206,6 +207,7 @@ static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, u
     e->event_id = event_id;
     e->origin = ORIGIN_APP;
     e->spool_ticket = ticket;
+    e->seq = seq;                         /* a guest may have it already: the same seq_id */
     atomic_fetch_add(&d->core_events_unrouted, 1);
     envq_push_force(&d->core_q, e);
     return 0;

@@ -45,6 +45,14 @@
     X(guest, bytes_out, "bytes written to the guest") \
     X(guest, bytes_in, "bytes read from the guest") \
     X(guest, control_dropped, "command frames for the guest lost because it was gone") \
+    X(guest, acks_on, "acknowledgements in use (gauge, 0/1: [guest] acks, or auto and an ack seen)") \
+    X(guest, acks_received, "EVENT_ACK_G2H frames taken") \
+    X(guest, acks_ignored, "acks ahead of what was sent, ignored") \
+    X(guest, events_acked, "events the guest acknowledged (done)") \
+    X(guest, unacked, "events written to the guest, waiting for its ack (gauge)") \
+    X(guest, resent, "unacked events sent again to a new session, with their seq_id") \
+    X(guest, lost, "events written to a guest without acks that it may not have read when its session ended (reported in the drop notice)") \
+    X(guest, backpressure, "times the buffer filled while a guest was connected and producers held back (no drop)") \
     X(commands, from_guest, "commands received from the guest") \
     X(commands, to_guest, "app commands forwarded to the guest") \
     X(commands, inflight_host, "host commands running (gauge)") \

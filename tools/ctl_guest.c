@@ -6,6 +6,16 @@
  * {"seq":N,"action":"...","result":{...}} lines, and keeps the session
  * alive with heartbeats.
  *
+ * It acknowledges what it takes (EVENT_ACK_G2H, DESIGN 3.2: one cumulative
+ * ack per read) unless --no-ack plays a plain v1 guest, and takes an event
+ * only when its seq_id is after the last one it took, so the copies a
+ * daemon sends again after a broken session are dropped (counted on
+ * stderr). A heartbeat's seq_id is the daemon's boot id: when it changes
+ * (a daemon restarted without a spool starts its seq_ids over) the last
+ * seq_id is forgotten. --reconnect keeps going across sessions (and daemon
+ * restarts) until --count or --timeout; --state FILE keeps the last seq_id
+ * and boot id across runs.
+ *
  * Uses: transport (connect), plp_codec, json_scan, buf. */
 #include "ctl.h"
 #include "plp_codec.h"
@@ -17,10 +27,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct guest {
     int fd;
+    bool ack;                      /* send EVENT_ACK_G2H (not --no-ack) */
+    bool have_last;                /* took an event since the boot id was seen */
+    uint32_t last_taken, boot_id;
+    long duplicates;
+    const char *state;             /* --state FILE */
     struct buf out;
     uint32_t next_seq;
     int pending;                   /* our commands not answered yet */
@@ -108,13 +124,59 @@ static int answer_host(struct guest *g, const struct plp_frame *f)
     return rc < 0 ? -1 : flush(g);
 }
 
+/* RFC 1982 serial number order on 32 bits. */
+static bool seq_after(uint32_t a, uint32_t b)
+{
+    return a != b && (uint32_t)(a - b) < 0x80000000u;
+}
+
+static void load_state(struct guest *g)
+{
+    FILE *f = g->state ? fopen(g->state, "r") : NULL;
+    if (!f)
+        return;
+    unsigned last, boot;
+    if (fscanf(f, "%u %u", &last, &boot) == 2) {
+        g->last_taken = last;
+        g->boot_id = boot;
+        g->have_last = true;
+    }
+    fclose(f);
+}
+
+static void save_state(const struct guest *g)
+{
+    if (!g->state || !g->have_last)
+        return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", g->state);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%u %u\n", g->last_taken, g->boot_id) < 0 || fclose(f) != 0 ||
+        rename(tmp, g->state) != 0)
+        fprintf(stderr, "polarisctl: guest: cannot write %s: %s\n", g->state, strerror(errno));
+}
+
+/* An event frame: taken (printed, true) unless a copy of one taken already. */
+static bool take_event(struct guest *g, const struct plp_frame *f)
+{
+    if (g->have_last && !seq_after(f->seq, g->last_taken)) {
+        g->duplicates++;
+        return false;
+    }
+    g->last_taken = f->seq;
+    g->have_last = true;
+    printf("%.*s\n", (int)f->len, f->payload);
+    return true;
+}
+
 int ctl_cmd_guest(int argc, char **argv)
 {
     const char *uri = NULL;
     const char *cmds[64];
     int ncmds = 0;
     long count = 0, timeout_ms = 0, heartbeat_ms = 5000;
-    struct guest g = {.fd = -1, .out = BUF_INIT};
+    bool reconnect = false;
+    struct guest g = {.fd = -1, .ack = true, .out = BUF_INIT};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool more = i + 1 < argc;
@@ -128,6 +190,12 @@ int ctl_cmd_guest(int argc, char **argv)
             timeout_ms = strtol(argv[++i], NULL, 10);
         else if (strcmp(a, "--heartbeat-ms") == 0 && more)
             heartbeat_ms = strtol(argv[++i], NULL, 10);
+        else if (strcmp(a, "--no-ack") == 0)
+            g.ack = false;
+        else if (strcmp(a, "--reconnect") == 0)
+            reconnect = true;
+        else if (strcmp(a, "--state") == 0 && more)
+            g.state = argv[++i];
         else if (a[0] != '-' && !uri)
             uri = a;
         else {
@@ -139,9 +207,11 @@ int ctl_cmd_guest(int argc, char **argv)
     if (!uri || count < 0 || timeout_ms < 0 || heartbeat_ms < 10 ||
         (g.answer && json_validate(g.answer, strlen(g.answer), &err) != JSON_OBJECT)) {
         fprintf(stderr, "polarisctl: usage: guest URI [--cmd 'ACTION [JSON]']... [--answer JSON] "
-                        "[--count N] [--timeout MS] [--heartbeat-ms MS]\n");
+                        "[--count N] [--timeout MS] [--heartbeat-ms MS] [--no-ack] [--reconnect] "
+                        "[--state FILE]\n");
         return CTL_USAGE;
     }
+    load_state(&g);
     char cerr[256];
     g.fd = transport_connect(uri, cerr, sizeof cerr);
     if (g.fd < 0) {
@@ -214,6 +284,28 @@ int ctl_cmd_guest(int argc, char **argv)
         size_t avail;
         uint8_t *space = plp_decoder_space(&dec, 65536, &avail);
         ssize_t r = space ? recv(g.fd, space, avail, 0) : -1;
+        if (r <= 0 && reconnect && space) {
+            /* a new session: what was not acked comes again, copies dropped */
+            close(g.fd);
+            plp_decoder_free(&dec);
+            plp_decoder_init(&dec);
+            buf_reset(&g.out);
+            g.fd = -1;
+            while (g.fd < 0) {
+                if (timeout_ms && ctl_now_ms() - start >= timeout_ms)
+                    break;
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+                g.fd = transport_connect(uri, cerr, sizeof cerr);
+            }
+            if (g.fd < 0) {
+                fprintf(stderr, "polarisctl: guest: could not reconnect: %s\n", cerr);
+                rc = CTL_FAILED;
+                break;
+            }
+            next_hb = ctl_now_ms();
+            continue;
+        }
         if (r <= 0) {
             if (goals) {
                 fprintf(stderr, "polarisctl: guest: polarisd closed the session (%ld events, %d "
@@ -223,6 +315,7 @@ int ctl_cmd_guest(int argc, char **argv)
             break;
         }
         plp_decoder_commit(&dec, (size_t)r);
+        bool took = false;
         for (;;) {
             struct plp_frame f;
             int st = plp_decoder_next(&dec, &f);
@@ -238,8 +331,16 @@ int ctl_cmd_guest(int argc, char **argv)
                 continue;
             }
             if (f.type == PLP_EVENT_H2G) {
-                printf("%.*s\n", (int)f.len, f.payload);
-                events++;
+                if (take_event(&g, &f)) {
+                    events++;
+                    took = true;
+                }
+            } else if (f.type == PLP_HEARTBEAT) {
+                if (f.seq && f.seq != g.boot_id) {
+                    /* another daemon lifetime: its seq_ids start over */
+                    g.boot_id = f.seq;
+                    g.have_last = false;
+                }
             } else if (f.type == PLP_CMD_RESP_H2G) {
                 printf("{\"seq\":%u,\"action\":", f.seq);
                 struct buf a = BUF_INIT;
@@ -253,7 +354,21 @@ int ctl_cmd_guest(int argc, char **argv)
                     rc = CTL_UNREACHABLE;
             }
         }
+        /* one cumulative ack per read: everything up to the last taken.
+         * A read of copies only is acked too: the daemon still waits. */
+        if (rc == CTL_OK && g.ack && g.have_last && (took || g.duplicates)) {
+            fflush(stdout);                   /* taken means written out */
+            save_state(&g);
+            if (plp_encode(&g.out, PLP_EVENT_ACK_G2H, 0, g.last_taken, NULL, 0, 0) < 0 || flush(&g) < 0)
+                rc = reconnect ? CTL_OK : CTL_UNREACHABLE;
+        } else if (took) {
+            save_state(&g);
+        }
     }
+    if (g.duplicates)
+        fprintf(stderr, "polarisctl: guest: %ld copies of events already taken were dropped\n",
+                g.duplicates);
+    save_state(&g);
     plp_decoder_free(&dec);
     buf_free(&g.out);
     close(g.fd);

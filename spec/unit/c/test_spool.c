@@ -16,15 +16,17 @@ struct seen {
     int n;
     char names[16][32];
     uint64_t ids[16], tickets[16];
+    uint32_t seqs[16];
 };
 
-static int collect(void *ctx, uint64_t id, const char *p, size_t len, uint64_t ticket)
+static int collect(void *ctx, uint64_t id, const char *p, size_t len, uint64_t ticket, uint32_t seq)
 {
     struct seen *s = ctx;
     if (s->n < 16) {
         snprintf(s->names[s->n], sizeof s->names[0], "%.*s", (int)len, p);
         s->ids[s->n] = id;
         s->tickets[s->n] = ticket;
+        s->seqs[s->n] = seq;
     }
     s->n++;
     return 0;
@@ -127,6 +129,53 @@ TEST(spool_compacts_a_large_finished_prefix)
     CHECK(spool_replay(s, collect, &got) == 2);
     CHECK(strcmp(got.names[0], "live-1") == 0);
     CHECK(strcmp(got.names[1], "live-3") == 0);
+    spool_close(s);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* With acks an event may reach the guest before a restart: the seq_id it
+ * went out under comes back with it, and so do the seq lease and acks. */
+TEST(spool_remembers_seq_ids_and_the_guest_state)
+{
+    char dir[] = "/tmp/polaris-spool-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char err[256];
+    struct spool *s = spool_open(dir, err, sizeof err);
+    REQUIRE(s);
+    uint32_t lease = 0, boot = 0;
+    bool acks = true;
+    CHECK(spool_load_guest(s, &lease, &acks, &boot) == -1);   /* none yet */
+    uint64_t t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = spool_append(s, 50 + (uint64_t)i, "ev", 2);
+    CHECK(spool_flush(s) == 0);
+    spool_set_seq(s, t[0], 7);
+    spool_set_seq(s, t[1], 8);
+    spool_set_seq(s, t[1], 8);                      /* the same again: noted once */
+    spool_set_seq(s, t[2], 4000000000u);
+    CHECK(size_of(dir, "spool.seq") == 0);          /* batched until committed */
+    spool_commit_seqs(s);
+    spool_set_seq(s, t[2], 9);                      /* sent again under a new one: it wins */
+    spool_commit_seqs(s);
+    spool_done(s, t[0]);                            /* acked: not replayed */
+    CHECK(size_of(dir, "spool.seq") == 48);
+    CHECK(spool_save_guest(s, 65545, true, 0xabcdef) == 0);
+    spool_close(s);
+    s = spool_open(dir, err, sizeof err);
+    REQUIRE(s);
+    struct seen got = {0};
+    CHECK(spool_replay(s, collect, &got) == 3);
+    CHECK(got.ids[0] == 51 && got.seqs[0] == 8);
+    CHECK(got.ids[1] == 52 && got.seqs[1] == 9);
+    CHECK(got.ids[2] == 53 && got.seqs[2] == 0);   /* never sent */
+    CHECK(spool_load_guest(s, &lease, &acks, &boot) == 0);
+    CHECK(lease == 65545 && acks && boot == 0xabcdef);
+    for (int i = 0; i < got.n; i++)
+        spool_done(s, got.tickets[i]);
+    CHECK(size_of(dir, "spool.seq") == 0);          /* all done: started over */
+    CHECK(spool_load_guest(s, &lease, &acks, &boot) == 0);   /* the state stays */
     spool_close(s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
