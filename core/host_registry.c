@@ -32,7 +32,8 @@ struct plugin_registry {
     struct host_init init;
     struct buf tx;
     struct rxbuf rx;
-    struct job *job;             /* the plugin's mailbox job, when scheduled */
+    struct job *jobs[2];         /* the plugin's jobs (mailbox, command lane), when scheduled */
+    int njobs;
     bool stop;
     uint32_t next_call;
     struct host_stats sent;
@@ -265,7 +266,24 @@ void host_bind_proxies(struct plugin *p)
 
 void registry_schedule(struct plugin_registry *r, struct job *j)
 {
-    r->job = j;
+    for (int i = 0; i < r->njobs; i++)
+        if (r->jobs[i] == j)
+            return;
+    if (r->njobs < 2)
+        r->jobs[r->njobs++] = j;
+}
+
+/* One plugin, one thread: the command lane goes first. */
+void registry_schedule_urgent(struct plugin_registry *r, struct job *j)
+{
+    for (int i = 0; i < r->njobs; i++)
+        if (r->jobs[i] == j)
+            return;
+    if (r->njobs < 2) {
+        memmove(&r->jobs[1], &r->jobs[0], (size_t)r->njobs * sizeof r->jobs[0]);
+        r->jobs[0] = j;
+        r->njobs++;
+    }
 }
 
 static void send_stats(struct plugin *p)
@@ -488,9 +506,9 @@ int host_serve(struct plugin *p)
             handle(p, kind, id, body, len);
             free(frame);
         }
-        if (g.job) {
-            struct job *j = g.job;
-            g.job = NULL;
+        if (g.njobs) {
+            struct job *j = g.jobs[0];
+            memmove(&g.jobs[0], &g.jobs[1], (size_t)--g.njobs * sizeof g.jobs[0]);
             j->run(j);
             continue;                          /* a job may have been scheduled again */
         }

@@ -239,6 +239,11 @@ fail:
     return -1;
 }
 
+static bool is_command(const struct envelope *e)
+{
+    return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
+}
+
 void plugin_post(struct plugin *p, struct envelope *e)
 {
     if (p->remote_post && e->type != ENV_HOST_RPC) {
@@ -246,14 +251,19 @@ void plugin_post(struct plugin *p, struct envelope *e)
         return;
     }
     plugin_ref(p);                             /* held until e is processed */
+    bool cmd = is_command(e);
     pthread_mutex_lock(&p->mu);
-    envlist_push(&p->mailbox, e);
-    bool schedule = !p->scheduled;
-    p->scheduled = true;
+    envlist_push(cmd ? &p->urgent : &p->mailbox, e);
+    bool *flag = cmd ? &p->cmd_scheduled : &p->scheduled;
+    bool schedule = !*flag;
+    *flag = true;
     pthread_mutex_unlock(&p->mu);
     if (schedule) {
         plugin_ref(p);                         /* held by the scheduled job */
-        registry_schedule(p->reg, &p->job);
+        if (cmd)
+            registry_schedule_urgent(p->reg, &p->cmd_job);
+        else
+            registry_schedule(p->reg, &p->job);
     }
 }
 
@@ -789,28 +799,65 @@ static void process(struct plugin *p, struct envelope *e)
     }
 }
 
-void plugin_run_job(struct job *j)
+/* Takes up to MAILBOX_BATCH envelopes: commands first; events only for
+ * the plugin's own job (the command lane's job leaves them). Under mu. */
+static struct envelope *take_batch(struct plugin *p, bool lane)
 {
-    struct plugin *p = (struct plugin *)j;
+    struct envlist *l = p->urgent.head ? &p->urgent : lane ? NULL : &p->mailbox;
+    if (!l || !l->head)
+        return NULL;
+    struct envelope *e = l->head, *last = e;
+    for (int n = 1; last->next && n < MAILBOX_BATCH; n++)
+        last = last->next;
+    l->head = last->next;
+    if (!l->head)
+        l->tail = NULL;
+    last->next = NULL;
+    return e;
+}
+
+/* Runs a plugin's mailbox: j is its job (events and commands) or its
+ * command lane's job (commands only). */
+static void run_job(struct plugin *p, bool lane)
+{
     struct plugin_registry *reg = p->reg;      /* p may be freed before the end */
+    bool *mine = lane ? &p->cmd_scheduled : &p->scheduled;
+    pthread_mutex_lock(&p->mu);
+    if (p->job_running) {
+        /* the other job has the plugin: it takes our work or schedules us */
+        *mine = false;
+        pthread_mutex_unlock(&p->mu);
+        plugin_unref(p);
+        return;
+    }
+    p->job_running = true;
+    pthread_mutex_unlock(&p->mu);
     registry_job_begin();
     for (;;) {
         /* at most MAILBOX_BATCH at a time: results leave in steady batches */
         pthread_mutex_lock(&p->mu);
-        struct envelope *e = p->mailbox.head, *last = e;
-        for (int n = 1; last && last->next && n < MAILBOX_BATCH; n++)
-            last = last->next;
-        if (last) {
-            p->mailbox.head = last->next;
-            if (!p->mailbox.head)
-                p->mailbox.tail = NULL;
-            last->next = NULL;
+        struct envelope *e = take_batch(p, lane);
+        bool resched_events = false, resched_cmds = false;
+        if (!e) {
+            *mine = false;
+            p->job_running = false;
+            /* work the other job left while this one ran */
+            if (!lane && p->urgent.head && !p->cmd_scheduled)
+                resched_cmds = p->cmd_scheduled = true;
+            if (lane && p->mailbox.head && !p->scheduled)
+                resched_events = p->scheduled = true;
         }
-        if (!e)
-            p->scheduled = false;
         pthread_mutex_unlock(&p->mu);
         if (!e) {
             registry_job_end(reg);
+            if (resched_cmds) {
+                plugin_ref(p);
+                registry_schedule_urgent(reg, &p->cmd_job);
+            }
+            if (resched_events) {
+                plugin_ref(p);
+                registry_schedule(reg, &p->job);
+            }
             plugin_unref(p);                   /* the job's ref; may free p */
             return;
         }
@@ -830,4 +877,14 @@ void plugin_run_job(struct job *j)
         if (p->sb.L)
             lua_gc(p->sb.L, LUA_GCSTEP, 0);
     }
+}
+
+void plugin_run_job(struct job *j)
+{
+    run_job((struct plugin *)j, false);
+}
+
+void plugin_run_cmd_job(struct job *j)
+{
+    run_job((struct plugin *)((char *)j - offsetof(struct plugin, cmd_job)), true);
 }

@@ -93,6 +93,15 @@ struct plugin {
     pthread_mutex_t mu;           /* guards the mailbox, last_error */
     struct envlist mailbox;
     bool scheduled;
+    /* The command lane (DESIGN 2): command requests wait in their own list,
+     * go first, and have their own job, which the pool runs ahead of any
+     * other (on a worker kept for it when every other one is busy). One
+     * job at a time runs the plugin (job_running); the other finds it
+     * running, leaves, and is scheduled again by it if its work remains. */
+    struct job cmd_job;
+    struct envlist urgent;
+    bool cmd_scheduled;
+    bool job_running;
     int driver_ref;               /* runs a plugin's strategy handlers in order */
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */

@@ -175,6 +175,7 @@ int main(int argc, char **argv)
     p->reg = host_registry();
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
+    p->cmd_job.run = plugin_run_cmd_job;
     p->callbacks_ref = LUA_NOREF;
     pthread_mutex_init(&p->mu, NULL);
     copy_field(L, "id", p->id, sizeof p->id);

@@ -301,6 +301,15 @@ void registry_schedule(struct plugin_registry *r, struct job *j)
     }
 }
 
+void registry_schedule_urgent(struct plugin_registry *r, struct job *j)
+{
+    if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
+        worker_pool_submit_urgent(r->d->workers, j);
+    } else {
+        j->run(j);
+    }
+}
+
 void registry_to_core(struct plugin_registry *r, struct envelope *e)
 {
     envq_push_force(&r->d->core_q, e);
@@ -870,6 +879,7 @@ static struct plugin *plugin_new(struct plugin_registry *r)
     p->reg = r;
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
+    p->cmd_job.run = plugin_run_cmd_job;
     p->callbacks_ref = LUA_NOREF;
     pthread_mutex_init(&p->mu, NULL);
     return p;

@@ -70,6 +70,8 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
 
 /* For plugin.c and bind_polaris.c */
 void registry_schedule(struct plugin_registry *r, struct job *j);
+/* The command lane: ahead of every other job (DESIGN 2). */
+void registry_schedule_urgent(struct plugin_registry *r, struct job *j);
 void registry_to_core(struct plugin_registry *r, struct envelope *e);
 int  registry_emit(struct plugin_registry *r, struct envelope *e);
 void registry_chain_done(struct plugin_registry *r, struct envelope *e);
@@ -92,5 +94,6 @@ void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plu
  * callback as retiring). */
 void registry_forget_waits(struct plugin_registry *r, struct plugin *p);
 void plugin_run_job(struct job *j);
+void plugin_run_cmd_job(struct job *j);   /* the command lane's job (plugin.c) */
 
 #endif

@@ -12,6 +12,8 @@ int  worker_pool_start(struct worker_pool *p);
 void worker_pool_stop(struct worker_pool *p);
 void worker_pool_free(struct worker_pool *p);
 void worker_pool_submit_job(struct worker_pool *p, struct job *j);
+/* A command job: ahead of every other, and a thread of its own (DESIGN 2). */
+void worker_pool_submit_urgent(struct worker_pool *p, struct job *j);
 bool worker_pool_stopped(struct worker_pool *p);
 
 #endif
