@@ -8,9 +8,11 @@
 #
 # The pristine root is built once and cached as a tarball in
 # $FRESH_CACHE (default /var/cache/polaris-fresh); each run unpacks a new
-# copy. Needs root (chroot, mounts). Everything runs in its own mount and
-# pid namespaces, so the mounts and every process started inside end with
-# the check, whatever happens.
+# copy. Needs root (chroot, mounts). It runs in its own mount namespace, so
+# its mounts end with it; not in a pid namespace (the kernel's process
+# connector, which the crash monitor's specs use, reports only in the
+# first one), so whatever it started that is still running in the root
+# at the end is killed then.
 set -eu
 cd "$(dirname "$0")/.."
 REV=${REV:-HEAD}
@@ -42,7 +44,14 @@ if [ ! -s "$tarball" ]; then
 fi
 
 root=$(mktemp -d /var/tmp/polaris-fresh.XXXXXX)
-trap 'rm -rf "$root"' EXIT
+chmod 0755 "$root"                 # it is "/" in there: other uids must get through
+cleanup() {
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -9 "${p#/proc/}" 2>/dev/null
+    done
+    rm -rf "$root"
+}
+trap cleanup EXIT
 tar -C "$root" -xf "$tarball"
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # the repository as a newcomer gets it: a clone, at the commit under test
@@ -73,7 +82,7 @@ echo "fresh-check: make test and make run both work on a fresh machine"
 EOF
 chmod +x "$root/fresh-inside.sh"
 
-unshare --mount --pid --fork --propagation private sh -eu -c '
+unshare --mount --propagation private sh -eu -c '
     root=$1
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
