@@ -19,9 +19,13 @@
  *   on_tick). Coroutines a plugin creates, and lifecycle calls, always have
  *   the hook.
  *
- * Uses: Lua 5.4 C API, lua-cjson. */
+ * - C functions: the string library's pattern functions and rep are
+ *   lua_strmatch.c's, which ask sandbox_check_budget as they go.
+ *
+ * Uses: Lua 5.4 C API, lua_strmatch, lua-cjson. */
 #include "sandbox.h"
 #include "clock.h"
+#include "lua_strmatch.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -114,9 +118,41 @@ static bool budget_spent(struct sandbox *sb)
     return false;
 }
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* The runtime's own Lua (the drivers in bind_polaris.c) is not where a
+ * plugin's error is: luaL_where's fixed level names the driver line that
+ * called a handler when the hook interrupts the handler itself, and the
+ * driver's wrapper when a C function under it refuses. */
+void sandbox_where(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar))
+            break;
+        if (ar.currentline <= 0 || strcmp(ar.source, "=polaris") == 0)
+            continue;
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return;
+    }
+    lua_pushliteral(L, "");
+}
+
 /* Once a call is over budget the hook fires on every instruction of every
  * thread that reaches it, so the error re-raises in the first Lua frame
  * outside whatever pcall caught it, and nothing can swallow it for good. */
+static int budget_raise(lua_State *L, struct sandbox *sb)
+{
+    if (!sb->over_budget || lua_gethookcount(L) != 1) {
+        sb->over_budget = true;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    }
+    sandbox_where(L);
+    lua_pushfstring(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -125,12 +161,30 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         return;
     if (!sb->over_budget && !budget_spent(sb))
         return;
-    if (!sb->over_budget || lua_gethookcount(L) != 1) {
-        sb->over_budget = true;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    }
-    luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    budget_raise(L, sb);
 }
+
+/* C functions a plugin calls run no VM instructions, so the hook cannot
+ * see them: the long-running ones (lua_strmatch.c) ask here. */
+void sandbox_check_budget(lua_State *L)
+{
+    struct sandbox *sb = sb_of(L);
+    if (!sb->in_call)
+        return;
+    if (!sb->over_budget && !budget_spent(sb))
+        return;
+    budget_raise(L, sb);
+}
+
+size_t sandbox_mem_room(lua_State *L)
+{
+    struct sandbox *sb = sb_of(L);
+    if (!sb->mem_limit)
+        return SIZE_MAX;
+    return sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0;
+}
+
+static const struct strmatch_limits g_limits = {sandbox_check_budget, sandbox_mem_room};
 
 /* ---- the tick: the budget's hook, set only on calls that run long ---- */
 
@@ -344,6 +398,10 @@ static void build_globals(lua_State *L)
         luaL_requiref(L, l->name, l->func, 1);
         lua_pop(L, 1);
     }
+    /* the pattern functions and rep, bounded (lua_strmatch.c) */
+    lua_getglobal(L, "string");
+    lua_strmatch_register(L, -1, &g_limits);
+    lua_pop(L, 1);
     lua_getglobal(L, "coroutine");
     static const struct { const char *name; lua_CFunction f; } hooked[] = {
         {"create", hooked_create}, {"wrap", hooked_wrap},

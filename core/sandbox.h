@@ -52,6 +52,19 @@ int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, cha
  * or -1 when the budget ran out while closing. */
 int  sandbox_reset(struct sandbox *sb, lua_State *co);
 
+/* For C functions that run long without VM instructions: raises the
+ * hook's "cpu budget exceeded" error once the running call's budget is
+ * spent, and arms the hook so a pcall cannot keep it. L must be a thread
+ * of a sandbox's state. */
+void sandbox_check_budget(lua_State *L);
+
+/* Pushes "file:line: " of the innermost plugin code on L's stack (C
+ * functions and the runtime's drivers skipped), or "" if there is none. */
+void sandbox_where(lua_State *L);
+
+/* The bytes L's sandbox may still allocate (SIZE_MAX without a limit). */
+size_t sandbox_mem_room(lua_State *L);
+
 uint64_t thread_cpu_ns(void);
 
 /* A thread that ran sandbox_resume calls this before it exits: its CPU-time
