@@ -335,6 +335,13 @@ static int l_require(lua_State *L)
              (name[i] >= '0' && name[i] <= '9');
     if (!ok)
         return luaL_error(L, "usage: require(\"polaris.name\"): lowercase words joined by dots");
+    /* code written for lua-cjson finds the runtime's (bind_json.c) */
+    if (strcmp(name, "cjson") == 0 || strcmp(name, "cjson.safe") == 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "polaris.cjson");
+        if (name[5] == '.')
+            lua_getfield(L, -1, "safe");
+        return 1;
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);

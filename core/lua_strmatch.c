@@ -47,7 +47,7 @@
 
 struct mstate {
     lua_State *L;
-    const struct strmatch_limits *lim;
+    const struct rt_limits *lim;
     const char *s0, *s_end;      /* the subject */
     const char *p_end;           /* the pattern's end (the text is NUL-terminated there) */
     int depth;                   /* nested calls this attempt may still make */
@@ -69,7 +69,7 @@ static void spend(struct mstate *m, size_t n)
         m->lim->check_budget(m->L);
 }
 
-static void state_init(struct mstate *m, lua_State *L, const struct strmatch_limits *lim,
+static void state_init(struct mstate *m, lua_State *L, const struct rt_limits *lim,
                        const char *s, size_t ls, const char *p_end)
 {
     m->L = L;
@@ -89,7 +89,7 @@ static void attempt_reset(struct mstate *m)
     m->depth = MAX_DEPTH;
 }
 
-static const struct strmatch_limits *limits_of(lua_State *L, int up)
+static const struct rt_limits *limits_of(lua_State *L, int up)
 {
     return lua_touserdata(L, lua_upvalueindex(up));
 }
@@ -670,7 +670,7 @@ static int l_gsub(lua_State *L)
 
 static int l_rep(lua_State *L)
 {
-    const struct strmatch_limits *lim = limits_of(L, 1);
+    const struct rt_limits *lim = limits_of(L, 1);
     size_t l, lsep;
     const char *s = luaL_checklstring(L, 1, &l);
     lua_Integer n = luaL_checkinteger(L, 2);
@@ -688,7 +688,7 @@ static int l_rep(lua_State *L)
     if (lim && lim->mem_room) {
         size_t room = lim->mem_room(L);
         if (total > room)
-            return luaL_error(L, "resulting string too large (%I bytes; memory_limit leaves %I)",
+            return luaL_error(L, "not enough memory: the string would take %I bytes, memory_limit leaves %I",
                               (lua_Integer)total, (lua_Integer)room);
     }
     luaL_Buffer b;
@@ -716,7 +716,7 @@ static int l_rep(lua_State *L)
     return 1;
 }
 
-void lua_strmatch_register(lua_State *L, int idx, const struct strmatch_limits *lim)
+void lua_strmatch_register(lua_State *L, int idx, const struct rt_limits *lim)
 {
     static const luaL_Reg fns[] = {
         {"find", l_find}, {"match", l_match}, {"gmatch", l_gmatch}, {"gsub", l_gsub},

@@ -5,21 +5,12 @@
 #ifndef POLARIS_LUA_STRMATCH_H
 #define POLARIS_LUA_STRMATCH_H
 
-#include <lua.h>
-#include <stddef.h>
-
-struct strmatch_limits {
-    /* Called every few thousand steps; raises (a Lua error) once the
-     * calling state's CPU budget is spent. NULL: unbounded. */
-    void (*check_budget)(lua_State *L);
-    /* The bytes the calling state may still allocate. NULL: no limit. */
-    size_t (*mem_room)(lua_State *L);
-};
+#include "rt_limits.h"
 
 /* Sets find, match, gmatch, gsub and rep in the table at idx. lim must
  * outlive the state (the functions keep a pointer to it); NULL means no
  * limits, the stock library's behaviour except for the cases documented
  * in lua_strmatch.c. */
-void lua_strmatch_register(lua_State *L, int idx, const struct strmatch_limits *lim);
+void lua_strmatch_register(lua_State *L, int idx, const struct rt_limits *lim);
 
 #endif

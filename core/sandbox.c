@@ -20,16 +20,18 @@
  *   the hook.
  *
  * - C functions: the string library's pattern functions and rep are
- *   lua_strmatch.c's, which ask sandbox_check_budget as they go.
+ *   lua_strmatch.c's, and `cjson` is bind_json.c's; both ask
+ *   sandbox_check_budget as they go and size what they build by
+ *   sandbox_mem_room.
  *
- * Uses: Lua 5.4 C API, lua_strmatch, lua-cjson. */
+ * Uses: Lua 5.4 C API, lua_strmatch, bind_json. */
 #include "sandbox.h"
 #include "clock.h"
+#include "bind_json.h"
 #include "lua_strmatch.h"
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <lua-cjson.h>
 #include <lualib.h>
 #include <pthread.h>
 #include <signal.h>
@@ -184,7 +186,7 @@ size_t sandbox_mem_room(lua_State *L)
     return sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0;
 }
 
-static const struct strmatch_limits g_limits = {sandbox_check_budget, sandbox_mem_room};
+static const struct rt_limits g_limits = {sandbox_check_budget, sandbox_mem_room};
 
 /* ---- the tick: the budget's hook, set only on calls that run long ---- */
 
@@ -412,8 +414,8 @@ static void build_globals(lua_State *L)
         lua_setfield(L, -2, hooked[i].name);
     }
     lua_pop(L, 1);
-    luaL_requiref(L, "cjson", luaopen_cjson, 1);
-    lua_pop(L, 1);
+    bind_json_push(L, &g_limits);
+    lua_setglobal(L, "cjson");
     for (const char *const *n = drop; *n; n++) {
         lua_pushnil(L);
         lua_setglobal(L, *n);
@@ -428,11 +430,6 @@ static void build_globals(lua_State *L)
     lua_setglobal(L, "collectgarbage");
     keep_only(L, "os", os_keep);
     keep_only(L, "string", string_keep);
-    /* cjson.new would hand out a fresh module; one is enough */
-    lua_getglobal(L, "cjson");
-    lua_pushnil(L);
-    lua_setfield(L, -2, "new");
-    lua_pop(L, 1);
     /* seal the string metatable: getmetatable("") returns false, and the
      * metatable's __index is the plugin's own string table */
     lua_pushliteral(L, "");

@@ -28,7 +28,7 @@ static void budget(lua_State *S)
         luaL_error(S, "cpu budget exceeded (fuzz)");
 }
 
-static const struct strmatch_limits limits = {budget, NULL};
+static const struct rt_limits limits = {budget, NULL};
 
 static const char compare_src[] =
     "local ours, op, s, p, init, plain, repl, max = ...\n"
