@@ -48,6 +48,8 @@ static int l_on_event(lua_State *L)
     else
         return luaL_error(L, "usage: polaris.on_event(eventId | \"*\", function(ev) ... end)");
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (p->nhandlers >= PLUGIN_MAX_HANDLERS)
+        return luaL_error(L, "polaris.on_event: at most %d handlers per plugin", PLUGIN_MAX_HANDLERS);
     struct handler *n = realloc(p->handlers, (p->nhandlers + 1) * sizeof *n);
     if (!n)
         return luaL_error(L, "out of memory");
@@ -73,6 +75,8 @@ static int l_command(lua_State *L)
         return luaL_error(L, "polaris.command: '%s' is reserved for the daemon", name);
     if (plugin_has_command(p, name))
         return luaL_error(L, "polaris.command: '%s' is already registered by this plugin", name);
+    if (p->ncmds >= PLUGIN_MAX_COMMANDS)
+        return luaL_error(L, "polaris.command: at most %d commands per plugin", PLUGIN_MAX_COMMANDS);
     struct command_handler *n = realloc(p->cmds, (p->ncmds + 1) * sizeof *n);
     if (!n)
         return luaL_error(L, "out of memory");

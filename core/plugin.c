@@ -621,6 +621,17 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         pass_on(p, with_strategy_error(p, e, "out of memory"));
         return;
     }
+    /* every handler is an argument: the plugin decides how many, and a
+     * fresh coroutine has room for LUA_MINSTACK values only */
+    int matching = 0;
+    for (size_t i = 0; i < p->nhandlers; i++)
+        if (p->handlers[i].any || p->handlers[i].event_id == e->event_id)
+            matching++;
+    if (!lua_checkstack(c->co, matching + 3)) {
+        host_end(p, lim);
+        finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
+        return;
+    }
     drivers_push(p, c->co, "strategy");
     lua_pushlstring(c->co, e->data, e->len);
     lua_pushinteger(c->co, (lua_Integer)e->event_id);
