@@ -717,6 +717,55 @@ describe("polaris.fs", function()
   end)
 end)
 
+describe("polaris.fs under a forbidden path", function()
+  it("answers permission denied before any side effect: nothing truncated, created or archived", function()
+    local root = ptest.mkdtemp()
+    os.execute("mkdir -p '" .. root .. "/allowed/secret' && echo keep > '" .. root .. "/allowed/secret/key' && " ..
+               "echo keep > '" .. root .. "/allowed/nope'")
+    local A = root .. "/allowed"
+    local d = H.start_daemon({plugins = {
+      files = {lua = [[
+        local function try(f, ...) local r = table.pack(pcall(f, ...)) return {ok = r[1], a = r[2], b = r[3]} end
+        polaris.command("fs", function(args)
+          local A = args.root
+          return 0, "ok", {
+            truncate = try(polaris.fs.write, A .. "/secret/key", "gone"),
+            append = try(polaris.fs.write, A .. "/secret/key", "more", {append = true}),
+            exact = try(polaris.fs.write, A .. "/nope", "gone"),
+            create = try(polaris.fs.write, A .. "/secret/new", "x"),
+            mkdir = try(polaris.fs.mkdir, A .. "/secret/dir"),
+            mkdir_exact = try(polaris.fs.mkdir, A .. "/hidden"),
+            archive = try(polaris.fs.archive, A .. "/secret/a.tar.gz", {{name = "a", data = "b"}}),
+            archive_exact = try(polaris.fs.archive, A .. "/hidden", {{name = "a", data = "b"}}),
+            allowed = try(polaris.fs.write, A .. "/fine", "yes"),
+            rewrite = try(polaris.fs.write, A .. "/fine", "no"),
+          }
+        end)
+      ]], manifest = {plugin_type = "Command", permissions = {"FileSystemAccess"},
+                      sandbox = {allowed_paths = {A},
+                                 forbidden_paths = {A .. "/secret", A .. "/nope", A .. "/hidden"}}}},
+    }})
+    local r = H.app(d):call("host", "fs", {root = A})
+    assert.are.equal(0, r.code, r.msg)
+    for _, k in ipairs({"truncate", "append", "exact", "create", "mkdir", "mkdir_exact", "archive", "archive_exact"}) do
+      local o = r.data[k]
+      assert.is_true(o.ok, k)
+      assert.is_nil(o.a, k)
+      assert.is_truthy(tostring(o.b):find("permission denied", 1, true), k .. ": " .. tostring(o.b))
+    end
+    assert.are.equal("keep\n", H.read_file(A .. "/secret/key"))
+    assert.are.equal("keep\n", H.read_file(A .. "/nope"))
+    local _, _, listing = H.run({"/bin/ls", "-A", A .. "/secret"})
+    assert.are.equal("key\n", listing)
+    assert.is_nil(io.open(A .. "/hidden"))
+    assert.is_true(r.data.allowed.a)
+    assert.is_true(r.data.rewrite.a)
+    assert.are.equal("no", H.read_file(A .. "/fine"))
+    stop_ok(d)
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+end)
+
 describe("plugin settings and unloading", function()
   it("gives each plugin its [plugin.<id>] settings, and a changed setting reloads it", function()
     local d = H.start_daemon({
