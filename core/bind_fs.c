@@ -214,7 +214,7 @@ static int confined_open(struct plugin *p, const char *path, int flags, mode_t m
 static void need_fs(lua_State *L, struct plugin *p)
 {
     if (!(p->perms & PERM_FS))
-        luaL_error(L, "permission denied: FileSystemAccess (add it to the manifest's permissions)");
+        sandbox_raise(L, "permission denied: FileSystemAccess (add it to the manifest's permissions)");
 }
 
 static int open_or_fail(lua_State *L, struct plugin *p, const char *path, int flags, mode_t mode, int *fd)

@@ -26,7 +26,7 @@ static struct plugin *self(lua_State *L)
 static void need(lua_State *L, struct plugin *p, unsigned perm, const char *name)
 {
     if (!(p->perms & perm))
-        luaL_error(L, "permission denied: %s (add it to the manifest's permissions)", name);
+        sandbox_raise(L, "permission denied: %s (add it to the manifest's permissions)", name);
 }
 
 static void need_loading(lua_State *L, struct plugin *p, const char *fn)

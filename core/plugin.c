@@ -334,6 +334,8 @@ static struct call *call_new(struct plugin *p, enum call_kind kind, struct envel
 
 static void call_free(struct plugin *p, struct call *c)
 {
+    /* a coroutine its budget stopped stays failed (sandbox_reset), and
+     * only an OK one is kept for the next call */
     if (lua_status(c->co) == LUA_OK)
         lua_settop(c->co, 0);
     else if (sandbox_reset(&p->sb, c->co) < 0)

@@ -35,6 +35,7 @@
 #include <lualib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,17 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     if (!sb->over_budget && !budget_spent(sb))
         return;
     budget_raise(L, sb);
+}
+
+int sandbox_raise(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    sandbox_where(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
 }
 
 /* C functions a plugin calls run no VM instructions, so the hook cannot
@@ -540,6 +552,12 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
 
 int sandbox_reset(struct sandbox *sb, lua_State *co)
 {
+    /* An error raised inside a hook leaves the thread's hooks off for good
+     * (Lua 5.4 restores them only where a pcall catches it): its __close
+     * handlers could loop unstopped. A call its budget stopped is dropped
+     * as it is, its pending variables left unclosed. */
+    if (sb->over_budget)
+        return 1;
     budget_arm(sb);
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_resetthread(co);        /* (its status is the call's own error, not news) */

@@ -717,6 +717,53 @@ describe("polaris.fs", function()
   end)
 end)
 
+describe("errors raised for a plugin", function()
+  -- the strategy's budget error comes first: a coroutine a hook's error
+  -- stopped has its hooks off, and used to be reused, so the "spin"
+  -- command after it ran forever
+  it("name the plugin's file and line, not the runtime's (cpu budget, permissions)", function()
+    local d = H.start_daemon({plugins = {
+      where = {lua = [[
+        polaris.command("spin", function()
+          while true do end
+        end)
+        polaris.command("pattern", function()
+          return 0, "x", {string.find(("a"):rep(40), ("a*"):rep(40) .. "b")}
+        end)
+        polaris.command("exec", function()
+          return 0, "x", polaris.exec({"/bin/true"})
+        end)
+        polaris.command("fs", function()
+          return 0, "x", polaris.fs.read("/etc/hostname")
+        end)
+        polaris.command("guest", function()
+          return 0, "x", {polaris.guest.request("ping", {}, 100)}
+        end)
+        polaris.on_event(9191, function(ev)
+          while true do end
+        end)
+      ]], manifest = {plugin_type = "Strategy", sandbox = {cpu_time_limit_ms = 100}}},
+    }, config = {plugins = {max_consecutive_errors = 100}}})
+    local app = H.app(d)
+    local g = H.guest_connected(d)
+    app:send_event(H.event(9191))
+    local ev = assert(g:event(10000))
+    local reason = tostring(ev.strategyError and ev.strategyError.reason)
+    assert.is_truthy(reason:find("where.lua:17: cpu budget exceeded", 1, true), reason)
+    local want = {spin = "where.lua:2: cpu budget exceeded", pattern = "where.lua:5: cpu budget exceeded",
+                  exec = "where.lua:8: permission denied: ExecuteSyscall",
+                  fs = "where.lua:11: permission denied: FileSystemAccess",
+                  guest = "where.lua:14: permission denied: WriteVmState"}
+    for cmd, text in pairs(want) do
+      local r = app:call("host", cmd, {}, 10000, 15000)
+      assert.are.equal(-6, r.code, cmd)
+      assert.is_truthy(r.msg:find(text, 1, true), cmd .. ": " .. tostring(r.msg))
+      assert.is_nil(r.msg:find("polaris:", 1, true), cmd .. ": " .. tostring(r.msg))
+    end
+    stop_ok(d)
+  end)
+end)
+
 describe("polaris.fs under a forbidden path", function()
   it("answers permission denied before any side effect: nothing truncated, created or archived", function()
     local root = ptest.mkdtemp()
