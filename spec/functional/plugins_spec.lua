@@ -717,6 +717,33 @@ describe("polaris.fs", function()
   end)
 end)
 
+describe("a manifest's limits", function()
+  it("only lower the config's; raising memory takes the operator or MemoryAllocation, up to host_memory_max", function()
+    local M = 1024 * 1024
+    local cmd = [[polaris.command(polaris.id, function() local t = os.clock() while os.clock() - t < 0.5 do end end)]]
+    local d = H.start_daemon({plugins = {
+      greedy = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {memory_limit = 4096 * M}}},
+      lower = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {memory_limit = 4 * M}}},
+      granted = {lua = cmd, manifest = {plugin_type = "Command", permissions = {"MemoryAllocation"},
+                                        sandbox = {memory_limit = 64 * M}}},
+      capped = {lua = cmd, manifest = {plugin_type = "Command", permissions = {"MemoryAllocation"},
+                                       sandbox = {memory_limit = 4096 * M}}},
+      operator = {lua = cmd, manifest = {plugin_type = "Command"}},
+      slow = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {cpu_time_limit_ms = 60000}}},
+    }, config = {plugins = {memory_limit = "16M", host_memory_max = "256M", cpu_time_limit_ms = 100},
+                 ["plugin.operator"] = {memory_limit = "32M"}}})
+    local st = d:status()
+    local want = {greedy = 16 * M, lower = 4 * M, granted = 64 * M, capped = 256 * M, operator = 32 * M}
+    for id, limit in pairs(want) do
+      assert.are.equal(limit, H.plugin_by_id(st, id).memory_limit, id)
+    end
+    local r = H.app(d):call("host", "slow", {}, 10000, 15000)
+    assert.are.equal(-6, r.code)
+    assert.is_truthy(r.msg:find("cpu budget exceeded (100 ms)", 1, true), r.msg)
+    stop_ok(d)
+  end)
+end)
+
 describe("errors raised for a plugin", function()
   -- the strategy's budget error comes first: a coroutine a hook's error
   -- stopped has its hooks off, and used to be reused, so the "spin"
