@@ -1,9 +1,11 @@
 /* lua_json.c - the runtime's JSON <-> Lua codec: events into strategies and
  * back, command arguments and results, messages between plugins, what a
- * waiting call brings back. Integers stay integers both ways (an eventId or
- * a parameter of 2^53+1 survives a strategy; lua-cjson, which plugins still
- * get as `cjson`, reads every number as a double). Encoding ignores
- * metatables (rawget/rawlen only), so plugin code never runs inside it.
+ * waiting call brings back, and the plugins' own `cjson` (bind_json.c,
+ * through lua_json_encode_opts: lua-cjson's array rules, fixed limits, a
+ * budget check). Integers stay integers both ways (an eventId or a
+ * parameter of 2^53+1 survives a strategy; lua-cjson reads every number as
+ * a double). Encoding ignores metatables (rawget/rawlen only), so plugin
+ * code never runs inside it.
  * Decoding checks the text with json_scan first, then builds each table
  * once at its final size (its members are gathered on the Lua stack).
  * Uses: json_scan, buf, Lua 5.4 C API. */
