@@ -58,7 +58,7 @@ ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
             core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
             core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
-            core/lua_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c \
+            core/lua_json.c core/lua_strmatch.c core/bind_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c \
             core/spool.c core/lua_pack.c core/host_proto.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
 RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c core/bind_sys.c
@@ -84,7 +84,7 @@ SDK_A      := $(BUILD)/sdk/libpolaris_client.a
 SDK_SRCS   := sdk/polaris_client.c core/buf.c core/json_scan.c
 SDK_OBJS   := $(SDK_SRCS:%.c=$(BUILD)/sdk/obj/%.o)
 BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl $(BUILD)/polaris-plugin-host
-LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/ptest.so
+LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/polaris/plugin_libs.so $(BUILD)/lua/ptest.so
 UNIT_BIN := $(BUILD)/unit_tests
 
 .PHONY: all deps run test asan bench install uninstall clean lint fuzz fresh-check
@@ -182,6 +182,12 @@ $(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/core/bind_codec.o $(LIBPIC)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
+# test-only: the plugins' bounded string functions and cjson, for
+# differential specs against the stock libraries
+$(BUILD)/lua/polaris/plugin_libs.so: $(BUILD)/pic/spec/support/plugin_libs_mod.o $(LIBPIC)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^
+
 $(BUILD)/lua/ptest.so: $(BUILD)/pic/spec/support/ptest.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^
@@ -236,9 +242,9 @@ SECONDS    ?= 10
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=gnu11 -D_GNU_SOURCE -Icore $(DEP_CFLAGS)
-FUZZ_TARGETS := lsp plp json luajson manifest host
+FUZZ_TARGETS := lsp plp json luajson manifest host strmatch
 FUZZ_CORE := $(addprefix core/,buf.c rxbuf.c json_scan.c gzip_codec.c lsp_codec.c plp_codec.c \
-             event_stamp.c command_msg.c lua_pack.c lua_json.c host_proto.c envelope.c)
+             event_stamp.c command_msg.c lua_pack.c lua_json.c lua_strmatch.c host_proto.c envelope.c)
 fuzz: deps
 	@tools/deps.sh fuzz
 	@mkdir -p build-fuzz

@@ -49,8 +49,101 @@ static bool under(const char *path, const char *root)
     return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/' || n == 1);
 }
 
+/* openat2 beneath dirfd, or the walk where openat2 is missing. */
+static int open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & O_CREAT) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM))   /* no openat2, or seccomp hides it */
+        fd = fs_walk_beneath(dirfd, rel, flags, (flags & O_CREAT) ? mode : 0);
+    return fd;
+}
+
+static int real_path_of(int fd, char *real, size_t n)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t rl = readlink(link, real, n - 1);
+    if (rl < 0)
+        return -1;
+    real[rl] = '\0';
+    return 0;
+}
+
+static bool is_forbidden(struct plugin *p, const char *real)
+{
+    for (size_t k = 0; k < p->nforbidden; k++) {
+        char froot[PATH_MAX];
+        const char *f = realpath(p->forbidden_paths[k], froot) ? froot : p->forbidden_paths[k];
+        if (under(real, f))
+            return true;
+    }
+    return false;
+}
+
+/* Whether name, about to be made in the directory dirfd, would be under a
+ * forbidden path: asked before anything is created. 0, or -1 with errno
+ * EACCES and *why. */
+static int check_new_name(struct plugin *p, int dirfd, const char *name, const char **why)
+{
+    char real[PATH_MAX];
+    if (real_path_of(dirfd, real, sizeof real) < 0) {
+        errno = EACCES;
+        *why = "permission denied: %s: cannot confirm where it leads (%s)";
+        return -1;
+    }
+    size_t n = strlen(real);
+    if (snprintf(real + n, sizeof real - n, "%s%s", n > 1 ? "/" : "", name) >= (int)(sizeof real - n)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (is_forbidden(p, real)) {
+        errno = EACCES;
+        *why = "permission denied: %s is under a forbidden path (%s)";
+        return -1;
+    }
+    return 0;
+}
+
+/* O_CREAT for a name that does not exist yet: its directory is opened
+ * beneath the root, the new name checked, then made with O_EXCL (so it is
+ * that name, not whatever a symlink planted since points to). */
+static int create_beneath(struct plugin *p, int rootfd, const char *rel, int flags, mode_t mode,
+                          const char **why)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    const char *name = slash ? slash + 1 : rel;
+    if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - rel) : 1, slash ? rel : ".");
+    int dfd = open_beneath(rootfd, parent[0] ? parent : ".", O_PATH | O_DIRECTORY, 0);
+    if (dfd < 0)
+        return -1;
+    if (check_new_name(p, dfd, name, why) < 0) {
+        int e = errno;
+        close(dfd);
+        errno = e;
+        return -1;
+    }
+    int fd = openat(dfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return fd;
+}
+
 /* Opens path confined to an allowed root. Returns an fd or -1 with errno
- * set and *why describing a policy refusal (errno EACCES). */
+ * set and *why describing a policy refusal (errno EACCES). Nothing is
+ * created or truncated before the policy has said yes: an existing file is
+ * opened as it is and checked, then truncated; a new one is checked by its
+ * name, then created. */
 static int confined_open(struct plugin *p, const char *path, int flags, mode_t mode, const char **why)
 {
     *why = NULL;
@@ -74,14 +167,14 @@ static int confined_open(struct plugin *p, const char *path, int flags, mode_t m
         int dirfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dirfd < 0)
             return -1;
-        struct open_how how = {
-            .flags = (uint64_t)(flags | O_CLOEXEC),
-            .mode = (flags & O_CREAT) ? mode : 0,
-            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-        };
-        int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
-        if (fd < 0 && (errno == ENOSYS || errno == EPERM))   /* no openat2, or seccomp hides it */
-            fd = fs_walk_beneath(dirfd, rel, flags, (flags & O_CREAT) ? mode : 0);
+        int fd = open_beneath(dirfd, rel, flags & ~(O_CREAT | O_TRUNC | O_EXCL), 0);
+        bool created = false;
+        for (int tries = 0; fd < 0 && errno == ENOENT && (flags & O_CREAT) && tries < 3; tries++) {
+            fd = create_beneath(p, dirfd, rel, flags & ~O_TRUNC, mode, why);
+            created = fd >= 0;
+            if (fd < 0 && errno == EEXIST)        /* made meanwhile: open it as it is */
+                fd = open_beneath(dirfd, rel, flags & ~(O_CREAT | O_TRUNC | O_EXCL), 0);
+        }
         int saved = errno;
         close(dirfd);
         if (fd < 0) {
@@ -92,25 +185,24 @@ static int confined_open(struct plugin *p, const char *path, int flags, mode_t m
             errno = saved;
             return -1;
         }
-        char link[64], real[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-        ssize_t rl = readlink(link, real, sizeof real - 1);
-        if (rl < 0) {
+        char real[PATH_MAX];
+        if (real_path_of(fd, real, sizeof real) < 0) {
             close(fd);
             errno = EACCES;
             *why = "permission denied: %s: cannot confirm where it leads (%s)";
             return -1;
         }
-        real[rl] = '\0';
-        for (size_t k = 0; k < p->nforbidden; k++) {
-            char froot[PATH_MAX];
-            const char *f = realpath(p->forbidden_paths[k], froot) ? froot : p->forbidden_paths[k];
-            if (under(real, f)) {
-                close(fd);
-                errno = EACCES;
-                *why = "permission denied: %s is under a forbidden path (%s)";
-                return -1;
-            }
+        if (is_forbidden(p, real)) {
+            close(fd);
+            errno = EACCES;
+            *why = "permission denied: %s is under a forbidden path (%s)";
+            return -1;
+        }
+        if ((flags & O_TRUNC) && !created && ftruncate(fd, 0) < 0) {
+            saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
         }
         return fd;
     }
@@ -122,7 +214,7 @@ static int confined_open(struct plugin *p, const char *path, int flags, mode_t m
 static void need_fs(lua_State *L, struct plugin *p)
 {
     if (!(p->perms & PERM_FS))
-        luaL_error(L, "permission denied: FileSystemAccess (add it to the manifest's permissions)");
+        sandbox_raise(L, "permission denied: FileSystemAccess (add it to the manifest's permissions)");
 }
 
 static int open_or_fail(lua_State *L, struct plugin *p, const char *path, int flags, mode_t mode, int *fd)
@@ -335,11 +427,13 @@ static bool is_allowed_root(struct plugin *p, const char *path)
     return false;
 }
 
-static int mkdir_root(lua_State *L, const char *path, mode_t mode)
+static int mkdir_root(lua_State *L, struct plugin *p, const char *path, mode_t mode)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp || strstr(tmp, "/../") || strstr(tmp, "/./"))
         return fail(L, EINVAL, "%s: %s", path);
+    if (is_forbidden(p, path))
+        return fail(L, EACCES, "permission denied: %s is under a forbidden path (%s)", path);
     for (char *s = tmp + 1;; s++) {
         if (*s != '/' && *s != '\0')
             continue;
@@ -367,11 +461,17 @@ static int l_mkdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     mode_t mode = (mode_t)(luaL_optinteger(L, 2, 0750) & 0777);
     if (path[0] == '/' && is_allowed_root(p, path))
-        return mkdir_root(L, path, mode);
+        return mkdir_root(L, p, path, mode);
     const char *name;
     int dirfd, n = open_parent(L, p, path, &dirfd, &name);
     if (n)
         return n;
+    const char *why = NULL;
+    if (check_new_name(p, dirfd, name, &why) < 0) {
+        int e = errno;
+        close(dirfd);
+        return fail(L, e, why ? why : "%s: %s", path);
+    }
     int rc = mkdirat(dirfd, name, mode);
     int e = errno;
     struct stat st;
@@ -421,8 +521,15 @@ static int l_archive(lua_State *L)
         close(dirfd);
         return fail(L, ENAMETOOLONG, "%s: %s", path);
     }
-    /* the final name must be allowed too (a forbidden path inside a root) */
-    int probe = confined_open(p, path, O_PATH | O_NOFOLLOW, 0, &(const char *){NULL});
+    /* the final name and the temporary must be allowed too (a forbidden
+     * path inside a root), before either is made */
+    const char *why = NULL;
+    if (check_new_name(p, dirfd, name, &why) < 0 || check_new_name(p, dirfd, tmp, &why) < 0) {
+        int e = errno;
+        close(dirfd);
+        return fail(L, e, why ? why : "%s: %s", path);
+    }
+    int probe = confined_open(p, path, O_PATH | O_NOFOLLOW, 0, &why);
     if (probe >= 0)
         close(probe);
     else if (errno == EACCES) {

@@ -26,7 +26,7 @@ static struct plugin *self(lua_State *L)
 static void need(lua_State *L, struct plugin *p, unsigned perm, const char *name)
 {
     if (!(p->perms & perm))
-        luaL_error(L, "permission denied: %s (add it to the manifest's permissions)", name);
+        sandbox_raise(L, "permission denied: %s (add it to the manifest's permissions)", name);
 }
 
 static void need_loading(lua_State *L, struct plugin *p, const char *fn)
@@ -48,6 +48,8 @@ static int l_on_event(lua_State *L)
     else
         return luaL_error(L, "usage: polaris.on_event(eventId | \"*\", function(ev) ... end)");
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (p->nhandlers >= PLUGIN_MAX_HANDLERS)
+        return luaL_error(L, "polaris.on_event: at most %d handlers per plugin", PLUGIN_MAX_HANDLERS);
     struct handler *n = realloc(p->handlers, (p->nhandlers + 1) * sizeof *n);
     if (!n)
         return luaL_error(L, "out of memory");
@@ -73,6 +75,8 @@ static int l_command(lua_State *L)
         return luaL_error(L, "polaris.command: '%s' is reserved for the daemon", name);
     if (plugin_has_command(p, name))
         return luaL_error(L, "polaris.command: '%s' is already registered by this plugin", name);
+    if (p->ncmds >= PLUGIN_MAX_COMMANDS)
+        return luaL_error(L, "polaris.command: at most %d commands per plugin", PLUGIN_MAX_COMMANDS);
     struct command_handler *n = realloc(p->cmds, (p->ncmds + 1) * sizeof *n);
     if (!n)
         return luaL_error(L, "out of memory");
@@ -335,6 +339,13 @@ static int l_require(lua_State *L)
              (name[i] >= '0' && name[i] <= '9');
     if (!ok)
         return luaL_error(L, "usage: require(\"polaris.name\"): lowercase words joined by dots");
+    /* code written for lua-cjson finds the runtime's (bind_json.c) */
+    if (strcmp(name, "cjson") == 0 || strcmp(name, "cjson.safe") == 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "polaris.cjson");
+        if (name[5] == '.')
+            lua_getfield(L, -1, "safe");
+        return 1;
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);

@@ -18,7 +18,7 @@ static struct plugin *self(lua_State *L)
 {
     struct plugin *p = lua_touserdata(L, lua_upvalueindex(1));
     if (!(p->perms & PERM_HOST_READ))
-        luaL_error(L, "permission denied: ReadHostState (add it to the manifest's permissions)");
+        sandbox_raise(L, "permission denied: ReadHostState (add it to the manifest's permissions)");
     return p;
 }
 

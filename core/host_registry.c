@@ -202,8 +202,13 @@ static int l_remote(lua_State *L)
     int top = lua_gettop(L);
     int rc = rpc(L, name, args.p ? args.p : "", args.len);
     buf_free(&args);
-    if (rc < 0)
-        return lua_error(L);                   /* the daemon's message, as raised there */
+    if (rc < 0) {
+        /* the daemon's message, located here: there it had no plugin frame */
+        sandbox_where(L);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+        return lua_error(L);
+    }
     size_t len;
     const char *packed = lua_tolstring(L, -1, &len);
     int n = lua_unpack(L, packed, len);

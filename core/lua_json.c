@@ -1,9 +1,11 @@
 /* lua_json.c - the runtime's JSON <-> Lua codec: events into strategies and
  * back, command arguments and results, messages between plugins, what a
- * waiting call brings back. Integers stay integers both ways (an eventId or
- * a parameter of 2^53+1 survives a strategy; lua-cjson, which plugins still
- * get as `cjson`, reads every number as a double). Encoding ignores
- * metatables (rawget/rawlen only), so plugin code never runs inside it.
+ * waiting call brings back, and the plugins' own `cjson` (bind_json.c,
+ * through lua_json_encode_opts: lua-cjson's array rules, fixed limits, a
+ * budget check). Integers stay integers both ways (an eventId or a
+ * parameter of 2^53+1 survives a strategy; lua-cjson reads every number as
+ * a double). Encoding ignores metatables (rawget/rawlen only), so plugin
+ * code never runs inside it.
  * Decoding checks the text with json_scan first, then builds each table
  * once at its final size (its members are gathered on the Lua stack).
  * Uses: json_scan, buf, Lua 5.4 C API. */
@@ -17,8 +19,47 @@
 #include <string.h>
 
 #define MAX_DEPTH 64
+#define CHECK_EVERY 256          /* values encoded between two opts->check calls */
 
-static int encode(lua_State *L, int idx, struct buf *out, int depth, char *err, size_t errlen);
+struct enc {
+    const struct lua_json_opts *o;
+    struct buf *out;
+    unsigned values;             /* since the last check */
+    char *err;
+    size_t errlen;
+};
+
+static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
+
+static int encode(lua_State *L, int idx, struct enc *e, int depth);
+
+/* lua-cjson's rule: every key a positive integer makes an array as long as
+ * the largest, holes are null; one much larger than the count of keys is
+ * "excessively sparse" (an error: a table {[1e9] = 1} is not a gigabyte
+ * of nulls). Returns the length, 0 for an object, -1 with err set. */
+#define SPARSE_RATIO 2
+#define SPARSE_SAFE  10
+static lua_Integer cjson_array_len(lua_State *L, int idx, struct enc *e)
+{
+    lua_Integer max = 0, items = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k > max)
+            max = k;
+        items++;
+    }
+    if (max > SPARSE_SAFE && max > items * SPARSE_RATIO) {
+        snprintf(e->err, e->errlen, "Cannot serialise table: excessively sparse array");
+        return -1;
+    }
+    return max;
+}
 
 static int is_array(lua_State *L, int idx, lua_Integer *n)
 {
@@ -39,24 +80,36 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     return count == len && len > 0;
 }
 
-static int encode_table(lua_State *L, int idx, struct buf *out, int depth, char *err, size_t errlen)
+static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
 {
-    if (depth > MAX_DEPTH) {
-        snprintf(err, errlen, "table nested deeper than %d (or a cycle)", MAX_DEPTH);
+    struct buf *out = e->out;
+    char *err = e->err;
+    size_t errlen = e->errlen;
+    if (depth > e->o->max_depth) {
+        snprintf(err, errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
         return -1;
     }
     if (!lua_checkstack(L, 4)) {
         snprintf(err, errlen, "out of Lua stack");
         return -1;
     }
-    lua_Integer n;
-    if (is_array(L, idx, &n)) {
+    lua_Integer n = 0;
+    bool array;
+    if (e->o->cjson_arrays) {
+        n = cjson_array_len(L, idx, e);
+        if (n < 0)
+            return -1;
+        array = n > 0;
+    } else {
+        array = is_array(L, idx, &n);
+    }
+    if (array) {
         buf_putc(out, '[');
         for (lua_Integer i = 1; i <= n; i++) {
             if (i > 1)
                 buf_putc(out, ',');
             lua_rawgeti(L, idx, i);
-            int rc = encode(L, lua_gettop(L), out, depth + 1, err, errlen);
+            int rc = encode(L, lua_gettop(L), e, depth + 1);
             lua_pop(L, 1);
             if (rc < 0)
                 return -1;
@@ -70,7 +123,11 @@ static int encode_table(lua_State *L, int idx, struct buf *out, int depth, char 
         int kt = lua_type(L, -2);
         if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
             lua_pop(L, 2);
-            snprintf(err, errlen, "table key of type %s cannot be a JSON key", lua_typename(L, kt));
+            if (e->o->cjson_arrays)
+                snprintf(err, errlen, "Cannot serialise %s: table key must be a number or string",
+                         lua_typename(L, kt));
+            else
+                snprintf(err, errlen, "table key of type %s cannot be a JSON key", lua_typename(L, kt));
             return -1;
         }
         if (!first)
@@ -89,7 +146,7 @@ static int encode_table(lua_State *L, int idx, struct buf *out, int depth, char 
             buf_json_cstr(out, tmp);
         }
         buf_putc(out, ':');
-        int rc = encode(L, lua_gettop(L), out, depth + 1, err, errlen);
+        int rc = encode(L, lua_gettop(L), e, depth + 1);
         lua_pop(L, 1);
         if (rc < 0) {
             lua_pop(L, 1);
@@ -99,8 +156,9 @@ static int encode_table(lua_State *L, int idx, struct buf *out, int depth, char 
     return buf_putc(out, '}');
 }
 
-static int encode(lua_State *L, int idx, struct buf *out, int depth, char *err, size_t errlen)
+static int encode_value(lua_State *L, int idx, struct enc *e, int depth)
 {
+    struct buf *out = e->out;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return buf_append(out, "null", 4);
@@ -109,6 +167,10 @@ static int encode(lua_State *L, int idx, struct buf *out, int depth, char *err, 
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
             return buf_json_i64(out, (int64_t)lua_tointeger(L, idx));
+        if (e->o->refuse_nonfinite && !isfinite(lua_tonumber(L, idx))) {
+            snprintf(e->err, e->errlen, "Cannot serialise number: must not be NaN or Inf");
+            return -1;
+        }
         return buf_json_double(out, lua_tonumber(L, idx));
     case LUA_TSTRING: {
         size_t l;
@@ -116,22 +178,50 @@ static int encode(lua_State *L, int idx, struct buf *out, int depth, char *err, 
         return buf_json_str(out, s, l);
     }
     case LUA_TTABLE:
-        return encode_table(L, idx, out, depth, err, errlen);
+        return encode_table(L, idx, e, depth);
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)        /* cjson.null */
             return buf_append(out, "null", 4);
         /* fall through */
     default:
-        snprintf(err, errlen, "a %s value cannot be encoded as JSON", luaL_typename(L, idx));
+        if (e->o->cjson_arrays)
+            snprintf(e->err, e->errlen, "Cannot serialise %s: type not supported", luaL_typename(L, idx));
+        else
+            snprintf(e->err, e->errlen, "a %s value cannot be encoded as JSON", luaL_typename(L, idx));
         return -1;
     }
 }
 
+/* Every value: the budget, then the size cap (checked after the value, so
+ * the text passes it by at most one scalar, which the caller's own memory
+ * already holds). */
+static int encode(lua_State *L, int idx, struct enc *e, int depth)
+{
+    if (e->o->check && ++e->values >= CHECK_EVERY) {
+        e->values = 0;
+        e->o->check(L);
+    }
+    if (encode_value(L, idx, e, depth) < 0)
+        return -1;
+    if (e->o->max_len && e->out->len > e->o->max_len) {
+        snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
+        return -1;
+    }
+    return 0;
+}
+
 int lua_json_encode(lua_State *L, int idx, struct buf *out, char *err, size_t errlen)
+{
+    return lua_json_encode_opts(L, idx, out, &runtime_opts, err, errlen);
+}
+
+int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lua_json_opts *o,
+                         char *err, size_t errlen)
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    if (encode(L, idx, out, 0, err, errlen) < 0) {
+    struct enc e = {o, out, 0, err, errlen};
+    if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)
             out->p[start] = '\0';
@@ -151,6 +241,8 @@ struct dec {
     lua_State *L;
     const char *p;          /* the text was validated: every scan ends in it */
     const char *end;
+    void (*check)(lua_State *L);
+    unsigned values;        /* since the last check */
 };
 
 static void dec_value(struct dec *d);
@@ -264,6 +356,10 @@ static void dec_container(struct dec *d, bool object)
             }
             dec_value(d);
             n += object ? 2 : 1;
+            if (d->check && ++d->values >= CHECK_EVERY) {
+                d->values = 0;
+                d->check(L);
+            }
             if (n >= 2 * GATHER) {
                 if (!t) {
                     lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
@@ -320,6 +416,12 @@ static void dec_value(struct dec *d)
 
 int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
 {
+    return lua_json_decode_opts(L, s, n, NULL, err);
+}
+
+int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                         const char **err)
+{
     if (json_validate(s, n, err) == JSON_INVALID)
         return -1;
     luaL_checkstack(L, 4, "JSON nested too deep");
@@ -335,7 +437,7 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
         push_numeral(L, s + at, end - at);
         return 0;
     }
-    struct dec d = {L, s + at, s + n};
+    struct dec d = {L, s + at, s + n, check, 0};
     dec_value(&d);
     return 0;
 }

@@ -344,6 +344,8 @@ static struct call *call_new(struct plugin *p, enum call_kind kind, struct envel
 
 static void call_free(struct plugin *p, struct call *c)
 {
+    /* a coroutine its budget stopped stays failed (sandbox_reset), and
+     * only an OK one is kept for the next call */
     if (lua_status(c->co) == LUA_OK)
         lua_settop(c->co, 0);
     else if (sandbox_reset(&p->sb, c->co) < 0)
@@ -629,6 +631,17 @@ static void start_strategy(struct plugin *p, struct envelope *e)
     if (!c) {
         host_end(p, lim);
         pass_on(p, with_strategy_error(p, e, "out of memory"));
+        return;
+    }
+    /* every handler is an argument: the plugin decides how many, and a
+     * fresh coroutine has room for LUA_MINSTACK values only */
+    int matching = 0;
+    for (size_t i = 0; i < p->nhandlers; i++)
+        if (p->handlers[i].any || p->handlers[i].event_id == e->event_id)
+            matching++;
+    if (!lua_checkstack(c->co, matching + 3)) {
+        host_end(p, lim);
+        finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
         return;
     }
     drivers_push(p, c->co, "strategy");

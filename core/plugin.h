@@ -28,6 +28,12 @@ struct job {
     void (*run)(struct job *);
 };
 
+/* What a plugin may register while it loads: the tables are the daemon's
+ * memory, outside the plugin's memory_limit, and every handler for an
+ * event is an argument of one call (docs/security.md). */
+#define PLUGIN_MAX_HANDLERS 1024
+#define PLUGIN_MAX_COMMANDS 256
+
 struct handler {
     uint64_t event_id;
     bool any;                     /* "*" */
@@ -84,7 +90,7 @@ struct plugin {
     uint64_t loaded_mono_ns;
     _Atomic uint64_t events, errors, messages, commands;
     unsigned consecutive_errors;
-    struct handler *handlers;
+    struct handler *handlers;     /* the daemon's memory: at most PLUGIN_MAX_HANDLERS */
     size_t nhandlers;
     struct command_handler *cmds;
     size_t ncmds;

@@ -766,6 +766,61 @@ static void add_configured_paths(const struct config *cfg, struct plugin *p)
 
 static bool under_trusted(const struct config *cfg, const char *file);
 
+/* [plugin.<id>] key as a number with an optional K, M or G; def when unset
+ * or unreadable (logged). */
+static uint64_t operator_setting(const struct config *cfg, const char *id, const char *key, uint64_t def)
+{
+    for (int i = 0; i < cfg->nplugin_cfg; i++) {
+        const struct plugin_kv *kv = &cfg->plugin_cfg[i];
+        if (strcmp(kv->plugin, id) != 0 || strcmp(kv->key, key) != 0)
+            continue;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(kv->value, &end, 10);
+        uint64_t mul = *end == 'K' ? 1u << 10 : *end == 'M' ? 1u << 20 : *end == 'G' ? 1u << 30 : 1;
+        if (mul > 1)
+            end++;
+        if (errno || end == kv->value || *end || v > UINT64_MAX / mul) {
+            log_error("plugin %s: [plugin.%s] %s = %s is not a number; using %llu", id, id, key,
+                      kv->value, (unsigned long long)def);
+            return def;
+        }
+        return v * mul;
+    }
+    return def;
+}
+
+/* A manifest's limits only lower what the operator set: [plugins] or
+ * [plugin.<id>] in the config. Raising memory takes a granted
+ * MemoryAllocation, and stops at [plugins] host_memory_max, the most a
+ * plugin host may map. CPU is never raised by a manifest. */
+static void apply_limits(lua_State *L, struct plugin *p, const struct config *cfg, bool final)
+{
+    uint64_t mem = operator_setting(cfg, p->id, "memory_limit", cfg->plugin_memory_limit);
+    uint64_t ms = operator_setting(cfg, p->id, "cpu_time_limit_ms", cfg->plugin_cpu_ms);
+    lua_getfield(L, -1, "memory_limit");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+        uint64_t want = (uint64_t)lua_tointeger(L, -1);
+        uint64_t cap = cfg->host_memory_max > mem ? cfg->host_memory_max : mem;
+        if (want <= mem)
+            mem = want;
+        else if (p->perms & PERM_MEM)
+            mem = want < cap ? want : cap;
+        else if (final)
+            log_warn("plugin %s: its manifest's memory_limit %llu is above the config's %llu, and it was "
+                     "not granted MemoryAllocation: %llu", p->id, (unsigned long long)want,
+                     (unsigned long long)mem, (unsigned long long)mem);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "cpu_time_limit_ms");
+    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0 && lua_tonumber(L, -1) < (double)ms)
+        p->budget_ns = (uint64_t)(lua_tonumber(L, -1) * 1e6);
+    else
+        p->budget_ns = ms * 1000000;
+    lua_pop(L, 1);
+    p->mem_limit = (size_t)mem;
+}
+
 /* Fills p from the loader's entry on the top of L; applies the policy. */
 static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
 {
@@ -776,13 +831,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     field_str(L, "file", p->file, sizeof p->file);
     field_str(L, "entry_function", p->entry_fn, sizeof p->entry_fn);
     field_str(L, "manifest_file", p->manifest, sizeof p->manifest);
-    lua_getfield(L, -1, "memory_limit");
-    p->mem_limit = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)cfg->plugin_memory_limit;
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "cpu_time_limit_ms");
-    double ms = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : cfg->plugin_cpu_ms;
-    lua_pop(L, 1);
-    p->budget_ns = (uint64_t)(ms * 1e6);
+    apply_limits(L, p, cfg, false);            /* again once its permissions are known */
     p->allowed_paths = field_list(L, "allowed_paths", &p->nallowed);
     add_configured_paths(cfg, p);
     p->forbidden_paths = field_list(L, "forbidden_paths", &p->nforbidden);
@@ -836,6 +885,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     lua_pop(L, 1);
     if (atomic_load(&p->state) == PLUGIN_ERROR)
         return;
+    apply_limits(L, p, cfg, true);
     lua_getfield(L, -1, "isolation");
     bool asked = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "process") == 0;
     lua_pop(L, 1);

@@ -19,16 +19,23 @@
  *   on_tick). Coroutines a plugin creates, and lifecycle calls, always have
  *   the hook.
  *
- * Uses: Lua 5.4 C API, lua-cjson. */
+ * - C functions: the string library's pattern functions and rep are
+ *   lua_strmatch.c's, and `cjson` is bind_json.c's; both ask
+ *   sandbox_check_budget as they go and size what they build by
+ *   sandbox_mem_room.
+ *
+ * Uses: Lua 5.4 C API, lua_strmatch, bind_json. */
 #include "sandbox.h"
 #include "clock.h"
+#include "bind_json.h"
+#include "lua_strmatch.h"
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <lua-cjson.h>
 #include <lualib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,9 +121,41 @@ static bool budget_spent(struct sandbox *sb)
     return false;
 }
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* The runtime's own Lua (the drivers in bind_polaris.c) is not where a
+ * plugin's error is: luaL_where's fixed level names the driver line that
+ * called a handler when the hook interrupts the handler itself, and the
+ * driver's wrapper when a C function under it refuses. */
+void sandbox_where(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar))
+            break;
+        if (ar.currentline <= 0 || strcmp(ar.source, "=polaris") == 0)
+            continue;
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return;
+    }
+    lua_pushliteral(L, "");
+}
+
 /* Once a call is over budget the hook fires on every instruction of every
  * thread that reaches it, so the error re-raises in the first Lua frame
  * outside whatever pcall caught it, and nothing can swallow it for good. */
+static int budget_raise(lua_State *L, struct sandbox *sb)
+{
+    if (!sb->over_budget || lua_gethookcount(L) != 1) {
+        sb->over_budget = true;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    }
+    sandbox_where(L);
+    lua_pushfstring(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -125,12 +164,41 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         return;
     if (!sb->over_budget && !budget_spent(sb))
         return;
-    if (!sb->over_budget || lua_gethookcount(L) != 1) {
-        sb->over_budget = true;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    }
-    luaL_error(L, "cpu budget exceeded (%d ms)", (int)(sb->budget_ns / 1000000));
+    budget_raise(L, sb);
 }
+
+int sandbox_raise(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    sandbox_where(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* C functions a plugin calls run no VM instructions, so the hook cannot
+ * see them: the long-running ones (lua_strmatch.c) ask here. */
+void sandbox_check_budget(lua_State *L)
+{
+    struct sandbox *sb = sb_of(L);
+    if (!sb->in_call)
+        return;
+    if (!sb->over_budget && !budget_spent(sb))
+        return;
+    budget_raise(L, sb);
+}
+
+size_t sandbox_mem_room(lua_State *L)
+{
+    struct sandbox *sb = sb_of(L);
+    if (!sb->mem_limit)
+        return SIZE_MAX;
+    return sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0;
+}
+
+static const struct rt_limits g_limits = {sandbox_check_budget, sandbox_mem_room};
 
 /* ---- the tick: the budget's hook, set only on calls that run long ---- */
 
@@ -344,6 +412,10 @@ static void build_globals(lua_State *L)
         luaL_requiref(L, l->name, l->func, 1);
         lua_pop(L, 1);
     }
+    /* the pattern functions and rep, bounded (lua_strmatch.c) */
+    lua_getglobal(L, "string");
+    lua_strmatch_register(L, -1, &g_limits);
+    lua_pop(L, 1);
     lua_getglobal(L, "coroutine");
     static const struct { const char *name; lua_CFunction f; } hooked[] = {
         {"create", hooked_create}, {"wrap", hooked_wrap},
@@ -354,8 +426,8 @@ static void build_globals(lua_State *L)
         lua_setfield(L, -2, hooked[i].name);
     }
     lua_pop(L, 1);
-    luaL_requiref(L, "cjson", luaopen_cjson, 1);
-    lua_pop(L, 1);
+    bind_json_push(L, &g_limits);
+    lua_setglobal(L, "cjson");
     for (const char *const *n = drop; *n; n++) {
         lua_pushnil(L);
         lua_setglobal(L, *n);
@@ -370,11 +442,6 @@ static void build_globals(lua_State *L)
     lua_setglobal(L, "collectgarbage");
     keep_only(L, "os", os_keep);
     keep_only(L, "string", string_keep);
-    /* cjson.new would hand out a fresh module; one is enough */
-    lua_getglobal(L, "cjson");
-    lua_pushnil(L);
-    lua_setfield(L, -2, "new");
-    lua_pop(L, 1);
     /* seal the string metatable: getmetatable("") returns false, and the
      * metatable's __index is the plugin's own string table */
     lua_pushliteral(L, "");
@@ -485,6 +552,12 @@ int sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t 
 
 int sandbox_reset(struct sandbox *sb, lua_State *co)
 {
+    /* An error raised inside a hook leaves the thread's hooks off for good
+     * (Lua 5.4 restores them only where a pcall catches it): its __close
+     * handlers could loop unstopped. A call its budget stopped is dropped
+     * as it is, its pending variables left unclosed. */
+    if (sb->over_budget)
+        return 1;
     budget_arm(sb);
     lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     lua_resetthread(co);        /* (its status is the call's own error, not news) */

@@ -49,8 +49,27 @@ int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, cha
  * Its pending to-be-closed variables are closed here, and their __close is
  * plugin code: it runs under the budget and the memory limit like any call
  * (an endless __close is stopped, not run on a worker forever). Returns 0,
- * or -1 when the budget ran out while closing. */
+ * or -1 when the budget ran out while closing, or 1 when the call had
+ * already spent its budget: the coroutine is left as it is (its hooks may
+ * be off, see sandbox.c), and must not run again. */
 int  sandbox_reset(struct sandbox *sb, lua_State *co);
+
+/* For C functions that run long without VM instructions: raises the
+ * hook's "cpu budget exceeded" error once the running call's budget is
+ * spent, and arms the hook so a pcall cannot keep it. L must be a thread
+ * of a sandbox's state. */
+void sandbox_check_budget(lua_State *L);
+
+/* Pushes "file:line: " of the innermost plugin code on L's stack (C
+ * functions and the runtime's drivers skipped), or "" if there is none. */
+void sandbox_where(lua_State *L);
+
+/* luaL_error, but located by sandbox_where: the plugin's line, not the
+ * runtime's wrapper that called the C function. */
+int sandbox_raise(lua_State *L, const char *fmt, ...);
+
+/* The bytes L's sandbox may still allocate (SIZE_MAX without a limit). */
+size_t sandbox_mem_room(lua_State *L);
 
 uint64_t thread_cpu_ns(void);
 

@@ -76,4 +76,29 @@ describe("the sandbox against the hostile plugin corpus", function()
     H.stop_ok(d)
     os.execute("rm -rf '" .. dir .. "'")
   end)
+
+  it("runs 200 handlers for one event (they used to overflow the Lua stack of the strategy's call)", function()
+    local d = H.start_daemon({plugins = {
+      many = {lua = [[
+        for i = 1, 200 do
+          polaris.on_event(4242, function(ev) ev.params.n = ev.params.n + 1; ev.params.last = i; return ev end)
+        end
+        local ok, err = pcall(function() for _ = 1, 2000 do polaris.on_event(4243, function() end) end end)
+        assert(not ok and err:find("at most 1024 handlers", 1, true), err)
+      ]], manifest = {plugin_type = "Strategy"}},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for round = 1, 3 do
+      app:send_event(H.event(4242, {params = {n = round}}))
+      local ev = assert(g:event(10000), "no event back")
+      assert.are.equal(4242, ev.eventId)
+      assert.is_nil(ev.strategyError)
+      assert.are.equal(200 + round, ev.params.n)
+      assert.are.equal(200, ev.params.last)
+    end
+    assert.is_true(d:alive())
+    assert.are.equal("Active", H.plugin_by_id(d:status(), "many").state)
+    H.stop_ok(d)
+  end)
 end)

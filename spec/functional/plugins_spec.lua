@@ -717,6 +717,129 @@ describe("polaris.fs", function()
   end)
 end)
 
+describe("a manifest's limits", function()
+  it("only lower the config's; raising memory takes the operator or MemoryAllocation, up to host_memory_max", function()
+    local M = 1024 * 1024
+    local cmd = [[polaris.command(polaris.id, function() local t = os.clock() while os.clock() - t < 0.5 do end end)]]
+    local d = H.start_daemon({plugins = {
+      greedy = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {memory_limit = 4096 * M}}},
+      lower = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {memory_limit = 4 * M}}},
+      granted = {lua = cmd, manifest = {plugin_type = "Command", permissions = {"MemoryAllocation"},
+                                        sandbox = {memory_limit = 64 * M}}},
+      capped = {lua = cmd, manifest = {plugin_type = "Command", permissions = {"MemoryAllocation"},
+                                       sandbox = {memory_limit = 4096 * M}}},
+      operator = {lua = cmd, manifest = {plugin_type = "Command"}},
+      slow = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {cpu_time_limit_ms = 60000}}},
+    }, config = {plugins = {memory_limit = "16M", host_memory_max = "256M", cpu_time_limit_ms = 100},
+                 ["plugin.operator"] = {memory_limit = "32M"}}})
+    local st = d:status()
+    local want = {greedy = 16 * M, lower = 4 * M, granted = 64 * M, capped = 256 * M, operator = 32 * M}
+    for id, limit in pairs(want) do
+      assert.are.equal(limit, H.plugin_by_id(st, id).memory_limit, id)
+    end
+    local r = H.app(d):call("host", "slow", {}, 10000, 15000)
+    assert.are.equal(-6, r.code)
+    assert.is_truthy(r.msg:find("cpu budget exceeded (100 ms)", 1, true), r.msg)
+    stop_ok(d)
+  end)
+end)
+
+describe("errors raised for a plugin", function()
+  -- the strategy's budget error comes first: a coroutine a hook's error
+  -- stopped has its hooks off, and used to be reused, so the "spin"
+  -- command after it ran forever
+  it("name the plugin's file and line, not the runtime's (cpu budget, permissions)", function()
+    local d = H.start_daemon({plugins = {
+      where = {lua = [[
+        polaris.command("spin", function()
+          while true do end
+        end)
+        polaris.command("pattern", function()
+          return 0, "x", {string.find(("a"):rep(40), ("a*"):rep(40) .. "b")}
+        end)
+        polaris.command("exec", function()
+          return 0, "x", polaris.exec({"/bin/true"})
+        end)
+        polaris.command("fs", function()
+          return 0, "x", polaris.fs.read("/etc/hostname")
+        end)
+        polaris.command("guest", function()
+          return 0, "x", {polaris.guest.request("ping", {}, 100)}
+        end)
+        polaris.on_event(9191, function(ev)
+          while true do end
+        end)
+      ]], manifest = {plugin_type = "Strategy", sandbox = {cpu_time_limit_ms = 100}}},
+    }, config = {plugins = {max_consecutive_errors = 100}}})
+    local app = H.app(d)
+    local g = H.guest_connected(d)
+    app:send_event(H.event(9191))
+    local ev = assert(g:event(10000))
+    local reason = tostring(ev.strategyError and ev.strategyError.reason)
+    assert.is_truthy(reason:find("where.lua:17: cpu budget exceeded", 1, true), reason)
+    local want = {spin = "where.lua:2: cpu budget exceeded", pattern = "where.lua:5: cpu budget exceeded",
+                  exec = "where.lua:8: permission denied: ExecuteSyscall",
+                  fs = "where.lua:11: permission denied: FileSystemAccess",
+                  guest = "where.lua:14: permission denied: WriteVmState"}
+    for cmd, text in pairs(want) do
+      local r = app:call("host", cmd, {}, 10000, 15000)
+      assert.are.equal(-6, r.code, cmd)
+      assert.is_truthy(r.msg:find(text, 1, true), cmd .. ": " .. tostring(r.msg))
+      assert.is_nil(r.msg:find("polaris:", 1, true), cmd .. ": " .. tostring(r.msg))
+    end
+    stop_ok(d)
+  end)
+end)
+
+describe("polaris.fs under a forbidden path", function()
+  it("answers permission denied before any side effect: nothing truncated, created or archived", function()
+    local root = ptest.mkdtemp()
+    os.execute("mkdir -p '" .. root .. "/allowed/secret' && echo keep > '" .. root .. "/allowed/secret/key' && " ..
+               "echo keep > '" .. root .. "/allowed/nope'")
+    local A = root .. "/allowed"
+    local d = H.start_daemon({plugins = {
+      files = {lua = [[
+        local function try(f, ...) local r = table.pack(pcall(f, ...)) return {ok = r[1], a = r[2], b = r[3]} end
+        polaris.command("fs", function(args)
+          local A = args.root
+          return 0, "ok", {
+            truncate = try(polaris.fs.write, A .. "/secret/key", "gone"),
+            append = try(polaris.fs.write, A .. "/secret/key", "more", {append = true}),
+            exact = try(polaris.fs.write, A .. "/nope", "gone"),
+            create = try(polaris.fs.write, A .. "/secret/new", "x"),
+            mkdir = try(polaris.fs.mkdir, A .. "/secret/dir"),
+            mkdir_exact = try(polaris.fs.mkdir, A .. "/hidden"),
+            archive = try(polaris.fs.archive, A .. "/secret/a.tar.gz", {{name = "a", data = "b"}}),
+            archive_exact = try(polaris.fs.archive, A .. "/hidden", {{name = "a", data = "b"}}),
+            allowed = try(polaris.fs.write, A .. "/fine", "yes"),
+            rewrite = try(polaris.fs.write, A .. "/fine", "no"),
+          }
+        end)
+      ]], manifest = {plugin_type = "Command", permissions = {"FileSystemAccess"},
+                      sandbox = {allowed_paths = {A},
+                                 forbidden_paths = {A .. "/secret", A .. "/nope", A .. "/hidden"}}}},
+    }})
+    local r = H.app(d):call("host", "fs", {root = A})
+    assert.are.equal(0, r.code, r.msg)
+    for _, k in ipairs({"truncate", "append", "exact", "create", "mkdir", "mkdir_exact", "archive", "archive_exact"}) do
+      local o = r.data[k]
+      assert.is_true(o.ok, k)
+      assert.is_nil(o.a, k)
+      assert.is_truthy(tostring(o.b):find("permission denied", 1, true), k .. ": " .. tostring(o.b))
+    end
+    assert.are.equal("keep\n", H.read_file(A .. "/secret/key"))
+    assert.are.equal("keep\n", H.read_file(A .. "/nope"))
+    local _, _, listing = H.run({"/bin/ls", "-A", A .. "/secret"})
+    assert.are.equal("key\n", listing)
+    assert.is_nil(io.open(A .. "/hidden"))
+    assert.is_true(r.data.allowed.a)
+    assert.is_true(r.data.rewrite.a)
+    assert.are.equal("no", H.read_file(A .. "/fine"))
+    stop_ok(d)
+    os.execute("rm -rf '" .. root .. "'")
+  end)
+end)
+
 describe("plugin settings and unloading", function()
   it("gives each plugin its [plugin.<id>] settings, and a changed setting reloads it", function()
     local d = H.start_daemon({
