@@ -46,6 +46,7 @@ void config_defaults(struct config *c)
     c->permissions.n = 1;
     snprintf(c->permissions.v[0], CONFIG_PATH_MAX, "NetworkAccess");
     c->plugin_memory_limit = 16u << 20;
+    c->plugin_memory_limit_max = 256u << 20;
     c->plugin_cpu_ms = 1000;
     c->plugin_max_errors = 5;
     c->shared_max_bytes = 1u << 20;
@@ -130,6 +131,7 @@ static const struct key keys[] = {
     {"plugins", "policy", K_STR, F(policy), 0, 0},
     {"plugins", "permissions", K_LIST, F(permissions), 0, 0},
     {"plugins", "memory_limit", K_U64, F(plugin_memory_limit), 65536, (uint64_t)1 << 34},
+    {"plugins", "memory_limit_max", K_U64, F(plugin_memory_limit_max), 65536, (uint64_t)1 << 34},
     {"plugins", "cpu_time_limit_ms", K_UINT, F(plugin_cpu_ms), 1, 600000},
     {"plugins", "max_consecutive_errors", K_UINT, F(plugin_max_errors), 1, 1000000},
     {"plugins", "shared_max_bytes", K_UINT, F(shared_max_bytes), 1024, 1u << 30},

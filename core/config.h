@@ -73,6 +73,7 @@ struct config {
     char policy[16];                    /* "blacklist" or "whitelist" */
     struct str_list permissions;        /* what the policy lists */
     uint64_t plugin_memory_limit;       /* default when the manifest says nothing */
+    uint64_t plugin_memory_limit_max;   /* the most MemoryAllocation can raise it to */
     unsigned plugin_cpu_ms;             /* default CPU budget per callback */
     unsigned plugin_max_errors;         /* consecutive failures before Error */
     unsigned shared_max_bytes;          /* polaris.shared store */

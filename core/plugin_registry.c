@@ -792,8 +792,8 @@ static uint64_t operator_setting(const struct config *cfg, const char *id, const
 
 /* A manifest's limits only lower what the operator set: [plugins] or
  * [plugin.<id>] in the config. Raising memory takes a granted
- * MemoryAllocation, and stops at [plugins] host_memory_max, the most a
- * plugin host may map. CPU is never raised by a manifest. */
+ * MemoryAllocation, and stops at [plugins] memory_limit_max (an operator's
+ * own higher setting stands). CPU is never raised by a manifest. */
 static void apply_limits(lua_State *L, struct plugin *p, const struct config *cfg, bool final)
 {
     uint64_t mem = operator_setting(cfg, p->id, "memory_limit", cfg->plugin_memory_limit);
@@ -801,7 +801,7 @@ static void apply_limits(lua_State *L, struct plugin *p, const struct config *cf
     lua_getfield(L, -1, "memory_limit");
     if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
         uint64_t want = (uint64_t)lua_tointeger(L, -1);
-        uint64_t cap = cfg->host_memory_max > mem ? cfg->host_memory_max : mem;
+        uint64_t cap = cfg->plugin_memory_limit_max > mem ? cfg->plugin_memory_limit_max : mem;
         if (want <= mem)
             mem = want;
         else if (p->perms & PERM_MEM)

@@ -718,7 +718,7 @@ describe("polaris.fs", function()
 end)
 
 describe("a manifest's limits", function()
-  it("only lower the config's; raising memory takes the operator or MemoryAllocation, up to host_memory_max", function()
+  it("only lower the config's; raising memory takes the operator or MemoryAllocation, up to memory_limit_max", function()
     local M = 1024 * 1024
     local cmd = [[polaris.command(polaris.id, function() local t = os.clock() while os.clock() - t < 0.5 do end end)]]
     local d = H.start_daemon({plugins = {
@@ -730,10 +730,10 @@ describe("a manifest's limits", function()
                                        sandbox = {memory_limit = 4096 * M}}},
       operator = {lua = cmd, manifest = {plugin_type = "Command"}},
       slow = {lua = cmd, manifest = {plugin_type = "Command", sandbox = {cpu_time_limit_ms = 60000}}},
-    }, config = {plugins = {memory_limit = "16M", host_memory_max = "256M", cpu_time_limit_ms = 100},
+    }, config = {plugins = {memory_limit = "16M", memory_limit_max = "128M", cpu_time_limit_ms = 100},
                  ["plugin.operator"] = {memory_limit = "32M"}}})
     local st = d:status()
-    local want = {greedy = 16 * M, lower = 4 * M, granted = 64 * M, capped = 256 * M, operator = 32 * M}
+    local want = {greedy = 16 * M, lower = 4 * M, granted = 64 * M, capped = 128 * M, operator = 32 * M}
     for id, limit in pairs(want) do
       assert.are.equal(limit, H.plugin_by_id(st, id).memory_limit, id)
     end
