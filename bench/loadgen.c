@@ -2,7 +2,7 @@
  * client threads sending 200-byte events to a Unix socket. Prints one JSON
  * line with the events/s seen by the reader.
  *
- * usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp [sdk|frames]
+ * usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp|plpack [sdk|frames]
  *
  *   sdk     (the default) the threads are an app using libpolaris_client:
  *           create + 2 adds + commit per event, one SDK connection for the
@@ -13,7 +13,8 @@
  *           writev on its own connection: no SDK in the way.
  *
  * lsp: the sink reads what a relay passed on (LSP frames); plp: what
- * polarisd sent (PLP frames). */
+ * polarisd sent (PLP frames); plpack: the same, and the sink acknowledges
+ * what it took after every read, as an acking guest does (DESIGN 3.2). */
 #include "polaris_api.h"
 
 #include <arpa/inet.h>
@@ -68,6 +69,24 @@ static bool is_drop_notice(const uint8_t *json, size_t n)
 {
     static const char notice[] = "{\"eventId\":1000002,";
     return n >= sizeof notice - 1 && memcmp(json, notice, sizeof notice - 1) == 0;
+}
+
+/* EVENT_ACK_G2H: empty payload, flags 0, crc 0, seq = the last taken. */
+static void send_ack(int s, uint32_t seq)
+{
+    uint8_t h[24] = {0x53, 0x52, 0x4C, 0x50, 1, 0, 24, 0, 0, 0, 0, 0, 0x22, 0, 0, 0,
+                     (uint8_t)seq, (uint8_t)(seq >> 8), (uint8_t)(seq >> 16), (uint8_t)(seq >> 24),
+                     0, 0, 0, 0};
+    for (size_t off = 0; off < sizeof h;) {
+        ssize_t w = write(s, h + off, sizeof h - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            perror("loadgen: ack");
+            exit(1);
+        }
+        off += (size_t)w;
+    }
 }
 
 static double now_s(void)
@@ -138,7 +157,7 @@ static void *client(void *arg)
 int main(int argc, char **argv)
 {
     if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp [sdk|frames]\n");
+        fprintf(stderr, "usage: loadgen UNIX_PATH TCP_PORT THREADS EVENTS_PER_THREAD lsp|plp|plpack [sdk|frames]\n");
         return 2;
     }
     bool sdk = argc == 6 || strcmp(argv[6], "sdk") == 0;
@@ -146,7 +165,8 @@ int main(int argc, char **argv)
     int port = atoi(argv[2]);
     int threads = atoi(argv[3]);
     per_thread = atol(argv[4]);
-    int plp = strcmp(argv[5], "plp") == 0;
+    int ack = strcmp(argv[5], "plpack") == 0;
+    int plp = ack || strcmp(argv[5], "plp") == 0;
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in si = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -193,15 +213,23 @@ int main(int argc, char **argv)
                 got++;
             off += flen;
         }
+        uint32_t last_seq = 0;
+        bool took = false;
         while (plp && have - off >= hdr) {
             const uint8_t *h = buf + off;
             size_t flen = 24 + (h[8] | h[9] << 8 | h[10] << 16 | (size_t)h[11] << 24);
             if (have - off < flen)
                 break;
-            if ((h[12] | h[13] << 8) == 0x10 && !is_drop_notice(h + 24, flen - 24))
-                got++;
+            if ((h[12] | h[13] << 8) == 0x10) {
+                last_seq = h[16] | h[17] << 8 | h[18] << 16 | (uint32_t)h[19] << 24;
+                took = true;
+                if (!is_drop_notice(h + 24, flen - 24))
+                    got++;
+            }
             off += flen;
         }
+        if (ack && took)
+            send_ack(s, last_seq);
         memmove(buf, buf + off, have - off);
         have -= off;
     }

@@ -69,8 +69,13 @@ H.wait_for("the relay", function()
   s:close()
   return ok
 end)
-local big = {daemon = {log_level = "warn"}, guest = {buffer_max_events = 10000000, buffer_max_bytes = "4G"}}
+-- the default config (only quieter logs): 800,000 events per run into a
+-- buffer of 100,000 must lose nothing while the guest reads (DESIGN 4:
+-- backpressure, not drops); e2e_dropped says whether they did
+local big = {daemon = {log_level = "warn"}}
 local d = H.start_daemon({guest = "tcp", config = big})
+-- the same with acknowledgements: the sink acks after every read
+local da = H.start_daemon({guest = "tcp", config = {daemon = {log_level = "warn"}, guest = {acks = "on"}}})
 -- the same daemon with one trivial Lua strategy on every event
 local dl = H.start_daemon({guest = "tcp", config = big, plugins = {
   trivial = {lua = [[polaris.on_event("*", function(ev) ev.params.seen = true; return ev end)]]},
@@ -82,31 +87,55 @@ local doop = H.start_daemon({guest = "tcp", config = big, plugins = {
              manifest = {plugin_type = "Strategy", isolation = "process"}},
 }})
 
+-- a daemon's CPU time (utime + stime, /proc/PID/stat) in microseconds
+local CLK_TCK = tonumber(io.popen("getconf CLK_TCK"):read("l")) or 100
+local function cpu_us(pid)
+  local stat = H.read_file("/proc/" .. pid .. "/stat")
+  local rest = stat:match("%) (.*)$")
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  -- fields after the name: state is 1, utime 12, stime 13
+  return (tonumber(f[12]) + tonumber(f[13])) * 1e6 / CLK_TCK
+end
+local EVENTS = THREADS * PER_THREAD
+local EVENTS_SLOW = THREADS * PER_THREAD_SLOW
+
 local relay_rates, e2e_rates, ratios, lua_rates, lua_ratios = {}, {}, {}, {}, {}
+local ack_rates, ack_ratios, plain_cpu, lua_cpu, cpu_ratios = {}, {}, {}, {}, {}
 local oop_rates, oop_ratios = {}, {}
 local frelay_rates, fe2e_rates, fratios = {}, {}, {}
 local ok, err = pcall(function()
   for round = 1, ROUNDS do
     local r = run_loadgen(relay_sock, relay_port, "lsp")
+    local c0 = cpu_us(d.pid)
     local e = run_loadgen(d.ipc, d.guest_port, "plp")
+    plain_cpu[round] = (cpu_us(d.pid) - c0) / EVENTS
+    local a = run_loadgen(da.ipc, da.guest_port, "plpack")
+    ack_rates[round], ack_ratios[round] = a, a / e
     local fr = run_loadgen(relay_sock, relay_port, "lsp", "frames")
     local fe = run_loadgen(d.ipc, d.guest_port, "plp", "frames")
     frelay_rates[round], fe2e_rates[round], fratios[round] = fr, fe, fe / fr
+    local c1 = cpu_us(dl.pid)
     local l = run_loadgen(dl.ipc, dl.guest_port, "plp", "sdk", PER_THREAD_SLOW)
+    lua_cpu[round] = (cpu_us(dl.pid) - c1) / EVENTS_SLOW
+    cpu_ratios[round] = lua_cpu[round] / plain_cpu[round]
     local o = run_loadgen(doop.ipc, doop.guest_port, "plp", "sdk", PER_THREAD_SLOW)
     relay_rates[round], e2e_rates[round], ratios[round] = r, e, e / r
     lua_rates[round], lua_ratios[round] = l, l / e
     -- per-event cost out of process over in process: the rates inverted
     oop_rates[round], oop_ratios[round] = o, l / o
-    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with a Lua strategy %.0f ev/s (%.2f), "
-                           .. "out of process %.0f ev/s (cost x%.2f); without the SDK: relay %.0f, polarisd %.0f (%.2f)\n",
-                           round, r, e, e / r, l, l / e, o, l / o, fr, fe, fe / fr))
+    io.write(string.format("round %d: relay %.0f ev/s, polarisd %.0f ev/s (%.2f), with acks %.0f (%.2f), with a Lua strategy %.0f ev/s (%.2f), "
+                           .. "out of process %.0f ev/s (cost x%.2f); without the SDK: relay %.0f, polarisd %.0f (%.2f); "
+                           .. "CPU per event %.2f us plain, %.2f us through Lua\n",
+                           round, r, e, e / r, a, a / e, l, l / e, o, l / o, fr, fe, fe / fr, plain_cpu[round], lua_cpu[round]))
   end
 end)
 local oop_status = H.plugin_by_id(doop:status(), "trivial")
 doop:stop()
 assert(oop_status.isolation == "process" and oop_status.host_restarts == 0,
        "the out-of-process strategy did not run in one healthy host")
+local ack_status = da:status().guest
+da:stop()
 if not ok then
   d:stop()
   dl:stop()
@@ -150,7 +179,7 @@ os.execute("rm -rf '" .. dir .. "'")
 local function paced(sock, port, proto, rate, secs)
   return run_tool({BUILD .. "/bench/paced", sock, tostring(port), proto, tostring(rate), tostring(secs)})
 end
-local ld = H.start_daemon({guest = "tcp", config = big})
+local ld = H.start_daemon({guest = "tcp", config = big})   -- the default config
 local relay2_dir = ptest.mkdtemp()
 local relay2_port = ptest.free_port()
 local relay2 = assert(ptest.spawn({BUILD .. "/bench/relay", relay2_dir .. "/relay.sock", tostring(relay2_port)},
@@ -182,7 +211,7 @@ for i = 1, 20 do
   twenty_src["pass" .. i] = {lua = [[polaris.on_event("*", function(ev) return nil end)]]}
 end
 local rd = H.start_daemon({guest = "tcp", config = big, plugins = twenty_src})
-local reload_ms, reload_lost = {}, 0
+local reload_ms, reload_lost, reload_p99 = {}, 0, {}
 for round = 1, ROUNDS do
   local out = os.tmpname()
   local pid = assert(ptest.spawn({BUILD .. "/bench/paced", rd.ipc, tostring(rd.guest_port), "plp", "100000", "2"},
@@ -204,8 +233,9 @@ for round = 1, ROUNDS do
   os.remove(out)
   assert(res == "exited" and rc == 0, "paced failed")
   reload_lost = reload_lost + r.lost + r.dup
-  io.write(string.format("round %d: reload of 20 plugins %d ms under 100k ev/s; %d lost, %d duplicated\n",
-                         round, reload_ms[round], r.lost, r.dup))
+  reload_p99[round] = r.p99_us
+  io.write(string.format("round %d: reload of 20 plugins %d ms under 100k ev/s; %d lost, %d duplicated; "
+                         .. "latency p99 over the run %.0f us\n", round, reload_ms[round], r.lost, r.dup, r.p99_us))
 end
 rd:stop()
 
@@ -267,6 +297,12 @@ local results = {
   relay_frames_events_per_s = median(frelay_rates),
   e2e_frames_vs_relay_ratio = median(fratios),
   e2e_dropped = st.guest.dropped,
+  e2e_dropped_acks = ack_status.dropped,
+  e2e_acks_events_per_s = median(ack_rates),
+  acks_vs_plain_ratio = median(ack_ratios),
+  plain_cpu_us_per_event = median(plain_cpu),
+  lua_cpu_us_per_event = median(lua_cpu),
+  lua_vs_plain_cpu_ratio = median(cpu_ratios),
   e2e_lua_events_per_s = median(lua_rates),
   lua_vs_plain_ratio = median(lua_ratios),
   e2e_oop_events_per_s = median(oop_rates),
@@ -296,6 +332,7 @@ local results = {
   latency_lost_events = lat_lost,
   reload_ms_20_plugins = median(reload_ms),
   reload_lost_events = reload_lost,
+  reload_latency_p99_us = median(reload_p99),
 }
 local lo, hi = spread(ratios)
 print()
@@ -311,6 +348,14 @@ print("  (apps using the SDK, as the issue defines it; below, preformatted frame
 row("relay_frames_events_per_s", frelay_rates, "%14.0f")
 row("e2e_frames_events_per_s", fe2e_rates, "%14.0f")
 row("e2e_frames_vs_relay_ratio", fratios, "%14.2f")
+print(string.format("%-24s %14d   (800,000 events a run into the default 100,000-event buffer; must be 0)",
+                    "e2e_dropped", results.e2e_dropped))
+row("e2e_acks_events_per_s", ack_rates, "%14.0f")
+row("acks_vs_plain_ratio", ack_ratios, "%14.2f")
+print(string.format("%-24s %14d   (the acking run's; must be 0)", "e2e_dropped_acks", results.e2e_dropped_acks))
+row("plain_cpu_us_per_event", plain_cpu, "%14.2f")
+row("lua_cpu_us_per_event", lua_cpu, "%14.2f")
+row("lua_vs_plain_cpu_ratio", cpu_ratios, "%14.2f")
 row("e2e_lua_events_per_s", lua_rates, "%14.0f")
 row("lua_vs_plain_ratio", lua_ratios, "%14.2f")
 row("e2e_oop_events_per_s", oop_rates, "%14.0f")
@@ -344,6 +389,7 @@ print(string.format("%-24s %14.0f   (target <= 500; raw relay %.0f)", "latency_p
                     results.relay_latency_p99_us))
 row("reload_ms_20_plugins", reload_ms, "%14.0f")
 print(string.format("%-24s %14d   (must be 0)", "reload_lost_events", reload_lost))
+row("reload_latency_p99_us", reload_p99, "%14.0f")
 local f = assert(io.open("bench/results.json", "w"))
 f:write(cjson.encode(results), "\n")
 f:close()
