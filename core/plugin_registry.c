@@ -16,6 +16,7 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "plugin_trust.h"
+#include "sd_notify.h"
 #include "worker_pool.h"
 
 #include <dirent.h>
@@ -53,6 +54,7 @@ struct plugin_registry {
     const struct config *loading_cfg;   /* during registry_load only */
     char proc_root[256];           /* monitor.proc_root, fixed at the first load */
     char lua_dir[256];             /* plugins.lua_dir, likewise */
+    char runtime_err[512];         /* the last load could not run the loader */
     /* What routing needs of plugins[], rebuilt (under mu) whenever it
      * changes: a plugin's handlers and routes are fixed once it is in the
      * set, so for most events (no router rules, no "*" handler, an eventId
@@ -573,6 +575,41 @@ int registry_module_source(struct plugin_registry *r, const char *name, struct b
 
 /* ---- status ---- */
 
+const char *registry_runtime_error(struct plugin_registry *r)
+{
+    return r->runtime_err[0] ? r->runtime_err : NULL;
+}
+
+/* READY with a STATUS= line systemctl status shows: a plugin in Error does
+ * not keep the service from starting, but the operator sees it there. */
+void registry_notify_ready(struct plugin_registry *r)
+{
+    char msg[1024];
+    size_t errors = 0, total;
+    int n = snprintf(msg, sizeof msg, "READY=1\nSTATUS=");
+    size_t names = (size_t)n;
+    char list[700] = "";
+    size_t ll = 0;
+    pthread_mutex_lock(&r->mu);
+    total = r->n;
+    for (size_t i = 0; i < r->n; i++)
+        if (atomic_load(&r->plugins[i]->state) == PLUGIN_ERROR) {
+            errors++;
+            if (ll + strlen(r->plugins[i]->id) + 8 < sizeof list)
+                ll += (size_t)snprintf(list + ll, sizeof list - ll, "%s%s", ll ? ", " : "",
+                                       r->plugins[i]->id);
+            else if (ll + 5 < sizeof list && !strstr(list, "..."))
+                ll += (size_t)snprintf(list + ll, sizeof list - ll, ", ...");
+        }
+    pthread_mutex_unlock(&r->mu);
+    if (errors)
+        snprintf(msg + names, sizeof msg - names, "ready; %zu of %zu plugins in Error: %s",
+                 errors, total, list);
+    else
+        snprintf(msg + names, sizeof msg - names, "ready; %zu plugins Active", total);
+    sd_notify_send(msg);
+}
+
 int registry_status_json(struct plugin_registry *r, struct buf *b)
 {
     int rc = buf_putc(b, '[');
@@ -960,9 +997,11 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     int failures = 0;
     if (report)
         buf_putc(report, '[');
+    r->runtime_err[0] = '\0';
     lua_State *L = loader_state(cfg, err, sizeof err);
     if (!L) {
         log_error("%s", err);
+        snprintf(r->runtime_err, sizeof r->runtime_err, "%s", err);
         if (report) {
             buf_puts(report, "{\"id\":null,\"outcome\":\"failed\",\"reason\":");
             buf_json_cstr(report, err);
@@ -980,6 +1019,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     lua_pushcfunction(L, l_read_file);
     if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
         log_error("plugin loader failed: %s", lua_tostring(L, -1));
+        snprintf(r->runtime_err, sizeof r->runtime_err, "plugin loader failed: %s", lua_tostring(L, -1));
         lua_close(L);
         if (report)
             buf_putc(report, ']');

@@ -63,6 +63,10 @@ int registry_module_source(struct plugin_registry *r, const char *name, struct b
                            char *chunk, size_t chunklen, char *err, size_t errlen);
 
 int registry_status_json(struct plugin_registry *r, struct buf *b);
+/* Why the last registry_load could not run the runtime's loader, or NULL. */
+const char *registry_runtime_error(struct plugin_registry *r);
+/* sd_notify READY=1 with a STATUS= line naming the plugins in Error. */
+void registry_notify_ready(struct plugin_registry *r);
 int registry_actions_json(struct plugin_registry *r, struct buf *b);
 
 int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out);

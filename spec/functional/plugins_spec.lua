@@ -499,7 +499,7 @@ describe("hot reload", function()
 end)
 
 describe("--check", function()
-  it("names every broken plugin and exits non-zero", function()
+  it("names every broken plugin and exits non-zero (2: the config itself is fine)", function()
     local dir = ptest.mkdtemp()
     H.write_plugins(dir, {
       good = {lua = "return {}"},
@@ -510,7 +510,7 @@ describe("--check", function()
     local pid = ptest.spawn({H.POLARISD, "--check", "--plugins", dir}, {stdout = out, stderr = out})
     local how, code = ptest.wait(pid, 10000)
     local text = H.read_file(out)
-    assert.are.same({"exited", 1}, {how, code}, text)
+    assert.are.same({"exited", 2}, {how, code}, text)
     assert.is_truthy(text:find("FAILED: 2 plugins failed", 1, true), text)
     assert.is_truthy(text:find("missing dependency 'ghost'", 1, true), text)
     assert.is_truthy(text:find("syntax.lua", 1, true), text)
