@@ -995,6 +995,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     if (!r->lua_dir[0])
         snprintf(r->lua_dir, sizeof r->lua_dir, "%s", cfg->lua_dir);
     int failures = 0;
+    size_t nreported = 0;
     if (report)
         buf_putc(report, '[');
     r->runtime_err[0] = '\0';
@@ -1092,7 +1093,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             }
         }
         if (report) {
-            if (i > 1)
+            if (nreported++)
                 buf_putc(report, ',');
             buf_puts(report, "{\"id\":");
             buf_json_cstr(report, p->id);
@@ -1106,6 +1107,15 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     }
     lua_close(L);
     r->loading_cfg = NULL;
+    /* plugins whose files went away: the operator sees them leave too */
+    for (size_t i = 0; report && i < nold; i++)
+        if (!find_in(next, nn, old[i]->id)) {
+            if (nreported++)
+                buf_putc(report, ',');
+            buf_puts(report, "{\"id\":");
+            buf_json_cstr(report, old[i]->id);
+            buf_puts(report, ",\"outcome\":\"removed\",\"reason\":null}");
+        }
     if (report)
         buf_putc(report, ']');
     pthread_mutex_lock(&r->mu);
