@@ -646,6 +646,8 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
                          (unsigned long long)atomic_load(&p->errors));
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
+        rc |= buf_puts(b, ",\"status\":");
+        rc |= buf_puts(b, p->status_json[0] ? p->status_json : "null");
         pthread_mutex_unlock(&p->mu);
         rc |= buf_puts(b, ",\"actions\":[");
         for (size_t k = 0; k < p->ncmds; k++) {

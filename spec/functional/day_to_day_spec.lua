@@ -174,3 +174,26 @@ describe("polarisctl as an operator expects", function()
     H.stop_ok(d)
   end)
 end)
+
+describe("lifecycle and status()", function()
+  it("what a plugin's status() returns shows in status and in polarisctl plugins", function()
+    local d = H.start_daemon({plugins = {counter = {lua = [[
+      local seen = 0
+      polaris.on_event(7, function() seen = seen + 1 end)
+      return {status = function() return {seen = seen, mood = "fine"} end}
+    ]], manifest = {plugin_type = "Strategy"}}}})
+    local st = H.plugin_by_id(d:status(), "counter")
+    assert.are.same({seen = 0, mood = "fine"}, st.status)
+    local code, out = ctl(d, "plugins")
+    assert.are.equal(0, code, out)
+    assert.is_truthy(out:find('\n  counter status: {"', 1, true), out)
+    -- refreshed while the plugin works (at most once a second)
+    local app = H.app(d)
+    H.wait_for("status() to see the events", function()
+      app:send_event(H.event(7))
+      local s = H.plugin_by_id(d:status(), "counter").status
+      return s.seen > 0
+    end, 5000)
+    H.stop_ok(d)
+  end)
+end)
