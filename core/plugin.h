@@ -74,6 +74,7 @@ struct plugin {
     _Atomic int refs;
     char id[64], name[96], version[32], type[16];
     char file[512], manifest[512];
+    char module_dir[512];         /* a plugin folder: its own modules, searched first */
     char entry_fn[64];            /* manifest entry_point naming a function in file, or "" */
     uint64_t file_sig, manifest_sig;  /* mtime/size, to see what a reload changed */
     uint64_t config_sig;          /* its [plugin.<id>] settings */

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct kv {
     struct kv *next;
@@ -561,14 +562,42 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
     return rc;
 }
 
-int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
-                           char *chunk, size_t chunklen, char *err, size_t errlen)
+static void module_path(char *path, size_t cap, const char *dir, const char *name)
 {
-    char path[512];
-    int n = snprintf(path, sizeof path, "%s/", r->lua_dir);
-    for (size_t i = 0; name[i] && (size_t)n + 5 < sizeof path; i++)
+    int n = snprintf(path, cap, "%s/", dir);
+    for (size_t i = 0; name[i] && (size_t)n + 5 < cap; i++)
         path[n++] = name[i] == '.' ? '/' : name[i];
-    snprintf(path + n, sizeof path - (size_t)n, ".lua");
+    snprintf(path + n, cap - (size_t)n, ".lua");
+}
+
+int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+                           struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
+{
+    char path[1024];
+    if (p && p->module_dir[0]) {
+        module_path(path, sizeof path, p->module_dir, name);
+        if (access(path, F_OK) == 0) {
+            /* the same checks as the plugin's own file, at the config in force */
+            const struct config *cfg = r->d->cfg;
+            char why[300];
+            if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
+                snprintf(err, errlen, "untrusted: %s", why);
+                return -1;
+            }
+            if (cfg && cfg->require_signed) {
+                const char *keys[CONFIG_MAX_LIST];
+                for (int i = 0; i < cfg->trusted_keys.n; i++)
+                    keys[i] = cfg->trusted_keys.v[i];
+                if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
+                    snprintf(err, errlen, "unsigned: %s", why);
+                    return -1;
+                }
+            }
+            snprintf(chunk, chunklen, "@%s", path);
+            return buf_read_file(out, path, 1u << 20, err, errlen);
+        }
+    }
+    module_path(path, sizeof path, r->lua_dir, name);
     snprintf(chunk, chunklen, "@%s", path);
     return buf_read_file(out, path, 1u << 20, err, errlen);
 }
@@ -806,6 +835,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     field_str(L, "file", p->file, sizeof p->file);
     field_str(L, "entry_function", p->entry_fn, sizeof p->entry_fn);
     field_str(L, "manifest_file", p->manifest, sizeof p->manifest);
+    field_str(L, "module_dir", p->module_dir, sizeof p->module_dir);
     lua_getfield(L, -1, "memory_limit");
     p->mem_limit = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1) : (size_t)cfg->plugin_memory_limit;
     lua_pop(L, 1);
