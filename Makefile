@@ -174,6 +174,7 @@ $(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)
 CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
             tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
 $(BUILD)/tools/ctl_send.o: ALL_CFLAGS += -DPOLARIS_VERSION='"$(VERSION)"'
+$(BUILD)/tools/polarisctl.o: ALL_CFLAGS += $(VERSION_DEFS)
 
 $(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)

@@ -325,9 +325,23 @@ static int l_actions(lua_State *L)
     return 1;
 }
 
-/* require(name): the runtime's shared Lua helpers (plugins.lua_dir), loaded
- * as text into this plugin's own sandbox and cached per state. Module names
- * are dotted words, so nothing outside lua_dir can be named. */
+/* The table require caches modules in: package.loaded, as libraries that
+ * look at it expect. Pushed on the stack. */
+static void push_loaded(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
+    }
+}
+
+/* require(name): the plugin's own modules (a plugin folder), then the
+ * runtime's shared Lua helpers (plugins.lua_dir), loaded as text into this
+ * plugin's own sandbox and cached per state. Module names are dotted words,
+ * so nothing outside those two directories can be named. */
 static int l_require(lua_State *L)
 {
     struct plugin *p = self(L);
@@ -336,9 +350,9 @@ static int l_require(lua_State *L)
     bool ok = len > 0 && len < 128 && name[0] != '.' && name[len - 1] != '.' && !strstr(name, "..");
     for (size_t i = 0; ok && i < len; i++)
         ok = name[i] == '.' || name[i] == '_' || (name[i] >= 'a' && name[i] <= 'z') ||
-             (name[i] >= '0' && name[i] <= '9');
+             (name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= '0' && name[i] <= '9');
     if (!ok)
-        return luaL_error(L, "usage: require(\"polaris.name\"): lowercase words joined by dots");
+        return luaL_error(L, "usage: require(\"name.name\"): words of letters, digits and _ joined by dots");
     /* code written for lua-cjson finds the runtime's (bind_json.c) */
     if (strcmp(name, "cjson") == 0 || strcmp(name, "cjson.safe") == 0) {
         lua_getfield(L, LUA_REGISTRYINDEX, "polaris.cjson");
@@ -346,36 +360,64 @@ static int l_require(lua_State *L)
             lua_getfield(L, -1, "safe");
         return 1;
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.loaded");
-    }
+    push_loaded(L);
     int cache = lua_gettop(L);
     if (lua_getfield(L, cache, name) != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
-    struct buf src = BUF_INIT;
-    char chunk[600], err[300];
-    if (registry_module_source(p->reg, name, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+    /* package.preload, for libraries that register a module themselves */
+    lua_getfield(L, LUA_REGISTRYINDEX, "polaris.preload");
+    if (lua_istable(L, -1) && lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+        lua_pushstring(L, name);
+        lua_pushliteral(L, ":preload:");
+        lua_call(L, 2, 1);
+    } else {
+        lua_settop(L, cache);
+        struct buf src = BUF_INIT;
+        char chunk[1100], err[400];
+        if (registry_module_source(p->reg, p, name, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+            buf_free(&src);
+            return luaL_error(L, "require: module '%s' not found (%s)", name, err);
+        }
+        int rc = luaL_loadbufferx(L, src.p ? src.p : "", src.len, chunk, "t");
         buf_free(&src);
-        return luaL_error(L, "require: module '%s' not found (%s)", name, err);
+        if (rc != LUA_OK)
+            return luaL_error(L, "require: module '%s' not found (%s)", name, lua_tostring(L, -1));
+        lua_pushstring(L, name);
+        lua_pushstring(L, chunk + 1);
+        lua_call(L, 2, 1);
     }
-    int rc = luaL_loadbufferx(L, src.p ? src.p : "", src.len, chunk, "t");
-    buf_free(&src);
-    if (rc != LUA_OK)
-        return luaL_error(L, "require: module '%s' not found (%s)", name, lua_tostring(L, -1));
-    lua_pushstring(L, name);
-    lua_call(L, 1, 1);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        lua_pushboolean(L, 1);
+        if (lua_getfield(L, cache, name) == LUA_TNIL) {   /* a module may set package.loaded itself */
+            lua_pop(L, 1);
+            lua_pushboolean(L, 1);
+        }
     }
     lua_pushvalue(L, -1);
     lua_setfield(L, cache, name);
     return 1;
+}
+
+/* A package table with what pure-Lua libraries look at (loaded, preload,
+ * path, config) and nothing that loads C code or reads files by path:
+ * loadlib, searchpath, searchers and cpath searching stay out. */
+static void bind_package(lua_State *L)
+{
+    lua_newtable(L);
+    push_loaded(L);
+    lua_setfield(L, -2, "loaded");
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "polaris.preload");
+    lua_setfield(L, -2, "preload");
+    lua_pushliteral(L, "?.lua");
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pushliteral(L, "/\n;\n?\n!\n-\n");
+    lua_setfield(L, -2, "config");
+    lua_setglobal(L, "package");
 }
 
 /* ---- waiting calls: yield to the worker, the core does the waiting ---- */
@@ -645,6 +687,7 @@ void bind_polaris(struct plugin *p)
     lua_pushlightuserdata(L, p);
     lua_pushcclosure(L, l_require, 1);
     lua_setglobal(L, "require");
+    bind_package(L);
     /* print goes to the log, tagged with the plugin */
     lua_pushlightuserdata(L, p);
     lua_pushcclosure(L, l_info, 1);

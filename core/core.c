@@ -289,7 +289,7 @@ static int do_reload(struct core *c, char *err, size_t errlen, struct buf *repor
     err[0] = '\0';
     int failed = registry_load(c->d->plugins, nc, report);
     log_info("configuration reloaded; %d plugin%s failed", failed, failed == 1 ? "" : "s");
-    sd_notify_send("READY=1");
+    registry_notify_ready(c->d->plugins);
     return failed;
 }
 

@@ -274,7 +274,7 @@ static bool module_name_ok(const char *name, size_t len)
     bool ok = len > 0 && len < 128 && name[0] != '.' && name[len - 1] != '.' && !strstr(name, "..");
     for (size_t i = 0; ok && i < len; i++)
         ok = name[i] == '.' || name[i] == '_' || (name[i] >= 'a' && name[i] <= 'z') ||
-             (name[i] >= '0' && name[i] <= '9');
+             (name[i] >= 'A' && name[i] <= 'Z') || (name[i] >= '0' && name[i] <= '9');
     return ok;
 }
 
@@ -288,8 +288,8 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
         char chunk[600], err[300];
         struct buf src = BUF_INIT;
         if (!module_name_ok(e->data, e->len)) {
-            buf_puts(&out, "usage: require(\"polaris.name\"): lowercase words joined by dots");
-        } else if (registry_module_source(p->reg, e->data, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+            buf_puts(&out, "usage: require(\"name.name\"): words of letters, digits and _ joined by dots");
+        } else if (registry_module_source(p->reg, p, e->data, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
             buf_puts(&out, err);
         } else {
             ok = buf_printf(&out, "%s\n", chunk) == 0 && buf_append(&out, src.p, src.len) == 0;

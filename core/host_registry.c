@@ -437,10 +437,11 @@ const char *registry_proc_root(struct plugin_registry *r)
     return "/nonexistent";
 }
 
-int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
-                           char *chunk, size_t chunklen, char *err, size_t errlen)
+int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+                           struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
 {
     (void)r;
+    (void)p;                      /* the daemon knows which plugin asks */
     lua_State *L = g.plugin->sb.L;
     /* raw bytes both ways: the daemon checks the name again and reads the file */
     int rc = rpc(L, "require", name, strlen(name));

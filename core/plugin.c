@@ -72,6 +72,47 @@ static int call_callback(struct plugin *p, const char *name, int nargs)
     return 0;
 }
 
+/* Calls status() and keeps what it returned for `polarisctl status`. The
+ * core builds status without touching a plugin's state (a worker may be in
+ * it), so the result is taken here, on the plugin's own worker, when it
+ * loads and then at most once a second while it works. */
+static void refresh_status(struct plugin *p, bool force)
+{
+    lua_State *L = p->sb.L;
+    uint64_t now = mono_ns();
+    if (!L || p->callbacks_ref == LUA_NOREF || atomic_load(&p->state) != PLUGIN_ACTIVE ||
+        (!force && now - p->status_mono_ns < PLUGIN_STATUS_EVERY_NS) || p->running)
+        return;
+    p->status_mono_ns = now;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
+    lua_pushliteral(L, "status");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    char err[256], text[PLUGIN_STATUS_MAX];
+    struct buf b = BUF_INIT;
+    if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0) {
+        snprintf(text, sizeof text, "{\"error\":\"status() failed\"}");
+        log_warn("plugin %s: status() failed: %s", p->id, err);
+    } else {
+        if (lua_json_encode(L, -1, &b, err, sizeof err) < 0)
+            snprintf(text, sizeof text, "{\"error\":\"status() returned no JSON value\"}");
+        else if (b.len >= sizeof text)
+            snprintf(text, sizeof text, "{\"error\":\"status() returned more than %d bytes\"}",
+                     PLUGIN_STATUS_MAX - 1);
+        else
+            snprintf(text, sizeof text, "%.*s", (int)b.len, b.p);
+        lua_pop(L, 1);
+    }
+    buf_free(&b);
+    pthread_mutex_lock(&p->mu);
+    memcpy(p->status_json, text, strlen(text) + 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void plugin_free(struct plugin *p)
 {
     while (p->parked) {
@@ -227,6 +268,7 @@ int plugin_load_code(struct plugin *p, const char *code, size_t len)
     p->loading = false;
     p->loaded_mono_ns = mono_ns();
     atomic_store(&p->state, PLUGIN_ACTIVE);
+    refresh_status(p, true);
     return 0;
 fail:
     p->loading = false;
@@ -887,6 +929,7 @@ static void run_job(struct plugin *p, bool lane)
         }
         p->sb.cpu_ns_total += thread_cpu_ns() - cpu0;
         registry_job_flush(reg);               /* this batch's events go on now */
+        refresh_status(p, false);
         if (p->sb.L)
             lua_gc(p->sb.L, LUA_GCSTEP, 0);
     }

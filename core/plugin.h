@@ -12,6 +12,10 @@
 struct plugin_registry;
 struct plugin_host;
 
+/* A status() result larger than this (as JSON) is shown as an error note. */
+#define PLUGIN_STATUS_MAX 1024
+#define PLUGIN_STATUS_EVERY_NS 1000000000ull
+
 enum plugin_state {
     PLUGIN_UNLOADED, PLUGIN_LOADING, PLUGIN_LOADED, PLUGIN_INITIALIZING,
     PLUGIN_ACTIVE, PLUGIN_ERROR, PLUGIN_UNLOADING,
@@ -76,6 +80,7 @@ struct plugin {
     _Atomic int refs;
     char id[64], name[96], version[32], type[16];
     char file[512], manifest[512];
+    char module_dir[512];         /* a plugin folder: its own modules, searched first */
     char entry_fn[64];            /* manifest entry_point naming a function in file, or "" */
     uint64_t file_sig, manifest_sig;  /* mtime/size, to see what a reload changed */
     uint64_t config_sig;          /* its [plugin.<id>] settings */
@@ -131,6 +136,10 @@ struct plugin {
     void (*unpinned)(void *);
     void *unpinned_arg;
     _Atomic uint64_t remote_mem, remote_cpu_ns;
+    /* what its status() callback last returned, as JSON (guarded by mu);
+     * refreshed on a worker, at most once per PLUGIN_STATUS_EVERY_NS */
+    char status_json[PLUGIN_STATUS_MAX];
+    uint64_t status_mono_ns;
 };
 
 /* Builds the state, runs the file and init()/start(). On failure the plugin

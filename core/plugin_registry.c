@@ -16,6 +16,7 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "plugin_trust.h"
+#include "sd_notify.h"
 #include "worker_pool.h"
 
 #include <dirent.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct kv {
     struct kv *next;
@@ -53,6 +55,7 @@ struct plugin_registry {
     const struct config *loading_cfg;   /* during registry_load only */
     char proc_root[256];           /* monitor.proc_root, fixed at the first load */
     char lua_dir[256];             /* plugins.lua_dir, likewise */
+    char runtime_err[512];         /* the last load could not run the loader */
     /* What routing needs of plugins[], rebuilt (under mu) whenever it
      * changes: a plugin's handlers and routes are fixed once it is in the
      * set, so for most events (no router rules, no "*" handler, an eventId
@@ -568,19 +571,82 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
     return rc;
 }
 
-int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
-                           char *chunk, size_t chunklen, char *err, size_t errlen)
+static void module_path(char *path, size_t cap, const char *dir, const char *name)
 {
-    char path[512];
-    int n = snprintf(path, sizeof path, "%s/", r->lua_dir);
-    for (size_t i = 0; name[i] && (size_t)n + 5 < sizeof path; i++)
+    int n = snprintf(path, cap, "%s/", dir);
+    for (size_t i = 0; name[i] && (size_t)n + 5 < cap; i++)
         path[n++] = name[i] == '.' ? '/' : name[i];
-    snprintf(path + n, sizeof path - (size_t)n, ".lua");
+    snprintf(path + n, cap - (size_t)n, ".lua");
+}
+
+int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+                           struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
+{
+    char path[1024];
+    if (p && p->module_dir[0]) {
+        module_path(path, sizeof path, p->module_dir, name);
+        if (access(path, F_OK) == 0) {
+            /* the same checks as the plugin's own file, at the config in force */
+            const struct config *cfg = r->d->cfg;
+            char why[300];
+            if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
+                snprintf(err, errlen, "untrusted: %s", why);
+                return -1;
+            }
+            if (cfg && cfg->require_signed) {
+                const char *keys[CONFIG_MAX_LIST];
+                for (int i = 0; i < cfg->trusted_keys.n; i++)
+                    keys[i] = cfg->trusted_keys.v[i];
+                if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
+                    snprintf(err, errlen, "unsigned: %s", why);
+                    return -1;
+                }
+            }
+            snprintf(chunk, chunklen, "@%s", path);
+            return buf_read_file(out, path, 1u << 20, err, errlen);
+        }
+    }
+    module_path(path, sizeof path, r->lua_dir, name);
     snprintf(chunk, chunklen, "@%s", path);
     return buf_read_file(out, path, 1u << 20, err, errlen);
 }
 
 /* ---- status ---- */
+
+const char *registry_runtime_error(struct plugin_registry *r)
+{
+    return r->runtime_err[0] ? r->runtime_err : NULL;
+}
+
+/* READY with a STATUS= line systemctl status shows: a plugin in Error does
+ * not keep the service from starting, but the operator sees it there. */
+void registry_notify_ready(struct plugin_registry *r)
+{
+    char msg[1024];
+    size_t errors = 0, total;
+    int n = snprintf(msg, sizeof msg, "READY=1\nSTATUS=");
+    size_t names = (size_t)n;
+    char list[700] = "";
+    size_t ll = 0;
+    pthread_mutex_lock(&r->mu);
+    total = r->n;
+    for (size_t i = 0; i < r->n; i++)
+        if (atomic_load(&r->plugins[i]->state) == PLUGIN_ERROR) {
+            errors++;
+            if (ll + strlen(r->plugins[i]->id) + 8 < sizeof list)
+                ll += (size_t)snprintf(list + ll, sizeof list - ll, "%s%s", ll ? ", " : "",
+                                       r->plugins[i]->id);
+            else if (ll + 5 < sizeof list && !strstr(list, "..."))
+                ll += (size_t)snprintf(list + ll, sizeof list - ll, ", ...");
+        }
+    pthread_mutex_unlock(&r->mu);
+    if (errors)
+        snprintf(msg + names, sizeof msg - names, "ready; %zu of %zu plugins in Error: %s",
+                 errors, total, list);
+    else
+        snprintf(msg + names, sizeof msg - names, "ready; %zu plugins Active", total);
+    sd_notify_send(msg);
+}
 
 int registry_status_json(struct plugin_registry *r, struct buf *b)
 {
@@ -618,6 +684,8 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
                          (unsigned long long)atomic_load(&p->errors));
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
+        rc |= buf_puts(b, ",\"status\":");
+        rc |= buf_puts(b, p->status_json[0] ? p->status_json : "null");
         pthread_mutex_unlock(&p->mu);
         rc |= buf_puts(b, ",\"actions\":[");
         for (size_t k = 0; k < p->ncmds; k++) {
@@ -831,6 +899,7 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
     field_str(L, "file", p->file, sizeof p->file);
     field_str(L, "entry_function", p->entry_fn, sizeof p->entry_fn);
     field_str(L, "manifest_file", p->manifest, sizeof p->manifest);
+    field_str(L, "module_dir", p->module_dir, sizeof p->module_dir);
     apply_limits(L, p, cfg, false);            /* again once its permissions are known */
     p->allowed_paths = field_list(L, "allowed_paths", &p->nallowed);
     add_configured_paths(cfg, p);
@@ -1018,11 +1087,14 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     if (!r->lua_dir[0])
         snprintf(r->lua_dir, sizeof r->lua_dir, "%s", cfg->lua_dir);
     int failures = 0;
+    size_t nreported = 0;
     if (report)
         buf_putc(report, '[');
+    r->runtime_err[0] = '\0';
     lua_State *L = loader_state(cfg, err, sizeof err);
     if (!L) {
         log_error("%s", err);
+        snprintf(r->runtime_err, sizeof r->runtime_err, "%s", err);
         if (report) {
             buf_puts(report, "{\"id\":null,\"outcome\":\"failed\",\"reason\":");
             buf_json_cstr(report, err);
@@ -1040,6 +1112,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     lua_pushcfunction(L, l_read_file);
     if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
         log_error("plugin loader failed: %s", lua_tostring(L, -1));
+        snprintf(r->runtime_err, sizeof r->runtime_err, "plugin loader failed: %s", lua_tostring(L, -1));
         lua_close(L);
         if (report)
             buf_putc(report, ']');
@@ -1112,7 +1185,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             }
         }
         if (report) {
-            if (i > 1)
+            if (nreported++)
                 buf_putc(report, ',');
             buf_puts(report, "{\"id\":");
             buf_json_cstr(report, p->id);
@@ -1126,6 +1199,15 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     }
     lua_close(L);
     r->loading_cfg = NULL;
+    /* plugins whose files went away: the operator sees them leave too */
+    for (size_t i = 0; report && i < nold; i++)
+        if (!find_in(next, nn, old[i]->id)) {
+            if (nreported++)
+                buf_putc(report, ',');
+            buf_puts(report, "{\"id\":");
+            buf_json_cstr(report, old[i]->id);
+            buf_puts(report, ",\"outcome\":\"removed\",\"reason\":null}");
+        }
     if (report)
         buf_putc(report, ']');
     pthread_mutex_lock(&r->mu);

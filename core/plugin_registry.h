@@ -57,12 +57,19 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
 /* monitor.proc_root as it was at the first load. */
 const char *registry_proc_root(struct plugin_registry *r);
 
-/* The source of shared Lua module `name` (dotted words, already checked)
- * from plugins.lua_dir; chunk receives "@path". 0, or -1 with err. */
-int registry_module_source(struct plugin_registry *r, const char *name, struct buf *out,
-                           char *chunk, size_t chunklen, char *err, size_t errlen);
+/* The source of Lua module `name` (dotted words, already checked) for
+ * plugin p: from its folder first (a plugin NAME/ with NAME.json), then the
+ * runtime's plugins.lua_dir; a file from the folder passes the plugin's
+ * trust checks (strict modes, signature). chunk receives "@path". 0, or -1
+ * with err. */
+int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+                           struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen);
 
 int registry_status_json(struct plugin_registry *r, struct buf *b);
+/* Why the last registry_load could not run the runtime's loader, or NULL. */
+const char *registry_runtime_error(struct plugin_registry *r);
+/* sd_notify READY=1 with a STATUS= line naming the plugins in Error. */
+void registry_notify_ready(struct plugin_registry *r);
 int registry_actions_json(struct plugin_registry *r, struct buf *b);
 
 int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out);

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ struct cli {
     const char *log_level;
     const char *plugins[CONFIG_MAX_LIST];
     int nplugins;
-    bool foreground, check;
+    bool foreground, check, config_only;
 };
 
 static void usage(FILE *f)
@@ -60,7 +61,7 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: polarisd [-c FILE] [--ipc PATH] [--guest URI] [--plugins DIR]...\n"
         "                [--spool DIR] [--log-level debug|info|warn|error] [--foreground]\n"
-        "       polarisd --check [-c FILE] [--plugins DIR]...\n"
+        "       polarisd --check [--config-only] [-c FILE] [--plugins DIR]...\n"
         "       polarisd --version\n"
         "\n"
         "  -c, --config FILE   configuration file (see conf/polarisd.conf)\n"
@@ -70,13 +71,18 @@ static void usage(FILE *f)
         "      --spool DIR     keep undelivered events on disk in DIR\n"
         "      --log-level L   debug, info, warn or error\n"
         "      --foreground    do not detach (use under systemd and in tests)\n"
-        "      --check         load the config and plugins, report problems, exit\n"
-        "                      (non-zero when anything failed)\n");
+        "      --check         load the config and plugins, report problems, exit:\n"
+        "                      0 all good, 1 the config is invalid (a start or reload\n"
+        "                      would be refused), 2 the config is good but some\n"
+        "                      plugins fail (they would run in Error; the rest runs)\n"
+        "      --config-only   with --check: the config, plugin paths and runtime only\n"
+        "                      (0 or 1; what the unit's ExecStartPre runs)\n");
 }
 
 static int parse_cli(int argc, char **argv, struct cli *cli)
 {
-    enum { O_IPC = 256, O_GUEST, O_PLUGINS, O_SPOOL, O_LOGLEVEL, O_FG, O_CHECK, O_VERSION };
+    enum { O_IPC = 256, O_GUEST, O_PLUGINS, O_SPOOL, O_LOGLEVEL, O_FG, O_CHECK, O_VERSION,
+           O_CONFIG_ONLY };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"ipc", required_argument, NULL, O_IPC},
@@ -86,6 +92,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"foreground", no_argument, NULL, O_FG},
         {"check", no_argument, NULL, O_CHECK},
+        {"config-only", no_argument, NULL, O_CONFIG_ONLY},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
@@ -107,6 +114,7 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
         case O_LOGLEVEL: cli->log_level = optarg; break;
         case O_FG: cli->foreground = true; break;
         case O_CHECK: cli->check = true; break;
+        case O_CONFIG_ONLY: cli->config_only = true; break;
         case O_VERSION:
             printf("polarisd %s (git %s)\n", polaris_version, polaris_git_rev);
             exit(0);
@@ -117,6 +125,10 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
             usage(stderr);
             return 2;
         }
+    }
+    if (cli->config_only && !cli->check) {
+        fprintf(stderr, "polarisd: --config-only goes with --check\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "polarisd: unexpected argument '%s'\n", argv[optind]);
@@ -140,6 +152,42 @@ static int is_dir(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool runtime_there(const char *lua_dir)
+{
+    char p[CONFIG_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/polaris/loader.lua", lua_dir);
+    return access(p, R_OK) == 0;
+}
+
+/* The runtime's Lua for a daemon started anywhere: beside the binary first
+ * (a build tree's ../lua, or a relocated install's ../share/polaris/lua), so
+ * the binary never runs another version's runtime; then a checkout in the
+ * working directory; then the configured install location. */
+static int find_runtime(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        const char *dir = dirname(self);
+        const char *rel[] = {"../lua", "../share/polaris/lua"};
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            char cand[PATH_MAX + 32], real[PATH_MAX];
+            snprintf(cand, sizeof cand, "%s/%s", dir, rel[i]);
+            if (runtime_there(cand) && realpath(cand, real) && strlen(real) < cap) {
+                snprintf(out, cap, "%s", real);
+                return 0;
+            }
+        }
+    }
+    if (runtime_there("lua")) {
+        snprintf(out, cap, "lua");
+        return 0;
+    }
+    snprintf(out, cap, "%s/lua", POLARIS_DATADIR);
+    return runtime_there(out) ? 0 : -1;
 }
 
 /* config file, then the command line over it (DESIGN 7 precedence) */
@@ -175,18 +223,33 @@ static struct config *load_config(void *ctx, char *err, size_t errlen)
         bool local = is_dir("strategies") || is_dir("plugins");
         const char *names[] = {"strategies", "plugins"};
         for (int i = 0; i < 2; i++) {
+            char *v = c->plugin_paths.v[c->plugin_paths.n];
             if (local)
-                snprintf(c->plugin_paths.v[c->plugin_paths.n++], CONFIG_PATH_MAX, "%s", names[i]);
+                snprintf(v, CONFIG_PATH_MAX, "%s", names[i]);
             else
-                snprintf(c->plugin_paths.v[c->plugin_paths.n++], CONFIG_PATH_MAX, "%s/%s",
-                         POLARIS_DATADIR, names[i]);
+                snprintf(v, CONFIG_PATH_MAX, "%s/%s", POLARIS_DATADIR, names[i]);
+            if (is_dir(v))                /* defaults are a guess: only those there count */
+                c->plugin_paths.n++;
         }
     }
-    if (!c->lua_dir[0]) {
-        if (is_dir("lua/polaris"))
-            snprintf(c->lua_dir, sizeof c->lua_dir, "lua");
-        else
-            snprintf(c->lua_dir, sizeof c->lua_dir, "%s/lua", POLARIS_DATADIR);
+    /* a path the operator named that is not there is a typo or a missing
+     * package: running without those plugins while saying "ready" hides it */
+    for (int i = 0; i < c->plugin_paths.n; i++)
+        if (!is_dir(c->plugin_paths.v[i])) {
+            snprintf(err, errlen, "plugin path %s is not a directory (%s)", c->plugin_paths.v[i],
+                     cli->nplugins ? "--plugins" : "plugins.paths");
+            goto fail;
+        }
+    if (!c->lua_dir[0] && find_runtime(c->lua_dir, sizeof c->lua_dir) < 0) {
+        snprintf(err, errlen, "cannot find the runtime's Lua (polaris/loader.lua) beside %s, in "
+                 "./lua or in %s/lua: run make install, or set plugins.lua_dir", "the polarisd binary",
+                 POLARIS_DATADIR);
+        goto fail;
+    }
+    if (!runtime_there(c->lua_dir)) {
+        snprintf(err, errlen, "plugins.lua_dir %s does not hold the runtime's Lua "
+                 "(polaris/loader.lua)", c->lua_dir);
+        goto fail;
     }
     return c;
 fail:
@@ -322,28 +385,40 @@ int main(int argc, char **argv)
     struct config *cfg = load_config(&cli, err, sizeof err);
     if (!cfg) {
         fprintf(stderr, "polarisd: %s\n", err);
+        if (cli.check)
+            printf("FAILED: the config is invalid\n");
         return 1;
     }
     log_set_level(cfg->log_level);
     log_set_burst(cfg->log_burst);
     if (cli.check) {
         /* like nginx -t: the config, then every plugin built and initialised,
-         * no sockets and no threads */
+         * no sockets and no threads. Exit 1 blocks a start (ExecStartPre);
+         * a failing plugin is exit 2: the daemon would run it in Error. */
         printf("config: %s: ok\n", cfg->file[0] ? cfg->file : "(built-in defaults)");
         for (int i = 0; i < cfg->plugin_paths.n; i++)
-            printf("plugin path: %s%s\n", cfg->plugin_paths.v[i],
-                   is_dir(cfg->plugin_paths.v[i]) ? "" : " (missing)");
+            printf("plugin path: %s\n", cfg->plugin_paths.v[i]);
+        printf("runtime: %s\n", cfg->lua_dir);
+        if (cli.config_only) {
+            printf("ok: the config is valid (plugins not checked)\n");
+            config_unref(cfg);
+            return 0;
+        }
         struct daemon cd = {0};
         cd.cfg = cfg;
         envq_init(&cd.core_q, 1u << 30);
         cd.plugins = registry_new(&cd);
         cd.hosts = plugin_hosts_new(NULL);
         int failed = cd.plugins && cd.hosts ? registry_load(cd.plugins, cfg, NULL) : 1;
+        const char *rt = cd.plugins ? registry_runtime_error(cd.plugins) : "out of memory";
         struct buf st = BUF_INIT;
         if (cd.plugins)
             registry_status_json(cd.plugins, &st);
         printf("plugins: %s\n", st.p ? st.p : "[]");
-        printf("%s: %d plugin%s failed\n", failed ? "FAILED" : "ok", failed, failed == 1 ? "" : "s");
+        if (rt)
+            printf("FAILED: the runtime does not load: %s\n", rt);
+        else
+            printf("%s: %d plugin%s failed\n", failed ? "FAILED" : "ok", failed, failed == 1 ? "" : "s");
         buf_free(&st);
         /* what plugins asked of the core while starting (timers, emits)
          * is never run here; let go of the plugins those requests hold */
@@ -360,7 +435,7 @@ int main(int argc, char **argv)
         registry_free(cd.plugins);
         envq_destroy(&cd.core_q);
         config_unref(cfg);
-        return failed ? 1 : 0;
+        return rt ? 1 : failed ? 2 : 0;
     }
 
     signal(SIGPIPE, SIG_IGN);
@@ -424,6 +499,12 @@ int main(int argc, char **argv)
         _exit(1);    /* threads may be running: no orderly teardown is possible */
     }
     int failed = registry_load(d.plugins, cfg, NULL);
+    const char *rt = registry_runtime_error(d.plugins);
+    if (rt) {
+        /* no plugin can run, the shipped commands included: not ready */
+        log_error("cannot start: the runtime does not load: %s", rt);
+        _exit(1);
+    }
     if (failed)
         log_warn("%d plugin%s failed to load (see above); the rest are running",
                  failed, failed == 1 ? "" : "s");
@@ -433,7 +514,7 @@ int main(int argc, char **argv)
 
     log_info("polarisd %s (git %s) ready: apps on %s, guest on %s, %u workers",
              polaris_version, polaris_git_rev, cfg->ipc_path, guest_uri, cfg->workers);
-    sd_notify_send("READY=1");
+    registry_notify_ready(d.plugins);
     if (ready_fd >= 0) {
         ssize_t w = write(ready_fd, "r", 1);
         (void)w;

@@ -9,7 +9,8 @@
 #include <stddef.h>
 
 /* Exit status: scripts can trust these. */
-enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2, CTL_UNREACHABLE = 3 };
+enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2, CTL_UNREACHABLE = 3,
+       CTL_PLUGIN_ERROR = 4 };    /* status, plugins: answered, but a plugin is in Error */
 
 struct ctl_result {
     long long code;
@@ -38,6 +39,9 @@ double ctl_num(const char *json, size_t len, const char *key);
 long long ctl_now_ms(void);       /* CLOCK_MONOTONIC */
 
 int ctl_cmd_plugins(const char *sock, int argc, char **argv);
+/* The plugins of a status answer as a table; returns how many are in Error. */
+int ctl_print_plugins(const char *status, size_t len);
+int ctl_plugins_in_error(const char *status, size_t len);
 int ctl_cmd_metrics(const char *sock, int argc, char **argv);
 int ctl_cmd_send(const char *sock, int argc, char **argv);
 int ctl_cmd_guest(int argc, char **argv);

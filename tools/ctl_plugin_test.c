@@ -110,6 +110,21 @@ static int link_plugin(struct test *t, const char *id)
     return rc;
 }
 
+/* The id the manifest gives (the file name is only its stem). */
+static const char *plugin_id(const struct test *t, const char *stem)
+{
+    static char id[64];
+    char path[PATH_MAX + 80];
+    snprintf(id, sizeof id, "%s", stem);
+    snprintf(path, sizeof path, "%s/%s.json", t->srcdir, stem);
+    struct buf man = BUF_INIT;
+    struct json_member m;
+    if (read_file(path, &man) == 0 && ctl_get(man.p, man.len, "id", &m) && m.kind == JSON_STRING)
+        ctl_text(&m, id, sizeof id);
+    buf_free(&man);
+    return id;
+}
+
 static const char *find_polarisd(const char *given)
 {
     static char path[PATH_MAX + 32];
@@ -201,9 +216,12 @@ static double sub(const struct ctl_result *r, const char *group, const char *key
     return ctl_get(r->data, r->data_len, group, &g) ? ctl_num(g.val, g.val_len, key) : 0;
 }
 
-/* Checks every plugin loaded; prints why not. */
-static bool plugins_active(struct test *t)
+/* Checks every plugin loaded, the one under test (id) among them; prints
+ * why not. A daemon that loaded nothing would pass every event unchanged,
+ * which must not read as a passing test. */
+static bool plugins_active(struct test *t, const char *want)
 {
+    bool seen = false;
     struct buf out = BUF_INIT;
     struct ctl_result r;
     bool ok = status(t, &out, &r) == 0;
@@ -221,11 +239,16 @@ static bool plugins_active(struct test *t)
                 ctl_text(&state, sst, sizeof sst);
             if (ctl_get(v[i].val, v[i].val_len, "last_error", &why) && why.kind == JSON_STRING)
                 ctl_text(&why, swhy, sizeof swhy);
+            seen |= strcmp(sid, want) == 0;
             if (strcmp(sst, "Active") != 0) {
                 fprintf(stderr, "plugin-test: %s is %s: %s\n", sid, sst, swhy);
                 ok = false;
             }
         }
+    }
+    if (ok && !seen) {
+        fprintf(stderr, "plugin-test: %s did not load: the daemon does not list it\n", want);
+        ok = false;
     }
     buf_free(&out);
     return ok;
@@ -337,7 +360,7 @@ int ctl_cmd_plugin_test(int argc, char **argv)
     int rc = mkdir(pdir, 0700) < 0 || link_plugin(&t, base) < 0 ? CTL_USAGE : CTL_OK;
     if (rc == CTL_OK)
         rc = start_daemon(&t, find_polarisd(polarisd), conf);
-    if (rc == CTL_OK && !plugins_active(&t))
+    if (rc == CTL_OK && !plugins_active(&t, plugin_id(&t, base)))
         rc = CTL_FAILED;
     char err[256];
     int g = -1;

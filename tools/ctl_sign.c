@@ -30,9 +30,15 @@ static int write_text(const char *path, mode_t mode, const char *word, const uns
     return rc;
 }
 
-/* NAME.json -> the Lua file beside it (the manifest's entry_point). */
+/* NAME.json -> the Lua file beside it (the manifest's entry_point). A
+ * plugin folder's own module (x.lua) is signed on its own: x.lua.sig. */
 static int lua_path(const char *manifest, char *out, size_t cap)
 {
+    size_t ml = strlen(manifest);
+    if (ml > 4 && strcmp(manifest + ml - 4, ".lua") == 0) {
+        snprintf(out, cap, "%s", manifest);
+        return 0;
+    }
     struct buf m = BUF_INIT;
     FILE *f = fopen(manifest, "r");
     if (!f) {

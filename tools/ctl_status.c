@@ -44,17 +44,24 @@ static void field(const struct json_member *p, const char *key, char *out, size_
         ctl_text(&m, out, cap);
 }
 
-int ctl_cmd_plugins(const char *sock, int argc, char **argv)
+int ctl_plugins_in_error(const char *status, size_t len)
 {
-    struct buf out = BUF_INIT;
-    struct ctl_result r;
-    int rc = fetch_status(sock, argc, argv, "plugins", &out, &r);
-    if (rc != CTL_OK) {
-        buf_free(&out);
-        return rc;
-    }
+    struct ctl_result r = {.data = status, .data_len = len};
     static struct json_member v[1024];
-    int n = plugin_list(&r, v, 1024);
+    int n = plugin_list(&r, v, 1024), in_error = 0;
+    for (int i = 0; i < n; i++) {
+        char state[16];
+        field(&v[i], "state", state, sizeof state);
+        in_error += strcmp(state, "Error") == 0;
+    }
+    return in_error;
+}
+
+int ctl_print_plugins(const char *status, size_t len)
+{
+    struct ctl_result r = {.data = status, .data_len = len};
+    static struct json_member v[1024];
+    int n = plugin_list(&r, v, 1024), in_error = 0;
     printf("%-22s %-9s %-12s %-18s %9s %9s %8s %8s %6s  %s\n", "ID", "VERSION", "STATE", "HOST",
            "MEM_KIB", "CPU_MS", "EVENTS", "COMMANDS", "ERRORS", "LAST ERROR");
     for (int i = 0; i < n; i++) {
@@ -64,6 +71,7 @@ int ctl_cmd_plugins(const char *sock, int argc, char **argv)
         field(&v[i], "state", state, sizeof state);
         field(&v[i], "last_error", err, sizeof err);
         field(&v[i], "isolation", iso, sizeof iso);
+        in_error += strcmp(state, "Error") == 0;
         if (strcmp(iso, "process") == 0) {
             /* pid and state of its plugin host, and how often it restarted */
             char hs[16];
@@ -83,9 +91,28 @@ int ctl_cmd_plugins(const char *sock, int argc, char **argv)
                ctl_num(v[i].val, v[i].val_len, "events"),
                ctl_num(v[i].val, v[i].val_len, "commands"),
                ctl_num(v[i].val, v[i].val_len, "errors"), err);
+        /* what the plugin's status() said, on its own line: free-form JSON
+         * would break the columns */
+        struct json_member ps;
+        if (ctl_get(v[i].val, v[i].val_len, "status", &ps) && ps.kind != JSON_NULL)
+            printf("  %s status: %.*s\n", id, (int)ps.val_len, ps.val);
     }
+    return in_error;
+}
+
+int ctl_cmd_plugins(const char *sock, int argc, char **argv)
+{
+    struct buf out = BUF_INIT;
+    struct ctl_result r;
+    int rc = fetch_status(sock, argc, argv, "plugins", &out, &r);
+    if (rc != CTL_OK) {
+        buf_free(&out);
+        return rc;
+    }
+    if (ctl_print_plugins(r.data, r.data_len) > 0)
+        rc = CTL_PLUGIN_ERROR;
     buf_free(&out);
-    return CTL_OK;
+    return rc;
 }
 
 /* A label value, escaped as the exposition format wants. */

@@ -19,6 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef POLARIS_VERSION
+#define POLARIS_VERSION "0.0.0"
+#endif
+#ifndef POLARIS_GIT_REV
+#define POLARIS_GIT_REV "unknown"
+#endif
 #define DEFAULT_SOCKET "/run/polaris/polaris.sock"
 #define TIMEOUT_MS 10000
 
@@ -26,6 +32,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: polarisctl [--socket PATH] COMMAND [ARGS]\n"
+        "       polarisctl --version | --help | COMMAND --help\n"
         "\n"
         "talking to a running polarisd:\n"
         "  status [--json]              counters, guest link, plugins\n"
@@ -55,7 +62,7 @@ static void usage(FILE *f)
         "\n"
         "The socket is --socket, else $POLARIS_SOCKET, else " DEFAULT_SOCKET ".\n"
         "Exit status: 0 success, 1 the daemon (or the check) said no, 2 usage error,\n"
-        "3 the daemon could not be reached.\n");
+        "3 the daemon could not be reached, 4 (status, plugins) a plugin is in Error.\n");
 }
 
 long long ctl_now_ms(void)
@@ -226,7 +233,8 @@ double ctl_num(const char *json, size_t len, const char *key)
     return strtod(tmp, NULL);
 }
 
-/* Prints an object as indented "key: value" lines, nested objects indented. */
+/* Prints an object as indented "key: value" lines, nested objects indented;
+ * the plugins array (top level) is left to the table after it. */
 static void print_tree(const char *json, size_t len, int indent)
 {
     struct json_member m[128];
@@ -239,6 +247,8 @@ static void print_tree(const char *json, size_t len, int indent)
     for (int i = 0; i < n && i < 128; i++) {
         char key[128];
         json_string_decode(m[i].key - 1, m[i].key_len + 2, key, sizeof key);
+        if (indent == 0 && strcmp(key, "plugins") == 0 && m[i].kind == JSON_ARRAY)
+            continue;
         if (m[i].kind == JSON_OBJECT) {
             printf("%*s%s:\n", indent, "", key);
             print_tree(m[i].val, m[i].val_len, indent + 2);
@@ -334,8 +344,15 @@ static int control(const char *sock, const char *cmd, int argc, char **argv)
         printf("unloaded\n");
     } else if (json) {
         printf("%.*s\n", (int)r.data_len, r.data);
+        if (strcmp(cmd, "status") == 0 && ctl_plugins_in_error(r.data, r.data_len) > 0)
+            rc = CTL_PLUGIN_ERROR;
     } else {
         print_tree(r.data, r.data_len, 0);
+        if (strcmp(cmd, "status") == 0) {
+            printf("plugins:\n");
+            if (ctl_print_plugins(r.data, r.data_len) > 0)
+                rc = CTL_PLUGIN_ERROR;
+        }
     }
     buf_free(&out);
     return rc;
@@ -352,6 +369,9 @@ int main(int argc, char **argv)
             sock = argv[++i];
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
+            return CTL_OK;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("polarisctl %s (git %s)\n", POLARIS_VERSION, POLARIS_GIT_REV);
             return CTL_OK;
         } else {
             fprintf(stderr, "polarisctl: unknown option '%s'\n", argv[i]);
@@ -370,6 +390,13 @@ int main(int argc, char **argv)
         usage(stdout);
         return CTL_OK;
     }
+    /* "polarisctl reload --help" asks, it does not reload: checked before
+     * any subcommand sees (or acts on) its arguments */
+    for (int k = 0; k < rest; k++)
+        if (strcmp(rv[k], "--help") == 0 || strcmp(rv[k], "-h") == 0) {
+            usage(stdout);
+            return CTL_OK;
+        }
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "unload") == 0 ||
         strcmp(cmd, "call") == 0)
         return control(sock, cmd, rest, rv);

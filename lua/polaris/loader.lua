@@ -5,6 +5,7 @@
 -- plan(paths, list_dir, read_file) -> array of entries in load order:
 --   {id, name, version, plugin_type, file, entry_function, manifest_file,
 --    permissions, dependencies (id -> range text), sandbox, isolation,
+--    module_dir = the plugin folder (its own modules) or nil,
 --    error = nil | "reason"}
 local cjson = require "cjson"
 local semver = require "polaris.semver"
@@ -161,7 +162,8 @@ function M.resolve(entries)
   return order
 end
 
--- Scans the plugin paths: every NAME.json with a NAME.lua (or entry_point).
+-- Scans the plugin paths: every NAME.json with a NAME.lua (or entry_point),
+-- and every folder NAME/ holding NAME.json (a plugin with its own modules).
 function M.plan(paths, list_dir, read_file)
   local entries = {}
   for _, dir in ipairs(paths) do
@@ -169,8 +171,14 @@ function M.plan(paths, list_dir, read_file)
     table.sort(names)
     for _, name in ipairs(names) do
       local stem = name:match("^(.+)%.json$")
+      local pdir, folder = dir, nil
+      -- a plugin folder NAME/ holding NAME.json, NAME.lua and its own modules
+      if not stem and name:match("^[%w_%-%.]+$") and not name:find("^%.")
+         and read_file(dir .. "/" .. name .. "/" .. name .. ".json") then
+        stem, pdir, folder = name, dir .. "/" .. name, dir .. "/" .. name
+      end
       if stem then
-        local mfile = dir .. "/" .. name
+        local mfile = pdir .. "/" .. stem .. ".json"
         local text, rerr = read_file(mfile)
         local e
         if not text then
@@ -187,9 +195,10 @@ function M.plan(paths, list_dir, read_file)
         end
         e.id = e.id or stem
         e.manifest_file = mfile
-        e.dir = dir
+        e.dir = pdir
+        e.module_dir = folder
         if e.entry_point then
-          e.file = dir .. "/" .. e.entry_point
+          e.file = pdir .. "/" .. e.entry_point
           if not e.error and not read_file(e.file) then
             e.error = "entry point " .. e.file .. " is missing or unreadable"
           end

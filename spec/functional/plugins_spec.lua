@@ -212,13 +212,17 @@ describe("sandbox", function()
   local probe = [[
     local out = {}
     local function try(name, f) local ok, e = pcall(f); out[name] = ok and "allowed" or tostring(e) end
-    for _, g in ipairs({"io", "debug", "package", "dofile", "loadfile"}) do
+    for _, g in ipairs({"io", "debug", "dofile", "loadfile"}) do
       out[g] = _G[g] == nil and "absent" or "present"
+    end
+    -- package is there for pure-Lua libraries, without anything that loads C or files (issue 23)
+    for _, f in ipairs({"loadlib", "searchpath", "searchers"}) do
+      out["package." .. f] = package[f] == nil and "absent" or "present"
     end
     -- require reaches only the runtime's Lua helpers, as text, by dotted name
     try("require_helper", function() return require("polaris.glob").matcher("a*")("abc") and 1 end)
     try("require_same", function() assert(require("polaris.glob") == require("polaris.glob")) end)
-    for i, name in ipairs({"io", "os", "../../etc/passwd", "polaris/glob", "/etc/passwd", "Polaris.glob",
+    for i, name in ipairs({"io", "os", "../../etc/passwd", "polaris/glob", "/etc/passwd", "polaris-glob",
                            "polaris..glob", ".polaris"}) do
       try("require_bad" .. i, function() return require(name) end)
     end
@@ -244,7 +248,8 @@ describe("sandbox", function()
     local r = H.app(d):call("host", "probe")
     assert.are.equal(0, r.code, r.msg)
     local o = r.data
-    for _, g in ipairs({"io", "debug", "package", "dofile", "loadfile", "os.execute",
+    for _, g in ipairs({"io", "debug", "package.loadlib", "package.searchpath", "package.searchers",
+                        "dofile", "loadfile", "os.execute",
                         "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname", "string.dump"}) do
       assert.are.equal("absent", o[g], g)
     end
@@ -499,7 +504,7 @@ describe("hot reload", function()
 end)
 
 describe("--check", function()
-  it("names every broken plugin and exits non-zero", function()
+  it("names every broken plugin and exits non-zero (2: the config itself is fine)", function()
     local dir = ptest.mkdtemp()
     H.write_plugins(dir, {
       good = {lua = "return {}"},
@@ -510,7 +515,7 @@ describe("--check", function()
     local pid = ptest.spawn({H.POLARISD, "--check", "--plugins", dir}, {stdout = out, stderr = out})
     local how, code = ptest.wait(pid, 10000)
     local text = H.read_file(out)
-    assert.are.same({"exited", 1}, {how, code}, text)
+    assert.are.same({"exited", 2}, {how, code}, text)
     assert.is_truthy(text:find("FAILED: 2 plugins failed", 1, true), text)
     assert.is_truthy(text:find("missing dependency 'ghost'", 1, true), text)
     assert.is_truthy(text:find("syntax.lua", 1, true), text)

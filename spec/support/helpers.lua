@@ -47,6 +47,15 @@ function H.run(argv, env, timeout_ms)
   return how, code, text
 end
 
+-- An absolute path for one relative to the working directory.
+function H.abs(path)
+  if path:sub(1, 1) == "/" then return path end
+  local p = io.popen("pwd")
+  local cwd = p:read("l")
+  p:close()
+  return cwd .. "/" .. path
+end
+
 local function write_config(path, cfg)
   local f = assert(io.open(path, "w"))
   for section, kv in pairs(cfg) do
@@ -115,7 +124,7 @@ function H.start_daemon(opts)
     table.insert(opts.args, "--plugins")
     table.insert(opts.args, d.plugin_dir)
     table.insert(opts.args, "--plugins")
-    table.insert(opts.args, "plugins")
+    table.insert(opts.args, opts.cwd and H.abs("plugins") or "plugins")
   end
   -- POLARIS_ISOLATION=process runs a spec's plugins in plugin hosts: the
   -- same specs then check that both modes give the same results
@@ -130,6 +139,12 @@ function H.start_daemon(opts)
   write_config(d.config_file, cfg)
   local argv = {H.POLARISD, "-c", d.config_file, "--ipc", d.ipc, "--guest", d.guest_uri, "--foreground"}
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  if opts.cwd then
+    -- started elsewhere than the checkout: the shell execs, so the pid is the daemon's
+    argv[1] = H.abs(argv[1])
+    table.insert(argv, 1, opts.cwd)
+    for i, a in ipairs({"/bin/sh", "-c", 'cd "$0" && exec "$@"'}) do table.insert(argv, i, a) end
+  end
   if opts.valgrind or os.getenv("POLARIS_VALGRIND") then
     table.insert(argv, 1, "--error-exitcode=99")
     table.insert(argv, 1, "--leak-check=full")
