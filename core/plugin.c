@@ -142,6 +142,9 @@ static void plugin_free(struct plugin *p)
         free(p->forbidden_paths[i]);
     free(p->allowed_paths);
     free(p->forbidden_paths);
+    for (size_t i = 0; i < p->ndeps; i++)
+        free(p->deps[i]);
+    free(p->deps);
     free(p->handlers);
     free(p->cmds);
     for (size_t i = 0; i < p->nroutes; i++)
