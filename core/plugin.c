@@ -8,6 +8,7 @@
 #include "plugin.h"
 #include "command_msg.h"
 #include "daemon.h"
+#include "event_stamp.h"
 #include "log.h"
 #include "lua_json.h"
 #include "plugin_registry.h"
@@ -445,8 +446,19 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     } else {
         b.p[at] = ',';
     }
-    struct envelope *n = envelope_new(e->type, b.p, b.len);
+    /* DESIGN 5.4: what a strategy returns is held to what an app may send,
+     * and the identity the daemon stamped is not the strategy's to change */
+    struct buf checked = BUF_INIT;
+    const char *why = NULL;
+    if (event_restamp(e->data, e->len, b.p, b.len, &checked, &why) < 0) {
+        snprintf(err, errlen, "the returned event is invalid: %s", why);
+        buf_free(&b);
+        buf_free(&checked);
+        return NULL;
+    }
     buf_free(&b);
+    struct envelope *n = envelope_new(e->type, checked.p, checked.len);
+    buf_free(&checked);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
