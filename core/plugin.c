@@ -587,6 +587,14 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             }
         } else {
             p->consecutive_errors = 0;
+            /* the driver's second result: a handler edited the event and
+             * returned nil, so its edits go nowhere (DESIGN 5.4's nil) */
+            if (nres >= 2 && lua_toboolean(co, -nres + 1) &&
+                atomic_fetch_add(&p->ignored_edits, 1) == 0)
+                log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
+                         "nil, which forwards the event as it came: return ev to keep the changes "
+                         "(warned once; counted as ignored_edits in its status)",
+                         p->id, (unsigned long long)e->event_id);
             pass_on(p, e);                     /* nil: the original bytes go on */
         }
         break;

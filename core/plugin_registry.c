@@ -723,13 +723,14 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         uint64_t cpu = p->isolated ? atomic_load(&p->remote_cpu_ns) : p->sb.cpu_ns_total;
         rc |= buf_printf(b, "\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
                          "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
-                         "\"errors\":%llu,\"last_error\":",
+                         "\"errors\":%llu,\"ignored_edits\":%llu,\"last_error\":",
                          up, mem, p->mem_limit,
                          cpu / 1e6,
                          (unsigned long long)atomic_load(&p->events),
                          (unsigned long long)atomic_load(&p->commands),
                          (unsigned long long)atomic_load(&p->messages),
-                         (unsigned long long)atomic_load(&p->errors));
+                         (unsigned long long)atomic_load(&p->errors),
+                         (unsigned long long)atomic_load(&p->ignored_edits));
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
         rc |= buf_puts(b, ",\"status\":");

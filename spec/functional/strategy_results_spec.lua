@@ -76,4 +76,32 @@ describe("a strategy's returned event", function()
     assert.are.equal(0, plugin(d, "spoofer").errors)
     H.stop_ok(d)
   end)
+
+  it("a handler that edits its event and returns nil: forwarded as it came, warned once, counted", function()
+    local d = H.start_daemon({plugins = {
+      forgetful = {lua = [[
+        polaris.on_event(1, function(ev) ev.params.lost = true end)        -- edits, then nil
+        polaris.on_event(2, function(ev) local _ = ev.params.n end)        -- looks only
+        polaris.on_event(3, function(ev) ev.params.kept = true; return ev end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for _, id in ipairs({1, 2, 3, 1}) do app:send_event(H.event(id)) end
+    for _, id in ipairs({1, 2, 3, 1}) do
+      local ev = g:event()
+      assert.are.equal(id, ev.eventId)
+      assert.is_nil(ev.params.lost)
+      assert.is_nil(ev.strategyError)
+    end
+    local st = plugin(d, "forgetful")
+    assert.are.equal(2, st.ignored_edits)
+    assert.are.equal(0, st.errors)
+    H.wait_for("the warning", function()
+      return d:log_text():find("plugin forgetful: an on_event handler changed its event", 1, true)
+    end)
+    local _, count = d:log_text():gsub("changed its event", "")
+    assert.are.equal(1, count)
+    H.stop_ok(d)
+  end)
 end)
