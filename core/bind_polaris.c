@@ -577,7 +577,18 @@ static int l_cancel(lua_State *L)
 static const char drivers_src[] =
     "local decode = ...\n"
     "local select, type, error = select, type, error\n"
+    "local next, rawget, rawequal = next, rawget, rawequal\n"
     "local M = {}\n"
+    /* a handler that edits ev and returns nil loses its edits (nil means
+     * \"as it came\"): seen by comparing with a fresh decode, only when
+     * no handler returned a table, raw access only */
+    "local function same(a, b, depth)\n"
+    "  if rawequal(a, b) then return true end\n"
+    "  if type(a) ~= 'table' or type(b) ~= 'table' or depth > 200 then return false end\n"
+    "  for k, v in next, a do if not same(v, rawget(b, k), depth + 1) then return false end end\n"
+    "  for k in next, b do if rawget(a, k) == nil then return false end end\n"
+    "  return true\n"
+    "end\n"
     "function M.strategy(json, id, ...)\n"
     "  local ev = decode(json); ev.eventId = id\n"
     "  local changed = false\n"
@@ -588,7 +599,8 @@ static const char drivers_src[] =
     "    elseif r ~= nil then error('on_event handler returned a ' .. type(r) .. ' (want the event, nil or false)', 0) end\n"
     "  end\n"
     "  if changed then return ev end\n"
-    "  return nil\n"
+    "  local orig = decode(json); orig.eventId = id\n"
+    "  return nil, not same(ev, orig, 0)\n"
     "end\n"
     "function M.command(json, fn, req) return fn(decode(json), req) end\n"
     "function M.message(json, fn, from, topic) fn(from, topic, decode(json)) end\n"

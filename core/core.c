@@ -318,8 +318,11 @@ static void control_request(struct core *c, struct envelope *e)
             refuse(c, e, CMD_BAD_REQUEST, "bad request: unload needs args {\"id\": \"<plugin id>\"}");
             return;
         }
-        if (registry_unload(c->d->plugins, idv) < 0)
+        int rc = registry_unload(c->d->plugins, idv);
+        if (rc == -1)
             refuse(c, e, CMD_BAD_REQUEST, "bad request: no such plugin");
+        else if (rc < 0)
+            refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         else
             answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"unloaded\":true}", 17);
         return;

@@ -212,3 +212,81 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
     }
     return 0;
 }
+
+static bool identity(enum field f)
+{
+    return f == F_PID || f == F_UID || f == F_CLAIMED_PID;
+}
+
+static int put_member(struct buf *out, const struct json_member *m, bool first)
+{
+    int rc = first ? 0 : buf_putc(out, ',');
+    rc |= buf_append(out, m->key - 1, m->key_len + 2);
+    rc |= buf_putc(out, ':');
+    return rc | buf_append(out, m->val, m->val_len);
+}
+
+int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
+                  struct buf *out, const char **err)
+{
+    struct json_member m[MAX_MEMBERS], o[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    int n = json_object_members(json, len, m, MAX_MEMBERS, err);
+    if (n < 0)
+        return -1;
+    if (n > MAX_MEMBERS) {
+        *err = "event has more than 64 top-level members";
+        return -1;
+    }
+    const struct json_member *f[F_COUNT] = {0};
+    for (int i = 0; i < n; i++) {
+        kind[i] = classify(&m[i]);
+        f[kind[i]] = &m[i];
+    }
+    const struct json_member *ts = f[F_TIMESTAMP];
+    if (!ts || !ts->is_uint || ts->val_len > 20 ||
+        (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) > 0)) {
+        *err = "timestamp must be a non-negative integer (ms since the epoch)";
+        return -1;
+    }
+    if (!f[F_PARAMS] || f[F_PARAMS]->kind != JSON_OBJECT) {
+        *err = "params must be an object";
+        return -1;
+    }
+    static const struct { enum field f; const char *msg; } strings[] = {
+        {F_PROCESS_NAME, "processName must be a string"},
+        {F_PROCESS_VER, "processVer must be a string"},
+        {F_LOGF, "logf must be a string"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const struct json_member *x = f[strings[i].f];
+        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL) {
+            *err = strings[i].msg;
+            return -1;
+        }
+    }
+    /* the original was stamped by us: valid, its members in reach */
+    int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
+    if (no < 0)
+        return -1;
+    if (no > MAX_MEMBERS)
+        no = MAX_MEMBERS;
+    int rc = buf_reserve(out, len + 64) | buf_putc(out, '{');
+    bool first = true;
+    for (int i = 0; i < n; i++)
+        if (!identity(kind[i])) {
+            rc |= put_member(out, &m[i], first);
+            first = false;
+        }
+    for (int i = 0; i < no; i++)
+        if (identity(classify(&o[i]))) {
+            rc |= put_member(out, &o[i], first);
+            first = false;
+        }
+    rc |= buf_putc(out, '}');
+    if (rc) {
+        *err = "out of memory";
+        return -1;
+    }
+    return 0;
+}

@@ -8,6 +8,7 @@
 #include "plugin.h"
 #include "command_msg.h"
 #include "daemon.h"
+#include "event_stamp.h"
 #include "log.h"
 #include "lua_json.h"
 #include "plugin_registry.h"
@@ -142,6 +143,9 @@ static void plugin_free(struct plugin *p)
         free(p->forbidden_paths[i]);
     free(p->allowed_paths);
     free(p->forbidden_paths);
+    for (size_t i = 0; i < p->ndeps; i++)
+        free(p->deps[i]);
+    free(p->deps);
     free(p->handlers);
     free(p->cmds);
     for (size_t i = 0; i < p->nroutes; i++)
@@ -442,8 +446,19 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     } else {
         b.p[at] = ',';
     }
-    struct envelope *n = envelope_new(e->type, b.p, b.len);
+    /* DESIGN 5.4: what a strategy returns is held to what an app may send,
+     * and the identity the daemon stamped is not the strategy's to change */
+    struct buf checked = BUF_INIT;
+    const char *why = NULL;
+    if (event_restamp(e->data, e->len, b.p, b.len, &checked, &why) < 0) {
+        snprintf(err, errlen, "the returned event is invalid: %s", why);
+        buf_free(&b);
+        buf_free(&checked);
+        return NULL;
+    }
     buf_free(&b);
+    struct envelope *n = envelope_new(e->type, checked.p, checked.len);
+    buf_free(&checked);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -572,6 +587,14 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             }
         } else {
             p->consecutive_errors = 0;
+            /* the driver's second result: a handler edited the event and
+             * returned nil, so its edits go nowhere (DESIGN 5.4's nil) */
+            if (nres >= 2 && lua_toboolean(co, -nres + 1) &&
+                atomic_fetch_add(&p->ignored_edits, 1) == 0)
+                log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
+                         "nil, which forwards the event as it came: return ev to keep the changes "
+                         "(warned once; counted as ignored_edits in its status)",
+                         p->id, (unsigned long long)e->event_id);
             pass_on(p, e);                     /* nil: the original bytes go on */
         }
         break;

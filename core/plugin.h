@@ -123,6 +123,12 @@ struct plugin {
     uint32_t next_op;
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;
+    /* the ids its manifest depends on: unloading one of them stops it */
+    char **deps;
+    size_t ndeps;
+    /* events a handler edited in place and then returned nil for: the
+     * edits went nowhere (warned about once, counted each time) */
+    _Atomic uint64_t ignored_edits;
     /* isolation "process": this struct stands in for a plugin that runs in
      * a polaris-plugin-host. Its own state only serves the host's calls
      * (polaris.fs, polaris.sys, ...) with the same permission checks. */

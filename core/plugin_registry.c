@@ -196,28 +196,76 @@ void registry_push_config(struct plugin_registry *r, const char *id, lua_State *
     }
 }
 
+static struct plugin *stopped_stand_in(struct plugin_registry *r, const struct plugin *old,
+                                       const char *dep, const char *how);
+
+static bool depends_on(const struct plugin *p, const char *id)
+{
+    for (size_t i = 0; i < p->ndeps; i++)
+        if (strcmp(p->deps[i], id) == 0)
+            return true;
+    return false;
+}
+
+static void retire_now(struct plugin_registry *r, struct plugin *p)
+{
+    if (r->retire)
+        r->retire(r->retire_ctx, p);
+    if (p->host)
+        plugin_host_retire(p);
+    plugin_unref(p);            /* finishes its mailbox, then stop/cleanup */
+}
+
+/* Unloading a plugin stops every plugin that depends on it, directly or
+ * through another: each is replaced in the set by a stand-in in Error that
+ * names the dependency (what status shows), handles nothing, and is built
+ * afresh by the next reload that satisfies it. */
 int registry_unload(struct plugin_registry *r, const char *id)
 {
-    struct plugin *found = NULL;
     pthread_mutex_lock(&r->mu);
+    struct plugin **gone = calloc(r->n + 1, sizeof *gone);
+    if (!gone) {
+        pthread_mutex_unlock(&r->mu);
+        log_error("plugin %s: out of memory unloading it", id);
+        return -2;
+    }
+    size_t ngone = 0;
     for (size_t i = 0; i < r->n; i++) {
         if (strcmp(r->plugins[i]->id, id) == 0) {
-            found = r->plugins[i];
+            gone[ngone++] = r->plugins[i];
             memmove(&r->plugins[i], &r->plugins[i + 1], (r->n - i - 1) * sizeof *r->plugins);
             r->n--;
-            index_rebuild(r);
             break;
         }
     }
-    pthread_mutex_unlock(&r->mu);
-    if (!found)
+    if (!ngone) {
+        pthread_mutex_unlock(&r->mu);
+        free(gone);
         return -1;
+    }
+    /* gone[] grows as dependents stop: each is checked against all before it */
+    for (size_t g = 0; g < ngone; g++) {
+        for (size_t i = 0; i < r->n; i++) {
+            struct plugin *q = r->plugins[i];
+            if (!q->sb.L || atomic_load(&q->state) != PLUGIN_ACTIVE || !depends_on(q, gone[g]->id))
+                continue;
+            struct plugin *s = stopped_stand_in(r, q, gone[g]->id, g == 0 ? "was unloaded" : "was stopped");
+            if (!s) {
+                log_error("plugin %s: out of memory stopping it (its dependency '%s' left); it keeps running",
+                          q->id, gone[g]->id);
+                continue;
+            }
+            log_error("plugin %s stopped: %s", q->id, s->last_error);
+            r->plugins[i] = s;
+            gone[ngone++] = q;
+        }
+    }
+    index_rebuild(r);
+    pthread_mutex_unlock(&r->mu);
     log_info("plugin %s unloaded (it comes back on the next reload while its files exist)", id);
-    if (r->retire)
-        r->retire(r->retire_ctx, found);
-    if (found->host)
-        plugin_host_retire(found);
-    plugin_unref(found);        /* finishes its mailbox, then stop/cleanup */
+    for (size_t g = 0; g < ngone; g++)
+        retire_now(r, gone[g]);
+    free(gone);
     return 0;
 }
 
@@ -675,13 +723,14 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         uint64_t cpu = p->isolated ? atomic_load(&p->remote_cpu_ns) : p->sb.cpu_ns_total;
         rc |= buf_printf(b, "\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
                          "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
-                         "\"errors\":%llu,\"last_error\":",
+                         "\"errors\":%llu,\"ignored_edits\":%llu,\"last_error\":",
                          up, mem, p->mem_limit,
                          cpu / 1e6,
                          (unsigned long long)atomic_load(&p->events),
                          (unsigned long long)atomic_load(&p->commands),
                          (unsigned long long)atomic_load(&p->messages),
-                         (unsigned long long)atomic_load(&p->errors));
+                         (unsigned long long)atomic_load(&p->errors),
+                         (unsigned long long)atomic_load(&p->ignored_edits));
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
         rc |= buf_puts(b, ",\"status\":");
@@ -807,6 +856,34 @@ static char **field_list(lua_State *L, const char *k, size_t *n)
     return v;
 }
 
+/* The keys of the entry's table k (its dependencies' ids); -1 without
+ * memory for them. */
+static int field_keys(lua_State *L, const char *k, char ***out, size_t *n)
+{
+    int rc = 0;
+    *n = 0;
+    *out = NULL;
+    lua_getfield(L, -1, k);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pop(L, 1);
+            if (rc < 0 || lua_type(L, -1) != LUA_TSTRING)
+                continue;
+            char **v = realloc(*out, (*n + 1) * sizeof *v);
+            char *dup = v ? strdup(lua_tostring(L, -1)) : NULL;
+            if (v)
+                *out = v;
+            if (!dup)
+                rc = -1;
+            else
+                (*out)[(*n)++] = dup;
+        }
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* The operator may grant a plugin more paths than its manifest names:
  * [plugin.<id>] allowed_paths = /srv/logs /tmp/captures (the config is the
  * operator's, so this widens nothing a plugin author controls). */
@@ -913,6 +990,10 @@ static void from_entry(lua_State *L, struct plugin *p, const struct config *cfg)
         atomic_store(&p->state, PLUGIN_ERROR);
     }
     lua_pop(L, 1);
+    if (field_keys(L, "dependencies", &p->deps, &p->ndeps) < 0 && atomic_load(&p->state) != PLUGIN_ERROR) {
+        snprintf(p->last_error, sizeof p->last_error, "out of memory reading its dependencies");
+        atomic_store(&p->state, PLUGIN_ERROR);
+    }
     if (atomic_load(&p->state) == PLUGIN_ERROR)
         return;
     /* trust before any of its code runs: who may write it, who signed it */
@@ -1004,6 +1085,26 @@ static struct plugin *plugin_new(struct plugin_registry *r)
     return p;
 }
 
+/* What stays in the set for a plugin stopped because a dependency left:
+ * its identity for status, no state, so it handles nothing. */
+static struct plugin *stopped_stand_in(struct plugin_registry *r, const struct plugin *old,
+                                       const char *dep, const char *how)
+{
+    struct plugin *s = plugin_new(r);
+    if (!s)
+        return NULL;
+    memcpy(s->id, old->id, sizeof s->id);
+    memcpy(s->name, old->name, sizeof s->name);
+    memcpy(s->version, old->version, sizeof s->version);
+    memcpy(s->type, old->type, sizeof s->type);
+    memcpy(s->file, old->file, sizeof s->file);
+    memcpy(s->manifest, old->manifest, sizeof s->manifest);
+    s->mem_limit = old->mem_limit;
+    snprintf(s->last_error, sizeof s->last_error, "dependency '%s' %s", dep, how);
+    atomic_store(&s->state, PLUGIN_ERROR);
+    return s;
+}
+
 static struct plugin *find_in(struct plugin **v, size_t n, const char *id)
 {
     for (size_t i = 0; i < n; i++)
@@ -1012,24 +1113,54 @@ static struct plugin *find_in(struct plugin **v, size_t n, const char *id)
     return NULL;
 }
 
+/* Whether every dependency of the entry on the top of L runs now, in a
+ * version its range accepts. Decided against the set being built (next),
+ * not the files: a dependency whose reload failed keeps its running
+ * version, and that is what its dependents use. The loader's reason
+ * (dependency_error) names a dependency that is not there at all. */
 static bool deps_loaded(lua_State *L, struct plugin **v, size_t n, char *why, size_t whylen)
 {
     bool ok = true;
     lua_getfield(L, -1, "dependencies");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (ok && lua_next(L, -2)) {
-            const char *dep = lua_tostring(L, -2);
-            struct plugin *d = dep ? find_in(v, n, dep) : NULL;
-            if (!d || atomic_load(&d->state) != PLUGIN_ACTIVE) {
-                snprintf(why, whylen, "dependency '%s' did not load", dep ? dep : "?");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return true;
+    }
+    lua_pushnil(L);
+    while (ok && lua_next(L, -2)) {
+        const char *dep = lua_tostring(L, -2);
+        const char *range = lua_tostring(L, -1);
+        struct plugin *d = dep ? find_in(v, n, dep) : NULL;
+        if (!d || atomic_load(&d->state) != PLUGIN_ACTIVE) {
+            lua_getfield(L, -4, "dependency_error");
+            if (lua_isstring(L, -1))
+                snprintf(why, whylen, "%s", lua_tostring(L, -1));
+            else
+                snprintf(why, whylen, "dependency '%s' did not load%s%s", dep ? dep : "?",
+                         d && d->last_error[0] ? ": " : "", d ? d->last_error : "");
+            lua_pop(L, 1);
+            ok = false;
+        } else if (range) {
+            lua_getglobal(L, "package");
+            lua_getfield(L, -1, "loaded");
+            lua_getfield(L, -1, "polaris.semver");
+            lua_getfield(L, -1, "satisfies");
+            lua_pushstring(L, d->version);
+            lua_pushstring(L, range);
+            if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+                snprintf(why, whylen, "dependency '%s': cannot check version %s against %s: %s", dep,
+                         d->version, range, lua_tostring(L, -1));
+                ok = false;
+            } else if (!lua_toboolean(L, -1)) {
+                snprintf(why, whylen, "dependency '%s' is %s, needs %s", dep, d->version, range);
                 ok = false;
             }
-            lua_pop(L, 1);
+            lua_pop(L, 4);
         }
-        if (!ok)
-            lua_pop(L, 1);
+        lua_pop(L, 1);
     }
+    if (!ok)
+        lua_pop(L, 1);                 /* the key lua_next left */
     lua_pop(L, 1);
     return ok;
 }
@@ -1136,9 +1267,14 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
         struct plugin *prev = find_in(old, nold, p->id);
         const char *outcome;
         char why[300] = "";
+        /* a dependent whose dependency left or changed incompatibly stops:
+         * its running version is not kept, as it would be when its own
+         * files fail */
+        bool dep_failed = false;
         if (atomic_load(&p->state) != PLUGIN_ERROR && !deps_loaded(L, next, nn, why, sizeof why)) {
             snprintf(p->last_error, sizeof p->last_error, "%s", why);
             atomic_store(&p->state, PLUGIN_ERROR);
+            dep_failed = true;
         }
         if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE &&
             prev->file_sig == p->file_sig && prev->manifest_sig == p->manifest_sig &&
@@ -1166,7 +1302,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
                     sandbox_close(&p->sb);
             }
             failures++;
-            if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE) {
+            if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE && !dep_failed) {
                 /* a failed reload keeps the running version */
                 plugin_set_error(prev, "reload failed, still running %s: %s", prev->version, p->last_error);
                 log_error("plugin %s: reload failed, keeping version %s: %s", p->id, prev->version,
@@ -1178,9 +1314,12 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
                 plugin_unref(p);
                 p = prev;
             } else {
-                log_error("plugin %s not loaded: %s", p->id, p->last_error);
+                if (prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE)
+                    log_error("plugin %s stopped: %s", p->id, p->last_error);
+                else
+                    log_error("plugin %s not loaded: %s", p->id, p->last_error);
                 next[nn++] = p;
-                outcome = "failed";
+                outcome = prev && prev->sb.L && atomic_load(&prev->state) == PLUGIN_ACTIVE ? "stopped" : "failed";
                 snprintf(why, sizeof why, "%s", p->last_error);
             }
         }

@@ -90,7 +90,8 @@ unsigned registry_max_errors(struct plugin_registry *r);
 uint64_t registry_started_ms(struct plugin_registry *r);
 /* Pushes polaris.config for plugin id (while it loads). */
 void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L);
-/* Takes one plugin out of the set (polarisctl unload). 0, or -1 if unknown. */
+/* Takes one plugin out of the set (polarisctl unload) and stops the plugins
+ * that depend on it. 0, -1 if unknown, -2 without memory. */
 int registry_unload(struct plugin_registry *r, const char *id);
 /* Shutdown has begun: no new waits, no new timers. */
 bool registry_stopping(struct plugin_registry *r);

@@ -61,8 +61,20 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Links id.json and its entry point into the test's plugin dir, then its
- * dependencies found in the same source directory. */
+/* Where id's manifest is: a plugin folder id/id.json (true) or id.json
+ * beside the others (false). */
+static bool is_folder(const struct test *t, const char *id, char *manifest, size_t cap)
+{
+    snprintf(manifest, cap, "%s/%s/%s.json", t->srcdir, id, id);
+    if (access(manifest, R_OK) == 0)
+        return true;
+    snprintf(manifest, cap, "%s/%s.json", t->srcdir, id);
+    return false;
+}
+
+/* Links id.json and its entry point (or the whole folder id/, modules and
+ * all) into the test's plugin dir, then its dependencies found in the same
+ * source directory. */
 static int link_plugin(struct test *t, const char *id)
 {
     for (int i = 0; i < t->nlinked; i++)
@@ -71,15 +83,25 @@ static int link_plugin(struct test *t, const char *id)
     if (t->nlinked == 64 || strlen(id) >= sizeof t->linked[0] || strchr(id, '/'))
         return -1;
     snprintf(t->linked[t->nlinked++], sizeof t->linked[0], "%s", id);
-    char src[PATH_MAX + 80], dst[PATH_MAX + 80];
-    snprintf(src, sizeof src, "%s/%s.json", t->srcdir, id);
+    char src[PATH_MAX + 160], dst[PATH_MAX + 80];
+    bool folder = is_folder(t, id, src, sizeof src);
     struct buf man = BUF_INIT;
     if (read_file(src, &man) < 0) {
         fprintf(stderr, "polarisctl: plugin-test: %s: %s\n", src, strerror(errno));
         return -1;
     }
-    snprintf(dst, sizeof dst, "%s/plugins/%s.json", t->dir, id);
-    int rc = symlink(src, dst);
+    int rc;
+    if (folder) {
+        /* the daemon finds id/id.json itself, and the modules beside it */
+        snprintf(src, sizeof src, "%s/%s", t->srcdir, id);
+        snprintf(dst, sizeof dst, "%s/plugins/%s", t->dir, id);
+        rc = symlink(src, dst);
+    } else {
+        snprintf(dst, sizeof dst, "%s/plugins/%s.json", t->dir, id);
+        rc = symlink(src, dst);
+    }
+    if (rc < 0)
+        fprintf(stderr, "polarisctl: plugin-test: linking %s: %s\n", src, strerror(errno));
     struct json_member m;
     char entry[256];
     snprintf(entry, sizeof entry, "%s.lua", id);
@@ -87,7 +109,7 @@ static int link_plugin(struct test *t, const char *id)
         ctl_text(&m, entry, sizeof entry);
     if (!strchr(entry, '.'))                    /* a function name: it lives in id.lua */
         snprintf(entry, sizeof entry, "%s.lua", id);
-    if (rc == 0 && !strchr(entry, '/')) {
+    if (rc == 0 && !folder && !strchr(entry, '/')) {
         snprintf(src, sizeof src, "%s/%s", t->srcdir, entry);
         snprintf(dst, sizeof dst, "%s/plugins/%s", t->dir, entry);
         rc = symlink(src, dst);
@@ -100,7 +122,7 @@ static int link_plugin(struct test *t, const char *id)
         for (int i = 0; i < n && i < 32 && rc == 0; i++) {
             char dep[64];
             if (json_string_decode(d[i].key - 1, d[i].key_len + 2, dep, sizeof dep) > 0) {
-                snprintf(src, sizeof src, "%s/%s.json", t->srcdir, dep);
+                is_folder(t, dep, src, sizeof src);
                 if (access(src, R_OK) == 0)      /* else the daemon says it is missing */
                     rc = link_plugin(t, dep);
             }
@@ -114,9 +136,9 @@ static int link_plugin(struct test *t, const char *id)
 static const char *plugin_id(const struct test *t, const char *stem)
 {
     static char id[64];
-    char path[PATH_MAX + 80];
+    char path[PATH_MAX + 160];
     snprintf(id, sizeof id, "%s", stem);
-    snprintf(path, sizeof path, "%s/%s.json", t->srcdir, stem);
+    is_folder(t, stem, path, sizeof path);
     struct buf man = BUF_INIT;
     struct json_member m;
     if (read_file(path, &man) == 0 && ctl_get(man.p, man.len, "id", &m) && m.kind == JSON_STRING)
@@ -341,6 +363,11 @@ int ctl_cmd_plugin_test(int argc, char **argv)
     if (dot && (strcmp(dot, ".lua") == 0 || strcmp(dot, ".json") == 0))
         *dot = '\0';
     *strrchr(real, '/') = '\0';
+    /* NAME/NAME.lua (or .json) inside its folder: the plugin is the folder,
+     * and its dependencies sit beside it */
+    const char *parent = strrchr(real, '/');
+    if (parent && parent != real && strcmp(parent + 1, base) == 0)
+        *strrchr(real, '/') = '\0';
     snprintf(t.srcdir, sizeof t.srcdir, "%s", real);
     struct buf events = BUF_INIT;
     if (read_file(strcmp(events_file, "-") == 0 ? "/dev/stdin" : events_file, &events) < 0) {

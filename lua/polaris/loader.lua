@@ -6,7 +6,10 @@
 --   {id, name, version, plugin_type, file, entry_function, manifest_file,
 --    permissions, dependencies (id -> range text), sandbox, isolation,
 --    module_dir = the plugin folder (its own modules) or nil,
---    error = nil | "reason"}
+--    error = nil | "reason" (its own files are wrong: it cannot load),
+--    dependency_error = nil | "reason" (a dependency's files are missing,
+--      incompatible or broken: the core decides against what runs, since a
+--      dependency whose reload fails keeps its running version)}
 local cjson = require "cjson"
 local semver = require "polaris.semver"
 
@@ -113,18 +116,19 @@ function M.resolve(entries)
       for dep, range in pairs(e.dependencies) do
         local d = by_id[dep]
         if not d then
-          e.error = "missing dependency '" .. dep .. "' (" .. range .. ")"
+          e.dependency_error = "missing dependency '" .. dep .. "' (" .. range .. ")"
         elseif not semver.satisfies(d.version, range) then
-          e.error = "dependency '" .. dep .. "' is " .. d.version .. ", needs " .. range
+          e.dependency_error = "dependency '" .. dep .. "' is " .. d.version .. ", needs " .. range
         end
-        if e.error then break end
+        if e.dependency_error then break end
       end
     end
   end
+  local function failed(e) return e.error or e.dependency_error end
   -- depth-first order; a cycle or a failed dependency fails its dependents
   local order, state = {}, {}
   local function visit(e, stack)
-    if state[e] == "done" then return not e.error end
+    if state[e] == "done" then return not failed(e) end
     if state[e] == "visiting" then
       local names = {}
       for i = stack.from[e], #stack do names[#names + 1] = stack[i].id end
@@ -143,15 +147,15 @@ function M.resolve(entries)
     table.sort(deps)
     for _, dep in ipairs(deps) do
       local d = by_id[dep]
-      if d and not visit(d, stack) and not e.error then
-        e.error = "dependency '" .. dep .. "' failed: " .. tostring(d.error)
+      if d and not visit(d, stack) and not failed(e) then
+        e.dependency_error = "dependency '" .. dep .. "' failed: " .. tostring(failed(d))
       end
     end
     stack[#stack] = nil
     stack.from[e] = nil
     state[e] = "done"
     order[#order + 1] = e
-    return not e.error
+    return not failed(e)
   end
   local ids = {}
   for _, e in ipairs(entries) do if not e.error then ids[#ids + 1] = e end end

@@ -41,4 +41,25 @@ describe("polaris.plugin_test", function()
     assert.are.equal("tagger", r.events[1].strategyError.plugin)
     assert.is_truthy(r.log:find("1 with strategyError", 1, true))
   end)
+
+  it("runs a plugin folder (NAME/ with NAME.json, NAME.lua and its own modules), given the folder or its file", function()
+    os.execute("mkdir -p '" .. dir .. "/folded/Util'")
+    local files = {
+      ["folded/folded.json"] = '{"id": "folded", "version": "1.0.0", "plugin_type": "Strategy"}',
+      ["folded/folded.lua"] = [[
+        local fmt = require "Util.Format"
+        polaris.on_event(9001, function(ev) ev.params.tag = fmt.tag(ev.params.n); return ev end)]],
+      ["folded/Util/Format.lua"] = [[return {tag = function(n) return "n=" .. tostring(n) end}]],
+    }
+    for name, text in pairs(files) do
+      local f = assert(io.open(dir .. "/" .. name, "w"))
+      f:write(text)
+      f:close()
+    end
+    for _, target in ipairs({dir .. "/folded", dir .. "/folded/folded.lua"}) do
+      local r = plugin_test.run(target, {{eventId = 9001, params = {n = 7}}}, opts())
+      assert.is_true(r.ok, r.log)
+      assert.are.equal("n=7", r.events[1].params.tag)
+    end
+  end)
 end)
