@@ -44,7 +44,6 @@ if [ ! -s "$tarball" ]; then
 fi
 
 root=$(mktemp -d /var/tmp/polaris-fresh.XXXXXX)
-chmod 0755 "$root"                 # it is "/" in there: other uids must get through
 cleanup() {
     for p in /proc/[0-9]*; do
         [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -9 "${p#/proc/}" 2>/dev/null
@@ -53,6 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 tar -C "$root" -xf "$tarball"
+chmod 0755 "$root"                 # "/" in there (tar restored mktemp's 0700): other uids get through
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # the repository as a newcomer gets it: a clone, at the commit under test
 git clone -q --no-hardlinks "$PWD" "$root/src/polarisd"
