@@ -73,6 +73,28 @@ struct core {
     uint64_t hosts_deadline_ns;
     struct envlist held;                /* events for the guest link while its buffer is full */
     size_t nheld;
+    /* a reload builds the new plugin set on a thread of its own */
+    struct reload_job *reload;          /* running, or NULL */
+    bool reload_again;                  /* asked for while one ran */
+    struct reload_waiter *waiters, *waiters_next;   /* control requests, answered at the commit */
+};
+
+/* A reload in progress: the plugins are built and initialised on its own
+ * thread (registry_prepare), the swap happens on the core's (commit), so
+ * a slow init() delays nothing else (DESIGN 5.5). */
+struct reload_job {
+    struct core *c;
+    pthread_t thread;
+    struct config *cfg;                 /* a ref, for the thread */
+    struct buf report;
+    struct reload *rl;
+    struct envelope *done;              /* ENV_RELOAD_DONE, made before the thread starts */
+};
+
+struct reload_waiter {
+    struct reload_waiter *next;
+    uint8_t origin;
+    uint32_t conn_id, req_id;
 };
 
 static void list_init(struct pending *head)
@@ -257,17 +279,105 @@ static int status_json(struct core *c, struct buf *b)
     return rc ? -1 : 0;
 }
 
-/* Re-reads the config and the plugins. err is set when the config itself is
- * refused; per-plugin outcomes go to report (may be NULL). Returns the
- * number of plugins that failed. */
-static int do_reload(struct core *c, char *err, size_t errlen, struct buf *report)
+static int do_reload(struct core *c, char *err, size_t errlen);
+
+static void answer_waiters_refused(struct core *c, const char *why)
 {
+    while (c->waiters) {
+        struct reload_waiter *w = c->waiters;
+        c->waiters = w->next;
+        count_code(CMD_HANDLER_ERROR);
+        answer(c, w->origin, w->conn_id, w->req_id, CMD_HANDLER_ERROR, why, NULL, 0);
+        free(w);
+    }
+}
+
+/* The built set goes in (the core thread), and whoever asked is answered. */
+static void reload_finish(struct core *c, struct reload_job *j)
+{
+    int failed = registry_commit(c->d->plugins, j->rl);
+    log_info("configuration reloaded; %d plugin%s failed", failed, failed == 1 ? "" : "s");
+    registry_notify_ready(c->d->plugins);
+    struct buf data = BUF_INIT;
+    buf_printf(&data, "{\"reloaded\":true,\"failed\":%d,\"plugins\":", failed);
+    buf_append(&data, j->report.p ? j->report.p : "[]", j->report.p ? j->report.len : 2);
+    buf_putc(&data, '}');
+    while (c->waiters) {
+        struct reload_waiter *w = c->waiters;
+        c->waiters = w->next;
+        answer(c, w->origin, w->conn_id, w->req_id, 0, failed ? "reloaded; some plugins failed" : NULL,
+               data.p, data.len);
+        free(w);
+    }
+    buf_free(&data);
+    buf_free(&j->report);
+}
+
+static void reload_done(struct core *c, struct reload_job *j)
+{
+    pthread_join(j->thread, NULL);
+    c->reload = NULL;
+    reload_finish(c, j);
+    config_unref(j->cfg);
+    free(j);
+    /* asked for again meanwhile: once more, with what is on disk now */
+    c->waiters = c->waiters_next;
+    c->waiters_next = NULL;
+    bool again = c->reload_again && c->phase == RUNNING;
+    c->reload_again = false;
+    char err[512];
+    if (!again)
+        answer_waiters_refused(c, "the daemon is stopping");
+    else if (do_reload(c, err, sizeof err) < 0)
+        answer_waiters_refused(c, err);
+}
+
+/* Shutdown: a reload still building finishes first (it holds plugins). */
+static void reload_wait(struct core *c)
+{
+    if (!c->reload)
+        return;
+    log_info("shutdown: waiting for the reload in progress");
+    struct reload_job *j = c->reload;
+    pthread_join(j->thread, NULL);
+    c->reload = NULL;
+    c->reload_again = false;
+    reload_finish(c, j);
+    config_unref(j->cfg);
+    /* its done notice is on the core queue, pointing at j: left there as
+     * nothing (see ENV_RELOAD_DONE) */
+    memset(j->done->data, 0, sizeof j);
+    free(j);
+    c->waiters = c->waiters_next;
+    c->waiters_next = NULL;
+    answer_waiters_refused(c, "the daemon is stopping");
+}
+
+static void *reload_main(void *arg)
+{
+    struct reload_job *j = arg;
+    j->rl = registry_prepare(j->c->d->plugins, j->cfg, &j->report);
+    sandbox_thread_end();
+    envq_push_force(&j->c->d->core_q, j->done);   /* the core commits it */
+    return NULL;
+}
+
+/* Re-reads the config and starts building the plugins on a thread; the
+ * core goes on. Returns 0, or -1 with err set when the config itself is
+ * refused (nothing changes then). */
+static int do_reload(struct core *c, char *err, size_t errlen)
+{
+    if (c->reload) {
+        c->reload_again = true;            /* after this one, with what is on disk then */
+        err[0] = '\0';
+        return 0;
+    }
     sd_notify_send("RELOADING=1");
     struct config *nc = c->load(c->load_ctx, err, errlen);
     if (!nc) {
         log_error("reload failed, keeping the running configuration: %s", err);
         sd_notify_send("READY=1");
-        return 0;
+        return -1;
     }
     struct config *old = c->d->cfg;
     if (strcmp(old->ipc_path, nc->ipc_path) != 0 || strcmp(old->guest_uri, nc->guest_uri) != 0)
@@ -287,10 +397,33 @@ static int do_reload(struct core *c, char *err, size_t errlen, struct buf *repor
     }
     config_unref(old);
     err[0] = '\0';
-    int failed = registry_load(c->d->plugins, nc, report);
-    log_info("configuration reloaded; %d plugin%s failed", failed, failed == 1 ? "" : "s");
-    registry_notify_ready(c->d->plugins);
-    return failed;
+    registry_configure_hosts(c->d->plugins, nc);
+    struct reload_job *j = calloc(1, sizeof *j);
+    struct reload_job *jp = j;
+    if (j && !(j->done = envelope_new(ENV_RELOAD_DONE, &jp, sizeof jp))) {
+        free(j);
+        j = NULL;
+    }
+    if (j) {
+        j->c = c;
+        j->cfg = config_ref(nc);
+        j->report = (struct buf)BUF_INIT;
+        /* its signals stay with the core thread, as every other thread's */
+        if (pthread_create(&j->thread, NULL, reload_main, j) == 0) {
+            pthread_setname_np(j->thread, "reload");
+            c->reload = j;
+            return 0;
+        }
+        config_unref(j->cfg);
+        envelope_free(j->done);
+        free(j);
+    }
+    /* no thread to be had: on this one, as before */
+    log_warn("reload: no thread for it; building the plugins on the core thread");
+    struct reload_job tmp = {.c = c, .report = BUF_INIT};
+    tmp.rl = registry_prepare(c->d->plugins, nc, &tmp.report);
+    reload_finish(c, &tmp);
+    return 0;
 }
 
 static void control_request(struct core *c, struct envelope *e)
@@ -318,6 +451,11 @@ static void control_request(struct core *c, struct envelope *e)
             refuse(c, e, CMD_BAD_REQUEST, "bad request: unload needs args {\"id\": \"<plugin id>\"}");
             return;
         }
+        if (c->reload) {
+            /* the set being built was planned from the running one */
+            refuse(c, e, CMD_BUSY, "busy: a reload is in progress; try again when it is done");
+            return;
+        }
         int rc = registry_unload(c->d->plugins, idv);
         if (rc == -1)
             refuse(c, e, CMD_BAD_REQUEST, "bad request: no such plugin");
@@ -327,21 +465,25 @@ static void control_request(struct core *c, struct envelope *e)
             answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"unloaded\":true}", 17);
         return;
     }
-    char err[512];
-    struct buf report = BUF_INIT;
-    int failed = do_reload(c, err, sizeof err, &report);
-    if (err[0]) {
-        refuse(c, e, CMD_HANDLER_ERROR, err);
-    } else {
-        struct buf data = BUF_INIT;
-        buf_printf(&data, "{\"reloaded\":true,\"failed\":%d,\"plugins\":", failed);
-        buf_append(&data, report.p ? report.p : "[]", report.p ? report.len : 2);
-        buf_putc(&data, '}');
-        answer(c, e->origin, e->conn_id, e->req_id, 0,
-               failed ? "reloaded; some plugins failed" : NULL, data.p, data.len);
-        buf_free(&data);
+    /* reload: answered when the new set is in (reload_finish) */
+    struct reload_waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
+        return;
     }
-    buf_free(&report);
+    w->origin = e->origin;
+    w->conn_id = e->conn_id;
+    w->req_id = e->req_id;
+    bool running = c->reload != NULL;
+    struct reload_waiter **list = running ? &c->waiters_next : &c->waiters;
+    w->next = *list;
+    *list = w;
+    char err[512];
+    if (do_reload(c, err, sizeof err) < 0) {
+        *list = w->next;
+        free(w);
+        refuse(c, e, CMD_HANDLER_ERROR, err);
+    }
 }
 
 static bool is_control_action(const char *a)
@@ -624,6 +766,7 @@ static void stopped(struct core *c, const char *who)
          * Waiting calls end now (with an error) so no event waits for a
          * timer that will never fire. */
         c->phase = STOPPING_WORKERS;
+        reload_wait(c);                    /* its plugins go in before the workers stop */
         registry_set_stopping(c->d->plugins);
         waits_stop_all(c->waits);
         worker_pool_stop(c->d->workers);
@@ -731,6 +874,13 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_EGRESS_ROOM:
             break;                         /* the batch's end hands held events on */
+        case ENV_RELOAD_DONE: {
+            struct reload_job *j;
+            memcpy(&j, e->data, sizeof j);
+            if (j)                         /* NULL: finished already, at shutdown */
+                reload_done(c, j);
+            break;
+        }
         case ENV_CTL_STOPPED:
             /* everything before the stop notice goes out before the stop */
             hand_to_egress(c, &out, strcmp(e->data, "workers") == 0);
@@ -772,7 +922,7 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     struct core *c = w->data;
     char err[512];
     log_info("SIGHUP: reloading");
-    do_reload(c, err, sizeof err, NULL);
+    do_reload(c, err, sizeof err);
 }
 
 struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load, void *load_ctx)
@@ -817,6 +967,8 @@ void core_free(struct core *c)
 {
     if (!c)
         return;
+    reload_wait(c);
+    answer_waiters_refused(c, "the daemon is stopping");
     while (c->host.next != &c->host)
         pending_free(c, c->host.next);
     while (c->guest.next != &c->guest)

@@ -30,6 +30,7 @@ enum env_type {
     ENV_STRATEGY_DROPPED,     /* worker -> core: a strategy dropped the event */
     ENV_HOST_RPC,             /* plugin host -> its stand-in: run polaris.<name> here */
     ENV_EGRESS_ROOM,          /* egress -> core: the guest link's buffer has room again */
+    ENV_RELOAD_DONE,          /* reload thread -> core: the new plugin set is built */
 };
 
 struct plugin;

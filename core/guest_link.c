@@ -39,6 +39,7 @@
 
 #include <errno.h>
 #include <linux/sockios.h>
+#include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -325,8 +326,16 @@ static void confirm_read(struct guest_link *g)
      * queued buffers' whole size, overhead included, so never less than
      * the unread bytes; tcp: bytes the peer's kernel has not acked; vsock
      * on newer kernels); a transport that cannot tell: read once written */
-    if (ioctl(g->fd, SIOCOUTQ, &outq) == 0 && outq >= 0)
+    if (ioctl(g->fd, SIOCOUTQ, &outq) == 0 && outq >= 0) {
+        /* a peer that is gone had its unread bytes thrown away, and they
+         * no longer count: only a peer still there when we look after the
+         * count makes it true (poll does not consume the error that tells
+         * how it went, as a read or SO_ERROR would) */
+        struct pollfd pf = {.fd = g->fd, .events = POLLRDHUP};
+        if (poll(&pf, 1, 0) != 0)
+            return;
         taken = (uint64_t)outq < taken ? taken - (uint64_t)outq : 0;
+    }
     uint64_t n = 0;
     while (g->nflight && g->head->wend <= taken) {
         g->nflight--;

@@ -467,11 +467,9 @@ int plugin_host_load(struct plugin_hosts *m, struct plugin *p)
     pthread_mutex_unlock(&h->mu);
     h->up_since_ns = p->loaded_mono_ns = mono_ns();
     atomic_store(&h->last_activity_ns, mono_ns());
-    host_link_watch(h);
     atomic_store(&p->state, PLUGIN_ACTIVE);
-    arm_idle(h);
-    if (!host_link_drain(h))              /* what came in with READY */
-        host_link_unwatch(h);
+    /* watched from the core's loop once the registry takes it in
+     * (plugin_host_activate): a reload runs this off the core thread */
     return 0;
 fail:
     h->first_load = false;
@@ -487,6 +485,17 @@ fail:
     if (p->sb.L)
         sandbox_close(&p->sb);
     return -1;
+}
+
+void plugin_host_activate(struct plugin *p)
+{
+    struct plugin_host *h = p->host;
+    if (!h || h->fd < 0)
+        return;
+    host_link_watch(h);
+    arm_idle(h);
+    if (!host_link_drain(h))              /* what came in with READY, and since */
+        host_link_unwatch(h);
 }
 
 /* ---- supervision (core loop) ---- */

@@ -25,6 +25,8 @@ void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg);
  * it has loaded the plugin; p is the daemon's stand-in, filled from the
  * manifest. 0, or -1 with p in Error and last_error set. */
 int plugin_host_load(struct plugin_hosts *m, struct plugin *p);
+/* After a load: the channel is watched from the core loop (core thread). */
+void plugin_host_activate(struct plugin *p);
 /* The plugin left the set (reload, unload): its host stops once nothing
  * refers to the plugin any more. */
 void plugin_host_retire(struct plugin *p);

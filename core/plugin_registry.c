@@ -44,6 +44,7 @@ struct plugin_registry {
     struct daemon *d;
     pthread_mutex_t mu;            /* guards plugins[] */
     struct plugin **plugins;       /* load order; failed ones are kept for status */
+    struct plugin *loading_now;    /* being built by registry_prepare: shown in status */
     size_t n;
     unsigned max_errors;
     pthread_mutex_t kv_mu;
@@ -744,6 +745,23 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         }
         rc |= buf_puts(b, "]}");
     }
+    /* the one a reload is building, as it goes (its tables are still
+     * being filled on the reload's thread: only what is safe to read) */
+    struct plugin *l = r->loading_now;
+    if (l) {
+        if (r->n)
+            rc |= buf_putc(b, ',');
+        rc |= buf_puts(b, "{\"id\":");
+        rc |= buf_json_cstr(b, l->id);
+        rc |= buf_puts(b, ",\"version\":");
+        rc |= buf_json_cstr(b, l->version);
+        rc |= buf_puts(b, ",\"state\":");
+        rc |= buf_json_cstr(b, plugin_state_name(atomic_load(&l->state)));
+        rc |= buf_printf(b, ",\"isolation\":\"%s\",\"reloading\":true,\"uptime_s\":0,"
+                         "\"memory_bytes\":0,\"memory_limit\":%zu,\"cpu_ms\":0,\"events\":0,"
+                         "\"errors\":0,\"last_error\":null,\"actions\":[]}",
+                         l->isolated ? "process" : "in-process", l->mem_limit);
+    }
     pthread_mutex_unlock(&r->mu);
     return rc | buf_putc(b, ']');
 }
@@ -1205,13 +1223,37 @@ static lua_State *loader_state(const struct config *cfg, char *err, size_t errle
     return L;
 }
 
-int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report)
+/* Loads p (in process or in its host) while status shows it: Loading,
+ * Loaded, Initializing as it goes (a reload runs off the core thread). */
+static int load_shown(struct plugin_registry *r, struct plugin *p)
+{
+    pthread_mutex_lock(&r->mu);
+    r->loading_now = p;
+    pthread_mutex_unlock(&r->mu);
+    int rc = p->isolated ? plugin_host_load(r->d->hosts, p) : plugin_load(p);
+    pthread_mutex_lock(&r->mu);
+    r->loading_now = NULL;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* A plugin set built by registry_prepare, waiting for registry_commit. */
+struct reload {
+    struct plugin **next, **old;
+    size_t nn, nold;
+    int failures;
+};
+
+struct reload *registry_prepare(struct plugin_registry *r, const struct config *cfg, struct buf *report)
 {
     char err[512];
+    struct reload *rl = calloc(1, sizeof *rl);
+    if (!rl) {
+        log_error("reload: out of memory");
+        return NULL;
+    }
     r->max_errors = cfg->plugin_max_errors;
     r->kv_max = cfg->shared_max_bytes;
-    if (r->d->hosts)
-        plugin_hosts_configure(r->d->hosts, cfg);
     r->loading_cfg = cfg;
     if (!r->proc_root[0])
         snprintf(r->proc_root, sizeof r->proc_root, "%s", cfg->proc_root);
@@ -1231,7 +1273,8 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             buf_json_cstr(report, err);
             buf_puts(report, "}]");
         }
-        return 1;
+        rl->failures = 1;
+        return rl;
     }
     lua_getfield(L, -1, "plan");
     lua_newtable(L);
@@ -1247,7 +1290,8 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
         lua_close(L);
         if (report)
             buf_putc(report, ']');
-        return 1;
+        rl->failures = 1;
+        return rl;
     }
     size_t count = lua_rawlen(L, -1);
     struct plugin **next = calloc(count + 1, sizeof *next);
@@ -1285,8 +1329,7 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
             plugin_ref(p);
             next[nn++] = p;
             outcome = "unchanged";
-        } else if (atomic_load(&p->state) != PLUGIN_ERROR &&
-                   (p->isolated ? plugin_host_load(r->d->hosts, p) : plugin_load(p)) == 0 &&
+        } else if (atomic_load(&p->state) != PLUGIN_ERROR && load_shown(r, p) == 0 &&
                    !command_taken(next, nn, p, why, sizeof why)) {
             next[nn++] = p;
             outcome = prev ? "reloaded" : "loaded";
@@ -1349,6 +1392,29 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
         }
     if (report)
         buf_putc(report, ']');
+    rl->next = next;
+    rl->nn = nn;
+    rl->old = old;
+    rl->nold = nold;
+    rl->failures = failures;
+    return rl;
+}
+
+int registry_commit(struct plugin_registry *r, struct reload *rl)
+{
+    if (!rl)
+        return 1;
+    int failures = rl->failures;
+    struct plugin **next = rl->next, **old = rl->old;
+    size_t nn = rl->nn, nold = rl->nold;
+    free(rl);
+    if (!next)
+        return failures;                        /* the loader could not run: nothing changes */
+    /* isolated plugins came up on the reload's thread; their channels are
+     * watched from the core's loop, so from here */
+    for (size_t i = 0; i < nn; i++)
+        if (next[i]->host && find_in(old, nold, next[i]->id) != next[i])
+            plugin_host_activate(next[i]);
     pthread_mutex_lock(&r->mu);
     r->plugins = next;
     r->n = nn;
@@ -1368,4 +1434,16 @@ int registry_load(struct plugin_registry *r, const struct config *cfg, struct bu
     }
     free(old);
     return failures;
+}
+
+void registry_configure_hosts(struct plugin_registry *r, const struct config *cfg)
+{
+    if (r->d->hosts)
+        plugin_hosts_configure(r->d->hosts, cfg);
+}
+
+int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report)
+{
+    registry_configure_hosts(r, cfg);
+    return registry_commit(r, registry_prepare(r, cfg, report));
 }

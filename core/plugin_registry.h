@@ -20,6 +20,15 @@ void registry_free(struct plugin_registry *r);
  * Writes a JSON array of per-plugin outcomes to report (may be NULL).
  * Returns the number of plugins that failed. */
 int registry_load(struct plugin_registry *r, const struct config *cfg, struct buf *report);
+/* registry_load in two halves, so that a reload builds and initialises the
+ * new plugin states off the core thread (DESIGN 5.5; the core keeps routing
+ * to the running set meanwhile): prepare builds the set (any thread; it
+ * writes the report), commit swaps it in and retires the old one (the core
+ * thread). Commit returns the number of plugins that failed. */
+struct reload;
+void registry_configure_hosts(struct plugin_registry *r, const struct config *cfg);   /* core thread, first */
+struct reload *registry_prepare(struct plugin_registry *r, const struct config *cfg, struct buf *report);
+int registry_commit(struct plugin_registry *r, struct reload *rl);
 
 /* Strategies for an event, skipping `from`; refs taken. The Router
  * plugin's rule for the eventId decides (forward, drop, or a list of
