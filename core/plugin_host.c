@@ -544,6 +544,7 @@ static void host_died(struct plugin_host *h, const char *why)
     bool clean = h->st == H_STOPPING && why == NULL;
     h->dead = true;
     h->st = H_DOWN;
+    atomic_fetch_add(&h->gen, 1);  /* whatever it asked for is answered to no one */
     struct envelope **out = host_link_take_all(h);
     buf_reset(&h->tx);
     h->want_write = false;

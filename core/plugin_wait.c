@@ -34,6 +34,7 @@ struct waiter {
     struct waits *w;
     struct plugin *p;           /* a ref */
     uint32_t op;
+    uint32_t host_gen;          /* the asking plugin host's run, echoed back */
     int kind;
     int fn_ref;
     ev_timer timer;
@@ -97,6 +98,7 @@ static void complete(struct waiter *x, const char *json, size_t len)
     struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
     if (e) {
         e->seq = x->op;
+        e->host_gen = x->host_gen;
         plugin_post(x->p, e);
     } else {
         log_error("plugin %s: out of memory resuming a waiting call", x->p->id);
@@ -190,6 +192,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         struct envelope *e = envelope_new(ENV_TIMER_FIRE, NULL, 0);
         if (e) {
             e->seq = x->op;
+            e->host_gen = x->host_gen;
             e->req_id = (uint32_t)x->fn_ref;
             e->code = x->kind;
             plugin_post(x->p, e);
@@ -343,6 +346,7 @@ void waits_request(struct waits *w, struct envelope *e)
     x->w = w;
     x->p = p;                            /* the request's ref is now ours */
     x->op = e->seq;
+    x->host_gen = e->host_gen;
     x->kind = e->code;
     x->fn_ref = (int)e->req_id;
     x->out_w.fd = x->err_w.fd = -1;
