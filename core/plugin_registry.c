@@ -579,6 +579,30 @@ static void module_path(char *path, size_t cap, const char *dir, const char *nam
     snprintf(path + n, cap - (size_t)n, ".lua");
 }
 
+/* A module runs inside the plugin that requires it, with its permissions:
+ * it passes the same checks as the plugin's own file, at the config in
+ * force, wherever it comes from (the plugin's folder or the runtime's
+ * plugins.lua_dir). */
+static int module_trusted(struct plugin_registry *r, const char *path, char *err, size_t errlen)
+{
+    const struct config *cfg = r->d->cfg;
+    char why[300];
+    if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
+        snprintf(err, errlen, "untrusted: %s", why);
+        return -1;
+    }
+    if (cfg && cfg->require_signed) {
+        const char *keys[CONFIG_MAX_LIST];
+        for (int i = 0; i < cfg->trusted_keys.n; i++)
+            keys[i] = cfg->trusted_keys.v[i];
+        if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
+            snprintf(err, errlen, "unsigned: %s", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
                            struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
 {
@@ -586,27 +610,15 @@ int registry_module_source(struct plugin_registry *r, struct plugin *p, const ch
     if (p && p->module_dir[0]) {
         module_path(path, sizeof path, p->module_dir, name);
         if (access(path, F_OK) == 0) {
-            /* the same checks as the plugin's own file, at the config in force */
-            const struct config *cfg = r->d->cfg;
-            char why[300];
-            if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
-                snprintf(err, errlen, "untrusted: %s", why);
+            if (module_trusted(r, path, err, errlen) < 0)
                 return -1;
-            }
-            if (cfg && cfg->require_signed) {
-                const char *keys[CONFIG_MAX_LIST];
-                for (int i = 0; i < cfg->trusted_keys.n; i++)
-                    keys[i] = cfg->trusted_keys.v[i];
-                if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
-                    snprintf(err, errlen, "unsigned: %s", why);
-                    return -1;
-                }
-            }
             snprintf(chunk, chunklen, "@%s", path);
             return buf_read_file(out, path, 1u << 20, err, errlen);
         }
     }
     module_path(path, sizeof path, r->lua_dir, name);
+    if (access(path, F_OK) == 0 && module_trusted(r, path, err, errlen) < 0)
+        return -1;
     snprintf(chunk, chunklen, "@%s", path);
     return buf_read_file(out, path, 1u << 20, err, errlen);
 }
