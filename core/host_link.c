@@ -499,6 +499,7 @@ static bool on_stats(struct plugin_host *h, const struct host_frame *f)
     atomic_store(&p->remote_mem, s.mem_used);
     atomic_store(&p->remote_cpu_ns, s.cpu_ns);
     h->pinned = s.pinned;
+    atomic_store(&p->remote_refused, s.refused);
     if (s.last_error[0])
         plugin_set_error(p, "%s", s.last_error);
     if (s.state == PLUGIN_ERROR && atomic_load(&p->state) == PLUGIN_ACTIVE)

@@ -281,6 +281,20 @@ fail:
     return -1;
 }
 
+const char *plugin_refuse(struct plugin *p, enum refusal what)
+{
+    static const char *const why[REFUSED_N] = {
+        "busy: too many live timers (plugins.timers_max)",
+        "busy: too many calls waiting (plugins.waits_max)",
+        "busy: too many programs running (plugins.exec_max)",
+        "busy: emitting too fast (plugins.emit_per_s)",
+        "busy: its mailbox is full (plugins.mailbox_max)",
+        "busy: the plugin's share of the shared store is full (plugins.shared_plugin_max_bytes)",
+    };
+    atomic_fetch_add(&p->refused[what], 1);
+    return why[what];
+}
+
 static bool is_command(const struct envelope *e)
 {
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
@@ -293,6 +307,8 @@ void plugin_post(struct plugin *p, struct envelope *e)
         return;
     }
     plugin_ref(p);                             /* held until e is processed */
+    if (e->type == ENV_PLUGIN_MSG)
+        atomic_fetch_add(&p->nmsgs, 1);
     bool cmd = is_command(e);
     pthread_mutex_lock(&p->mu);
     envlist_push(cmd ? &p->urgent : &p->mailbox, e);
@@ -795,8 +811,10 @@ static void start_timer(struct plugin *p, struct envelope *e)
         return;
     }
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
-    if (e->code == WAIT_TIMER)                 /* one-shot: its function goes now */
+    if (e->code == WAIT_TIMER) {               /* one-shot: its function goes now */
         luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
+        plugin_timer_gone(p, e->seq);
+    }
     host_end(p, lim);
     run_call(p, c, 0);
 }
@@ -834,6 +852,7 @@ static void process(struct plugin *p, struct envelope *e)
         start_command(p, e);
         return;
     case ENV_PLUGIN_MSG:
+        atomic_fetch_sub(&p->nmsgs, 1);
         start_message(p, e);
         return;
     case ENV_TIMER_FIRE:

@@ -36,6 +36,7 @@
 struct kv {
     struct kv *next;
     char *key;
+    char owner[64];               /* the plugin that set it: its share counts it */
     char *json;
     size_t len;
 };
@@ -295,6 +296,19 @@ unsigned registry_max_errors(struct plugin_registry *r)
     return r->max_errors;
 }
 
+void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
+{
+    struct config defaults;
+    const struct config *cfg = r->d ? r->d->cfg : NULL;
+    if (!cfg) {
+        config_defaults(&defaults);
+        cfg = &defaults;
+    }
+    *out = (struct plugin_limits){cfg->plugin_timers_max, cfg->plugin_waits_max, cfg->plugin_exec_max,
+                                  cfg->plugin_emit_per_s, cfg->plugin_mailbox_max,
+                                  cfg->plugin_shared_max_bytes};
+}
+
 void registry_schedule(struct plugin_registry *r, struct job *j)
 {
     if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
@@ -502,16 +516,29 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
     pthread_mutex_unlock(&r->mu);
     if (id && n == 0)
         return -1;
+    struct plugin_limits lim;
+    registry_limits(r, &lim);
+    size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
+        struct plugin *t = targets[i];
+        /* a full mailbox takes no more messages: they would be the daemon's
+         * memory. Out of process, the host reads its channel at once and
+         * queues them in its own (limited) address space. */
+        if (!t->remote_post && atomic_load(&t->nmsgs) >= lim.mailbox) {
+            plugin_refuse(t, REFUSED_MAILBOX);
+            plugin_unref(t);
+            continue;
+        }
         struct envelope *e = envelope_new(ENV_PLUGIN_MSG, json, len);
         if (e) {
             snprintf(e->action, sizeof e->action, "%s", topic);
             snprintf(e->from, sizeof e->from, "%s", from);
-            plugin_post(targets[i], e);
+            plugin_post(t, e);
+            sent++;
         }
-        plugin_unref(targets[i]);
+        plugin_unref(t);
     }
-    return (int)n;
+    return id && sent == 0 ? -2 : (int)sent;
 }
 
 /* ---- the shared store: JSON values, surviving reloads ---- */
@@ -529,23 +556,35 @@ int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *
     return rc;
 }
 
-int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len)
+int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+                        const char *json, size_t len)
 {
     pthread_mutex_lock(&r->kv_mu);
     struct kv **pp = &r->kv;
-    while (*pp && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->next;
-    if (*pp) {                                 /* replace or delete */
-        struct kv *k = *pp;
+    size_t mine = 0;                           /* what the owner's other keys hold */
+    struct kv **found = NULL;
+    for (; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0)
+            found = pp;
+        else if (strcmp((*pp)->owner, owner) == 0)
+            mine += strlen((*pp)->key) + (*pp)->len;
+    }
+    size_t need = json && len ? strlen(key) + len : 0;
+    if (need && mine + need > limit) {
+        /* refused before anything changes: the old value stays */
+        pthread_mutex_unlock(&r->kv_mu);
+        return -2;
+    }
+    if (found) {                               /* replace or delete */
+        struct kv *k = *found;
         r->kv_bytes -= strlen(k->key) + k->len;
-        *pp = k->next;
+        *found = k->next;
         free(k->key);
         free(k->json);
         free(k);
     }
     int rc = 0;
-    if (json && len) {
-        size_t need = strlen(key) + len;
+    if (need) {
         struct kv *k = malloc(sizeof *k);
         if (r->kv_bytes + need > r->kv_max || !k) {
             free(k);
@@ -561,6 +600,7 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
             } else {
                 memcpy(k->json, json, len);
                 k->len = len;
+                snprintf(k->owner, sizeof k->owner, "%s", owner);
                 k->next = r->kv;
                 r->kv = k;
                 r->kv_bytes += need;
@@ -687,13 +727,25 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         uint64_t cpu = p->isolated ? atomic_load(&p->remote_cpu_ns) : p->sb.cpu_ns_total;
         rc |= buf_printf(b, "\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
                          "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
-                         "\"errors\":%llu,\"last_error\":",
+                         "\"errors\":%llu",
                          up, mem, p->mem_limit,
                          cpu / 1e6,
                          (unsigned long long)atomic_load(&p->events),
                          (unsigned long long)atomic_load(&p->commands),
                          (unsigned long long)atomic_load(&p->messages),
                          (unsigned long long)atomic_load(&p->errors));
+        /* what it makes the daemon hold, and what was refused over a bound */
+        static const char *const kinds[REFUSED_N] = {"timers", "waits", "exec", "emit", "mailbox",
+                                                     "shared"};
+        uint64_t refused = atomic_load(&p->remote_refused);
+        for (int k = 0; k < REFUSED_N; k++)
+            refused += atomic_load(&p->refused[k]);
+        rc |= buf_printf(b, ",\"held\":{\"timers\":%u,\"mailbox\":%u},\"refused\":%llu,\"refused_by\":{",
+                         atomic_load(&p->ntimers), atomic_load(&p->nmsgs), (unsigned long long)refused);
+        for (int k = 0; k < REFUSED_N; k++)
+            rc |= buf_printf(b, "%s\"%s\":%llu", k ? "," : "", kinds[k],
+                             (unsigned long long)atomic_load(&p->refused[k]));
+        rc |= buf_puts(b, "},\"last_error\":");
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
         rc |= buf_puts(b, ",\"status\":");
