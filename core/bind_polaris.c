@@ -327,6 +327,18 @@ static int l_info(lua_State *L) { return log_at(L, LOG_LVL_INFO); }
 static int l_warn(lua_State *L) { return log_at(L, LOG_LVL_WARN); }
 static int l_error(lua_State *L) { return log_at(L, LOG_LVL_ERROR); }
 
+#ifdef POLARIS_TEST_HOOKS
+/* Only in build/polarisd-hooks, a binary the specs start to test the
+ * watchdog: a C call that never returns, out of the budget hook's reach. */
+static int l_test_hang(lua_State *L)
+{
+    (void)L;
+    for (;;)
+        sleep(3600);
+    return 0;
+}
+#endif
+
 static int l_now(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)wall_ms());
@@ -716,6 +728,9 @@ void bind_polaris(struct plugin *p)
         {"on_event", l_on_event}, {"command", l_command}, {"emit", l_emit},
         {"send", l_send}, {"broadcast", l_broadcast}, {"now", l_now},
         {"actions", l_actions}, {"route", l_route}, {"timer", l_timer}, {"every", l_every}, {"cancel", l_cancel},
+#ifdef POLARIS_TEST_HOOKS
+        {"_test_hang", l_test_hang},
+#endif
         {NULL, NULL},
     };
     static const luaL_Reg shared[] = {{"get", l_shared_get}, {"set", l_shared_set}, {NULL, NULL}};

@@ -94,6 +94,7 @@ struct config {
     /* what one plugin can make the daemon hold (struct plugin_limits) */
     unsigned plugin_timers_max, plugin_waits_max, plugin_exec_max, plugin_emit_per_s;
     unsigned plugin_mailbox_max, plugin_shared_max_bytes;
+    unsigned plugin_watchdog_ms;        /* a worker stuck in one call this long is replaced */
 
     /* [monitor] */
     char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */

@@ -300,8 +300,54 @@ static bool is_command(const struct envelope *e)
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
 }
 
+static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,
+                           const char *data, size_t data_len);
+
+/* Work for a plugin no worker will run again: an event goes on with
+ * strategyError, a command is answered -6, the rest is let go. */
+static void bypass(struct plugin *p, struct envelope *e, const char *why)
+{
+    if (e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT) {
+        plugin_strategy_failed(p, e, why);
+    } else if (is_command(e)) {
+        finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
+        envelope_free(e);
+    } else {
+        envelope_free(e);
+    }
+}
+
+void plugin_job_stuck(struct job *j, uint64_t ms)
+{
+    struct plugin *p = j->run == plugin_run_job ? (struct plugin *)j
+                                                : (struct plugin *)((char *)j - offsetof(struct plugin, cmd_job));
+    /* the stuck job's reference keeps p alive as long as its thread */
+    atomic_store(&p->abandoned, true);
+    atomic_store(&p->state, PLUGIN_ERROR);
+    plugin_set_error(p, "stuck in one call for %llu ms (plugins.watchdog_ms): its worker was abandoned; "
+                     "reload to run it again", (unsigned long long)ms);
+    log_error("plugin %s: stuck in one call for %llu ms (plugins.watchdog_ms); put in Error, its worker "
+              "abandoned", p->id, (unsigned long long)ms);
+    pthread_mutex_lock(&p->mu);
+    struct envelope *a = envlist_take(&p->urgent), *b = envlist_take(&p->mailbox);
+    pthread_mutex_unlock(&p->mu);
+    struct envelope *lists[2] = {a, b};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]) {
+            struct envelope *e = lists[i];
+            lists[i] = e->next;
+            e->next = NULL;
+            bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+            plugin_unref(p);                   /* the mailbox's ref for e */
+        }
+}
+
 void plugin_post(struct plugin *p, struct envelope *e)
 {
+    if (atomic_load(&p->abandoned)) {
+        bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+        return;
+    }
     if (p->remote_post && e->type != ENV_HOST_RPC) {
         p->remote_post(p, e);                  /* isolation "process": to its host */
         return;

@@ -143,6 +143,7 @@ struct plugin {
     uint64_t emit_refill_ns;
     _Atomic uint64_t refused[REFUSED_N];
     _Atomic uint64_t remote_refused;  /* a plugin host's own refusals (timers, waits) */
+    _Atomic bool abandoned;       /* the watchdog left its worker stuck in it: nothing runs it again */
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;
     /* isolation "process": this struct stands in for a plugin that runs in
@@ -179,6 +180,10 @@ void plugin_command_done(struct plugin *p, struct envelope *req, int code, const
                          const char *data, size_t data_len);
 void plugin_ref(struct plugin *p);
 void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
+/* The worker pool's watchdog: j (a plugin's job or command lane) has been
+ * running for ms, far past any budget. The plugin goes to Error and what
+ * waits for it goes on without it. */
+void plugin_job_stuck(struct job *j, uint64_t ms);
 /* Queues work for the plugin (takes e) and schedules it on a worker. */
 void plugin_post(struct plugin *p, struct envelope *e);
 bool plugin_handles(const struct plugin *p, uint64_t event_id);
