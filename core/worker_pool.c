@@ -274,8 +274,9 @@ void worker_pool_stop(struct worker_pool *p)
         pthread_join(p->wd, NULL);
         p->wd_on = false;
     }
-    /* no thread is started or abandoned any more: the list holds still */
-    for (struct worker *w = p->workers; w; w = w->next)
+    /* no thread is started or abandoned any more: the list holds still;
+     * a second stop (the core's, then main's) has nothing left to join */
+    for (struct worker *w = p->workers; w && p->started; w = w->next)
         if (!w->abandoned)
             pthread_join(w->th, NULL);
     p->started = 0;
