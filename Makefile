@@ -65,7 +65,7 @@ RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c 
 HOST_SRCS := core/plugin_host_main.c core/host_registry.c core/host_confine.c $(RUNTIME_SRCS)
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c core/host_link.c \
-               core/plugin_wait.c core/proc_monitor.c core/polarisd.c
+               core/plugin_wait.c core/exec_confine.c core/proc_monitor.c core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
