@@ -175,7 +175,9 @@ static int build_ruleset(struct exec_confine *c, const struct plugin *p, int abi
             rc = -1;
     if (rc == 0)
         rc = grant(&w, "/", LL_READ, 0);
-    for (size_t i = 0; rc == 0 && (p->perms & PERM_FS) && i < p->nallowed; i++) {
+    /* allowed_paths (the manifest's and the operator's grants) bound where
+     * programs write whether or not the plugin itself may use polaris.fs */
+    for (size_t i = 0; rc == 0 && i < p->nallowed; i++) {
         char *a = resolved(p->allowed_paths[i]);
         rc = a ? grant(&w, a, LL_READ | write, 0) : -1;
         free(a);
