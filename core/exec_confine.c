@@ -240,7 +240,9 @@ int exec_confine_child(const struct exec_confine *c)
             errno = EPERM;
             return -1;
         }
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c->net_prog) < 0)
+        /* seccomp(2) first: the shipped unit allows it by name */
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &c->net_prog) < 0 &&
+            (errno != ENOSYS || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &c->net_prog) < 0))
             return -1;
     }
     if (c->ruleset_fd >= 0 && syscall(SYS_landlock_restrict_self, c->ruleset_fd, 0) < 0)
