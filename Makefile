@@ -65,7 +65,7 @@ RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c 
 HOST_SRCS := core/plugin_host_main.c core/host_registry.c core/host_confine.c $(RUNTIME_SRCS)
 DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
                $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c core/host_link.c \
-               core/plugin_wait.c core/proc_monitor.c core/polarisd.c
+               core/plugin_wait.c core/exec_confine.c core/proc_monitor.c core/polarisd.c
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -90,7 +90,7 @@ UNIT_BIN := $(BUILD)/unit_tests
 .PHONY: all deps run test asan bench install uninstall clean lint fuzz fresh-check
 all: $(BINS) $(LUAMODS) $(UNIT_BIN) $(SDK_SO) $(SDK_A) $(BUILD)/sdk_probe $(BUILD)/sdk/report_event \
      $(BUILD)/original_app $(BUILD)/original_app_cxx \
-     $(BUILD)/polaris-crasher
+     $(BUILD)/polaris-crasher $(BUILD)/polarisd-hooks
 
 V ?= 0
 ifeq ($(V),0)
@@ -166,6 +166,16 @@ $(LIBPIC): $(PIC_OBJS) Makefile
 	rm -f $@ && $(AR) rcs $@ $(filter %.o,$^)
 
 $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
+	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS) $(MALLOC_LIBS)
+
+# The daemon once more with test hooks (polaris._test_hang, for the
+# watchdog's spec): only bind_polaris.c differs. Never installed.
+HOOKS_OBJS := $(filter-out $(BUILD)/core/bind_polaris.o,$(DAEMON_OBJS)) $(BUILD)/hooks/core/bind_polaris.o
+$(BUILD)/hooks/core/bind_polaris.o: core/bind_polaris.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DPOLARIS_TEST_HOOKS -c $< -o $@
+
+$(BUILD)/polarisd-hooks: $(HOOKS_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS) $(MALLOC_LIBS)
 
 $(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)

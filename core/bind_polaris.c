@@ -149,6 +149,28 @@ static int encode_arg(lua_State *L, int idx, struct buf *b)
     return 0;
 }
 
+/* A bucket of plugins.emit_per_s tokens, refilled continuously: one
+ * plugin cannot take the core queue's whole room from the others. Runs
+ * where emit runs: a worker in process, the stand-in's RPC out of it. */
+static bool emit_allowed(struct plugin *p)
+{
+    struct plugin_limits lim;
+    registry_limits(p->reg, &lim);
+    uint64_t now = mono_ns();
+    if (p->emit_refill_ns == 0) {
+        p->emit_tokens = lim.emit_per_s;
+    } else {
+        p->emit_tokens += (double)(now - p->emit_refill_ns) / 1e9 * lim.emit_per_s;
+        if (p->emit_tokens > lim.emit_per_s)
+            p->emit_tokens = lim.emit_per_s;
+    }
+    p->emit_refill_ns = now;
+    if (p->emit_tokens < 1)
+        return false;
+    p->emit_tokens -= 1;
+    return true;
+}
+
 /* polaris.emit(event) -> true | nil, "busy"
  * The daemon is the event's source unless the plugin says otherwise: pid,
  * processName and processVer default to polarisd's (on a copy, the
@@ -191,6 +213,12 @@ static int l_emit(lua_State *L)
         return luaL_error(L, "polaris.emit: out of memory");
     e->event_id = id;
     snprintf(e->from, sizeof e->from, "%s", p->id);
+    if (!emit_allowed(p)) {
+        envelope_free(e);
+        lua_pushnil(L);
+        lua_pushstring(L, plugin_refuse(p, REFUSED_EMITS));
+        return 2;
+    }
     if (registry_emit(p->reg, e) < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "busy: the core queue is full");
@@ -211,6 +239,11 @@ static int send_common(lua_State *L, const char *to, int topic_idx)
     encode_arg(L, topic_idx + 1, &b);
     int n = registry_message(p->reg, p->id, to, topic, b.p, b.len);
     buf_free(&b);
+    if (n == -2) {
+        lua_pushnil(L);
+        lua_pushstring(L, "busy: its mailbox is full (plugins.mailbox_max)");
+        return 2;
+    }
     if (n < 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "no active plugin '%s'", to);
@@ -256,8 +289,12 @@ static int l_shared_set(lua_State *L)
     struct buf b = BUF_INIT;
     if (!lua_isnil(L, 2))
         encode_arg(L, 2, &b);
-    int rc = registry_shared_set(p->reg, key, b.p, b.len);
+    struct plugin_limits lim;
+    registry_limits(p->reg, &lim);
+    int rc = registry_shared_set(p->reg, p->id, lim.shared_bytes, key, b.p, b.len);
     buf_free(&b);
+    if (rc == -2)
+        return luaL_error(L, "polaris.shared.set: %s", plugin_refuse(p, REFUSED_SHARED));
     if (rc < 0)
         return luaL_error(L, "polaris.shared.set: the shared store is full (plugins.shared_max_bytes)");
     return 0;
@@ -289,6 +326,18 @@ static int l_debug(lua_State *L) { return log_at(L, LOG_LVL_DEBUG); }
 static int l_info(lua_State *L) { return log_at(L, LOG_LVL_INFO); }
 static int l_warn(lua_State *L) { return log_at(L, LOG_LVL_WARN); }
 static int l_error(lua_State *L) { return log_at(L, LOG_LVL_ERROR); }
+
+#ifdef POLARIS_TEST_HOOKS
+/* Only in build/polarisd-hooks, a binary the specs start to test the
+ * watchdog: a C call that never returns, out of the budget hook's reach. */
+static int l_test_hang(lua_State *L)
+{
+    (void)L;
+    for (;;)
+        sleep(3600);
+    return 0;
+}
+#endif
 
 static int l_now(lua_State *L)
 {
@@ -438,12 +487,26 @@ static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_
     return 0;
 }
 
-static void check_wait(lua_State *L, struct plugin *p, const char *fn)
+/* Every parked call holds a coroutine (the plugin's memory) and a waiter
+ * in the core (the daemon's): bounded per plugin, and programs more so. */
+static void check_wait(lua_State *L, struct plugin *p, const char *fn, enum wait_kind kind)
 {
     if (registry_stopping(p->reg))
         luaL_error(L, "%s: the daemon is stopping", fn);
     if (!p->running || p->running->co != L || !lua_isyieldable(L))
         luaL_error(L, "%s: can only wait inside a handler (not while loading, not in a coroutine of your own)", fn);
+    struct plugin_limits lim;
+    registry_limits(p->reg, &lim);
+    unsigned waits = 0, execs = 0;
+    for (const struct call *c = p->parked; c; c = c->next) {
+        waits++;
+        execs += c->wait == WAIT_EXEC;
+    }
+    if (waits >= lim.waits)
+        luaL_error(L, "%s: %s", fn, plugin_refuse(p, REFUSED_WAITS));
+    if (kind == WAIT_EXEC && execs >= lim.execs)
+        luaL_error(L, "%s: %s", fn, plugin_refuse(p, REFUSED_EXECS));
+    p->running->wait = (uint8_t)kind;
 }
 
 static uint32_t check_ms(lua_State *L, int idx, const char *fn)
@@ -458,7 +521,7 @@ static int l_sleep_c(lua_State *L)
 {
     struct plugin *p = self(L);
     uint32_t ms = check_ms(L, 1, "polaris.sleep");
-    check_wait(L, p, "polaris.sleep");
+    check_wait(L, p, "polaris.sleep", WAIT_SLEEP);
     uint32_t op = ++p->next_op;
     ask_core(L, p, WAIT_SLEEP, ms, NULL, 0, op, 0);
     p->running->op = op;
@@ -486,7 +549,7 @@ static int l_exec_c(lua_State *L)
             ms = check_ms(L, -1, "polaris.exec");
         lua_pop(L, 1);
     }
-    check_wait(L, p, "polaris.exec");
+    check_wait(L, p, "polaris.exec", WAIT_EXEC);
     struct buf b = BUF_INIT;
     lua_pushvalue(L, 1);
     encode_arg(L, lua_gettop(L), &b);
@@ -508,7 +571,7 @@ static int l_guest_request_c(lua_State *L)
     if (alen == 0 || alen >= 48)
         return luaL_error(L, "usage: polaris.guest.request(action, args, timeout_ms)");
     uint32_t ms = lua_isnoneornil(L, 3) ? 0 : check_ms(L, 3, "polaris.guest.request");
-    check_wait(L, p, "polaris.guest.request");
+    check_wait(L, p, "polaris.guest.request", WAIT_GUEST);
     struct buf b = BUF_INIT;
     if (lua_isnoneornil(L, 2)) {
         buf_puts(&b, "{}");
@@ -537,6 +600,39 @@ static int l_guest_request_c(lua_State *L)
     return lua_yield(L, 0);
 }
 
+/* The ids of live timers, a table in the state's registry: cancel and a
+ * one-shot's firing end one, each once. */
+static void live_timers(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "polaris.timers") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.timers");
+    }
+}
+
+/* Whether id was live; it is not any more. */
+static bool timer_end(lua_State *L, struct plugin *p, lua_Integer id)
+{
+    live_timers(L);
+    bool live = lua_rawgeti(L, -1, id) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (live) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, id);
+        p->ntimers--;
+    }
+    lua_pop(L, 1);
+    return live;
+}
+
+void plugin_timer_gone(struct plugin *p, uint32_t id)
+{
+    if (p->sb.L)
+        timer_end(p->sb.L, p, id);
+}
+
 static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
 {
     struct plugin *p = self(L);
@@ -546,10 +642,18 @@ static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
         return luaL_error(L, "%s: the interval must be at least 10 ms", fn);
     if (registry_stopping(p->reg))
         return luaL_error(L, "%s: the daemon is stopping", fn);
+    struct plugin_limits lim;
+    registry_limits(p->reg, &lim);
+    if (p->ntimers >= lim.timers)
+        return luaL_error(L, "%s: %s", fn, plugin_refuse(p, REFUSED_TIMERS));
+    live_timers(L);
     lua_pushvalue(L, 2);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uint32_t id = ++p->next_op;
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, id);
     ask_core(L, p, kind, ms, NULL, 0, id, ref);
+    p->ntimers++;
     lua_pushinteger(L, id);
     return 1;
 }
@@ -561,6 +665,8 @@ static int l_cancel(lua_State *L)
 {
     struct plugin *p = self(L);
     lua_Integer id = luaL_checkinteger(L, 1);
+    if (!timer_end(L, p, id))
+        return 0;                              /* not live: nothing to cancel */
     struct envelope *e = envelope_new(ENV_WAIT_CANCEL, NULL, 0);
     if (!e)
         return luaL_error(L, "out of memory");
@@ -639,6 +745,9 @@ void bind_polaris(struct plugin *p)
         {"on_event", l_on_event}, {"command", l_command}, {"emit", l_emit},
         {"send", l_send}, {"broadcast", l_broadcast}, {"now", l_now},
         {"actions", l_actions}, {"route", l_route}, {"timer", l_timer}, {"every", l_every}, {"cancel", l_cancel},
+#ifdef POLARIS_TEST_HOOKS
+        {"_test_hang", l_test_hang},
+#endif
         {NULL, NULL},
     };
     static const luaL_Reg shared[] = {{"get", l_shared_get}, {"set", l_shared_set}, {NULL, NULL}};

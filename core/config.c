@@ -59,6 +59,13 @@ void config_defaults(struct config *c)
     c->host_idle_s = 300;
     c->host_start_timeout_ms = 5000;
     c->exec_output_max = 1u << 20;
+    c->plugin_timers_max = 256;
+    c->plugin_waits_max = 256;
+    c->plugin_exec_max = 16;
+    c->plugin_emit_per_s = 10000;
+    c->plugin_mailbox_max = 10000;
+    c->plugin_shared_max_bytes = 256u << 10;
+    c->plugin_watchdog_ms = 10000;
     c->strict_modes = true;
     snprintf(c->proc_root, sizeof c->proc_root, "/proc");
     snprintf(c->process_events, sizeof c->process_events, "auto");
@@ -149,6 +156,13 @@ static const struct key keys[] = {
     {"plugins", "host_restart_backoff_ms", K_UINT, F(host_restart_backoff_ms), 1, 60000},
     {"plugins", "host_idle_s", K_UINT, F(host_idle_s), 0, 1u << 30},
     {"plugins", "host_start_timeout_ms", K_UINT, F(host_start_timeout_ms), 100, 600000},
+    {"plugins", "timers_max", K_UINT, F(plugin_timers_max), 1, 1u << 20},
+    {"plugins", "waits_max", K_UINT, F(plugin_waits_max), 1, 1u << 20},
+    {"plugins", "exec_max", K_UINT, F(plugin_exec_max), 0, 4096},
+    {"plugins", "emit_per_s", K_UINT, F(plugin_emit_per_s), 1, 1u << 30},
+    {"plugins", "mailbox_max", K_UINT, F(plugin_mailbox_max), 1, 1u << 24},
+    {"plugins", "shared_plugin_max_bytes", K_UINT, F(plugin_shared_max_bytes), 1024, 1u << 30},
+    {"plugins", "watchdog_ms", K_UINT, F(plugin_watchdog_ms), 0, 3600000},
     {"monitor", "proc_root", K_STR, F(proc_root), 0, 0},
     {"monitor", "process_events", K_STR, F(process_events), 0, 0},
     {"monitor", "process_cache", K_UINT, F(process_cache), 0, 1u << 20},

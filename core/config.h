@@ -91,6 +91,10 @@ struct config {
     unsigned host_restart_backoff_ms;   /* first restart delay, doubled each time */
     unsigned host_idle_s;               /* stop a host idle this long; 0: never */
     unsigned host_start_timeout_ms;     /* spawn to READY */
+    /* what one plugin can make the daemon hold (struct plugin_limits) */
+    unsigned plugin_timers_max, plugin_waits_max, plugin_exec_max, plugin_emit_per_s;
+    unsigned plugin_mailbox_max, plugin_shared_max_bytes;
+    unsigned plugin_watchdog_ms;        /* a worker stuck in one call this long is replaced */
 
     /* [monitor] */
     char proc_root[CONFIG_PATH_MAX];    /* "/proc"; specs point it at a fake one */

@@ -51,6 +51,7 @@ struct plugin_req {
     uint32_t token;
     struct plugin *plugin;      /* a ref */
     uint32_t op;
+    uint32_t host_gen;
 };
 
 struct core {
@@ -152,6 +153,7 @@ static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t r
         struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
         if (e) {
             e->seq = r->op;
+            e->host_gen = r->host_gen;
             plugin_post(r->plugin, e);
         }
         plugin_unref(r->plugin);
@@ -592,6 +594,7 @@ static void plugin_guest_request(struct core *c, struct envelope *e)
         struct envelope *d = envelope_new(ENV_WAIT_DONE, "{\"__polaris_error\":\"out of memory\"}", 35);
         if (d) {
             d->seq = e->seq;
+            d->host_gen = e->host_gen;
             plugin_post(e->plugin, d);
         }
         plugin_unref(e->plugin);
@@ -600,6 +603,7 @@ static void plugin_guest_request(struct core *c, struct envelope *e)
     r->token = ++c->next_token;
     r->plugin = e->plugin;
     r->op = e->seq;
+    r->host_gen = e->host_gen;
     r->next = c->plugin_reqs;
     c->plugin_reqs = r;
     e->origin = ORIGIN_PLUGIN;
@@ -859,6 +863,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
                 if (d && e->type == ENV_WAIT_REQ &&
                     (e->code == WAIT_SLEEP || e->code == WAIT_EXEC || e->code == WAIT_GUEST)) {
                     d->seq = e->seq;
+                    d->host_gen = e->host_gen;
                     plugin_post(e->plugin, d);
                 } else {
                     envelope_free(d);

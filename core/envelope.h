@@ -61,6 +61,8 @@ struct envelope {
     uint8_t  chain_len, chain_pos;
     uint8_t  rewritten;       /* a strategy replaced the payload */
     uint32_t remote_id;       /* in a plugin host: the daemon's id for it */
+    uint32_t host_gen;        /* a plugin host's call or its answer: which run of the host asked
+                               * (op ids restart in every run; an answer for an older run is dropped) */
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */
 };

@@ -164,10 +164,25 @@ void host_link_bypass(struct plugin *p, struct envelope *e, const char *why)
     }
 }
 
+/* The answer to a call a host made (a wait's result, a timer firing):
+ * a process that died took the call with it, and its successor numbers
+ * its own calls from 1 again, so an older run's answer would resume the
+ * wrong call. Under h->mu. */
+static bool stale_locked(struct plugin_host *h, const struct envelope *e)
+{
+    return (e->type == ENV_WAIT_DONE || e->type == ENV_TIMER_FIRE) && e->host_gen != atomic_load(&h->gen);
+}
+
 void host_link_post(struct plugin *p, struct envelope *e)
 {
     struct plugin_host *h = p->host;
     pthread_mutex_lock(&h->mu);
+    if (stale_locked(h, e)) {
+        pthread_mutex_unlock(&h->mu);
+        STAT_INC(plugin_hosts_stale_results);
+        envelope_free(e);
+        return;
+    }
     if (h->st == H_DOWN && !h->dead && !h->retiring && atomic_load(&p->state) == PLUGIN_ACTIVE) {
         h->want_start = true;      /* idle: started again on demand */
         h->st = H_STARTING;
@@ -216,9 +231,17 @@ void host_link_post(struct plugin *p, struct envelope *e)
     envelope_free(e);
 }
 
-static void send_frame(struct plugin_host *h, uint8_t kind, uint32_t id, const void *body, size_t len)
+/* gen: the run of the host that made the call; a later run never sees
+ * the answer (see stale_locked). */
+static void send_frame(struct plugin_host *h, uint8_t kind, uint32_t id, uint32_t gen, const void *body,
+                       size_t len)
 {
     pthread_mutex_lock(&h->mu);
+    if (gen != atomic_load(&h->gen)) {
+        pthread_mutex_unlock(&h->mu);
+        STAT_INC(plugin_hosts_stale_results);
+        return;
+    }
     if (host_frame_simple(&h->tx, kind, id, body, len) == 0)
         host_link_flush_locked(h);
     pthread_mutex_unlock(&h->mu);
@@ -317,7 +340,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
     }
     if (out.p)
         out.p[0] = ok;
-    send_frame(h, HK_RPC_REPLY, e->seq, out.p ? out.p : "", out.len);
+    send_frame(h, HK_RPC_REPLY, e->seq, e->host_gen, out.p ? out.p : "", out.len);
     buf_free(&out);
     envelope_free(e);
 }
@@ -457,6 +480,7 @@ static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool canc
     plugin_ref(p);
     e->plugin = p;
     e->seq = f->id;
+    e->host_gen = atomic_load(&h->gen);
     snprintf(e->from, sizeof e->from, "%s", p->id);
     registry_to_core(p->reg, e);
     return true;
@@ -475,6 +499,7 @@ static bool on_stats(struct plugin_host *h, const struct host_frame *f)
     atomic_store(&p->remote_mem, s.mem_used);
     atomic_store(&p->remote_cpu_ns, s.cpu_ns);
     h->pinned = s.pinned;
+    atomic_store(&p->remote_refused, s.refused);
     if (s.last_error[0])
         plugin_set_error(p, "%s", s.last_error);
     if (s.state == PLUGIN_ERROR && atomic_load(&p->state) == PLUGIN_ACTIVE)
@@ -509,6 +534,7 @@ bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool 
             return host_link_violation(h, "out of memory for a call");
         memcpy(e->action, name, (size_t)nlen + 1);
         e->seq = f->id;
+        e->host_gen = atomic_load(&h->gen);
         if (during_load && h->first_load)
             host_link_rpc(h->p, e);
         else

@@ -43,6 +43,7 @@ struct plugin_host {
     size_t out_first, out_end;    /* [first, end) in use, answered ones NULL */
     size_t nout, capout;          /* nout: not yet answered */
     uint32_t next_rid;
+    _Atomic uint32_t gen;         /* which run of the process: +1 at every death */
     struct envlist pending;       /* posted while the host was starting */
     struct buf init;              /* the HK_INIT frame, reused by restarts */
     bool want_write, want_start, retiring, idle_stop, dead;

@@ -76,7 +76,7 @@ int host_put_stats(struct buf *out, const struct host_stats *s)
     int rc = host_frame_begin(out, HK_STATS, 0, &at);
     rc |= host_put_u64(out, s->events) | host_put_u64(out, s->commands) | host_put_u64(out, s->messages);
     rc |= host_put_u64(out, s->errors) | host_put_u64(out, s->mem_used) | host_put_u64(out, s->cpu_ns);
-    rc |= host_put_u32(out, s->pinned) | host_put_u8(out, s->state);
+    rc |= host_put_u32(out, s->pinned) | host_put_u8(out, s->state) | host_put_u64(out, s->refused);
     rc |= buf_append(out, s->last_error, strnlen(s->last_error, sizeof s->last_error - 1));
     if (rc) {
         out->len = at;
@@ -170,7 +170,7 @@ bool host_get_stats(const struct host_frame *f, struct host_stats *s)
     if (!host_get_u64(&r, &s->events) || !host_get_u64(&r, &s->commands) ||
         !host_get_u64(&r, &s->messages) || !host_get_u64(&r, &s->errors) ||
         !host_get_u64(&r, &s->mem_used) || !host_get_u64(&r, &s->cpu_ns) ||
-        !host_get_u32(&r, &s->pinned) || !host_get_u8(&r, &s->state))
+        !host_get_u32(&r, &s->pinned) || !host_get_u8(&r, &s->state) || !host_get_u64(&r, &s->refused))
         return false;
     size_t n = (size_t)(r.end - r.p);
     if (n >= sizeof s->last_error)

@@ -40,6 +40,7 @@ enum host_verdict { HV_PASS = 0, HV_REWRITTEN, HV_DROP };
 struct host_stats {
     uint64_t events, commands, messages, errors, mem_used, cpu_ns;
     uint32_t pinned;              /* live timers and parked calls: never idle */
+    uint64_t refused;             /* calls refused over a per-plugin bound (timers, waits) */
     uint8_t state;                /* enum plugin_state */
     char last_error[256];
 };

@@ -302,6 +302,8 @@ static void send_stats(struct plugin *p)
     s.cpu_ns = p->sb.cpu_ns_total;
     s.state = (uint8_t)atomic_load(&p->state);
     s.pinned = (uint32_t)g.ntimers;
+    for (int i = 0; i < REFUSED_N; i++)
+        s.refused += atomic_load(&p->refused[i]);
     for (struct call *c = p->parked; c; c = c->next)
         s.pinned++;
     pthread_mutex_lock(&p->mu);
@@ -312,6 +314,7 @@ static void send_stats(struct plugin *p)
     struct host_stats *o = &g.sent;
     bool same = s.events == o->events && s.commands == o->commands && s.messages == o->messages &&
                 s.errors == o->errors && s.state == o->state && s.pinned == o->pinned &&
+                s.refused == o->refused &&
                 strcmp(s.last_error, o->last_error) == 0 &&
                 (s.mem_used > o->mem_used ? s.mem_used - o->mem_used : o->mem_used - s.mem_used) < 65536;
     if (same)
@@ -419,9 +422,10 @@ int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *
     return -1;
 }
 
-int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len)
+int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+                        const char *json, size_t len)
 {
-    (void)r, (void)key, (void)json, (void)len;
+    (void)r, (void)owner, (void)limit, (void)key, (void)json, (void)len;
     return -1;
 }
 
@@ -465,6 +469,14 @@ int registry_module_source(struct plugin_registry *r, struct plugin *p, const ch
 unsigned registry_max_errors(struct plugin_registry *r)
 {
     return r->init.max_errors;
+}
+
+/* Timers and waits are counted here, in the host; the rest are the
+ * daemon's (its stand-in serves emit, send and shared.set). */
+void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
+{
+    *out = (struct plugin_limits){r->init.timers_max, r->init.waits_max, r->init.exec_max,
+                                  UINT32_MAX, UINT32_MAX, UINT32_MAX};
 }
 
 uint64_t registry_started_ms(struct plugin_registry *r)

@@ -11,6 +11,7 @@ struct plugin;
 
 struct host_init {
     unsigned max_errors;
+    unsigned timers_max, waits_max, exec_max;   /* the bounds enforced in the host */
     uint64_t started_ms;
     int64_t daemon_pid;
     const char *config;          /* lua_pack'ed polaris.config table */

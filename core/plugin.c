@@ -285,18 +285,80 @@ fail:
     return -1;
 }
 
+const char *plugin_refuse(struct plugin *p, enum refusal what)
+{
+    static const char *const why[REFUSED_N] = {
+        "busy: too many live timers (plugins.timers_max)",
+        "busy: too many calls waiting (plugins.waits_max)",
+        "busy: too many programs running (plugins.exec_max)",
+        "busy: emitting too fast (plugins.emit_per_s)",
+        "busy: its mailbox is full (plugins.mailbox_max)",
+        "busy: the plugin's share of the shared store is full (plugins.shared_plugin_max_bytes)",
+    };
+    atomic_fetch_add(&p->refused[what], 1);
+    return why[what];
+}
+
 static bool is_command(const struct envelope *e)
 {
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
 }
 
+static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,
+                           const char *data, size_t data_len);
+
+/* Work for a plugin no worker will run again: an event goes on with
+ * strategyError, a command is answered -6, the rest is let go. */
+static void bypass(struct plugin *p, struct envelope *e, const char *why)
+{
+    if (e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT) {
+        plugin_strategy_failed(p, e, why);
+    } else if (is_command(e)) {
+        finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
+        envelope_free(e);
+    } else {
+        envelope_free(e);
+    }
+}
+
+void plugin_job_stuck(struct job *j, uint64_t ms)
+{
+    struct plugin *p = j->run == plugin_run_job ? (struct plugin *)j
+                                                : (struct plugin *)((char *)j - offsetof(struct plugin, cmd_job));
+    /* the stuck job's reference keeps p alive as long as its thread */
+    atomic_store(&p->abandoned, true);
+    atomic_store(&p->state, PLUGIN_ERROR);
+    plugin_set_error(p, "stuck in one call for %llu ms (plugins.watchdog_ms): its worker was abandoned; "
+                     "reload to run it again", (unsigned long long)ms);
+    log_error("plugin %s: stuck in one call for %llu ms (plugins.watchdog_ms); put in Error, its worker "
+              "abandoned", p->id, (unsigned long long)ms);
+    pthread_mutex_lock(&p->mu);
+    struct envelope *a = envlist_take(&p->urgent), *b = envlist_take(&p->mailbox);
+    pthread_mutex_unlock(&p->mu);
+    struct envelope *lists[2] = {a, b};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]) {
+            struct envelope *e = lists[i];
+            lists[i] = e->next;
+            e->next = NULL;
+            bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+            plugin_unref(p);                   /* the mailbox's ref for e */
+        }
+}
+
 void plugin_post(struct plugin *p, struct envelope *e)
 {
+    if (atomic_load(&p->abandoned)) {
+        bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+        return;
+    }
     if (p->remote_post && e->type != ENV_HOST_RPC) {
         p->remote_post(p, e);                  /* isolation "process": to its host */
         return;
     }
     plugin_ref(p);                             /* held until e is processed */
+    if (e->type == ENV_PLUGIN_MSG)
+        atomic_fetch_add(&p->nmsgs, 1);
     bool cmd = is_command(e);
     pthread_mutex_lock(&p->mu);
     envlist_push(cmd ? &p->urgent : &p->mailbox, e);
@@ -818,8 +880,10 @@ static void start_timer(struct plugin *p, struct envelope *e)
         return;
     }
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
-    if (e->code == WAIT_TIMER)                 /* one-shot: its function goes now */
+    if (e->code == WAIT_TIMER) {               /* one-shot: its function goes now */
         luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
+        plugin_timer_gone(p, e->seq);
+    }
     host_end(p, lim);
     run_call(p, c, 0);
 }
@@ -857,6 +921,7 @@ static void process(struct plugin *p, struct envelope *e)
         start_command(p, e);
         return;
     case ENV_PLUGIN_MSG:
+        atomic_fetch_sub(&p->nmsgs, 1);
         start_message(p, e);
         return;
     case ENV_TIMER_FIRE:

@@ -38,6 +38,21 @@ struct job {
 #define PLUGIN_MAX_HANDLERS 1024
 #define PLUGIN_MAX_COMMANDS 256
 
+/* What else a plugin can make the daemon hold on its behalf, per plugin
+ * ([plugins] keys, docs/security.md). Over a bound the call fails with a
+ * Lua error or returns nil, "busy ..." and the refusal is counted. */
+struct plugin_limits {
+    unsigned timers;              /* timers_max: live polaris.timer/every */
+    unsigned waits;               /* waits_max: calls parked on sleep/exec/guest.request */
+    unsigned execs;               /* exec_max: of those, programs running */
+    unsigned emit_per_s;          /* emit_per_s: polaris.emit, a bucket refilled per second */
+    unsigned mailbox;             /* mailbox_max: messages waiting for on_message */
+    unsigned shared_bytes;        /* shared_plugin_max_bytes: what its keys hold in the store */
+};
+
+enum refusal { REFUSED_TIMERS, REFUSED_WAITS, REFUSED_EXECS, REFUSED_EMITS, REFUSED_MAILBOX,
+               REFUSED_SHARED, REFUSED_N };
+
 struct handler {
     uint64_t event_id;
     bool any;                     /* "*" */
@@ -70,6 +85,7 @@ struct call {
     int co_ref;
     struct envelope *e;           /* the event or command it handles */
     uint32_t op;                  /* the wait it is parked on */
+    uint8_t wait;                 /* its enum wait_kind, while parked */
 };
 
 enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST };
@@ -121,6 +137,13 @@ struct plugin {
     bool strategy_parked;         /* later events wait behind it (order) */
     struct envlist held;          /* events waiting behind a parked strategy */
     uint32_t next_op;
+    _Atomic unsigned ntimers;     /* live timers (ids in the state's registry) */
+    _Atomic unsigned nmsgs;       /* messages in the mailbox */
+    double emit_tokens;           /* polaris.emit's bucket (stand-in's RPCs or in-process) */
+    uint64_t emit_refill_ns;
+    _Atomic uint64_t refused[REFUSED_N];
+    _Atomic uint64_t remote_refused;  /* a plugin host's own refusals (timers, waits) */
+    _Atomic bool abandoned;       /* the watchdog left its worker stuck in it: nothing runs it again */
     char **allowed_paths, **forbidden_paths;
     size_t nallowed, nforbidden;
     /* the ids its manifest depends on: unloading one of them stops it */
@@ -163,10 +186,18 @@ void plugin_command_done(struct plugin *p, struct envelope *req, int code, const
                          const char *data, size_t data_len);
 void plugin_ref(struct plugin *p);
 void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
+/* The worker pool's watchdog: j (a plugin's job or command lane) has been
+ * running for ms, far past any budget. The plugin goes to Error and what
+ * waits for it goes on without it. */
+void plugin_job_stuck(struct job *j, uint64_t ms);
 /* Queues work for the plugin (takes e) and schedules it on a worker. */
 void plugin_post(struct plugin *p, struct envelope *e);
 bool plugin_handles(const struct plugin *p, uint64_t event_id);
 bool plugin_has_command(const struct plugin *p, const char *name);
+/* Counts a refusal and returns the Lua error text's start (the key named). */
+const char *plugin_refuse(struct plugin *p, enum refusal what);
+/* bind_polaris.c: a one-shot timer fired (its id is no longer live). */
+void plugin_timer_gone(struct plugin *p, uint32_t id);
 void plugin_set_error(struct plugin *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *plugin_state_name(int s);
 

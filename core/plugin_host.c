@@ -153,6 +153,11 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     set_int(L, "mem_limit", (lua_Integer)p->mem_limit);
     set_int(L, "budget_ns", (lua_Integer)p->budget_ns);
     set_int(L, "max_errors", registry_max_errors(p->reg));
+    struct plugin_limits lim;
+    registry_limits(p->reg, &lim);
+    set_int(L, "timers_max", lim.timers);
+    set_int(L, "waits_max", lim.waits);
+    set_int(L, "exec_max", lim.execs);
     set_int(L, "started_ms", (lua_Integer)registry_started_ms(p->reg));
     set_int(L, "daemon_pid", getpid());
     set_int(L, "log_level", log_get_level());
@@ -553,6 +558,7 @@ static void host_died(struct plugin_host *h, const char *why)
     bool clean = h->st == H_STOPPING && why == NULL;
     h->dead = true;
     h->st = H_DOWN;
+    atomic_fetch_add(&h->gen, 1);  /* whatever it asked for is answered to no one */
     struct envelope **out = host_link_take_all(h);
     buf_reset(&h->tx);
     h->want_write = false;

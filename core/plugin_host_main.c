@@ -164,6 +164,9 @@ int main(int argc, char **argv)
     }
 
     init.max_errors = (unsigned)int_field(L, "max_errors");
+    init.timers_max = (unsigned)int_field(L, "timers_max");
+    init.waits_max = (unsigned)int_field(L, "waits_max");
+    init.exec_max = (unsigned)int_field(L, "exec_max");
     init.started_ms = (uint64_t)int_field(L, "started_ms");
     init.daemon_pid = int_field(L, "daemon_pid");
     init.config = str_field(L, "config", &init.config_len);

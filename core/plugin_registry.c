@@ -36,6 +36,7 @@
 struct kv {
     struct kv *next;
     char *key;
+    char owner[64];               /* the plugin that set it: its share counts it */
     char *json;
     size_t len;
 };
@@ -45,6 +46,8 @@ struct plugin_registry {
     pthread_mutex_t mu;            /* guards plugins[] */
     struct plugin **plugins;       /* load order; failed ones are kept for status */
     struct plugin *loading_now;    /* being built by registry_prepare: shown in status */
+    struct plugin_limits limits;   /* per-plugin bounds, copied from the config (registry_limits) */
+    bool limits_set;
     size_t n;
     unsigned max_errors;
     pthread_mutex_t kv_mu;
@@ -344,6 +347,34 @@ unsigned registry_max_errors(struct plugin_registry *r)
     return r->max_errors;
 }
 
+static void set_limits(struct plugin_registry *r, const struct config *cfg)
+{
+    struct plugin_limits l = {cfg->plugin_timers_max, cfg->plugin_waits_max, cfg->plugin_exec_max,
+                              cfg->plugin_emit_per_s, cfg->plugin_mailbox_max,
+                              cfg->plugin_shared_max_bytes};
+    pthread_mutex_lock(&r->mu);
+    r->limits = l;
+    r->limits_set = true;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A copy made on the core thread at each (re)load: workers and the reload
+ * thread never read d->cfg, which a reload frees. */
+void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
+{
+    pthread_mutex_lock(&r->mu);
+    bool set = r->limits_set;
+    *out = r->limits;
+    pthread_mutex_unlock(&r->mu);
+    if (!set) {
+        struct config defaults;
+        config_defaults(&defaults);
+        *out = (struct plugin_limits){defaults.plugin_timers_max, defaults.plugin_waits_max,
+                                      defaults.plugin_exec_max, defaults.plugin_emit_per_s,
+                                      defaults.plugin_mailbox_max, defaults.plugin_shared_max_bytes};
+    }
+}
+
 void registry_schedule(struct plugin_registry *r, struct job *j)
 {
     if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
@@ -551,16 +582,29 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
     pthread_mutex_unlock(&r->mu);
     if (id && n == 0)
         return -1;
+    struct plugin_limits lim;
+    registry_limits(r, &lim);
+    size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
+        struct plugin *t = targets[i];
+        /* a full mailbox takes no more messages: they would be the daemon's
+         * memory. Out of process, the host reads its channel at once and
+         * queues them in its own (limited) address space. */
+        if (!t->remote_post && atomic_load(&t->nmsgs) >= lim.mailbox) {
+            plugin_refuse(t, REFUSED_MAILBOX);
+            plugin_unref(t);
+            continue;
+        }
         struct envelope *e = envelope_new(ENV_PLUGIN_MSG, json, len);
         if (e) {
             snprintf(e->action, sizeof e->action, "%s", topic);
             snprintf(e->from, sizeof e->from, "%s", from);
-            plugin_post(targets[i], e);
+            plugin_post(t, e);
+            sent++;
         }
-        plugin_unref(targets[i]);
+        plugin_unref(t);
     }
-    return (int)n;
+    return id && sent == 0 ? -2 : (int)sent;
 }
 
 /* ---- the shared store: JSON values, surviving reloads ---- */
@@ -578,23 +622,35 @@ int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *
     return rc;
 }
 
-int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len)
+int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+                        const char *json, size_t len)
 {
     pthread_mutex_lock(&r->kv_mu);
     struct kv **pp = &r->kv;
-    while (*pp && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->next;
-    if (*pp) {                                 /* replace or delete */
-        struct kv *k = *pp;
+    size_t mine = 0;                           /* what the owner's other keys hold */
+    struct kv **found = NULL;
+    for (; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0)
+            found = pp;
+        else if (strcmp((*pp)->owner, owner) == 0)
+            mine += strlen((*pp)->key) + (*pp)->len;
+    }
+    size_t need = json && len ? strlen(key) + len : 0;
+    if (need && mine + need > limit) {
+        /* refused before anything changes: the old value stays */
+        pthread_mutex_unlock(&r->kv_mu);
+        return -2;
+    }
+    if (found) {                               /* replace or delete */
+        struct kv *k = *found;
         r->kv_bytes -= strlen(k->key) + k->len;
-        *pp = k->next;
+        *found = k->next;
         free(k->key);
         free(k->json);
         free(k);
     }
     int rc = 0;
-    if (json && len) {
-        size_t need = strlen(key) + len;
+    if (need) {
         struct kv *k = malloc(sizeof *k);
         if (r->kv_bytes + need > r->kv_max || !k) {
             free(k);
@@ -610,6 +666,7 @@ int registry_shared_set(struct plugin_registry *r, const char *key, const char *
             } else {
                 memcpy(k->json, json, len);
                 k->len = len;
+                snprintf(k->owner, sizeof k->owner, "%s", owner);
                 k->next = r->kv;
                 r->kv = k;
                 r->kv_bytes += need;
@@ -628,6 +685,30 @@ static void module_path(char *path, size_t cap, const char *dir, const char *nam
     snprintf(path + n, cap - (size_t)n, ".lua");
 }
 
+/* A module runs inside the plugin that requires it, with its permissions:
+ * it passes the same checks as the plugin's own file, at the config in
+ * force, wherever it comes from (the plugin's folder or the runtime's
+ * plugins.lua_dir). */
+static int module_trusted(struct plugin_registry *r, const char *path, char *err, size_t errlen)
+{
+    const struct config *cfg = r->d->cfg;
+    char why[300];
+    if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
+        snprintf(err, errlen, "untrusted: %s", why);
+        return -1;
+    }
+    if (cfg && cfg->require_signed) {
+        const char *keys[CONFIG_MAX_LIST];
+        for (int i = 0; i < cfg->trusted_keys.n; i++)
+            keys[i] = cfg->trusted_keys.v[i];
+        if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
+            snprintf(err, errlen, "unsigned: %s", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
                            struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
 {
@@ -635,27 +716,15 @@ int registry_module_source(struct plugin_registry *r, struct plugin *p, const ch
     if (p && p->module_dir[0]) {
         module_path(path, sizeof path, p->module_dir, name);
         if (access(path, F_OK) == 0) {
-            /* the same checks as the plugin's own file, at the config in force */
-            const struct config *cfg = r->d->cfg;
-            char why[300];
-            if (cfg && cfg->strict_modes && trust_check_modes(path, why, sizeof why) < 0) {
-                snprintf(err, errlen, "untrusted: %s", why);
+            if (module_trusted(r, path, err, errlen) < 0)
                 return -1;
-            }
-            if (cfg && cfg->require_signed) {
-                const char *keys[CONFIG_MAX_LIST];
-                for (int i = 0; i < cfg->trusted_keys.n; i++)
-                    keys[i] = cfg->trusted_keys.v[i];
-                if (trust_verify(path, path, keys, (size_t)cfg->trusted_keys.n, why, sizeof why) < 0) {
-                    snprintf(err, errlen, "unsigned: %s", why);
-                    return -1;
-                }
-            }
             snprintf(chunk, chunklen, "@%s", path);
             return buf_read_file(out, path, 1u << 20, err, errlen);
         }
     }
     module_path(path, sizeof path, r->lua_dir, name);
+    if (access(path, F_OK) == 0 && module_trusted(r, path, err, errlen) < 0)
+        return -1;
     snprintf(chunk, chunklen, "@%s", path);
     return buf_read_file(out, path, 1u << 20, err, errlen);
 }
@@ -724,7 +793,7 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         uint64_t cpu = p->isolated ? atomic_load(&p->remote_cpu_ns) : p->sb.cpu_ns_total;
         rc |= buf_printf(b, "\"uptime_s\":%.0f,\"memory_bytes\":%zu,\"memory_limit\":%zu,"
                          "\"cpu_ms\":%.3f,\"events\":%llu,\"commands\":%llu,\"messages\":%llu,"
-                         "\"errors\":%llu,\"ignored_edits\":%llu,\"last_error\":",
+                         "\"errors\":%llu,\"ignored_edits\":%llu",
                          up, mem, p->mem_limit,
                          cpu / 1e6,
                          (unsigned long long)atomic_load(&p->events),
@@ -732,6 +801,18 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
                          (unsigned long long)atomic_load(&p->messages),
                          (unsigned long long)atomic_load(&p->errors),
                          (unsigned long long)atomic_load(&p->ignored_edits));
+        /* what it makes the daemon hold, and what was refused over a bound */
+        static const char *const kinds[REFUSED_N] = {"timers", "waits", "exec", "emit", "mailbox",
+                                                     "shared"};
+        uint64_t refused = atomic_load(&p->remote_refused);
+        for (int k = 0; k < REFUSED_N; k++)
+            refused += atomic_load(&p->refused[k]);
+        rc |= buf_printf(b, ",\"held\":{\"timers\":%u,\"mailbox\":%u},\"refused\":%llu,\"refused_by\":{",
+                         atomic_load(&p->ntimers), atomic_load(&p->nmsgs), (unsigned long long)refused);
+        for (int k = 0; k < REFUSED_N; k++)
+            rc |= buf_printf(b, "%s\"%s\":%llu", k ? "," : "", kinds[k],
+                             (unsigned long long)atomic_load(&p->refused[k]));
+        rc |= buf_puts(b, "},\"last_error\":");
         pthread_mutex_lock(&p->mu);
         rc |= buf_json_cstr(b, p->last_error[0] ? p->last_error : NULL);
         rc |= buf_puts(b, ",\"status\":");
@@ -1438,6 +1519,7 @@ int registry_commit(struct plugin_registry *r, struct reload *rl)
 
 void registry_configure_hosts(struct plugin_registry *r, const struct config *cfg)
 {
+    set_limits(r, cfg);
     if (r->d->hosts)
         plugin_hosts_configure(r->d->hosts, cfg);
 }

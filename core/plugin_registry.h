@@ -57,6 +57,8 @@ void route_index_free(struct route_index *x);
 struct plugin *registry_command(struct plugin_registry *r, const char *action);
 struct plugin *registry_find(struct plugin_registry *r, const char *id);
 /* Sends a message to one plugin (id) or every other Active plugin (id NULL). */
+/* How many it was given to; -1 no such active plugin; -2 id's mailbox is
+ * full (plugins.mailbox_max). */
 int registry_message(struct plugin_registry *r, const char *from, const char *id,
                      const char *topic, const char *json, size_t len);
 /* The same, only to plugins holding every permission bit in perm (system
@@ -82,7 +84,10 @@ void registry_notify_ready(struct plugin_registry *r);
 int registry_actions_json(struct plugin_registry *r, struct buf *b);
 
 int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out);
-int registry_shared_set(struct plugin_registry *r, const char *key, const char *json, size_t len);
+/* owner: the plugin setting it, whose share (limit) counts the key until it
+ * is replaced or deleted. 0; -1 the store is full; -2 the owner's share is. */
+int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+                        const char *json, size_t len);
 
 /* For plugin.c and bind_polaris.c */
 void registry_schedule(struct plugin_registry *r, struct job *j);
@@ -96,6 +101,9 @@ void registry_job_flush(struct plugin_registry *r);
 void registry_job_end(struct plugin_registry *r);
 void registry_chain_drop(struct plugin_registry *r, struct envelope *e);
 unsigned registry_max_errors(struct plugin_registry *r);
+struct plugin_limits;
+/* The per-plugin bounds of the config in force. */
+void registry_limits(struct plugin_registry *r, struct plugin_limits *out);
 uint64_t registry_started_ms(struct plugin_registry *r);
 /* Pushes polaris.config for plugin id (while it loads). */
 void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L);

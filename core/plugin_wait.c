@@ -12,6 +12,7 @@
  *
  * Uses: libev (default loop), plugin (post, refs). */
 #include "plugin_wait.h"
+#include "exec_confine.h"
 #include "buf.h"
 #include "log.h"
 #include "json_scan.h"
@@ -20,7 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct waiter {
     struct waits *w;
     struct plugin *p;           /* a ref */
     uint32_t op;
+    uint32_t host_gen;          /* the asking plugin host's run, echoed back */
     int kind;
     int fn_ref;
     ev_timer timer;
@@ -97,6 +99,7 @@ static void complete(struct waiter *x, const char *json, size_t len)
     struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
     if (e) {
         e->seq = x->op;
+        e->host_gen = x->host_gen;
         plugin_post(x->p, e);
     } else {
         log_error("plugin %s: out of memory resuming a waiting call", x->p->id);
@@ -190,6 +193,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         struct envelope *e = envelope_new(ENV_TIMER_FIRE, NULL, 0);
         if (e) {
             e->seq = x->op;
+            e->host_gen = x->host_gen;
             e->req_id = (uint32_t)x->fn_ref;
             e->code = x->kind;
             plugin_post(x->p, e);
@@ -253,13 +257,76 @@ static void free_argv(char **argv)
     free(argv);
 }
 
+/* argv[0] as a path: as given when it has a slash, else the first
+ * executable in path. 0, or an errno. */
+static int find_program(const char *name, const char *path, char *out, size_t cap)
+{
+    if (strchr(name, '/'))
+        return snprintf(out, cap, "%s", name) < (int)cap ? 0 : ENAMETOOLONG;
+    for (const char *dir = path; *dir;) {
+        size_t n = strcspn(dir, ":");
+        if (snprintf(out, cap, "%.*s/%s", (int)n, dir, name) < (int)cap && access(out, X_OK) == 0)
+            return 0;
+        dir += n + (dir[n] == ':');
+    }
+    return ENOENT;
+}
+
+/* fork, not posix_spawn: the child confines itself (exec_confine_child)
+ * before exec. It only makes system calls; a failure before exec comes
+ * back as an errno over a close-on-exec pipe. Returns 0 or an errno. */
+static int spawn_confined(pid_t *pid, const char *prog, char **argv, char **envp, int out, int err,
+                          const struct exec_confine *conf)
+{
+    int status[2];
+    if (pipe2(status, O_CLOEXEC) < 0)
+        return errno;
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        close(status[0]);
+        close(status[1]);
+        return e;
+    }
+    if (child == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        for (int sig = 1; sig < NSIG; sig++)
+            sigaction(sig, &dfl, NULL);         /* fails harmlessly for KILL, STOP and RT gaps */
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int e = 0;
+        if (setpgid(0, 0) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0 || devnull < 0 ||
+            dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 || exec_confine_child(conf) < 0)
+            e = errno;
+        if (!e) {
+            execve(prog, argv, envp);
+            e = errno;
+        }
+        ssize_t w = write(status[1], &e, sizeof e);
+        (void)w;                                /* the parent sees a short read as a failure too */
+        _exit(127);
+    }
+    close(status[1]);
+    int e = 0;
+    ssize_t n;
+    while ((n = read(status[0], &e, sizeof e)) < 0 && errno == EINTR)
+        ;
+    close(status[0]);
+    if (n > 0) {                                /* it never got to exec: reap it now */
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return e ? e : EIO;
+    }
+    *pid = child;
+    return 0;
+}
+
 static void start_exec(struct waiter *x, const char *json, size_t len, uint32_t ms)
 {
     struct ev_loop *loop = x->w->loop;
     char **argv = parse_argv(json, len);
     int out[2] = {-1, -1}, err[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
     char msg[300];
     if (!argv || !argv[0]) {
         complete_error(x, argv ? "polaris.exec: empty argv" : "polaris.exec: cannot make argv (out of memory)");
@@ -270,25 +337,21 @@ static void start_exec(struct waiter *x, const char *json, size_t len, uint32_t 
         snprintf(msg, sizeof msg, "polaris.exec: pipe: %s", strerror(errno));
         goto fail;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawnattr_init(&attr);
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigfillset(&dfl);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                    POSIX_SPAWN_SETPGROUP);
     /* a fixed PATH: a name is looked up in system directories only */
+    static const char path_var[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
-    int rc = argv[0][0] == '/' ? posix_spawn(&x->pid, argv[0], &fa, &attr, argv, envp)
-                               : posix_spawnp(&x->pid, argv[0], &fa, &attr, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    char prog[PATH_MAX];
+    int rc = find_program(argv[0], path_var, prog, sizeof prog);
+    struct exec_confine conf;
+    char cerr[200];
+    if (rc == 0 && exec_confine_prepare(&conf, x->p, cerr, sizeof cerr) < 0) {
+        snprintf(msg, sizeof msg, "polaris.exec: cannot confine %s: %s", argv[0], cerr);
+        goto fail;
+    }
+    if (rc == 0) {
+        rc = spawn_confined(&x->pid, prog, argv, envp, out[1], err[1], &conf);
+        exec_confine_release(&conf);
+    }
     close(out[1]);
     close(err[1]);
     out[1] = err[1] = -1;
@@ -343,6 +406,7 @@ void waits_request(struct waits *w, struct envelope *e)
     x->w = w;
     x->p = p;                            /* the request's ref is now ours */
     x->op = e->seq;
+    x->host_gen = e->host_gen;
     x->kind = e->code;
     x->fn_ref = (int)e->req_id;
     x->out_w.fd = x->err_w.fd = -1;

@@ -492,6 +492,8 @@ int main(int argc, char **argv)
     d.guest = guest_link_new(&d, guest_fd, guest_uri);
     d.workers = worker_pool_new(&d, cfg->workers);
     d.core = loop ? core_new(&d, loop, load_config, &cli) : NULL;
+    if (d.workers)
+        worker_pool_watchdog(d.workers, cfg->plugin_watchdog_ms, plugin_job_stuck);
     if (!d.ipc || !d.guest || !d.workers || !d.core || !d.plugins || !d.hosts ||
         worker_pool_start(d.workers) < 0 || ipc_server_start(d.ipc) < 0 ||
         guest_link_start(d.guest) < 0) {

@@ -293,6 +293,45 @@ static int hooked_wrap(lua_State *L)
     return 1;
 }
 
+/* coroutine.close nested through __close handlers: Lua 5.4.4 does not
+ * count these calls against its C-stack limit (fixed in 5.4.5, "C-stack
+ * overflow with deep nesting of coroutine.close" on lua.org/bugs.html), so
+ * some 20,000 levels overflow the worker's stack and crash the daemon. The
+ * depth is per thread: nested closes all run on the thread of the call. */
+#define CLOSE_DEPTH_MAX 100
+static __thread unsigned t_close_depth;
+
+/* What luaB_close accepts (dead or suspended in a yield); anything else
+ * goes to it unguarded, to raise its own error before nesting anything. */
+static bool closable(lua_State *L, lua_State *co)
+{
+    if (!co || co == L)
+        return false;
+    lua_Debug ar;
+    switch (lua_status(co)) {
+    case LUA_YIELD:
+        return true;
+    case LUA_OK:
+        return !lua_getstack(co, 0, &ar) && lua_gettop(co) == 0;
+    default:
+        return true;                           /* dead by an error */
+    }
+}
+
+static int guarded_close(lua_State *L)
+{
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    if (!closable(L, lua_tothread(L, 1)))
+        return orig(L);
+    if (t_close_depth >= CLOSE_DEPTH_MAX)
+        return luaL_error(L, "coroutine.close: nested too deeply (more than %d closes inside __close handlers)",
+                          CLOSE_DEPTH_MAX);
+    t_close_depth++;
+    int n = orig(L);                           /* lua_resetthread is protected: it returns */
+    t_close_depth--;
+    return n;
+}
+
 /* load(chunk [, chunkname [, mode [, env]]]): text only, into the globals
  * unless an env table is given. */
 static int safe_load(lua_State *L)
@@ -418,7 +457,7 @@ static void build_globals(lua_State *L)
     lua_pop(L, 1);
     lua_getglobal(L, "coroutine");
     static const struct { const char *name; lua_CFunction f; } hooked[] = {
-        {"create", hooked_create}, {"wrap", hooked_wrap},
+        {"create", hooked_create}, {"wrap", hooked_wrap}, {"close", guarded_close},
     };
     for (size_t i = 0; i < sizeof hooked / sizeof hooked[0]; i++) {
         lua_getfield(L, -1, hooked[i].name);

@@ -67,6 +67,8 @@
     X(commands, busy, "commands answered -7: too many in flight") \
     X(plugin_hosts, deaths, "plugin host processes that died (any signal or a non-zero exit)") \
     X(plugin_hosts, violations, "plugin hosts ended for breaking the channel protocol") \
+    X(plugin_hosts, stale_results, "answers to a dead plugin host's calls (waits, timers, daemon calls) dropped, not given to its successor") \
+    X(workers, abandoned, "worker threads the watchdog gave up on (stuck in one plugin call past plugins.watchdog_ms) and replaced") \
     X(log, suppressed, "log lines held back by daemon.log_burst (repeats of one call site)") \
     X(spool, bytes, "bytes of accepted, not yet finished events in the spool (gauge)") \
     X(spool, replayed, "events found unfinished in the spool at start, sent through again") \

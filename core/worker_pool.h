@@ -15,5 +15,9 @@ void worker_pool_submit_job(struct worker_pool *p, struct job *j);
 /* A command job: ahead of every other, and a thread of its own (DESIGN 2). */
 void worker_pool_submit_urgent(struct worker_pool *p, struct job *j);
 bool worker_pool_stopped(struct worker_pool *p);
+/* Before start: a worker inside one job longer than ms is abandoned and
+ * replaced, and stuck(job, how long) is called (from the watchdog's thread). */
+void worker_pool_watchdog(struct worker_pool *p, unsigned ms, void (*stuck)(struct job *, uint64_t ms));
+unsigned worker_pool_abandoned(struct worker_pool *p);
 
 #endif

@@ -56,7 +56,7 @@ busted_pass "every spec" POLARIS_TEST_PASS=1
 # the plugin runtime and the hostile corpus again, every plugin out of
 # process: both isolation modes must give the same results
 if [ $# -eq 0 ]; then
-    BUSTED_ARGS="spec/functional/plugins_spec.lua spec/functional/attacks_spec.lua"
+    BUSTED_ARGS="spec/functional/plugins_spec.lua spec/functional/attacks_spec.lua spec/functional/limits_spec.lua spec/functional/exec_confine_spec.lua"
     busted_pass "plugins out of process" POLARIS_ISOLATION=process
 fi
 

@@ -43,7 +43,10 @@ describe("the sandbox against the hostile plugin corpus", function()
       ]], manifest = {plugin_type = "Strategy"}}},
       args = {"--plugins", ATTACKS},
       env = {POLARIS_TEST_SECRET = "do-not-leak"},
-      config = {["plugin.path_traversal"] = {root = dir .. "/root", allowed_paths = dir .. "/root"}},
+      -- a smaller emit bucket: flood_emit meets it within one CPU budget even
+      -- out of process, where every emit is a round trip to the daemon
+      config = {["plugin.path_traversal"] = {root = dir .. "/root", allowed_paths = dir .. "/root"},
+                plugins = {emit_per_s = 1000}},
     })
     local g = H.guest_connected(d)
     local app = H.app(d)

@@ -131,7 +131,9 @@ describe("reboot plugin", function()
   it("when enabled, answers first, then runs the configured command", function()
     local dir = ptest.mkdtemp()
     local d = H.start_daemon({config = {
-      ["plugin.reboot"] = {enabled = "true", command = "/usr/bin/touch " .. dir .. "/rebooted", delay_ms = 10},
+      -- the command writes: only where the operator allows (exec_confine)
+      ["plugin.reboot"] = {enabled = "true", command = "/usr/bin/touch " .. dir .. "/rebooted", delay_ms = 10,
+                           allowed_paths = dir},
     }})
     local g = H.guest_connected(d)
     local r = guest_call(g, 1, "reboot")

@@ -202,6 +202,36 @@ describe("a plugin out of process", function()
     H.stop_ok(d)
   end)
 
+  it("never gives a dead host's answer to its successor's call (call ids restart in every host)", function()
+    local d = H.start_daemon({plugins = {
+      reuse = {lua = [[
+        polaris.command("first", function() polaris.sleep(1500); return 0, "first" end)
+        polaris.command("second", function()
+          local r = polaris.exec({"/bin/sh", "-c", "sleep 3; echo fresh"})
+          return 0, type(r) == "table" and r.stdout or "resumed by someone else's answer"
+        end)
+      ]], manifest = {plugin_type = "Command", isolation = "process", permissions = {"ExecuteSyscall"}}},
+    }, config = {plugins = {host_restart_backoff_ms = 20}}})
+    local app = H.app(d)
+    -- the first host parks call 1 (a sleep) and dies; the second parks its own call 1
+    local id = app:request("host", "first", {}, 30000)
+    local pid = H.wait_for("the sleep to be parked", function()
+      local p = plugin(d, "reuse")
+      return p.commands == 1 and p.host_pid
+    end)
+    ptest.kill(pid, "KILL")
+    assert.are.equal(-6, assert(app:response(id, 5000)).code)
+    H.wait_for("the restart", function()
+      local p = plugin(d, "reuse")
+      return p.host_state == "up" and p.host_pid ~= pid
+    end)
+    local r = app:call("host", "second", {}, 30000, 15000)
+    assert.are.equal(0, r.code, r.msg)
+    assert.are.equal("fresh\n", r.msg)
+    assert.are.equal(1, d:status().plugin_hosts.stale_results)
+    H.stop_ok(d)
+  end)
+
   it("stops restarting a host that crashes on every start, and stays in Error", function()
     local dir = ptest.mkdtemp()
     local wrapper = dir .. "/host.sh"

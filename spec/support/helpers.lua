@@ -100,6 +100,7 @@ local running = {}   -- daemons not stopped yet, so a failed test leaks none
 
 -- opts.config: {section = {key = value}} merged over test defaults;
 -- opts.guest: "unix" (default: no port to race for) or "tcp"; opts.args: extra argv.
+-- opts.binary: another daemon binary (build/polarisd-hooks has the test hooks).
 function H.start_daemon(opts)
   opts = opts or {}
   local dir = ptest.mkdtemp()
@@ -137,7 +138,7 @@ function H.start_daemon(opts)
   end
   d.config_file = dir .. "/polarisd.conf"
   write_config(d.config_file, cfg)
-  local argv = {H.POLARISD, "-c", d.config_file, "--ipc", d.ipc, "--guest", d.guest_uri, "--foreground"}
+  local argv = {opts.binary or H.POLARISD, "-c", d.config_file, "--ipc", d.ipc, "--guest", d.guest_uri, "--foreground"}
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   if opts.cwd then
     -- started elsewhere than the checkout: the shell execs, so the pid is the daemon's
