@@ -88,11 +88,11 @@ static bool compact(const struct json_member *m)
     return m->val - (m->key - 1) == (ptrdiff_t)(m->key_len + 3);
 }
 
-int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, const char **err)
+/* The top-level members of an event, each classified; f[] names the last
+ * of each known field (the last duplicate wins, as in cjson). n or -1. */
+static int scan_members(const char *json, size_t len, struct json_member *m, enum field *kind,
+                        const struct json_member **f, const char **err)
 {
-    struct json_member m[MAX_MEMBERS];
-    enum field kind[MAX_MEMBERS];
     int n = json_object_members(json, len, m, MAX_MEMBERS, err);
     if (n < 0)
         return -1;
@@ -100,12 +100,45 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "event has more than 64 top-level members";
         return -1;
     }
-    /* one pass: what each member is; the last duplicate wins, as in cjson */
-    const struct json_member *f[F_COUNT] = {0};
     for (int i = 0; i < n; i++) {
         kind[i] = classify(&m[i]);
         f[kind[i]] = &m[i];
     }
+    return n;
+}
+
+/* digits only, at most 2^64-1 (the scanner already refused leading zeros) */
+static bool timestamp_ok(const struct json_member *ts)
+{
+    return ts->is_uint && (ts->val_len < 20 ||
+                           (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) <= 0));
+}
+
+/* processName, processVer and logf: strings (or null). NULL, or the error. */
+static const char *strings_bad(const struct json_member *const *f)
+{
+    static const struct { enum field f; const char *msg; } strings[] = {
+        {F_PROCESS_NAME, "processName must be a string"},
+        {F_PROCESS_VER, "processVer must be a string"},
+        {F_LOGF, "logf must be a string"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const struct json_member *x = f[strings[i].f];
+        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL)
+            return strings[i].msg;
+    }
+    return NULL;
+}
+
+int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
+                struct buf *out, uint64_t *event_id, const char **err)
+{
+    struct json_member m[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
+    if (n < 0)
+        return -1;
     const struct json_member *id = f[F_EVENT_ID];
     if (!id) {
         *err = "missing eventId";
@@ -116,10 +149,7 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         return -1;
     }
     const struct json_member *ts = f[F_TIMESTAMP];
-    /* only checked, never read: digits only, at most 2^64-1 (the scanner
-     * already refused leading zeros) */
-    if (ts && (!ts->is_uint || ts->val_len > 20 ||
-               (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) > 0))) {
+    if (ts && !timestamp_ok(ts)) {                /* only checked, never read */
         *err = "timestamp must be a non-negative integer (ms since the epoch)";
         return -1;
     }
@@ -134,18 +164,8 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "params must be an object";
         return -1;
     }
-    static const struct { enum field f; const char *msg; } strings[] = {
-        {F_PROCESS_NAME, "processName must be a string"},
-        {F_PROCESS_VER, "processVer must be a string"},
-        {F_LOGF, "logf must be a string"},
-    };
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
-        const struct json_member *x = f[strings[i].f];
-        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL) {
-            *err = strings[i].msg;
-            return -1;
-        }
-    }
+    if ((*err = strings_bad(f)))
+        return -1;
 
     int rc = buf_reserve(out, len + 128);
     rc |= buf_append(out, "{\"eventId\":", 11);
@@ -231,21 +251,12 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
 {
     struct json_member m[MAX_MEMBERS], o[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
-    int n = json_object_members(json, len, m, MAX_MEMBERS, err);
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
     if (n < 0)
         return -1;
-    if (n > MAX_MEMBERS) {
-        *err = "event has more than 64 top-level members";
-        return -1;
-    }
-    const struct json_member *f[F_COUNT] = {0};
-    for (int i = 0; i < n; i++) {
-        kind[i] = classify(&m[i]);
-        f[kind[i]] = &m[i];
-    }
     const struct json_member *ts = f[F_TIMESTAMP];
-    if (!ts || !ts->is_uint || ts->val_len > 20 ||
-        (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) > 0)) {
+    if (!ts || !timestamp_ok(ts)) {
         *err = "timestamp must be a non-negative integer (ms since the epoch)";
         return -1;
     }
@@ -253,18 +264,8 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
         *err = "params must be an object";
         return -1;
     }
-    static const struct { enum field f; const char *msg; } strings[] = {
-        {F_PROCESS_NAME, "processName must be a string"},
-        {F_PROCESS_VER, "processVer must be a string"},
-        {F_LOGF, "logf must be a string"},
-    };
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
-        const struct json_member *x = f[strings[i].f];
-        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL) {
-            *err = strings[i].msg;
-            return -1;
-        }
-    }
+    if ((*err = strings_bad(f)))
+        return -1;
     /* the original was stamped by us: valid, its members in reach */
     int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
     if (no < 0)
