@@ -55,17 +55,25 @@ BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -M
 VERSION_DEFS := -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"'
 ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 
-LIB_SRCS := core/buf.c core/rxbuf.c core/json_scan.c core/gzip_codec.c core/lsp_codec.c core/plp_codec.c \
-            core/envelope.c core/envq.c core/log.c core/config.c core/stats.c \
-            core/sd_notify.c core/transport.c core/event_stamp.c core/command_msg.c \
-            core/lua_json.c core/lua_strmatch.c core/bind_json.c core/sysinfo.c core/targz.c core/plugin_trust.c core/fs_beneath.c \
-            core/spool.c core/lua_pack.c core/host_proto.c
+# The C sources in layers, each using only those above it (tools/layers.lua
+# checks it in `make lint`): lib (buffers, queues, logging, the OS), wire (the
+# codecs and the event's JSON shape), runtime (the plugin runtime: one
+# sandboxed lua_State per plugin, and its bindings), then its two homes:
+# daemon (polarisd's four domains) and isolate (polaris-plugin-host).
+LIB_SRCS := $(addprefix core/lib/,buf.c rxbuf.c log.c stats.c sysinfo.c fs_beneath.c sd_notify.c \
+              transport.c envelope.c envq.c targz.c) \
+            $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c command_msg.c \
+              event_json.c plugin_host_proto.c) \
+            $(addprefix core/runtime/,lua_json.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \
+            core/daemon/config.c core/daemon/spool.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
-RUNTIME_SRCS := core/sandbox.c core/plugin.c core/bind_polaris.c core/bind_fs.c core/bind_sys.c
-HOST_SRCS := core/plugin_host_main.c core/host_registry.c core/host_confine.c $(RUNTIME_SRCS)
-DAEMON_SRCS := core/ipc_server.c core/guest_link.c core/worker_pool.c core/core.c \
-               $(RUNTIME_SRCS) core/plugin_registry.c core/plugin_host.c core/host_link.c \
-               core/plugin_wait.c core/exec_confine.c core/proc_monitor.c core/polarisd.c
+RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c bind_polaris.c bind_fs.c bind_sys.c)
+HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_registry.c plugin_host_confine.c) \
+             $(RUNTIME_SRCS)
+DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c core.c \
+                 plugin_registry.c plugin_host.c plugin_host_link.c plugin_wait.c exec_confine.c \
+                 proc_monitor.c polarisd.c) \
+               $(RUNTIME_SRCS)
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -81,7 +89,7 @@ LIBPIC   := $(BUILD)/pic/libpolaris_core_pic.a
 SDK_SONAME := libpolaris_client.so.0
 SDK_SO     := $(BUILD)/sdk/libpolaris_client.so.$(VERSION)
 SDK_A      := $(BUILD)/sdk/libpolaris_client.a
-SDK_SRCS   := sdk/polaris_client.c core/buf.c core/json_scan.c
+SDK_SRCS   := sdk/polaris_client.c core/lib/buf.c core/wire/json_scan.c
 SDK_OBJS   := $(SDK_SRCS:%.c=$(BUILD)/sdk/obj/%.o)
 BINS     := $(BUILD)/polarisd $(BUILD)/polarisctl $(BUILD)/polaris-plugin-host
 LUAMODS  := $(BUILD)/lua/polaris/codec.so $(BUILD)/lua/polaris/plugin_libs.so $(BUILD)/lua/ptest.so
@@ -105,9 +113,9 @@ $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(subst ','
 
 VERSION_STAMP := $(BUILD)/.version
 $(shell [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = '$(VERSION) $(GIT_REV)' ] || printf '%s' '$(VERSION) $(GIT_REV)' > $(VERSION_STAMP))
-$(BUILD)/core/polarisd.o $(BUILD)/core/plugin_host_main.o: ALL_CFLAGS += $(VERSION_DEFS)
-$(BUILD)/core/plugin_host_main.o: $(VERSION_STAMP)
-$(BUILD)/core/polarisd.o: $(VERSION_STAMP)
+$(BUILD)/core/daemon/polarisd.o $(BUILD)/core/isolate/plugin_host_main.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(BUILD)/core/isolate/plugin_host_main.o: $(VERSION_STAMP)
+$(BUILD)/core/daemon/polarisd.o: $(VERSION_STAMP)
 
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -170,8 +178,8 @@ $(BUILD)/polarisd: $(DAEMON_OBJS) $(LIBCORE)
 
 # The daemon once more with test hooks (polaris._test_hang, for the
 # watchdog's spec): only bind_polaris.c differs. Never installed.
-HOOKS_OBJS := $(filter-out $(BUILD)/core/bind_polaris.o,$(DAEMON_OBJS)) $(BUILD)/hooks/core/bind_polaris.o
-$(BUILD)/hooks/core/bind_polaris.o: core/bind_polaris.c $(FLAGS_STAMP)
+HOOKS_OBJS := $(filter-out $(BUILD)/core/runtime/bind_polaris.o,$(DAEMON_OBJS)) $(BUILD)/hooks/core/runtime/bind_polaris.o
+$(BUILD)/hooks/core/runtime/bind_polaris.o: core/runtime/bind_polaris.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -DPOLARIS_TEST_HOOKS -c $< -o $@
 
@@ -189,7 +197,7 @@ $(BUILD)/tools/polarisctl.o: ALL_CFLAGS += $(VERSION_DEFS)
 $(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)
 
-$(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/core/bind_codec.o $(LIBPIC)
+$(BUILD)/lua/polaris/codec.so: $(BUILD)/pic/spec/support/codec_mod.o $(LIBPIC)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
@@ -254,8 +262,10 @@ FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=gnu11 -D_GNU_SOURCE -Icore $(DEP_CFLAGS)
 FUZZ_TARGETS := lsp plp json luajson manifest host strmatch
-FUZZ_CORE := $(addprefix core/,buf.c rxbuf.c json_scan.c gzip_codec.c lsp_codec.c plp_codec.c \
-             event_stamp.c command_msg.c lua_pack.c lua_json.c lua_strmatch.c host_proto.c envelope.c)
+FUZZ_CORE := $(addprefix core/lib/,buf.c rxbuf.c envelope.c) \
+             $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c event_json.c \
+               command_msg.c plugin_host_proto.c) \
+             $(addprefix core/runtime/,lua_pack.c lua_json.c lua_strmatch.c)
 fuzz: deps
 	@tools/deps.sh fuzz
 	@mkdir -p build-fuzz

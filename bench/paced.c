@@ -8,9 +8,9 @@
  * {"sent","received","lost","dup","p50_us","p99_us","max_us"}.
  *
  * Uses: libpolaris_client, the core's lsp/plp decoders, json_scan. */
-#include "json_scan.h"
-#include "lsp_codec.h"
-#include "plp_codec.h"
+#include "wire/json_scan.h"
+#include "wire/lsp_codec.h"
+#include "wire/plp_codec.h"
 #include "polaris_api.h"
 
 #include <arpa/inet.h>

@@ -19,8 +19,8 @@
  * forgets the parent's client (leaving it untouched); the child's next
  * call builds its own. */
 #include "polaris_api.h"
-#include "buf.h"
-#include "json_scan.h"
+#include "lib/buf.h"
+#include "wire/json_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,8 +3,8 @@
 #ifndef POLARIS_CTL_H
 #define POLARIS_CTL_H
 
-#include "buf.h"
-#include "json_scan.h"
+#include "lib/buf.h"
+#include "wire/json_scan.h"
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -18,8 +18,8 @@
  *
  * Uses: transport (connect), plp_codec, json_scan, buf. */
 #include "ctl.h"
-#include "plp_codec.h"
-#include "transport.h"
+#include "wire/plp_codec.h"
+#include "lib/transport.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -14,9 +14,9 @@
  *
  * Uses: ctl (status requests), transport (the guest side), lsp/plp codecs. */
 #include "ctl.h"
-#include "lsp_codec.h"
-#include "plp_codec.h"
-#include "transport.h"
+#include "wire/lsp_codec.h"
+#include "wire/plp_codec.h"
+#include "lib/transport.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
  *
  * Uses: ctl (the round trip), lsp_codec, json_scan, buf. */
 #include "ctl.h"
-#include "lsp_codec.h"
+#include "wire/lsp_codec.h"
 
 #include <errno.h>
 #include <stdio.h>

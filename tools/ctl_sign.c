@@ -1,10 +1,10 @@
 /* ctl_sign.c - `polarisctl keygen | sign | verify`: Ed25519 signatures for
  * offline plugin deployment. The daemon checks them when [plugins]
- * require_signed is on (core/plugin_trust.c holds the format, shared).
+ * require_signed is on (core/runtime/plugin_trust.c holds the format, shared).
  *
  * Uses: plugin_trust, libsodium. */
 #include "ctl.h"
-#include "plugin_trust.h"
+#include "runtime/plugin_trust.h"
 
 #include <errno.h>
 #include <fcntl.h>

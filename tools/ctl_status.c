@@ -1,11 +1,11 @@
 /* ctl_status.c - `polarisctl plugins` (a table) and `polarisctl metrics`
  * (Prometheus text exposition, format 0.0.4), both read from one status
- * request. The counter list and help texts come from core/stats.h, so a
+ * request. The counter list and help texts come from core/lib/stats.h, so a
  * counter added there shows up here without another edit.
  *
  * Uses: ctl (the request), stats.h (names, help), json_scan. */
 #include "ctl.h"
-#include "stats.h"
+#include "lib/stats.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  *
  * Uses: lsp_codec, json_scan, buf. */
 #include "ctl.h"
-#include "lsp_codec.h"
+#include "wire/lsp_codec.h"
 
 #include <errno.h>
 #include <poll.h>

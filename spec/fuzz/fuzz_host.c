@@ -6,8 +6,8 @@
  *   - lua_unpack of any bytes raises or pushes values, never reads past the
  *     end, and what it pushes packs again to bytes that unpack to the same
  *     number of values. */
-#include "host_proto.h"
-#include "lua_pack.h"
+#include "wire/plugin_host_proto.h"
+#include "runtime/lua_pack.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

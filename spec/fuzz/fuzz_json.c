@@ -5,8 +5,8 @@
  *     a valid JSON string, and for ASCII input it decodes back exactly;
  *   - numbers json_to_u64 accepts print back to the same text;
  *   - a member's is_uint says whether its number is digits only. */
-#include "buf.h"
-#include "json_scan.h"
+#include "lib/buf.h"
+#include "wire/json_scan.h"
 
 #include <inttypes.h>
 #include <stdio.h>

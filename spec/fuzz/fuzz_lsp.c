@@ -3,10 +3,10 @@
  * boundary; every frame goes where the daemon would send it (event
  * stamping, command parsing). Invariants: a frame never exceeds the limit,
  * stamped events are valid JSON objects carrying the exact eventId. */
-#include "event_stamp.h"
-#include "command_msg.h"
-#include "json_scan.h"
-#include "lsp_codec.h"
+#include "wire/event_json.h"
+#include "wire/command_msg.h"
+#include "wire/json_scan.h"
+#include "wire/lsp_codec.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -4,8 +4,8 @@
  *     and refuses exactly what json_validate refuses;
  *   - what it pushes encodes (lua_json_encode) to valid JSON that decodes
  *     again. */
-#include "json_scan.h"
-#include "lua_json.h"
+#include "wire/json_scan.h"
+#include "runtime/lua_json.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -3,8 +3,8 @@
  * that decodes is encoded again (with and without gzip) and must decode to
  * the same type, seq and payload: the encoder and decoder agree on every
  * input the decoder accepts. Command frames go to their parsers. */
-#include "command_msg.h"
-#include "plp_codec.h"
+#include "wire/command_msg.h"
+#include "wire/plp_codec.h"
 
 #include <stdint.h>
 #include <stdlib.h>

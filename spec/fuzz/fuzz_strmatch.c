@@ -9,7 +9,7 @@
  * is not given to the stock library, which would run as long as ours
  * would have without one. A stock gmatch iterator that raised is never
  * called again (Lua 5.4.4 recurses without a guard then). */
-#include "lua_strmatch.h"
+#include "runtime/lua_strmatch.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -1,6 +1,6 @@
 /* plugin_libs_mod.c - the test-only Lua module polaris.plugin_libs: the
- * C libraries plugins get in place of stock ones (core/lua_strmatch.c,
- * core/bind_json.c), loadable into a stock lua5.4 so specs can compare
+ * C libraries plugins get in place of stock ones (core/runtime/lua_strmatch.c,
+ * core/runtime/bind_json.c), loadable into a stock lua5.4 so specs can compare
  * them with the stock string library and lua-cjson.
  *
  *   M.find/match/gmatch/gsub/rep      no limits
@@ -12,8 +12,8 @@
  *   M.checks()                        budget checks made so far
  *
  * Uses: lua_strmatch, bind_json. */
-#include "bind_json.h"
-#include "lua_strmatch.h"
+#include "runtime/bind_json.h"
+#include "runtime/lua_strmatch.h"
 
 #include <lauxlib.h>
 #include <stdbool.h>

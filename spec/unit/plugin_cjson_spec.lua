@@ -1,4 +1,4 @@
--- plugin_cjson_spec.lua - the `cjson` plugins get (core/bind_json.c, loaded
+-- plugin_cjson_spec.lua - the `cjson` plugins get (core/runtime/bind_json.c, loaded
 -- through the test module polaris.plugin_libs) against lua-cjson 2.1.0:
 -- the same text and values for ordinary data, the differences that are
 -- meant (integers exact, RFC 8259 only), fixed limits, the removed

@@ -1,5 +1,5 @@
 -- strmatch_spec.lua - the plugins' string.find/match/gmatch/gsub/rep
--- (core/lua_strmatch.c, loaded through the test module polaris.plugin_libs)
+-- (core/runtime/lua_strmatch.c, loaded through the test module polaris.plugin_libs)
 -- against the stock string library: the same results and the same error
 -- messages on a table of edge cases and on many thousands of random,
 -- seeded subjects and patterns; then what the stock library does not do:

@@ -1,9 +1,9 @@
-/* test_buf.c - the JSON writers in core/buf.c against references: the
+/* test_buf.c - the JSON writers in core/lib/buf.c against references: the
  * string writer against a byte-at-a-time escaper for every length and
  * every position of every kind of byte (its short-string and 16-byte paths
  * each have edges there), integers against printf, and whole-file reads. */
 #include "harness.h"
-#include "buf.h"
+#include "lib/buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* test_envq.c - the bounded envelope queue under several producer threads
  * with an ev_async consumer, as the daemon uses it. */
 #include "harness.h"
-#include "envq.h"
+#include "lib/envq.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,7 +1,7 @@
 /* test_fs_beneath.c - the openat2 fallback: inside the root works, ".."
  * and symlinks (even ones that stay inside) are refused. */
 #include "harness.h"
-#include "fs_beneath.h"
+#include "lib/fs_beneath.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* test_json_scan.c - the JSON validator and member scanner. */
 #include "harness.h"
-#include "json_scan.h"
+#include "wire/json_scan.h"
 
 #include <string.h>
 

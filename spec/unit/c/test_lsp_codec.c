@@ -1,6 +1,6 @@
 /* test_lsp_codec.c - LSP v1 decoder and encoder. */
 #include "harness.h"
-#include "lsp_codec.h"
+#include "wire/lsp_codec.h"
 
 #include <stdlib.h>
 #include <string.h>

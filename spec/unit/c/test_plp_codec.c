@@ -1,7 +1,7 @@
 /* test_plp_codec.c - PLP v1 decoder and encoder, CRC and gzip. */
 #include "harness.h"
-#include "gzip_codec.h"
-#include "plp_codec.h"
+#include "wire/gzip_codec.h"
+#include "wire/plp_codec.h"
 
 #include <stdlib.h>
 #include <string.h>

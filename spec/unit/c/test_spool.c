@@ -3,7 +3,7 @@
  * replays exactly the unfinished ones, a torn tail is cut, a finished spool
  * is truncated, and a large finished prefix is compacted away. */
 #include "harness.h"
-#include "spool.h"
+#include "daemon/spool.h"
 
 #include <fcntl.h>
 #include <stdio.h>

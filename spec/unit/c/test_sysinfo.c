@@ -1,7 +1,7 @@
 /* test_sysinfo.c - the /proc parsers against a fake /proc written here,
  * and against the real one (shape only). */
 #include "harness.h"
-#include "sysinfo.h"
+#include "lib/sysinfo.h"
 
 #include <stdio.h>
 #include <stdlib.h>

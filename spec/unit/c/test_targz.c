@@ -2,7 +2,7 @@
  * reader we did not write): names, contents, modes, long names, the
  * empty archive, and refused names. */
 #include "harness.h"
-#include "targz.h"
+#include "lib/targz.h"
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,0 +1,34 @@
+/* envelope.c - allocation of envelopes: one malloc holding header and payload. */
+#include "lib/envelope.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct envelope *envelope_new(enum env_type type, const void *data, size_t len)
+{
+    struct envelope *e = malloc(sizeof *e + len + 1);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof *e);
+    e->type = (uint16_t)type;
+    e->len = len;
+    if (len)
+        memcpy(e->data, data, len);
+    e->data[len] = '\0';
+    return e;
+}
+
+void envelope_free(struct envelope *e)
+{
+    if (e)                       /* callers free what they did not hand on: often NULL */
+        free(e);
+}
+
+void envelope_free_list(struct envelope *e)
+{
+    while (e) {
+        struct envelope *n = e->next;
+        free(e);
+        e = n;
+    }
+}

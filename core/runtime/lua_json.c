@@ -1,0 +1,453 @@
+/* lua_json.c - the runtime's JSON <-> Lua codec: events into strategies and
+ * back, command arguments and results, messages between plugins, what a
+ * waiting call brings back, and the plugins' own `cjson` (bind_json.c,
+ * through lua_json_encode_opts: lua-cjson's array rules, fixed limits, a
+ * budget check). Integers stay integers both ways (an eventId or a
+ * parameter of 2^53+1 survives a strategy; lua-cjson reads every number as
+ * a double). Encoding ignores metatables (rawget/rawlen only), so plugin
+ * code never runs inside it.
+ * Decoding checks the text with json_scan first, then builds each table
+ * once at its final size (its members are gathered on the Lua stack).
+ * Uses: json_scan, buf, Lua 5.4 C API. */
+#include "runtime/lua_json.h"
+#include "wire/json_plain.h"
+#include "wire/json_scan.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define CHECK_EVERY 256          /* values encoded between two opts->check calls */
+
+struct enc {
+    const struct lua_json_opts *o;
+    struct buf *out;
+    unsigned values;             /* since the last check */
+    char *err;
+    size_t errlen;
+};
+
+static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
+
+static int encode(lua_State *L, int idx, struct enc *e, int depth);
+
+/* lua-cjson's rule: every key a positive integer makes an array as long as
+ * the largest, holes are null; one much larger than the count of keys is
+ * "excessively sparse" (an error: a table {[1e9] = 1} is not a gigabyte
+ * of nulls). Returns the length, 0 for an object, -1 with err set. */
+#define SPARSE_RATIO 2
+#define SPARSE_SAFE  10
+static lua_Integer cjson_array_len(lua_State *L, int idx, struct enc *e)
+{
+    lua_Integer max = 0, items = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k > max)
+            max = k;
+        items++;
+    }
+    if (max > SPARSE_SAFE && max > items * SPARSE_RATIO) {
+        snprintf(e->err, e->errlen, "Cannot serialise table: excessively sparse array");
+        return -1;
+    }
+    return max;
+}
+
+static int is_array(lua_State *L, int idx, lua_Integer *n)
+{
+    lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+    if (len == 0)
+        return 0;                  /* no [1]: an object (events, params), no walk needed */
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    *n = len;
+    return count == len && len > 0;
+}
+
+static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
+{
+    struct buf *out = e->out;
+    char *err = e->err;
+    size_t errlen = e->errlen;
+    if (depth > e->o->max_depth) {
+        snprintf(err, errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+        return -1;
+    }
+    if (!lua_checkstack(L, 4)) {
+        snprintf(err, errlen, "out of Lua stack");
+        return -1;
+    }
+    lua_Integer n = 0;
+    bool array;
+    if (e->o->cjson_arrays) {
+        n = cjson_array_len(L, idx, e);
+        if (n < 0)
+            return -1;
+        array = n > 0;
+    } else {
+        array = is_array(L, idx, &n);
+    }
+    if (array) {
+        buf_putc(out, '[');
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1)
+                buf_putc(out, ',');
+            lua_rawgeti(L, idx, i);
+            int rc = encode(L, lua_gettop(L), e, depth + 1);
+            lua_pop(L, 1);
+            if (rc < 0)
+                return -1;
+        }
+        return buf_putc(out, ']');
+    }
+    buf_putc(out, '{');
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int kt = lua_type(L, -2);
+        if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+            lua_pop(L, 2);
+            if (e->o->cjson_arrays)
+                snprintf(err, errlen, "Cannot serialise %s: table key must be a number or string",
+                         lua_typename(L, kt));
+            else
+                snprintf(err, errlen, "table key of type %s cannot be a JSON key", lua_typename(L, kt));
+            return -1;
+        }
+        if (!first)
+            buf_putc(out, ',');
+        first = 0;
+        if (kt == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            buf_json_str(out, k, kl);
+        } else {
+            char tmp[64];
+            if (lua_isinteger(L, -2))
+                snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, -2));
+            else
+                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, -2));
+            buf_json_cstr(out, tmp);
+        }
+        buf_putc(out, ':');
+        int rc = encode(L, lua_gettop(L), e, depth + 1);
+        lua_pop(L, 1);
+        if (rc < 0) {
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    return buf_putc(out, '}');
+}
+
+static int encode_value(lua_State *L, int idx, struct enc *e, int depth)
+{
+    struct buf *out = e->out;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return buf_append(out, "null", 4);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? buf_append(out, "true", 4) : buf_append(out, "false", 5);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return buf_json_i64(out, (int64_t)lua_tointeger(L, idx));
+        if (e->o->refuse_nonfinite && !isfinite(lua_tonumber(L, idx))) {
+            snprintf(e->err, e->errlen, "Cannot serialise number: must not be NaN or Inf");
+            return -1;
+        }
+        return buf_json_double(out, lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t l;
+        const char *s = lua_tolstring(L, idx, &l);
+        return buf_json_str(out, s, l);
+    }
+    case LUA_TTABLE:
+        return encode_table(L, idx, e, depth);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL)        /* cjson.null */
+            return buf_append(out, "null", 4);
+        /* fall through */
+    default:
+        if (e->o->cjson_arrays)
+            snprintf(e->err, e->errlen, "Cannot serialise %s: type not supported", luaL_typename(L, idx));
+        else
+            snprintf(e->err, e->errlen, "a %s value cannot be encoded as JSON", luaL_typename(L, idx));
+        return -1;
+    }
+}
+
+/* Every value: the budget, then the size cap (checked after the value, so
+ * the text passes it by at most one scalar, which the caller's own memory
+ * already holds). */
+static int encode(lua_State *L, int idx, struct enc *e, int depth)
+{
+    if (e->o->check && ++e->values >= CHECK_EVERY) {
+        e->values = 0;
+        e->o->check(L);
+    }
+    if (encode_value(L, idx, e, depth) < 0)
+        return -1;
+    if (e->o->max_len && e->out->len > e->o->max_len) {
+        snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
+        return -1;
+    }
+    return 0;
+}
+
+int lua_json_encode(lua_State *L, int idx, struct buf *out, char *err, size_t errlen)
+{
+    return lua_json_encode_opts(L, idx, out, &runtime_opts, err, errlen);
+}
+
+int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lua_json_opts *o,
+                         char *err, size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    size_t start = out->len;
+    struct enc e = {o, out, 0, err, errlen};
+    if (encode(L, idx, &e, 0) < 0) {
+        out->len = start;
+        if (out->p)
+            out->p[start] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- JSON -> Lua ---- */
+
+/* Members gathered on the stack before they go into their table: a table
+ * made at its final size is never rehashed; a longer one is filled in
+ * steps of this many. */
+#define GATHER 64
+
+struct dec {
+    lua_State *L;
+    const char *p;          /* the text was validated: every scan ends in it */
+    const char *end;
+    void (*check)(lua_State *L);
+    unsigned values;        /* since the last check */
+};
+
+static void dec_value(struct dec *d);
+
+static inline void skip_ws(struct dec *d)
+{
+    while (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')
+        d->p++;
+}
+
+static void dec_string(struct dec *d)
+{
+    const char *s = ++d->p, *q = s;
+    for (;;) {
+        q += json_plain_run((const unsigned char *)q, 0, (size_t)(d->end - q));
+        if (*q == '"' || *q == '\\')
+            break;
+        q++;                                /* UTF-8, or the last few bytes */
+    }
+    if (*q == '"') {
+        lua_pushlstring(d->L, s, (size_t)(q - s));
+        d->p = q + 1;
+        return;
+    }
+    while (*q != '"')
+        q += *q == '\\' ? 2 : 1;
+    /* escapes only shorten a string: the token's length is room enough */
+    size_t n = (size_t)(q + 1 - (s - 1));
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(d->L, &b, n);
+    int len = json_string_decode(s - 1, n, out, n);
+    luaL_pushresultsize(&b, len > 0 ? (size_t)len : 0);
+    d->p = q + 1;
+}
+
+/* Lua's own reading of a numeral: an integer when it fits in 64 bits, else
+ * a float (with a decimal point in any locale). */
+static void push_numeral(lua_State *L, const char *s, size_t n)
+{
+    char tmp[64];
+    if (n < sizeof tmp) {
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        if (lua_stringtonumber(L, tmp) == 0)
+            luaL_error(L, "JSON number %s cannot be read", tmp);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+    if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0)
+        luaL_error(L, "a JSON number of %d characters cannot be read", (int)n);
+    lua_remove(L, -2);
+}
+
+static inline bool numeral_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+}
+
+static void dec_number(struct dec *d)
+{
+    const char *s = d->p, *digits = s + (*s == '-'), *q = digits;
+    int64_t v = 0;
+    while (*q >= '0' && *q <= '9' && q - digits < 18)
+        v = v * 10 + (*q++ - '0');
+    if (!numeral_char(*q)) {
+        /* at most 18 digits and nothing else: exact in an int64 */
+        lua_pushinteger(d->L, *s == '-' ? -v : v);
+        d->p = q;
+        return;
+    }
+    while (numeral_char(*q))
+        q++;
+    push_numeral(d->L, s, (size_t)(q - s));
+    d->p = q;
+}
+
+/* Moves the n values (pairs for an object) above the table at t into it. */
+static void dec_flush(lua_State *L, int t, int n, bool object, lua_Integer *next)
+{
+    if (object) {
+        for (int i = 0; i < n; i += 2) {
+            lua_pushvalue(L, t + 1 + i);
+            lua_pushvalue(L, t + 2 + i);
+            lua_rawset(L, t);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            lua_pushvalue(L, t + 1 + i);
+            lua_rawseti(L, t, ++*next);
+        }
+    }
+    lua_settop(L, t);
+}
+
+static void dec_container(struct dec *d, bool object)
+{
+    lua_State *L = d->L;
+    char close = object ? '}' : ']';
+    int base = lua_gettop(L), t = 0, n = 0;
+    lua_Integer next = 0;
+    d->p++;
+    skip_ws(d);
+    if (*d->p != close) {
+        for (;;) {
+            luaL_checkstack(L, 4, "JSON nested too deep");
+            if (object) {
+                dec_string(d);
+                skip_ws(d);
+                d->p++;                                 /* ':' */
+                skip_ws(d);
+            }
+            dec_value(d);
+            n += object ? 2 : 1;
+            if (d->check && ++d->values >= CHECK_EVERY) {
+                d->values = 0;
+                d->check(L);
+            }
+            if (n >= 2 * GATHER) {
+                if (!t) {
+                    lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
+                    lua_insert(L, base + 1);
+                    t = base + 1;
+                }
+                dec_flush(L, t, n, object, &next);
+                n = 0;
+            }
+            skip_ws(d);
+            if (*d->p++ != ',')
+                break;                                  /* the close */
+            skip_ws(d);
+        }
+    } else {
+        d->p++;
+    }
+    if (!t) {
+        lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
+        lua_insert(L, base + 1);
+        t = base + 1;
+    }
+    dec_flush(L, t, n, object, &next);
+}
+
+static void dec_value(struct dec *d)
+{
+    switch (*d->p) {
+    case '{':
+        dec_container(d, true);
+        return;
+    case '[':
+        dec_container(d, false);
+        return;
+    case '"':
+        dec_string(d);
+        return;
+    case 't':
+        lua_pushboolean(d->L, 1);
+        d->p += 4;
+        return;
+    case 'f':
+        lua_pushboolean(d->L, 0);
+        d->p += 5;
+        return;
+    case 'n':
+        lua_pushlightuserdata(d->L, NULL);              /* cjson.null */
+        d->p += 4;
+        return;
+    default:
+        dec_number(d);
+    }
+}
+
+int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
+{
+    return lua_json_decode_opts(L, s, n, NULL, err);
+}
+
+int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                         const char **err)
+{
+    if (json_validate(s, n, err) == JSON_INVALID)
+        return -1;
+    luaL_checkstack(L, 4, "JSON nested too deep");
+    size_t at = 0;
+    while (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t')
+        at++;
+    if (s[at] == '-' || (s[at] >= '0' && s[at] <= '9')) {
+        /* a number alone: the one token valid text may end with, so it
+         * is measured within n rather than scanned to a stop byte */
+        size_t end = at;
+        while (end < n && numeral_char(s[end]))
+            end++;
+        push_numeral(L, s + at, end - at);
+        return 0;
+    }
+    struct dec d = {L, s + at, s + n, check, 0};
+    dec_value(&d);
+    return 0;
+}
+
+int lua_json_decode_fn(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const char *err;
+    if (lua_json_decode(L, s, n, &err) < 0)
+        return luaL_error(L, "invalid JSON: %s", err);
+    return 1;
+}

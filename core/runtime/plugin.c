@@ -1,0 +1,1034 @@
+/* plugin.c - a plugin's life and work: build its sandbox, run its file and
+ * init/start, then serve its mailbox on a worker thread: strategy steps,
+ * commands, messages. Every failure is contained here: the event goes on
+ * (with strategyError), the command is answered -6, the error is counted,
+ * and a plugin that keeps failing is put in Error until the next reload.
+ *
+ * Uses: sandbox, lua_json, plugin_registry. */
+#include "runtime/plugin.h"
+#include "wire/command_msg.h"
+#include "daemon/daemon.h"
+#include "wire/event_json.h"
+#include "lib/log.h"
+#include "runtime/lua_json.h"
+#include "daemon/plugin_registry.h"
+#include "lib/stats.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_FILE (1u << 20)
+#define MAILBOX_BATCH 256
+
+static const char *state_names[] = {
+    "Unloaded", "Loading", "Loaded", "Initializing", "Active", "Error", "Unloading",
+};
+
+const char *plugin_state_name(int s)
+{
+    return s >= 0 && s <= PLUGIN_UNLOADING ? state_names[s] : "?";
+}
+
+void plugin_set_error(struct plugin *p, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&p->mu);
+    va_start(ap, fmt);
+    vsnprintf(p->last_error, sizeof p->last_error, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void plugin_ref(struct plugin *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+}
+
+/* Calls P.name() if the plugin defined it; errors are logged, not fatal. */
+static int call_callback(struct plugin *p, const char *name, int nargs)
+{
+    lua_State *L = p->sb.L;
+    if (!L || p->callbacks_ref == LUA_NOREF) {
+        lua_pop(L, nargs);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+        lua_pop(L, 2 + nargs);
+        return 0;
+    }
+    lua_remove(L, -2);
+    lua_insert(L, -1 - nargs);
+    char err[512];
+    if (sandbox_call(&p->sb, nargs, 0, err, sizeof err) < 0) {
+        plugin_set_error(p, "%s: %s", name, err);
+        log_warn("plugin %s: %s() failed: %s", p->id, name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Calls status() and keeps what it returned for `polarisctl status`. The
+ * core builds status without touching a plugin's state (a worker may be in
+ * it), so the result is taken here, on the plugin's own worker, when it
+ * loads and then at most once a second while it works. */
+static void refresh_status(struct plugin *p, bool force)
+{
+    lua_State *L = p->sb.L;
+    uint64_t now = mono_ns();
+    if (!L || p->callbacks_ref == LUA_NOREF || atomic_load(&p->state) != PLUGIN_ACTIVE ||
+        (!force && now - p->status_mono_ns < PLUGIN_STATUS_EVERY_NS) || p->running)
+        return;
+    p->status_mono_ns = now;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
+    lua_pushliteral(L, "status");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    char err[256], text[PLUGIN_STATUS_MAX];
+    struct buf b = BUF_INIT;
+    if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0) {
+        snprintf(text, sizeof text, "{\"error\":\"status() failed\"}");
+        log_warn("plugin %s: status() failed: %s", p->id, err);
+    } else {
+        if (lua_json_encode(L, -1, &b, err, sizeof err) < 0)
+            snprintf(text, sizeof text, "{\"error\":\"status() returned no JSON value\"}");
+        else if (b.len >= sizeof text)
+            snprintf(text, sizeof text, "{\"error\":\"status() returned more than %d bytes\"}",
+                     PLUGIN_STATUS_MAX - 1);
+        else
+            snprintf(text, sizeof text, "%.*s", (int)b.len, b.p);
+        lua_pop(L, 1);
+    }
+    buf_free(&b);
+    pthread_mutex_lock(&p->mu);
+    memcpy(p->status_json, text, strlen(text) + 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void plugin_free(struct plugin *p)
+{
+    while (p->parked) {
+        struct call *c = p->parked;
+        p->parked = c->next;
+        envelope_free(c->e);
+        free(c);                               /* the state goes with lua_close */
+    }
+    while (p->idle) {
+        struct call *c = p->idle;
+        p->idle = c->next;
+        free(c);
+    }
+    envelope_free_list(envlist_take(&p->held));
+    if (p->sb.L) {
+        atomic_store(&p->state, PLUGIN_UNLOADING);
+        if (p->callbacks_ref != LUA_NOREF) {
+            call_callback(p, "stop", 0);
+            call_callback(p, "cleanup", 0);
+        }
+        sandbox_close(&p->sb);
+    }
+    envelope_free_list(envlist_take(&p->mailbox));
+    for (size_t i = 0; i < p->nallowed; i++)
+        free(p->allowed_paths[i]);
+    for (size_t i = 0; i < p->nforbidden; i++)
+        free(p->forbidden_paths[i]);
+    free(p->allowed_paths);
+    free(p->forbidden_paths);
+    for (size_t i = 0; i < p->ndeps; i++)
+        free(p->deps[i]);
+    free(p->deps);
+    free(p->handlers);
+    free(p->cmds);
+    for (size_t i = 0; i < p->nroutes; i++)
+        free(p->routes[i].ids);
+    free(p->routes);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void plugin_unref(struct plugin *p)
+{
+    if (!p)
+        return;
+    /* read before letting go: once the count is down, its host may free p */
+    void (*unpinned)(void *) = p->unpinned;
+    void *arg = p->unpinned_arg;
+    int before = atomic_fetch_sub(&p->refs, 1);
+    if (before == 1)
+        plugin_free(p);
+    else if (before == 2 && unpinned)
+        unpinned(arg);
+}
+
+bool plugin_handles(const struct plugin *p, uint64_t event_id)
+{
+    for (size_t i = 0; i < p->nhandlers; i++)
+        if (p->handlers[i].any || p->handlers[i].event_id == event_id)
+            return true;
+    return false;
+}
+
+bool plugin_has_command(const struct plugin *p, const char *name)
+{
+    for (size_t i = 0; i < p->ncmds; i++)
+        if (strcmp(p->cmds[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* The original manifest form (DESIGN 5.1): entry_point names a function
+ * that the file defines (a global, or a member of the table it returned)
+ * and that returns the plugin table. Replaces the chunk's result on the
+ * top of the stack with the function's. */
+static int call_entry_function(struct plugin *p, char *err, size_t errlen)
+{
+    lua_State *L = p->sb.L;
+    lua_pushglobaltable(L);
+    lua_pushstring(L, p->entry_fn);
+    lua_rawget(L, -2);                         /* no plugin metamethod runs here */
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1) && lua_istable(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushstring(L, p->entry_fn);
+        lua_rawget(L, -2);
+    }
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, errlen, "%s: entry_point '%s' is not a function the file defines", p->file,
+                 p->entry_fn);
+        lua_pop(L, 2);
+        return -1;
+    }
+    lua_remove(L, -2);                         /* the chunk's own result */
+    return sandbox_call(&p->sb, 0, 1, err, errlen);
+}
+
+int plugin_load(struct plugin *p)
+{
+    char err[512];
+    struct buf code = BUF_INIT;
+    if (buf_read_file(&code, p->file, MAX_FILE, err, sizeof err) < 0) {
+        buf_free(&code);
+        plugin_set_error(p, "%s", err);
+        atomic_store(&p->state, PLUGIN_ERROR);
+        return -1;
+    }
+    int rc = plugin_load_code(p, code.p ? code.p : "", code.len);
+    buf_free(&code);
+    return rc;
+}
+
+int plugin_load_code(struct plugin *p, const char *code, size_t len)
+{
+    char err[512];
+    atomic_store(&p->state, PLUGIN_LOADING);
+    if (sandbox_open(&p->sb, p->mem_limit, p->budget_ns, err, sizeof err) < 0)
+        goto fail;
+    lua_State *L = p->sb.L;
+    bind_polaris(p);
+    if (p->bound)
+        p->bound(p);
+    char chunk[600];
+    snprintf(chunk, sizeof chunk, "@%s", p->file);
+    if (sandbox_load(&p->sb, code, len, chunk, err, sizeof err) < 0)
+        goto fail;
+    p->loading = true;
+    if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0)
+        goto fail;
+    if (p->entry_fn[0] && call_entry_function(p, err, sizeof err) < 0)
+        goto fail;
+    if (lua_istable(L, -1)) {
+        p->callbacks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+    } else {
+        snprintf(err, sizeof err, "%s%s%s must return a table of callbacks (or nothing), not a %s",
+                 p->file, p->entry_fn[0] ? ": " : "", p->entry_fn, luaL_typename(L, -1));
+        goto fail;
+    }
+    atomic_store(&p->state, PLUGIN_LOADED);
+    atomic_store(&p->state, PLUGIN_INITIALIZING);
+    lua_newtable(L);                           /* ctx */
+    lua_pushstring(L, p->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, p->version);
+    lua_setfield(L, -2, "version");
+    lua_getglobal(L, "polaris");
+    lua_getfield(L, -1, "config");
+    lua_setfield(L, -3, "config");
+    lua_pop(L, 1);
+    if (call_callback(p, "init", 1) < 0 || call_callback(p, "start", 0) < 0) {
+        snprintf(err, sizeof err, "%s", p->last_error);
+        goto fail;
+    }
+    p->loading = false;
+    p->loaded_mono_ns = mono_ns();
+    atomic_store(&p->state, PLUGIN_ACTIVE);
+    refresh_status(p, true);
+    return 0;
+fail:
+    p->loading = false;
+    plugin_set_error(p, "%s", err);
+    atomic_store(&p->state, PLUGIN_ERROR);
+    if (p->sb.L) {
+        p->callbacks_ref = LUA_NOREF;         /* a half-built plugin gets no stop() */
+        sandbox_close(&p->sb);
+    }
+    return -1;
+}
+
+const char *plugin_refuse(struct plugin *p, enum refusal what)
+{
+    static const char *const why[REFUSED_N] = {
+        "busy: too many live timers (plugins.timers_max)",
+        "busy: too many calls waiting (plugins.waits_max)",
+        "busy: too many programs running (plugins.exec_max)",
+        "busy: emitting too fast (plugins.emit_per_s)",
+        "busy: its mailbox is full (plugins.mailbox_max)",
+        "busy: the plugin's share of the shared store is full (plugins.shared_plugin_max_bytes)",
+    };
+    atomic_fetch_add(&p->refused[what], 1);
+    return why[what];
+}
+
+static bool is_command(const struct envelope *e)
+{
+    return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
+}
+
+static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,
+                           const char *data, size_t data_len);
+
+/* Work for a plugin no worker will run again: an event goes on with
+ * strategyError, a command is answered -6, the rest is let go. */
+static void bypass(struct plugin *p, struct envelope *e, const char *why)
+{
+    if (e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT) {
+        plugin_strategy_failed(p, e, why);
+    } else if (is_command(e)) {
+        finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
+        envelope_free(e);
+    } else {
+        envelope_free(e);
+    }
+}
+
+void plugin_job_stuck(struct job *j, uint64_t ms)
+{
+    struct plugin *p = j->run == plugin_run_job ? (struct plugin *)j
+                                                : (struct plugin *)((char *)j - offsetof(struct plugin, cmd_job));
+    /* the stuck job's reference keeps p alive as long as its thread */
+    atomic_store(&p->abandoned, true);
+    atomic_store(&p->state, PLUGIN_ERROR);
+    plugin_set_error(p, "stuck in one call for %llu ms (plugins.watchdog_ms): its worker was abandoned; "
+                     "reload to run it again", (unsigned long long)ms);
+    log_error("plugin %s: stuck in one call for %llu ms (plugins.watchdog_ms); put in Error, its worker "
+              "abandoned", p->id, (unsigned long long)ms);
+    pthread_mutex_lock(&p->mu);
+    struct envelope *a = envlist_take(&p->urgent), *b = envlist_take(&p->mailbox);
+    pthread_mutex_unlock(&p->mu);
+    struct envelope *lists[2] = {a, b};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]) {
+            struct envelope *e = lists[i];
+            lists[i] = e->next;
+            e->next = NULL;
+            bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+            plugin_unref(p);                   /* the mailbox's ref for e */
+        }
+}
+
+void plugin_post(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->abandoned)) {
+        bypass(p, e, "the plugin is stuck (plugins.watchdog_ms)");
+        return;
+    }
+    if (p->remote_post && e->type != ENV_HOST_RPC) {
+        p->remote_post(p, e);                  /* isolation "process": to its host */
+        return;
+    }
+    plugin_ref(p);                             /* held until e is processed */
+    if (e->type == ENV_PLUGIN_MSG)
+        atomic_fetch_add(&p->nmsgs, 1);
+    bool cmd = is_command(e);
+    pthread_mutex_lock(&p->mu);
+    envlist_push(cmd ? &p->urgent : &p->mailbox, e);
+    bool *flag = cmd ? &p->cmd_scheduled : &p->scheduled;
+    bool schedule = !*flag;
+    *flag = true;
+    pthread_mutex_unlock(&p->mu);
+    if (schedule) {
+        plugin_ref(p);                         /* held by the scheduled job */
+        if (cmd)
+            registry_schedule_urgent(p->reg, &p->cmd_job);
+        else
+            registry_schedule(p->reg, &p->job);
+    }
+}
+
+/* Pushes t[name] (raw) from the table on top, replacing the table; true if
+ * it is a function (else nothing is left pushed). */
+static bool lua_rawgetfield_fn(lua_State *L, const char *name)
+{
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1))
+        return true;
+    lua_pop(L, 1);
+    return false;
+}
+
+static void count_failure(struct plugin *p, const char *what, const char *err)
+{
+    atomic_fetch_add(&p->errors, 1);
+    plugin_set_error(p, "%s: %s", what, err);
+    unsigned max = registry_max_errors(p->reg);
+    if (++p->consecutive_errors >= max && atomic_load(&p->state) == PLUGIN_ACTIVE) {
+        atomic_store(&p->state, PLUGIN_ERROR);
+        log_error("plugin %s failed %u times in a row; in Error until the next reload: %s",
+                  p->id, max, err);
+    } else {
+        log_warn("plugin %s: %s: %s", p->id, what, err);
+    }
+}
+
+/* The host pushes arguments into the plugin's state outside the budget;
+ * those few allocations must never fail because the plugin sits at its
+ * memory limit (an unprotected failure would abort the daemon). */
+static size_t host_begin(struct plugin *p)
+{
+    size_t lim = p->sb.mem_limit;
+    p->sb.mem_limit = 0;
+    return lim;
+}
+
+static void host_end(struct plugin *p, size_t lim)
+{
+    p->sb.mem_limit = lim;
+}
+
+static void drivers_push(struct plugin *p, lua_State *co, const char *name)
+{
+    lua_rawgeti(co, LUA_REGISTRYINDEX, p->driver_ref);
+    lua_getfield(co, -1, name);
+    lua_remove(co, -2);
+}
+
+/* A call runs in a coroutine of its own. Finished ones are kept, up to
+ * IDLE_CALLS, and their coroutine runs the next call: a new thread, its
+ * reference and its collection cost about as much as a trivial strategy's
+ * whole run. (A coroutine that returned is ready for a new function as it
+ * is; one that failed is reset first.) */
+#define IDLE_CALLS 4
+
+static struct call *call_new(struct plugin *p, enum call_kind kind, struct envelope *e)
+{
+    struct call *c = p->idle;
+    if (c) {
+        p->idle = c->next;
+        p->nidle--;
+    } else {
+        if (!(c = malloc(sizeof *c)))
+            return NULL;
+        c->co = lua_newthread(p->sb.L);
+        c->co_ref = luaL_ref(p->sb.L, LUA_REGISTRYINDEX);
+    }
+    c->next = NULL;
+    c->kind = kind;
+    c->e = e;
+    c->op = 0;
+    return c;
+}
+
+static void call_free(struct plugin *p, struct call *c)
+{
+    /* a coroutine its budget stopped stays failed (sandbox_reset), and
+     * only an OK one is kept for the next call */
+    if (lua_status(c->co) == LUA_OK)
+        lua_settop(c->co, 0);
+    else if (sandbox_reset(&p->sb, c->co) < 0)
+        count_failure(p, "__close", "cpu budget exceeded closing a failed call's variables");
+    if (p->nidle < IDLE_CALLS && lua_status(c->co) == LUA_OK) {
+        c->next = p->idle;
+        p->idle = c;
+        p->nidle++;
+        return;
+    }
+    luaL_unref(p->sb.L, LUA_REGISTRYINDEX, c->co_ref);
+    free(c);
+}
+
+/* Replaces e's payload with the JSON of the table on top of S's stack. */
+static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, size_t errlen)
+{
+    /* raw access only: this runs outside the budget, so no metamethod of
+     * the plugin's may run here */
+    lua_pushliteral(S, "eventId");
+    if (lua_rawget(S, -2) != LUA_TNUMBER || !lua_isinteger(S, -1)) {
+        lua_pop(S, 1);
+        snprintf(err, errlen, "the returned event has no integer eventId");
+        return NULL;
+    }
+    uint64_t id = (uint64_t)lua_tointeger(S, -1);
+    lua_pop(S, 1);
+    /* the eventId is written by us, unsigned, first; the rest by the encoder */
+    lua_pushliteral(S, "eventId");
+    lua_pushnil(S);
+    lua_rawset(S, -3);
+    /* one buffer: the eventId, then the rest encoded right after it, its
+     * opening brace turned into the comma between them */
+    struct buf b = BUF_INIT;
+    if (buf_puts(&b, "{\"eventId\":") < 0 || buf_json_u64(&b, id) < 0) {
+        buf_free(&b);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t at = b.len;
+    int rc = lua_json_encode(S, -1, &b, err, errlen);
+    if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
+        if (rc == 0)
+            snprintf(err, errlen, "the returned event is not an object");
+        buf_free(&b);
+        return NULL;
+    }
+    if (b.len - at == 2) {                           /* {} */
+        b.p[at] = '}';
+        b.p[at + 1] = '\0';
+        b.len = at + 1;
+    } else {
+        b.p[at] = ',';
+    }
+    /* DESIGN 5.4: what a strategy returns is held to what an app may send,
+     * and the identity the daemon stamped is not the strategy's to change */
+    struct buf checked = BUF_INIT;
+    const char *why = NULL;
+    if (event_restamp(e->data, e->len, b.p, b.len, &checked, &why) < 0) {
+        snprintf(err, errlen, "the returned event is invalid: %s", why);
+        buf_free(&b);
+        buf_free(&checked);
+        return NULL;
+    }
+    buf_free(&b);
+    struct envelope *n = envelope_new(e->type, checked.p, checked.len);
+    buf_free(&checked);
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
+    n->event_id = id;
+    n->rewritten = 1;
+    envelope_free(e);
+    return n;
+}
+
+/* Adds "strategyError" to the event as it came in. */
+static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e, const char *reason)
+{
+    struct buf b = BUF_INIT;
+    size_t end = e->len;
+    while (end > 0 && e->data[end - 1] != '}')
+        end--;
+    if (end == 0)
+        return e;
+    buf_append(&b, e->data, end - 1);
+    buf_puts(&b, end > 2 ? ",\"strategyError\":{\"plugin\":" : "\"strategyError\":{\"plugin\":");
+    buf_json_cstr(&b, p->id);
+    buf_puts(&b, ",\"reason\":");
+    buf_json_cstr(&b, reason);
+    buf_puts(&b, "}}");
+    struct envelope *n = envelope_new(e->type, b.p, b.len);
+    buf_free(&b);
+    if (!n)
+        return e;
+    memcpy(n, e, offsetof(struct envelope, len));
+    n->rewritten = 1;
+    envelope_free(e);
+    return n;
+}
+
+static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,
+                           const char *data, size_t data_len)
+{
+    struct buf b = BUF_INIT;
+    struct envelope *r = NULL;
+    if (cmd_result_write(&b, req->req_id, code, msg, data, data_len) == 0)
+        r = envelope_new(ENV_CMD_EXEC_RESULT, b.p, b.len);
+    buf_free(&b);
+    if (!r)
+        r = envelope_new(ENV_CMD_EXEC_RESULT, NULL, 0);   /* the core answers -6 */
+    if (!r)
+        return;
+    r->code = code;
+    r->seq = req->seq;
+    r->origin = req->origin;
+    r->req_id = req->req_id;
+    r->conn_id = req->conn_id;
+    r->remote_id = req->remote_id;
+    memcpy(r->action, req->action, sizeof r->action);
+    registry_to_core(p->reg, r);
+}
+
+/* After this plugin's step: the next strategy, or back to the core. */
+static void pass_on(struct plugin *p, struct envelope *e)
+{
+    e->chain_pos++;
+    if (e->chain_pos < e->chain_len) {
+        plugin_post(e->chain[e->chain_pos], e);
+        return;
+    }
+    registry_chain_done(p->reg, e);
+}
+
+static void start_strategy(struct plugin *p, struct envelope *e);
+
+void plugin_strategy_done(struct plugin *p, struct envelope *e)
+{
+    pass_on(p, e);
+}
+
+void plugin_strategy_failed(struct plugin *p, struct envelope *e, const char *reason)
+{
+    pass_on(p, with_strategy_error(p, e, reason));
+}
+
+void plugin_command_done(struct plugin *p, struct envelope *req, int code, const char *msg,
+                         const char *data, size_t data_len)
+{
+    finish_command(p, req, code, msg, data, data_len);
+}
+
+/* Events held behind a waiting strategy go on, in order. */
+static void release_held(struct plugin *p)
+{
+    while (p->held.head && !p->strategy_parked) {
+        struct envelope *e = p->held.head;
+        p->held.head = e->next;
+        if (!p->held.head)
+            p->held.tail = NULL;
+        e->next = NULL;
+        start_strategy(p, e);
+    }
+}
+
+/* The call returned (rc LUA_OK, nres values on its stack) or failed (err). */
+static void finish_call(struct plugin *p, struct call *c, int rc, int nres, const char *err)
+{
+    lua_State *co = c->co;
+    char why[512];
+    switch (c->kind) {
+    case CALL_STRATEGY: {
+        struct envelope *e = c->e;
+        p->strategy_parked = false;
+        if (rc != LUA_OK) {
+            count_failure(p, "on_event", err);
+            pass_on(p, with_strategy_error(p, e, err));
+        } else if (nres >= 1 && lua_isboolean(co, -nres) && !lua_toboolean(co, -nres)) {
+            p->consecutive_errors = 0;
+            STAT_INC(core_events_dropped_by_strategy);
+            registry_chain_drop(p->reg, e);
+        } else if (nres >= 1 && lua_istable(co, -nres)) {
+            lua_settop(co, lua_gettop(co) - nres + 1);
+            struct envelope *n = reencode(co, e, why, sizeof why);
+            if (!n) {
+                count_failure(p, "on_event", why);
+                pass_on(p, with_strategy_error(p, e, why));
+            } else {
+                p->consecutive_errors = 0;
+                pass_on(p, n);
+            }
+        } else {
+            p->consecutive_errors = 0;
+            /* the driver's second result: a handler edited the event and
+             * returned nil, so its edits go nowhere (DESIGN 5.4's nil) */
+            if (nres >= 2 && lua_toboolean(co, -nres + 1) &&
+                atomic_fetch_add(&p->ignored_edits, 1) == 0)
+                log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
+                         "nil, which forwards the event as it came: return ev to keep the changes "
+                         "(warned once; counted as ignored_edits in its status)",
+                         p->id, (unsigned long long)e->event_id);
+            pass_on(p, e);                     /* nil: the original bytes go on */
+        }
+        break;
+    }
+    case CALL_COMMAND: {
+        struct envelope *e = c->e;
+        if (rc != LUA_OK) {
+            count_failure(p, e->action, err);
+            snprintf(why, sizeof why, "handler error: %s", err);
+            finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
+            envelope_free(e);
+            break;
+        }
+        lua_settop(co, lua_gettop(co) - nres + 3);  /* exactly code, msg, data */
+        struct buf data = BUF_INIT;
+        const char *problem = NULL;
+        if (!lua_isinteger(co, -3)) {
+            snprintf(why, sizeof why, "command handler must return an integer code, not a %s",
+                     luaL_typename(co, -3));
+            problem = why;
+        } else if ((lua_tointeger(co, -3) < 0 && lua_tointeger(co, -3) != CMD_BAD_REQUEST) ||
+                   lua_tointeger(co, -3) > INT32_MAX) {
+            /* -4 is the one framework code a handler may give: it alone
+             * knows when its arguments are wrong */
+            snprintf(why, sizeof why, "command handler returned code %lld (negative codes are the "
+                     "framework's; a handler may answer -4 for bad arguments)",
+                     (long long)lua_tointeger(co, -3));
+            problem = why;
+        } else if (!lua_isnil(co, -1) && lua_json_encode(co, -1, &data, why, sizeof why) < 0) {
+            problem = why;
+        }
+        if (problem) {
+            count_failure(p, e->action, problem);
+            char fmsg[600];
+            snprintf(fmsg, sizeof fmsg, "handler error: %s", problem);
+            finish_command(p, e, CMD_HANDLER_ERROR, fmsg, NULL, 0);
+        } else {
+            p->consecutive_errors = 0;
+            finish_command(p, e, (int)lua_tointeger(co, -3),
+                           lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL,
+                           data.p, data.len);
+        }
+        buf_free(&data);
+        envelope_free(e);
+        break;
+    }
+    case CALL_MESSAGE:
+    case CALL_TIMER:
+        if (rc != LUA_OK)
+            count_failure(p, c->kind == CALL_MESSAGE ? "on_message" : "timer", err);
+        else
+            p->consecutive_errors = 0;
+        envelope_free(c->e);
+        break;
+    }
+    enum call_kind kind = c->kind;
+    call_free(p, c);               /* may run __close: plugin code, so within its limits */
+    if (kind == CALL_STRATEGY)
+        release_held(p);
+}
+
+/* Runs (or resumes) a call until it returns, fails or parks. */
+static void run_call(struct plugin *p, struct call *c, int nargs)
+{
+    char err[512];
+    int nres = 0;
+    p->running = c;
+    int rc = sandbox_resume(&p->sb, c->co, nargs, &nres, err, sizeof err);
+    p->running = NULL;
+    if (rc == LUA_YIELD) {
+        if (c->op == 0) {
+            /* a plain coroutine.yield at the top of a handler: not ours */
+            finish_call(p, c, -1, 0, "attempt to yield from a handler (use polaris.sleep to wait)");
+            return;
+        }
+        lua_pop(c->co, nres);
+        c->next = p->parked;
+        p->parked = c;
+        if (c->kind == CALL_STRATEGY)
+            p->strategy_parked = true;
+        return;
+    }
+    finish_call(p, c, rc, nres, err);
+}
+
+static void start_strategy(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        pass_on(p, e);                         /* in Error: events pass untouched */
+        return;
+    }
+    if (p->strategy_parked) {                  /* keep this plugin's order */
+        envlist_push(&p->held, e);
+        return;
+    }
+    atomic_fetch_add(&p->events, 1);
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_STRATEGY, e);
+    if (!c) {
+        host_end(p, lim);
+        pass_on(p, with_strategy_error(p, e, "out of memory"));
+        return;
+    }
+    /* every handler is an argument: the plugin decides how many, and a
+     * fresh coroutine has room for LUA_MINSTACK values only */
+    int matching = 0;
+    for (size_t i = 0; i < p->nhandlers; i++)
+        if (p->handlers[i].any || p->handlers[i].event_id == e->event_id)
+            matching++;
+    if (!lua_checkstack(c->co, matching + 3)) {
+        host_end(p, lim);
+        finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
+        return;
+    }
+    drivers_push(p, c->co, "strategy");
+    lua_pushlstring(c->co, e->data, e->len);
+    lua_pushinteger(c->co, (lua_Integer)e->event_id);
+    int n = 2;
+    for (size_t i = 0; i < p->nhandlers; i++) {
+        if (!p->handlers[i].any && p->handlers[i].event_id != e->event_id)
+            continue;
+        lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->handlers[i].ref);
+        n++;
+    }
+    host_end(p, lim);
+    run_call(p, c, n);
+}
+
+static void start_command(struct plugin *p, struct envelope *e)
+{
+    atomic_fetch_add(&p->commands, 1);
+    int ref = LUA_NOREF;
+    for (size_t i = 0; i < p->ncmds; i++)
+        if (strcmp(p->cmds[i].name, e->action) == 0)
+            ref = p->cmds[i].ref;
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        finish_command(p, e, CMD_HANDLER_ERROR, "the plugin offering this action is in Error", NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    if (ref == LUA_NOREF) {
+        finish_command(p, e, CMD_UNKNOWN_ACTION, NULL, NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_COMMAND, e);
+    if (!c) {
+        host_end(p, lim);
+        finish_command(p, e, CMD_HANDLER_ERROR, "out of memory", NULL, 0);
+        envelope_free(e);
+        return;
+    }
+    lua_State *co = c->co;
+    drivers_push(p, co, "command");
+    lua_pushlstring(co, e->data, e->len);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+    lua_createtable(co, 0, 6);
+    lua_pushstring(co, e->action);
+    lua_setfield(co, -2, "action");
+    lua_pushinteger(co, e->req_id);            /* the CommandRequest's reqId and target */
+    lua_setfield(co, -2, "reqId");
+    lua_pushliteral(co, "host");
+    lua_setfield(co, -2, "target");
+    lua_pushstring(co, e->origin == ORIGIN_GUEST ? "guest" : "app");
+    lua_setfield(co, -2, "origin");
+    if (e->origin == ORIGIN_APP) {
+        lua_pushinteger(co, e->pid);
+        lua_setfield(co, -2, "pid");
+        lua_pushinteger(co, e->uid);
+        lua_setfield(co, -2, "uid");
+    }
+    host_end(p, lim);
+    run_call(p, c, 3);
+}
+
+static void start_message(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L || p->callbacks_ref == LUA_NOREF) {
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    lua_State *L = p->sb.L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
+    bool has = lua_rawgetfield_fn(L, "on_message");
+    if (!has) {
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    atomic_fetch_add(&p->messages, 1);
+    struct call *c = call_new(p, CALL_MESSAGE, e);
+    if (!c) {
+        lua_pop(L, 1);
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    lua_State *co = c->co;
+    drivers_push(p, co, "message");
+    lua_pushlstring(co, e->data, e->len);
+    lua_xmove(L, co, 1);                       /* on_message */
+    lua_pushstring(co, e->from);
+    lua_pushstring(co, e->action);
+    host_end(p, lim);
+    run_call(p, c, 4);
+}
+
+static void start_timer(struct plugin *p, struct envelope *e)
+{
+    if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
+        envelope_free(e);
+        return;
+    }
+    size_t lim = host_begin(p);
+    struct call *c = call_new(p, CALL_TIMER, e);
+    if (!c) {
+        host_end(p, lim);
+        envelope_free(e);
+        return;
+    }
+    lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
+    if (e->code == WAIT_TIMER) {               /* one-shot: its function goes now */
+        luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
+        plugin_timer_gone(p, e->seq);
+    }
+    host_end(p, lim);
+    run_call(p, c, 0);
+}
+
+static void resume_call(struct plugin *p, struct envelope *e)
+{
+    struct call **pp = &p->parked;
+    while (*pp && (*pp)->op != e->seq)
+        pp = &(*pp)->next;
+    struct call *c = *pp;
+    if (!c) {
+        log_error("plugin %s: no call waits on op %u", p->id, e->seq);
+        envelope_free(e);
+        return;
+    }
+    *pp = c->next;
+    c->next = NULL;
+    c->op = 0;
+    size_t lim = host_begin(p);
+    lua_pushlstring(c->co, e->data, e->len);
+    host_end(p, lim);
+    envelope_free(e);
+    run_call(p, c, 1);
+}
+
+static void process(struct plugin *p, struct envelope *e)
+{
+    switch (e->type) {
+    case ENV_IPC_EVENT:
+    case ENV_MONITOR_EVENT:
+        start_strategy(p, e);
+        return;
+    case ENV_GUEST_CMD_REQ:
+    case ENV_APP_CMD_REQ:
+        start_command(p, e);
+        return;
+    case ENV_PLUGIN_MSG:
+        atomic_fetch_sub(&p->nmsgs, 1);
+        start_message(p, e);
+        return;
+    case ENV_TIMER_FIRE:
+        start_timer(p, e);
+        return;
+    case ENV_WAIT_DONE:
+        resume_call(p, e);
+        return;
+    case ENV_HOST_RPC:
+        if (p->remote_rpc) {
+            p->remote_rpc(p, e);
+            return;
+        }
+        /* fall through */
+    default:
+        log_error("plugin %s: unexpected envelope type %u", p->id, e->type);
+        envelope_free(e);
+    }
+}
+
+/* Takes up to MAILBOX_BATCH envelopes: commands first; events only for
+ * the plugin's own job (the command lane's job leaves them). Under mu. */
+static struct envelope *take_batch(struct plugin *p, bool lane)
+{
+    struct envlist *l = p->urgent.head ? &p->urgent : lane ? NULL : &p->mailbox;
+    if (!l || !l->head)
+        return NULL;
+    struct envelope *e = l->head, *last = e;
+    for (int n = 1; last->next && n < MAILBOX_BATCH; n++)
+        last = last->next;
+    l->head = last->next;
+    if (!l->head)
+        l->tail = NULL;
+    last->next = NULL;
+    return e;
+}
+
+/* Runs a plugin's mailbox: j is its job (events and commands) or its
+ * command lane's job (commands only). */
+static void run_job(struct plugin *p, bool lane)
+{
+    struct plugin_registry *reg = p->reg;      /* p may be freed before the end */
+    bool *mine = lane ? &p->cmd_scheduled : &p->scheduled;
+    pthread_mutex_lock(&p->mu);
+    if (p->job_running) {
+        /* the other job has the plugin: it takes our work or schedules us */
+        *mine = false;
+        pthread_mutex_unlock(&p->mu);
+        plugin_unref(p);
+        return;
+    }
+    p->job_running = true;
+    pthread_mutex_unlock(&p->mu);
+    registry_job_begin();
+    for (;;) {
+        /* at most MAILBOX_BATCH at a time: results leave in steady batches */
+        pthread_mutex_lock(&p->mu);
+        struct envelope *e = take_batch(p, lane);
+        bool resched_events = false, resched_cmds = false;
+        if (!e) {
+            *mine = false;
+            p->job_running = false;
+            /* work the other job left while this one ran */
+            if (!lane && p->urgent.head && !p->cmd_scheduled)
+                resched_cmds = p->cmd_scheduled = true;
+            if (lane && p->mailbox.head && !p->scheduled)
+                resched_events = p->scheduled = true;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!e) {
+            registry_job_end(reg);
+            if (resched_cmds) {
+                plugin_ref(p);
+                registry_schedule_urgent(reg, &p->cmd_job);
+            }
+            if (resched_events) {
+                plugin_ref(p);
+                registry_schedule(reg, &p->job);
+            }
+            plugin_unref(p);                   /* the job's ref; may free p */
+            return;
+        }
+        /* this plugin's CPU time, read per batch (a system call) rather
+         * than per call: its handlers and the decoding and encoding of
+         * its events */
+        uint64_t cpu0 = thread_cpu_ns();
+        while (e) {
+            struct envelope *next = e->next;
+            e->next = NULL;
+            process(p, e);
+            plugin_unref(p);                   /* the mailbox's ref for e */
+            e = next;
+        }
+        p->sb.cpu_ns_total += thread_cpu_ns() - cpu0;
+        registry_job_flush(reg);               /* this batch's events go on now */
+        refresh_status(p, false);
+        if (p->sb.L)
+            lua_gc(p->sb.L, LUA_GCSTEP, 0);
+    }
+}
+
+void plugin_run_job(struct job *j)
+{
+    run_job((struct plugin *)j, false);
+}
+
+void plugin_run_cmd_job(struct job *j)
+{
+    run_job((struct plugin *)((char *)j - offsetof(struct plugin, cmd_job)), true);
+}

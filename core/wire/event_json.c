@@ -1,0 +1,293 @@
+/* event_json.c - the ingress's one pass over an app's event: validate,
+ * stamp identity, splice the rest through unchanged. */
+#include "wire/event_json.h"
+#include "wire/json_scan.h"
+
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_MEMBERS 64
+
+uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int proc_comm(pid_t pid, char *out, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, out, cap - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    if (out[n - 1] == '\n')
+        n--;
+    out[n] = '\0';
+    return 0;
+}
+
+enum field { F_OTHER, F_EVENT_ID, F_TIMESTAMP, F_PID, F_UID, F_CLAIMED_PID, F_PARAMS,
+             F_PROCESS_NAME, F_PROCESS_VER, F_LOGF, F_COUNT };
+
+/* Plain keys by length, then one fixed-size compare (inlined); escaped
+ * keys are decoded by json_key_is, so "p\u0069d" is "pid" here too. */
+static enum field classify(const struct json_member *m)
+{
+#define IS(lit) (memcmp(m->key, lit, sizeof lit - 1) == 0)
+    if (m->key_escaped) {
+        static const char *const names[F_COUNT] = {
+            NULL, "eventId", "timestamp", "pid", "uid", "claimedPid",
+            "params", "processName", "processVer", "logf",
+        };
+        for (int f = 1; f < F_COUNT; f++)
+            if (json_key_is(m, names[f]))
+                return (enum field)f;
+        return F_OTHER;
+    }
+    switch (m->key_len) {
+    case 3: return IS("pid") ? F_PID : IS("uid") ? F_UID : F_OTHER;
+    case 4: return IS("logf") ? F_LOGF : F_OTHER;
+    case 6: return IS("params") ? F_PARAMS : F_OTHER;
+    case 7: return IS("eventId") ? F_EVENT_ID : F_OTHER;
+    case 9: return IS("timestamp") ? F_TIMESTAMP : F_OTHER;
+    case 10: return IS("claimedPid") ? F_CLAIMED_PID : IS("processVer") ? F_PROCESS_VER : F_OTHER;
+    case 11: return IS("processName") ? F_PROCESS_NAME : F_OTHER;
+    default: return F_OTHER;
+    }
+#undef IS
+}
+
+/* Whether member i goes out as the app wrote it: the identity fields are
+ * ours to set, and a duplicate of any known field is dropped so the guest
+ * sees exactly what was checked. */
+static bool kept(const struct json_member *m, const enum field *kind,
+                 const struct json_member *const *f, int i, bool stamp)
+{
+    if (kind[i] == F_EVENT_ID || kind[i] == F_TIMESTAMP)
+        return false;
+    if (stamp && (kind[i] == F_PID || kind[i] == F_UID || kind[i] == F_CLAIMED_PID))
+        return false;
+    if (kind[i] == F_PROCESS_VER && m[i].kind == JSON_NULL)
+        return false;                              /* written as "unknown" */
+    return kind[i] == F_OTHER || &m[i] == f[kind[i]];
+}
+
+/* "key":value with nothing around the colon */
+static bool compact(const struct json_member *m)
+{
+    return m->val - (m->key - 1) == (ptrdiff_t)(m->key_len + 3);
+}
+
+/* The top-level members of an event, each classified; f[] names the last
+ * of each known field (the last duplicate wins, as in cjson). n or -1. */
+static int scan_members(const char *json, size_t len, struct json_member *m, enum field *kind,
+                        const struct json_member **f, const char **err)
+{
+    int n = json_object_members(json, len, m, MAX_MEMBERS, err);
+    if (n < 0)
+        return -1;
+    if (n > MAX_MEMBERS) {
+        *err = "event has more than 64 top-level members";
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        kind[i] = classify(&m[i]);
+        f[kind[i]] = &m[i];
+    }
+    return n;
+}
+
+/* digits only, at most 2^64-1 (the scanner already refused leading zeros) */
+static bool timestamp_ok(const struct json_member *ts)
+{
+    return ts->is_uint && (ts->val_len < 20 ||
+                           (ts->val_len == 20 && memcmp(ts->val, "18446744073709551615", 20) <= 0));
+}
+
+/* processName, processVer and logf: strings (or null). NULL, or the error. */
+static const char *strings_bad(const struct json_member *const *f)
+{
+    static const struct { enum field f; const char *msg; } strings[] = {
+        {F_PROCESS_NAME, "processName must be a string"},
+        {F_PROCESS_VER, "processVer must be a string"},
+        {F_LOGF, "logf must be a string"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const struct json_member *x = f[strings[i].f];
+        if (x && x->kind != JSON_STRING && x->kind != JSON_NULL)
+            return strings[i].msg;
+    }
+    return NULL;
+}
+
+int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
+                struct buf *out, uint64_t *event_id, const char **err)
+{
+    struct json_member m[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
+    if (n < 0)
+        return -1;
+    const struct json_member *id = f[F_EVENT_ID];
+    if (!id) {
+        *err = "missing eventId";
+        return -1;
+    }
+    if (id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, event_id) < 0) {
+        *err = "eventId must be an integer in 0..18446744073709551615";
+        return -1;
+    }
+    const struct json_member *ts = f[F_TIMESTAMP];
+    if (ts && !timestamp_ok(ts)) {                /* only checked, never read */
+        *err = "timestamp must be a non-negative integer (ms since the epoch)";
+        return -1;
+    }
+    const struct json_member *p = f[F_PID];
+    int64_t claimed = 0;
+    if (p && (p->kind != JSON_NUMBER || json_to_i64(p->val, p->val_len, &claimed) < 0)) {
+        *err = "pid must be an integer";
+        return -1;
+    }
+    const struct json_member *params = f[F_PARAMS];
+    if (params && params->kind != JSON_OBJECT) {
+        *err = "params must be an object";
+        return -1;
+    }
+    if ((*err = strings_bad(f)))
+        return -1;
+
+    int rc = buf_reserve(out, len + 128);
+    rc |= buf_append(out, "{\"eventId\":", 11);
+    rc |= buf_append(out, id->val, id->val_len);
+    rc |= buf_append(out, ",\"timestamp\":", 13);
+    if (ts)
+        rc |= buf_append(out, ts->val, ts->val_len);
+    else
+        rc |= buf_json_u64(out, wall_ms());
+    bool stamp = pid >= 0;
+    if (stamp) {
+        /* a connection's events all carry the same pid and uid: their text
+         * is made once per change, not per event */
+        static __thread struct { pid_t pid; uid_t uid; int len; char text[48]; } ident = {.pid = -1};
+        if (ident.pid != pid || ident.uid != uid) {
+            ident.len = snprintf(ident.text, sizeof ident.text, ",\"pid\":%d,\"uid\":%u", (int)pid,
+                                 (unsigned)uid);
+            ident.pid = pid;
+            ident.uid = uid;
+        }
+        rc |= buf_append(out, ident.text, (size_t)ident.len);
+        if (p && claimed != (int64_t)pid) {
+            rc |= buf_append(out, ",\"claimedPid\":", 14);
+            rc |= buf_json_i64(out, claimed);
+        }
+    }
+    if (!params)
+        rc |= buf_append(out, ",\"params\":{}", 12);
+    if (!f[F_PROCESS_NAME] && stamp) {
+        char comm[32];
+        if (proc_comm(pid, comm, sizeof comm) == 0) {
+            rc |= buf_puts(out, ",\"processName\":");
+            rc |= buf_json_cstr(out, comm);
+        }
+    }
+    /* DESIGN 6: a process that gives no version is "unknown", on every path */
+    if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL)
+        rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
+    for (int i = 0; i < n; i++) {
+        if (!kept(m, kind, f, i, stamp))
+            continue;
+        /* a member written "key":value goes out with the kept members
+         * after it written the same way, as one run of the input */
+        const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
+        if (!compact(&m[i])) {
+            rc |= buf_putc(out, ',');             /* spaces around the colon */
+            rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
+            rc |= buf_putc(out, ':');
+            rc |= buf_append(out, m[i].val, m[i].val_len);
+            continue;
+        }
+        while (i + 1 < n && m[i + 1].key - 1 == to + 1 && compact(&m[i + 1]) &&
+               kept(m, kind, f, i + 1, stamp)) {
+            i++;
+            to = m[i].val + m[i].val_len;
+        }
+        rc |= buf_putc(out, ',');
+        rc |= buf_append(out, from, (size_t)(to - from));
+    }
+    rc |= buf_putc(out, '}');
+    if (rc) {
+        *err = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+static bool identity(enum field f)
+{
+    return f == F_PID || f == F_UID || f == F_CLAIMED_PID;
+}
+
+static int put_member(struct buf *out, const struct json_member *m, bool first)
+{
+    int rc = first ? 0 : buf_putc(out, ',');
+    rc |= buf_append(out, m->key - 1, m->key_len + 2);
+    rc |= buf_putc(out, ':');
+    return rc | buf_append(out, m->val, m->val_len);
+}
+
+int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
+                  struct buf *out, const char **err)
+{
+    struct json_member m[MAX_MEMBERS], o[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
+    if (n < 0)
+        return -1;
+    const struct json_member *ts = f[F_TIMESTAMP];
+    if (!ts || !timestamp_ok(ts)) {
+        *err = "timestamp must be a non-negative integer (ms since the epoch)";
+        return -1;
+    }
+    if (!f[F_PARAMS] || f[F_PARAMS]->kind != JSON_OBJECT) {
+        *err = "params must be an object";
+        return -1;
+    }
+    if ((*err = strings_bad(f)))
+        return -1;
+    /* the original was stamped by us: valid, its members in reach */
+    int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
+    if (no < 0)
+        return -1;
+    if (no > MAX_MEMBERS)
+        no = MAX_MEMBERS;
+    int rc = buf_reserve(out, len + 64) | buf_putc(out, '{');
+    bool first = true;
+    for (int i = 0; i < n; i++)
+        if (!identity(kind[i])) {
+            rc |= put_member(out, &m[i], first);
+            first = false;
+        }
+    for (int i = 0; i < no; i++)
+        if (identity(classify(&o[i]))) {
+            rc |= put_member(out, &o[i], first);
+            first = false;
+        }
+    rc |= buf_putc(out, '}');
+    if (rc) {
+        *err = "out of memory";
+        return -1;
+    }
+    return 0;
+}
