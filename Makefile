@@ -67,7 +67,7 @@ LIB_SRCS := $(addprefix core/lib/,buf.c rxbuf.c log.c stats.c sysinfo.c fs_benea
             $(addprefix core/runtime/,lua_json.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \
             core/daemon/config.c core/daemon/spool.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
-RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c bind_polaris.c bind_fs.c bind_sys.c)
+RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c bind_polaris.c bind_fs.c bind_sys.c driver_lua.S)
 HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_registry.c plugin_host_confine.c) \
              $(RUNTIME_SRCS)
 DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c core.c \
@@ -77,8 +77,8 @@ DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c 
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)
 
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(BUILD)/%.o)
-HOST_OBJS   := $(HOST_SRCS:%.c=$(BUILD)/%.o)
+DAEMON_OBJS := $(patsubst %,$(BUILD)/%.o,$(basename $(DAEMON_SRCS)))
+HOST_OBJS   := $(patsubst %,$(BUILD)/%.o,$(basename $(HOST_SRCS)))
 UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 # Lua modules load into the system's lua5.4, so they are built without
 # sanitizers (an ASan-built .so cannot load into an uninstrumented process).
@@ -121,6 +121,13 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# the strategy driver, a Lua file built in (.incbin is not in -MMD's list)
+$(BUILD)/%.o: %.S $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AS      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/core/runtime/driver_lua.o: lua/polaris/driver.lua
 
 $(BUILD)/pic/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

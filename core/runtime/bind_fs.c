@@ -576,9 +576,6 @@ void bind_fs(struct plugin *p)
         {"remove", l_remove}, {"mkdir", l_mkdir}, {"archive", l_archive}, {NULL, NULL},
     };
     lua_newtable(L);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, p);
-        lua_pushcclosure(L, f->func, 1);
-        lua_setfield(L, -2, f->name);
-    }
+    lua_pushlightuserdata(L, p);
+    luaL_setfuncs(L, fns, 1);
 }

@@ -677,65 +677,15 @@ static int l_cancel(lua_State *L)
     return 0;
 }
 
-/* Lua helpers every sandbox gets before plugin code runs: the drivers that
- * run handlers inside a coroutine, and the wrappers that decode what a
- * waiting call brings back. */
-static const char drivers_src[] =
-    "local decode = ...\n"
-    "local select, type, error = select, type, error\n"
-    "local next, rawget, rawequal = next, rawget, rawequal\n"
-    "local M = {}\n"
-    "local checks = 0\n"
-    /* a handler that edits ev and returns nil loses its edits (nil means
-     * \"as it came\"): seen by comparing with a fresh decode, only when
-     * no handler returned a table, raw access only. A second decode costs
-     * as much as the first, so only the first 100 such events are looked
-     * at, then one in 64: the warning is meant for a plugin's author. */
-    "local function same(a, b, depth)\n"
-    "  if rawequal(a, b) then return true end\n"
-    "  if type(a) ~= 'table' or type(b) ~= 'table' or depth > 200 then return false end\n"
-    "  for k, v in next, a do if not same(v, rawget(b, k), depth + 1) then return false end end\n"
-    "  for k in next, b do if rawget(a, k) == nil then return false end end\n"
-    "  return true\n"
-    "end\n"
-    "function M.strategy(json, id, ...)\n"
-    "  local ev = decode(json); ev.eventId = id\n"
-    "  local changed = false\n"
-    "  for i = 1, select('#', ...) do\n"
-    "    local r = (select(i, ...))(ev)\n"
-    "    if r == false then return false end\n"
-    "    if type(r) == 'table' then ev, changed = r, true\n"
-    "    elseif r ~= nil then error('on_event handler returned a ' .. type(r) .. ' (want the event, nil or false)', 0) end\n"
-    "  end\n"
-    "  if changed then return ev end\n"
-    "  checks = checks + 1\n"
-    "  if checks > 100 and checks % 64 ~= 0 then return nil end\n"
-    "  local orig = decode(json); orig.eventId = id\n"
-    "  return nil, not same(ev, orig, 0)\n"
-    "end\n"
-    "function M.command(json, fn, req) return fn(decode(json), req) end\n"
-    "function M.message(json, fn, from, topic) fn(from, topic, decode(json)) end\n"
-    "function M.waiting(c_fn) return function(...)\n"
-    "  local raw = c_fn(...)\n"
-    "  if raw == nil or raw == '' then return end\n"
-    "  local r = decode(raw)\n"
-    "  if type(r) == 'table' and r.__polaris_error then error(r.__polaris_error, 2) end\n"
-    "  return r\n"
-    "end end\n"
-    "function M.answer(c_fn) return function(...)\n"
-    "  local r = decode(c_fn(...))\n"
-    "  if r.__polaris_error then error(r.__polaris_error, 2) end\n"
-    "  return r.code, r.msg, r.data\n"
-    "end end\n"
-    "return M\n";
+/* lua/polaris/driver.lua (driver_lua.S): the drivers that run handlers
+ * inside a coroutine, and the wrappers that decode what a waiting call
+ * brings back. */
+extern const char polaris_driver_lua[], polaris_driver_lua_end[];
 
 static void set_funcs(lua_State *L, struct plugin *p, const luaL_Reg *fns)
 {
-    for (; fns->name; fns++) {
-        lua_pushlightuserdata(L, p);
-        lua_pushcclosure(L, fns->func, 1);
-        lua_setfield(L, -2, fns->name);
-    }
+    lua_pushlightuserdata(L, p);
+    luaL_setfuncs(L, fns, 1);
 }
 
 void bind_polaris(struct plugin *p)
@@ -756,7 +706,8 @@ void bind_polaris(struct plugin *p)
     };
     static const luaL_Reg guest[] = {{"status", l_guest_status}, {NULL, NULL}};
 
-    if (luaL_loadbufferx(L, drivers_src, sizeof drivers_src - 1, "=polaris", "t") == LUA_OK) {
+    if (luaL_loadbufferx(L, polaris_driver_lua, (size_t)(polaris_driver_lua_end - polaris_driver_lua),
+                         "=polaris", "t") == LUA_OK) {
         lua_pushcfunction(L, lua_json_decode_fn);     /* integers exact (lua_json.c) */
         lua_call(L, 1, 1);
     } else {

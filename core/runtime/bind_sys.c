@@ -205,9 +205,6 @@ void bind_sys(struct plugin *p)
         {"uname", l_uname}, {"processes", l_processes}, {"process", l_process}, {NULL, NULL},
     };
     lua_newtable(L);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, p);
-        lua_pushcclosure(L, f->func, 1);
-        lua_setfield(L, -2, f->name);
-    }
+    lua_pushlightuserdata(L, p);
+    luaL_setfuncs(L, fns, 1);
 }

@@ -722,10 +722,8 @@ void lua_strmatch_register(lua_State *L, int idx, const struct rt_limits *lim)
         {"find", l_find}, {"match", l_match}, {"gmatch", l_gmatch}, {"gsub", l_gsub},
         {"rep", l_rep}, {NULL, NULL},
     };
-    idx = lua_absindex(L, idx);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, (void *)(uintptr_t)lim);
-        lua_pushcclosure(L, f->func, 1);
-        lua_setfield(L, idx, f->name);
-    }
+    lua_pushvalue(L, idx);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)lim);
+    luaL_setfuncs(L, fns, 1);
+    lua_pop(L, 1);
 }

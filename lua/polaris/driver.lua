@@ -1,0 +1,89 @@
+-- polaris/driver.lua - run inside every plugin's lua_State, before the
+-- plugin's own code: the drivers the runtime calls a plugin's handlers
+-- through (each in a coroutine, so a handler may wait), and the wrappers
+-- that turn what a waiting call brings back into Lua values.
+--
+-- Built into polarisd and polaris-plugin-host (core/runtime/driver_lua.S);
+-- core/runtime/bind_polaris.c runs it with the runtime's JSON decoder (exact
+-- 64-bit integers, lua_json.c) and keeps the table it returns. Plugins never
+-- see this table: only what bind_polaris makes of it.
+local decode = ...
+local select, type, error = select, type, error
+local next, rawget, rawequal = next, rawget, rawequal
+
+local M = {}
+
+-- A handler that edits ev and returns nil loses its edits (nil means "as it
+-- came"). Seen by comparing with a fresh decode, only when no handler
+-- returned a table, with raw access only. A second decode costs as much as
+-- the first, so only the first CHECK_FIRST such events are looked at, then
+-- one in CHECK_EVERY: the warning is meant for the plugin's author.
+local CHECK_FIRST, CHECK_EVERY = 100, 64
+local checks = 0
+
+local function same(a, b, depth)
+  if rawequal(a, b) then return true end
+  if type(a) ~= "table" or type(b) ~= "table" or depth > 200 then return false end
+  for k, v in next, a do
+    if not same(v, rawget(b, k), depth + 1) then return false end
+  end
+  for k in next, b do
+    if rawget(a, k) == nil then return false end
+  end
+  return true
+end
+
+-- The strategy handlers for one event, in order (DESIGN 5.2): each gets the
+-- event table; false drops it, a table replaces it, nil keeps it. Returns
+-- false (dropped), the new event table, or nil plus whether nil hid edits.
+function M.strategy(json, id, ...)
+  local ev = decode(json)
+  ev.eventId = id
+  local changed = false
+  for i = 1, select("#", ...) do
+    local r = (select(i, ...))(ev)
+    if r == false then return false end
+    if type(r) == "table" then
+      ev, changed = r, true
+    elseif r ~= nil then
+      error("on_event handler returned a " .. type(r) .. " (want the event, nil or false)", 0)
+    end
+  end
+  if changed then return ev end
+  checks = checks + 1
+  if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
+  local orig = decode(json)
+  orig.eventId = id
+  return nil, not same(ev, orig, 0)
+end
+
+function M.command(json, fn, req)
+  return fn(decode(json), req)
+end
+
+function M.message(json, fn, from, topic)
+  fn(from, topic, decode(json))
+end
+
+-- c_fn parks the call until the core answers with JSON: nothing, a value,
+-- or {__polaris_error = why}, raised at the plugin's call site.
+function M.waiting(c_fn)
+  return function(...)
+    local raw = c_fn(...)
+    if raw == nil or raw == "" then return end
+    local r = decode(raw)
+    if type(r) == "table" and r.__polaris_error then error(r.__polaris_error, 2) end
+    return r
+  end
+end
+
+-- The same for a command sent to the guest: its code, msg and data.
+function M.answer(c_fn)
+  return function(...)
+    local r = decode(c_fn(...))
+    if r.__polaris_error then error(r.__polaris_error, 2) end
+    return r.code, r.msg, r.data
+  end
+end
+
+return M
