@@ -50,7 +50,7 @@ LUA_LIBS   := $(shell $(PKG_CONFIG) --libs $(LUA_PC) 2>/dev/null || echo -llua5.
 
 BASE_CFLAGS := -std=gnu11 -Wall -Wextra -Wno-format-truncation $(WERROR) -MMD -MP -D_GNU_SOURCE -Icore $(DEP_CFLAGS) \
                -DPOLARIS_DATADIR='"$(DATADIR)"' -DPOLARIS_LIBEXECDIR='"$(LIBEXECDIR)"'
-# Only polarisd.c carries the version and git revision, so a commit
+# Only lib/version.c carries the version and git revision, so a commit
 # rebuilds one file, not the tree.
 VERSION_DEFS := -DPOLARIS_VERSION='"$(VERSION)"' -DPOLARIS_GIT_REV='"$(GIT_REV)"'
 ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
@@ -60,14 +60,14 @@ ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 # codecs and the event's JSON shape), runtime (the plugin runtime: one
 # sandboxed lua_State per plugin, and its bindings), then its two homes:
 # daemon (polarisd's four domains) and isolate (polaris-plugin-host).
-LIB_SRCS := $(addprefix core/lib/,buf.c rxbuf.c log.c stats.c sysinfo.c fs_beneath.c sd_notify.c \
+LIB_SRCS := $(addprefix core/lib/,version.c buf.c rxbuf.c log.c stats.c sysinfo.c fs_beneath.c sd_notify.c \
               transport.c envelope.c envq.c targz.c) \
             $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c command_msg.c \
               event_json.c plugin_host_proto.c) \
             $(addprefix core/runtime/,lua_json.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \
             core/daemon/config.c core/daemon/spool.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
-RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c bind_polaris.c bind_fs.c bind_sys.c driver_lua.S)
+RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c plugin_load.c bind_polaris.c bind_fs.c bind_sys.c driver_lua.S)
 HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_registry.c plugin_host_confine.c) \
              $(RUNTIME_SRCS)
 DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c core.c \
@@ -113,9 +113,8 @@ $(shell mkdir -p $(BUILD); [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(subst ','
 
 VERSION_STAMP := $(BUILD)/.version
 $(shell [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = '$(VERSION) $(GIT_REV)' ] || printf '%s' '$(VERSION) $(GIT_REV)' > $(VERSION_STAMP))
-$(BUILD)/core/daemon/polarisd.o $(BUILD)/core/isolate/plugin_host_main.o: ALL_CFLAGS += $(VERSION_DEFS)
-$(BUILD)/core/isolate/plugin_host_main.o: $(VERSION_STAMP)
-$(BUILD)/core/daemon/polarisd.o: $(VERSION_STAMP)
+$(BUILD)/core/lib/version.o: ALL_CFLAGS += $(VERSION_DEFS)
+$(BUILD)/core/lib/version.o: $(VERSION_STAMP)
 
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -198,8 +197,6 @@ $(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)
 
 CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
             tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
-$(BUILD)/tools/ctl_send.o: ALL_CFLAGS += -DPOLARIS_VERSION='"$(VERSION)"'
-$(BUILD)/tools/polarisctl.o: ALL_CFLAGS += $(VERSION_DEFS)
 
 $(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS)

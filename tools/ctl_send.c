@@ -9,6 +9,7 @@
  *
  * Uses: ctl (the round trip), lsp_codec, json_scan, buf. */
 #include "ctl.h"
+#include "lib/version.h"
 #include "wire/lsp_codec.h"
 
 #include <errno.h>
@@ -89,7 +90,7 @@ static int build_event(int argc, char **argv, struct buf *ev)
     buf_json_u64(ev, id);
     buf_printf(ev, ",\"timestamp\":%lld,\"pid\":%d,\"processName\":\"polarisctl\","
                "\"processVer\":\"%s\",\"params\":{",
-               (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, (int)getpid(), POLARIS_VERSION);
+               (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, (int)getpid(), polaris_version);
     for (int i = 1; i < argc; i++)
         if (add_param(ev, argv[i], i == 1) < 0)
             return -1;

@@ -7,6 +7,7 @@
  *
  * Uses: lsp_codec, json_scan, buf. */
 #include "ctl.h"
+#include "lib/version.h"
 #include "wire/lsp_codec.h"
 
 #include <errno.h>
@@ -19,12 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef POLARIS_VERSION
-#define POLARIS_VERSION "0.0.0"
-#endif
-#ifndef POLARIS_GIT_REV
-#define POLARIS_GIT_REV "unknown"
-#endif
 #define DEFAULT_SOCKET "/run/polaris/polaris.sock"
 #define TIMEOUT_MS 10000
 
@@ -371,7 +366,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return CTL_OK;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("polarisctl %s (git %s)\n", POLARIS_VERSION, POLARIS_GIT_REV);
+            printf("polarisctl %s (git %s)\n", polaris_version, polaris_git_rev);
             return CTL_OK;
         } else {
             fprintf(stderr, "polarisctl: unknown option '%s'\n", argv[i]);

@@ -12,6 +12,7 @@
  *
  * Uses: envq, worker_pool, host_commands, command_msg, stats, sd_notify. */
 #include "daemon/core.h"
+#include "lib/version.h"
 #include "wire/command_msg.h"
 #include "daemon/guest_link.h"
 #include "daemon/plugin_host.h"
@@ -947,6 +948,8 @@ struct core *core_new(struct daemon *d, struct ev_loop *loop, config_loader load
         return NULL;
     }
     registry_on_retire(d->plugins, waits_retire, c->waits);
+    if (d->hosts)
+        plugin_hosts_on_death(d->hosts, waits_retire, c->waits);
     ev_timer_init(&c->hosts_w, hosts_wait_cb, 0.005, 0.005);
     c->hosts_w.data = c;
     ev_async_init(&c->inbox_w, inbox_cb);

@@ -78,7 +78,5 @@ static inline bool egress_full(struct daemon *d)
     return egress_full_with(d, 0, 0);
 }
 
-extern const char polaris_version[];
-extern const char polaris_git_rev[];
 
 #endif

@@ -29,6 +29,7 @@
  *
  * Uses: plp_codec, command_msg, envq, spool, libev. */
 #include "daemon/guest_link.h"
+#include "lib/version.h"
 #include "wire/command_msg.h"
 #include "wire/event_ids.h"
 #include "wire/event_json.h"

@@ -31,7 +31,7 @@
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
 #include "runtime/plugin.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
 #include "lib/rxbuf.h"
 #include "lib/stats.h"
 
@@ -71,6 +71,12 @@ struct plugin_hosts *plugin_hosts_new(struct ev_loop *loop)
         ev_async_start(loop, &m->wake);
     }
     return m;
+}
+
+void plugin_hosts_on_death(struct plugin_hosts *m, void (*fn)(void *, struct plugin *), void *ctx)
+{
+    m->on_death = fn;
+    m->on_death_ctx = ctx;
 }
 
 void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg)
@@ -136,7 +142,7 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     int rc = -1;
     if (buf_read_file(&code, p->file, 1u << 20, err, errlen) < 0)
         goto out;
-    registry_push_config(p->reg, p->id, L);
+    home_push_config(p->home, p->id, L);
     rc = lua_pack(L, -1, 1, &cfg, err, errlen);
     lua_pop(L, 1);
     if (rc < 0)
@@ -152,13 +158,13 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     set_int(L, "perms", p->perms);
     set_int(L, "mem_limit", (lua_Integer)p->mem_limit);
     set_int(L, "budget_ns", (lua_Integer)p->budget_ns);
-    set_int(L, "max_errors", registry_max_errors(p->reg));
+    set_int(L, "max_errors", home_max_errors(p->home));
     struct plugin_limits lim;
-    registry_limits(p->reg, &lim);
+    home_limits(p->home, &lim);
     set_int(L, "timers_max", lim.timers);
     set_int(L, "waits_max", lim.waits);
     set_int(L, "exec_max", lim.execs);
-    set_int(L, "started_ms", (lua_Integer)registry_started_ms(p->reg));
+    set_int(L, "started_ms", (lua_Integer)home_started_ms(p->home));
     set_int(L, "daemon_pid", getpid());
     set_int(L, "log_level", log_get_level());
     set_int(L, "uid", m->uid);
@@ -589,7 +595,8 @@ static void host_died(struct plugin_host *h, const char *why)
         return;
     }
     /* its coroutines are gone: the timers and waits it had in the core end */
-    registry_forget_waits(p->reg, p);
+    if (h->m->on_death)
+        h->m->on_death(h->m->on_death_ctx, p);
     atomic_store(&p->state, PLUGIN_ERROR);
     plugin_set_error(p, "%s", reason);
     STAT_INC(plugin_hosts_deaths);

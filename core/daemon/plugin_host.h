@@ -18,6 +18,9 @@ struct plugin_hosts *plugin_hosts_new(struct ev_loop *loop);
 /* Ends every host (closing its channel, then SIGKILL after a short grace)
  * and waits for them. */
 void plugin_hosts_free(struct plugin_hosts *m);
+/* fn(ctx, p) when p's host dies: the timers and waits its plugin had in
+ * the core end (the core sets it, as it does the registry's on_retire). */
+void plugin_hosts_on_death(struct plugin_hosts *m, void (*fn)(void *, struct plugin *), void *ctx);
 /* New config values for hosts started from now on. */
 void plugin_hosts_configure(struct plugin_hosts *m, const struct config *cfg);
 

@@ -17,7 +17,7 @@
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
 #include "runtime/plugin.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
 #include "lib/stats.h"
 
 #include <errno.h>
@@ -312,7 +312,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
         struct buf src = BUF_INIT;
         if (!module_name_ok(e->data, e->len)) {
             buf_puts(&out, "usage: require(\"name.name\"): words of letters, digits and _ joined by dots");
-        } else if (registry_module_source(p->reg, p, e->data, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+        } else if (home_module_source(p->home, p, e->data, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
             buf_puts(&out, err);
         } else {
             ok = buf_printf(&out, "%s\n", chunk) == 0 && buf_append(&out, src.p, src.len) == 0;
@@ -378,7 +378,7 @@ static bool on_result(struct plugin_host *h, const struct host_frame *f)
     }
     if (verdict == HV_DROP) {
         STAT_INC(core_events_dropped_by_strategy);
-        registry_chain_drop(p->reg, e);
+        home_chain_drop(p->home, e);
         return true;
     }
     if (verdict == HV_PASS) {
@@ -482,7 +482,7 @@ static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool canc
     e->seq = f->id;
     e->host_gen = atomic_load(&h->gen);
     snprintf(e->from, sizeof e->from, "%s", p->id);
-    registry_to_core(p->reg, e);
+    home_to_core(p->home, e);
     return true;
 }
 
@@ -582,9 +582,9 @@ bool host_link_read(struct plugin_host *h)
         if (n <= 0)
             return n < 0 && errno == EAGAIN;   /* at the end, on_child reports the death */
         rxbuf_commit(&h->rx, (size_t)n);
-        registry_job_begin();              /* finished events go to the core as one batch */
+        home_job_begin();              /* finished events go to the core as one batch */
         bool ok = host_link_drain(h);
-        registry_job_end(h->p->reg);
+        home_job_end(h->p->home);
         if (!ok)
             return false;
         if ((size_t)n < avail)

@@ -70,6 +70,8 @@ struct plugin_hosts {
     gid_t gid;
     uint64_t as_bytes;
     unsigned cpu_s, restart_max, backoff_ms, idle_s, start_timeout_ms;
+    void (*on_death)(void *, struct plugin *);   /* plugin_hosts_on_death */
+    void *on_death_ctx;
 };
 
 /* plugin_host_link.c: the channel */

@@ -42,11 +42,12 @@ struct kv {
 };
 
 struct plugin_registry {
+    struct plugin_home home;      /* what its plugins see of it (runtime/port.h) */
     struct daemon *d;
     pthread_mutex_t mu;            /* guards plugins[] */
     struct plugin **plugins;       /* load order; failed ones are kept for status */
     struct plugin *loading_now;    /* being built by registry_prepare: shown in status */
-    struct plugin_limits limits;   /* per-plugin bounds, copied from the config (registry_limits) */
+    struct plugin_limits limits;   /* per-plugin bounds, copied from the config (home_limits) */
     bool limits_set;
     size_t n;
     unsigned max_errors;
@@ -179,8 +180,9 @@ static uint64_t config_sig(const struct config *cfg, const char *id)
     return h;
 }
 
-void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L)
+void home_push_config(struct plugin_home *h, const char *id, lua_State *L)
 {
+    struct plugin_registry *r = h->reg;
     lua_newtable(L);
     const struct config *cfg = r->loading_cfg;
     for (int i = 0; cfg && i < cfg->nplugin_cfg; i++) {
@@ -273,8 +275,9 @@ int registry_unload(struct plugin_registry *r, const char *id)
     return 0;
 }
 
-bool registry_stopping(struct plugin_registry *r)
+bool home_stopping(struct plugin_home *h)
 {
+    struct plugin_registry *r = h->reg;
     return atomic_load(&r->stopping);
 }
 
@@ -309,12 +312,18 @@ struct plugin_registry *registry_new(struct daemon *d)
     struct plugin_registry *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
+    r->home.reg = r;
     r->d = d;
     r->max_errors = 5;
     r->kv_max = 1u << 20;
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->kv_mu, NULL);
     return r;
+}
+
+struct plugin_home *registry_home(struct plugin_registry *r)
+{
+    return &r->home;
 }
 
 void registry_free(struct plugin_registry *r)
@@ -337,13 +346,15 @@ void registry_free(struct plugin_registry *r)
     free(r);
 }
 
-uint64_t registry_started_ms(struct plugin_registry *r)
+uint64_t home_started_ms(struct plugin_home *h)
 {
+    struct plugin_registry *r = h->reg;
     return r->d->started_wall_ms;
 }
 
-unsigned registry_max_errors(struct plugin_registry *r)
+unsigned home_max_errors(struct plugin_home *h)
 {
+    struct plugin_registry *r = h->reg;
     return r->max_errors;
 }
 
@@ -360,8 +371,9 @@ static void set_limits(struct plugin_registry *r, const struct config *cfg)
 
 /* A copy made on the core thread at each (re)load: workers and the reload
  * thread never read d->cfg, which a reload frees. */
-void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
+void home_limits(struct plugin_home *h, struct plugin_limits *out)
 {
+    struct plugin_registry *r = h->reg;
     pthread_mutex_lock(&r->mu);
     bool set = r->limits_set;
     *out = r->limits;
@@ -375,8 +387,9 @@ void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
     }
 }
 
-void registry_schedule(struct plugin_registry *r, struct job *j)
+void home_schedule(struct plugin_home *h, struct job *j)
 {
+    struct plugin_registry *r = h->reg;
     if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
         worker_pool_submit_job(r->d->workers, j);
     } else {
@@ -384,8 +397,9 @@ void registry_schedule(struct plugin_registry *r, struct job *j)
     }
 }
 
-void registry_schedule_urgent(struct plugin_registry *r, struct job *j)
+void home_schedule_urgent(struct plugin_home *h, struct job *j)
 {
+    struct plugin_registry *r = h->reg;
     if (r->d->workers && !worker_pool_stopped(r->d->workers)) {
         worker_pool_submit_urgent(r->d->workers, j);
     } else {
@@ -393,13 +407,15 @@ void registry_schedule_urgent(struct plugin_registry *r, struct job *j)
     }
 }
 
-void registry_to_core(struct plugin_registry *r, struct envelope *e)
+void home_to_core(struct plugin_home *h, struct envelope *e)
 {
+    struct plugin_registry *r = h->reg;
     envq_push_force(&r->d->core_q, e);
 }
 
-int registry_emit(struct plugin_registry *r, struct envelope *e)
+int home_emit(struct plugin_home *h, struct envelope *e)
 {
+    struct plugin_registry *r = h->reg;
     if (envq_push(&r->d->core_q, e) < 0) {
         envelope_free(e);
         return -1;
@@ -421,21 +437,22 @@ static void release_chain(struct envelope *e)
 static __thread struct envlist done;
 static __thread bool in_job;
 
-void registry_job_begin(void)
+void home_job_begin(void)
 {
     in_job = true;
 }
 
-void registry_job_flush(struct plugin_registry *r)
+void home_job_flush(struct plugin_home *h)
 {
-    struct envelope *h = envlist_take(&done);
-    if (h)
-        envq_push_list_force(&r->d->core_q, h);
+    struct plugin_registry *r = h->reg;
+    struct envelope *batch = envlist_take(&done);
+    if (batch)
+        envq_push_list_force(&r->d->core_q, batch);
 }
 
-void registry_job_end(struct plugin_registry *r)
+void home_job_end(struct plugin_home *h)
 {
-    registry_job_flush(r);
+    home_job_flush(h);
     in_job = false;
 }
 
@@ -454,13 +471,15 @@ static void hand_back(struct plugin_registry *r, struct envelope *e, enum env_ty
         envq_push_force(&r->d->core_q, e);
 }
 
-void registry_chain_done(struct plugin_registry *r, struct envelope *e)
+void home_chain_done(struct plugin_home *h, struct envelope *e)
 {
+    struct plugin_registry *r = h->reg;
     hand_back(r, e, ENV_STRATEGY_COMPLETE);
 }
 
-void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
+void home_chain_drop(struct plugin_home *h, struct envelope *e)
 {
+    struct plugin_registry *r = h->reg;
     hand_back(r, e, ENV_STRATEGY_DROPPED);
 }
 
@@ -551,14 +570,16 @@ struct plugin *registry_find(struct plugin_registry *r, const char *id)
     return found;
 }
 
-const char *registry_proc_root(struct plugin_registry *r)
+const char *home_proc_root(struct plugin_home *h)
 {
+    struct plugin_registry *r = h->reg;
     return r->proc_root[0] ? r->proc_root : "/proc";
 }
 
-int registry_message(struct plugin_registry *r, const char *from, const char *id,
+int home_message(struct plugin_home *h, const char *from, const char *id,
                      const char *topic, const char *json, size_t len)
 {
+    struct plugin_registry *r = h->reg;
     return registry_message_perm(r, from, id, topic, json, len, 0);
 }
 
@@ -583,7 +604,7 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
     if (id && n == 0)
         return -1;
     struct plugin_limits lim;
-    registry_limits(r, &lim);
+    home_limits(&r->home, &lim);
     size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         struct plugin *t = targets[i];
@@ -609,8 +630,9 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
 
 /* ---- the shared store: JSON values, surviving reloads ---- */
 
-int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out)
+int home_shared_get(struct plugin_home *h, const char *key, struct buf *out)
 {
+    struct plugin_registry *r = h->reg;
     int rc = -1;
     pthread_mutex_lock(&r->kv_mu);
     for (struct kv *k = r->kv; k; k = k->next)
@@ -622,9 +644,10 @@ int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *
     return rc;
 }
 
-int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+int home_shared_set(struct plugin_home *h, const char *owner, size_t limit, const char *key,
                         const char *json, size_t len)
 {
+    struct plugin_registry *r = h->reg;
     pthread_mutex_lock(&r->kv_mu);
     struct kv **pp = &r->kv;
     size_t mine = 0;                           /* what the owner's other keys hold */
@@ -709,9 +732,10 @@ static int module_trusted(struct plugin_registry *r, const char *path, char *err
     return 0;
 }
 
-int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+int home_module_source(struct plugin_home *h, struct plugin *p, const char *name,
                            struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
 {
+    struct plugin_registry *r = h->reg;
     char path[1024];
     if (p && p->module_dir[0]) {
         module_path(path, sizeof path, p->module_dir, name);
@@ -847,8 +871,9 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
     return rc | buf_putc(b, ']');
 }
 
-int registry_actions_json(struct plugin_registry *r, struct buf *b)
+int home_actions_json(struct plugin_home *h, struct buf *b)
 {
+    struct plugin_registry *r = h->reg;
     int rc = buf_putc(b, '[');
     bool first = true;
     pthread_mutex_lock(&r->mu);
@@ -1175,7 +1200,7 @@ static struct plugin *plugin_new(struct plugin_registry *r)
     struct plugin *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    p->reg = r;
+    p->home = &r->home;
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
     p->cmd_job.run = plugin_run_cmd_job;

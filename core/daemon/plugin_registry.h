@@ -7,6 +7,7 @@
 #include "lib/buf.h"
 #include "daemon/config.h"
 #include "runtime/plugin.h"
+#include "runtime/port.h"
 #include <lua.h>
 
 struct daemon;
@@ -56,69 +57,31 @@ void route_index_free(struct route_index *x);
 /* The plugin offering an action (ref taken), or NULL. */
 struct plugin *registry_command(struct plugin_registry *r, const char *action);
 struct plugin *registry_find(struct plugin_registry *r, const char *id);
-/* Sends a message to one plugin (id) or every other Active plugin (id NULL). */
-/* How many it was given to; -1 no such active plugin; -2 id's mailbox is
- * full (plugins.mailbox_max). */
-int registry_message(struct plugin_registry *r, const char *from, const char *id,
-                     const char *topic, const char *json, size_t len);
-/* The same, only to plugins holding every permission bit in perm (system
+/* polaris.send to plugins (home_message, port.h), only to plugins holding every permission bit in perm (system
  * notices such as process crashes go to ReadHostState holders only). */
 int registry_message_perm(struct plugin_registry *r, const char *from, const char *id,
                           const char *topic, const char *json, size_t len, unsigned perm);
-/* monitor.proc_root as it was at the first load. */
-const char *registry_proc_root(struct plugin_registry *r);
-
-/* The source of Lua module `name` (dotted words, already checked) for
- * plugin p: from its folder first (a plugin NAME/ with NAME.json), then the
- * runtime's plugins.lua_dir; a file from the folder passes the plugin's
- * trust checks (strict modes, signature). chunk receives "@path". 0, or -1
- * with err. */
-int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
-                           struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen);
 
 int registry_status_json(struct plugin_registry *r, struct buf *b);
 /* Why the last registry_load could not run the runtime's loader, or NULL. */
 const char *registry_runtime_error(struct plugin_registry *r);
 /* sd_notify READY=1 with a STATUS= line naming the plugins in Error. */
 void registry_notify_ready(struct plugin_registry *r);
-int registry_actions_json(struct plugin_registry *r, struct buf *b);
 
-int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out);
-/* owner: the plugin setting it, whose share (limit) counts the key until it
- * is replaced or deleted. 0; -1 the store is full; -2 the owner's share is. */
-int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
-                        const char *json, size_t len);
-
-/* For plugin.c and bind_polaris.c */
-void registry_schedule(struct plugin_registry *r, struct job *j);
-/* The command lane: ahead of every other job (DESIGN 2). */
-void registry_schedule_urgent(struct plugin_registry *r, struct job *j);
-void registry_to_core(struct plugin_registry *r, struct envelope *e);
-int  registry_emit(struct plugin_registry *r, struct envelope *e);
-void registry_chain_done(struct plugin_registry *r, struct envelope *e);
-void registry_job_begin(void);
-void registry_job_flush(struct plugin_registry *r);
-void registry_job_end(struct plugin_registry *r);
-void registry_chain_drop(struct plugin_registry *r, struct envelope *e);
-unsigned registry_max_errors(struct plugin_registry *r);
-struct plugin_limits;
-/* The per-plugin bounds of the config in force. */
-void registry_limits(struct plugin_registry *r, struct plugin_limits *out);
-uint64_t registry_started_ms(struct plugin_registry *r);
-/* Pushes polaris.config for plugin id (while it loads). */
-void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L);
+/* The runtime's home in polarisd (runtime/port.h, implemented in
+ * plugin_home.c): the registry a plugin belongs to. */
+struct plugin_home {
+    struct plugin_registry *reg;
+};
+struct plugin_home *registry_home(struct plugin_registry *r);
 /* Takes one plugin out of the set (polarisctl unload) and stops the plugins
  * that depend on it. 0, -1 if unknown, -2 without memory. */
 int registry_unload(struct plugin_registry *r, const char *id);
-/* Shutdown has begun: no new waits, no new timers. */
-bool registry_stopping(struct plugin_registry *r);
 void registry_set_stopping(struct plugin_registry *r);
 /* Called for each plugin leaving the set (reload, shutdown). */
 void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx);
 /* A plugin host died: the timers and waits its plugin had end (the same
  * callback as retiring). */
 void registry_forget_waits(struct plugin_registry *r, struct plugin *p);
-void plugin_run_job(struct job *j);
-void plugin_run_cmd_job(struct job *j);   /* the command lane's job (plugin.c) */
 
 #endif

@@ -4,6 +4,7 @@
  * Sockets are opened here, before any thread starts, so a bad path or a
  * busy port fails the start with a clear message instead of half a daemon. */
 #include "daemon/config.h"
+#include "lib/version.h"
 #include "daemon/core.h"
 #include "daemon/daemon.h"
 #include "daemon/guest_link.h"
@@ -32,18 +33,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef POLARIS_VERSION
-#define POLARIS_VERSION "0.0.0"
-#endif
-#ifndef POLARIS_GIT_REV
-#define POLARIS_GIT_REV "unknown"
-#endif
 #ifndef POLARIS_DATADIR
 #define POLARIS_DATADIR "/usr/local/share/polaris"
 #endif
-
-const char polaris_version[] = POLARIS_VERSION;
-const char polaris_git_rev[] = POLARIS_GIT_REV;
 
 struct cli {
     const char *config_file;

@@ -17,7 +17,7 @@
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
 #include "runtime/plugin.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +32,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-const char polaris_version[] = POLARIS_VERSION;
 
 #define CHANNEL_FD 3
 
@@ -175,7 +173,7 @@ int main(int argc, char **argv)
     struct plugin *p = calloc(1, sizeof *p);
     if (!p)
         return 1;
-    p->reg = host_registry();
+    p->home = plugin_host_home();
     atomic_init(&p->refs, 1);
     p->job.run = plugin_run_job;
     p->cmd_job.run = plugin_run_cmd_job;

@@ -18,7 +18,7 @@
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
 #include "runtime/plugin.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
 #include "lib/rxbuf.h"
 
 #include <errno.h>
@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-struct plugin_registry {
+struct plugin_home {
     int fd;
     struct host_init init;
     struct buf tx;
@@ -42,7 +42,7 @@ struct plugin_registry {
     size_t ntimers, timers_cap;
 };
 
-static struct plugin_registry g;
+static struct plugin_home g;
 
 static void log_sink(enum log_level l, const char *msg, size_t len);
 
@@ -53,7 +53,7 @@ void host_registry_init(int fd, const struct host_init *init)
     log_set_sink(log_sink);
 }
 
-struct plugin_registry *host_registry(void)
+struct plugin_home *plugin_host_home(void)
 {
     return &g;
 }
@@ -269,7 +269,7 @@ void host_bind_proxies(struct plugin *p)
 
 /* ---- the registry API, for plugin.c and bind_polaris.c ---- */
 
-void registry_schedule(struct plugin_registry *r, struct job *j)
+void home_schedule(struct plugin_home *r, struct job *j)
 {
     for (int i = 0; i < r->njobs; i++)
         if (r->jobs[i] == j)
@@ -279,7 +279,7 @@ void registry_schedule(struct plugin_registry *r, struct job *j)
 }
 
 /* One plugin, one thread: the command lane goes first. */
-void registry_schedule_urgent(struct plugin_registry *r, struct job *j)
+void home_schedule_urgent(struct plugin_home *r, struct job *j)
 {
     for (int i = 0; i < r->njobs; i++)
         if (r->jobs[i] == j)
@@ -323,20 +323,20 @@ static void send_stats(struct plugin *p)
         *o = s;
 }
 
-void registry_job_begin(void)
+void home_job_begin(void)
 {
 }
 
-void registry_job_flush(struct plugin_registry *r)
+void home_job_flush(struct plugin_home *r)
 {
     if (r->plugin)
         send_stats(r->plugin);
     host_flush();
 }
 
-void registry_job_end(struct plugin_registry *r)
+void home_job_end(struct plugin_home *r)
 {
-    registry_job_flush(r);
+    home_job_flush(r);
 }
 
 static void result(struct envelope *e, uint8_t verdict)
@@ -356,19 +356,19 @@ static void result(struct envelope *e, uint8_t verdict)
     envelope_free(e);
 }
 
-void registry_chain_done(struct plugin_registry *r, struct envelope *e)
+void home_chain_done(struct plugin_home *r, struct envelope *e)
 {
     (void)r;
     result(e, e->rewritten ? HV_REWRITTEN : HV_PASS);
 }
 
-void registry_chain_drop(struct plugin_registry *r, struct envelope *e)
+void home_chain_drop(struct plugin_home *r, struct envelope *e)
 {
     (void)r;
     result(e, HV_DROP);
 }
 
-void registry_to_core(struct plugin_registry *r, struct envelope *e)
+void home_to_core(struct plugin_home *r, struct envelope *e)
 {
     (void)r;
     size_t at;
@@ -402,46 +402,46 @@ void registry_to_core(struct plugin_registry *r, struct envelope *e)
 
 /* Every call below is served by the daemon through a proxy; the runtime
  * still links them. */
-int registry_emit(struct plugin_registry *r, struct envelope *e)
+int home_emit(struct plugin_home *r, struct envelope *e)
 {
     (void)r;
     envelope_free(e);
     return -1;
 }
 
-int registry_message(struct plugin_registry *r, const char *from, const char *id,
+int home_message(struct plugin_home *r, const char *from, const char *id,
                      const char *topic, const char *json, size_t len)
 {
     (void)r, (void)from, (void)id, (void)topic, (void)json, (void)len;
     return -1;
 }
 
-int registry_shared_get(struct plugin_registry *r, const char *key, struct buf *out)
+int home_shared_get(struct plugin_home *r, const char *key, struct buf *out)
 {
     (void)r, (void)key, (void)out;
     return -1;
 }
 
-int registry_shared_set(struct plugin_registry *r, const char *owner, size_t limit, const char *key,
+int home_shared_set(struct plugin_home *r, const char *owner, size_t limit, const char *key,
                         const char *json, size_t len)
 {
     (void)r, (void)owner, (void)limit, (void)key, (void)json, (void)len;
     return -1;
 }
 
-int registry_actions_json(struct plugin_registry *r, struct buf *b)
+int home_actions_json(struct plugin_home *r, struct buf *b)
 {
     (void)r;
     return buf_puts(b, "[]");
 }
 
-const char *registry_proc_root(struct plugin_registry *r)
+const char *home_proc_root(struct plugin_home *r)
 {
     (void)r;
     return "/nonexistent";
 }
 
-int registry_module_source(struct plugin_registry *r, struct plugin *p, const char *name,
+int home_module_source(struct plugin_home *r, struct plugin *p, const char *name,
                            struct buf *out, char *chunk, size_t chunklen, char *err, size_t errlen)
 {
     (void)r;
@@ -466,25 +466,25 @@ int registry_module_source(struct plugin_registry *r, struct plugin *p, const ch
     return rc;
 }
 
-unsigned registry_max_errors(struct plugin_registry *r)
+unsigned home_max_errors(struct plugin_home *r)
 {
     return r->init.max_errors;
 }
 
 /* Timers and waits are counted here, in the host; the rest are the
  * daemon's (its stand-in serves emit, send and shared.set). */
-void registry_limits(struct plugin_registry *r, struct plugin_limits *out)
+void home_limits(struct plugin_home *r, struct plugin_limits *out)
 {
     *out = (struct plugin_limits){r->init.timers_max, r->init.waits_max, r->init.exec_max,
                                   UINT32_MAX, UINT32_MAX, UINT32_MAX};
 }
 
-uint64_t registry_started_ms(struct plugin_registry *r)
+uint64_t home_started_ms(struct plugin_home *r)
 {
     return r->init.started_ms;
 }
 
-void registry_push_config(struct plugin_registry *r, const char *id, lua_State *L)
+void home_push_config(struct plugin_home *r, const char *id, lua_State *L)
 {
     (void)id;
     int top = lua_gettop(L);
@@ -494,7 +494,7 @@ void registry_push_config(struct plugin_registry *r, const char *id, lua_State *
     }
 }
 
-bool registry_stopping(struct plugin_registry *r)
+bool home_stopping(struct plugin_home *r)
 {
     return r->stop;
 }

@@ -20,7 +20,7 @@ struct host_init {
 
 /* Channel on fd; init is kept (its strings must outlive the host). */
 void host_registry_init(int fd, const struct host_init *init);
-struct plugin_registry *host_registry(void);
+struct plugin_home *plugin_host_home(void);
 /* Reads one whole frame (blocking) into a malloc'ed buffer; kind and id
  * out, body at *body (inside the returned buffer). NULL at end of file. */
 char *host_read_frame(uint8_t *kind, uint32_t *id, const char **body, size_t *len);

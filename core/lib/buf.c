@@ -4,7 +4,7 @@
  * to. The JSON writers exist because the daemon emits JSON (status, command
  * results, synthetic events) but never needs a DOM to do it. */
 #include "lib/buf.h"
-#include "wire/json_plain.h"
+#include "lib/json_plain.h"
 
 #include <errno.h>
 #include <stdarg.h>

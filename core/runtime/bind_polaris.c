@@ -5,11 +5,12 @@
  *
  * Uses: plugin_registry (routing, messages, shared store), lua_json, stats. */
 #include "runtime/plugin.h"
-#include "daemon/daemon.h"
+#include "lib/version.h"
 #include "wire/event_json.h"
 #include "lib/log.h"
 #include "runtime/lua_json.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
+#include "lib/clock.h"
 #include "lib/stats.h"
 
 #include <lauxlib.h>
@@ -155,7 +156,7 @@ static int encode_arg(lua_State *L, int idx, struct buf *b)
 static bool emit_allowed(struct plugin *p)
 {
     struct plugin_limits lim;
-    registry_limits(p->reg, &lim);
+    home_limits(p->home, &lim);
     uint64_t now = mono_ns();
     if (p->emit_refill_ns == 0) {
         p->emit_tokens = lim.emit_per_s;
@@ -219,7 +220,7 @@ static int l_emit(lua_State *L)
         lua_pushstring(L, plugin_refuse(p, REFUSED_EMITS));
         return 2;
     }
-    if (registry_emit(p->reg, e) < 0) {
+    if (home_emit(p->home, e) < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "busy: the core queue is full");
         return 2;
@@ -237,7 +238,7 @@ static int send_common(lua_State *L, const char *to, int topic_idx)
         return luaL_error(L, "topic longer than 47 bytes");
     struct buf b = BUF_INIT;
     encode_arg(L, topic_idx + 1, &b);
-    int n = registry_message(p->reg, p->id, to, topic, b.p, b.len);
+    int n = home_message(p->home, p->id, to, topic, b.p, b.len);
     buf_free(&b);
     if (n == -2) {
         lua_pushnil(L);
@@ -268,7 +269,7 @@ static int l_shared_get(lua_State *L)
     struct plugin *p = self(L);
     const char *key = luaL_checkstring(L, 1);
     struct buf b = BUF_INIT;
-    if (registry_shared_get(p->reg, key, &b) < 0) {
+    if (home_shared_get(p->home, key, &b) < 0) {
         buf_free(&b);
         lua_pushnil(L);
         return 1;
@@ -290,8 +291,8 @@ static int l_shared_set(lua_State *L)
     if (!lua_isnil(L, 2))
         encode_arg(L, 2, &b);
     struct plugin_limits lim;
-    registry_limits(p->reg, &lim);
-    int rc = registry_shared_set(p->reg, p->id, lim.shared_bytes, key, b.p, b.len);
+    home_limits(p->home, &lim);
+    int rc = home_shared_set(p->home, p->id, lim.shared_bytes, key, b.p, b.len);
     buf_free(&b);
     if (rc == -2)
         return luaL_error(L, "polaris.shared.set: %s", plugin_refuse(p, REFUSED_SHARED));
@@ -365,7 +366,7 @@ static int l_actions(lua_State *L)
 {
     struct plugin *p = self(L);
     struct buf b = BUF_INIT;
-    registry_actions_json(p->reg, &b);
+    home_actions_json(p->home, &b);
     const char *err;
     int rc = lua_json_decode(L, b.p ? b.p : "[]", b.len ? b.len : 2, &err);
     buf_free(&b);
@@ -424,7 +425,7 @@ static int l_require(lua_State *L)
         lua_settop(L, cache);
         struct buf src = BUF_INIT;
         char chunk[1100], err[400];
-        if (registry_module_source(p->reg, p, name, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
+        if (home_module_source(p->home, p, name, &src, chunk, sizeof chunk, err, sizeof err) < 0) {
             buf_free(&src);
             return luaL_error(L, "require: module '%s' not found (%s)", name, err);
         }
@@ -483,7 +484,7 @@ static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_
     e->timeout_ms = ms;
     e->seq = id;
     e->req_id = (uint32_t)fn_ref;
-    registry_to_core(p->reg, e);
+    home_to_core(p->home, e);
     return 0;
 }
 
@@ -491,12 +492,12 @@ static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_
  * in the core (the daemon's): bounded per plugin, and programs more so. */
 static void check_wait(lua_State *L, struct plugin *p, const char *fn, enum wait_kind kind)
 {
-    if (registry_stopping(p->reg))
+    if (home_stopping(p->home))
         luaL_error(L, "%s: the daemon is stopping", fn);
     if (!p->running || p->running->co != L || !lua_isyieldable(L))
         luaL_error(L, "%s: can only wait inside a handler (not while loading, not in a coroutine of your own)", fn);
     struct plugin_limits lim;
-    registry_limits(p->reg, &lim);
+    home_limits(p->home, &lim);
     unsigned waits = 0, execs = 0;
     for (const struct call *c = p->parked; c; c = c->next) {
         waits++;
@@ -595,44 +596,13 @@ static int l_guest_request_c(lua_State *L)
     e->timeout_ms = ms;
     memcpy(e->action, action, alen + 1);
     snprintf(e->from, sizeof e->from, "%s", p->id);
-    registry_to_core(p->reg, e);
+    home_to_core(p->home, e);
     p->running->op = op;
     return lua_yield(L, 0);
 }
 
 /* The ids of live timers, a table in the state's registry: cancel and a
  * one-shot's firing end one, each once. */
-static void live_timers(lua_State *L)
-{
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "polaris.timers") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.timers");
-    }
-}
-
-/* Whether id was live; it is not any more. */
-static bool timer_end(lua_State *L, struct plugin *p, lua_Integer id)
-{
-    live_timers(L);
-    bool live = lua_rawgeti(L, -1, id) != LUA_TNIL;
-    lua_pop(L, 1);
-    if (live) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, id);
-        p->ntimers--;
-    }
-    lua_pop(L, 1);
-    return live;
-}
-
-void plugin_timer_gone(struct plugin *p, uint32_t id)
-{
-    if (p->sb.L)
-        timer_end(p->sb.L, p, id);
-}
-
 static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
 {
     struct plugin *p = self(L);
@@ -640,13 +610,13 @@ static int timer_common(lua_State *L, enum wait_kind kind, const char *fn)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     if (kind == WAIT_EVERY && ms < 10)
         return luaL_error(L, "%s: the interval must be at least 10 ms", fn);
-    if (registry_stopping(p->reg))
+    if (home_stopping(p->home))
         return luaL_error(L, "%s: the daemon is stopping", fn);
     struct plugin_limits lim;
-    registry_limits(p->reg, &lim);
+    home_limits(p->home, &lim);
     if (p->ntimers >= lim.timers)
         return luaL_error(L, "%s: %s", fn, plugin_refuse(p, REFUSED_TIMERS));
-    live_timers(L);
+    plugin_timers_push(L);
     lua_pushvalue(L, 2);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uint32_t id = ++p->next_op;
@@ -665,7 +635,7 @@ static int l_cancel(lua_State *L)
 {
     struct plugin *p = self(L);
     lua_Integer id = luaL_checkinteger(L, 1);
-    if (!timer_end(L, p, id))
+    if (!plugin_timer_end(p, L, id))
         return 0;                              /* not live: nothing to cancel */
     struct envelope *e = envelope_new(ENV_WAIT_CANCEL, NULL, 0);
     if (!e)
@@ -673,7 +643,7 @@ static int l_cancel(lua_State *L)
     plugin_ref(p);
     e->plugin = p;
     e->seq = (uint32_t)id;
-    registry_to_core(p->reg, e);
+    home_to_core(p->home, e);
     return 0;
 }
 
@@ -746,7 +716,7 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "fs");
     bind_sys(p);
     lua_setfield(L, -2, "sys");
-    registry_push_config(p->reg, p->id, L);
+    home_push_config(p->home, p->id, L);
     lua_setfield(L, -2, "config");
     lua_pushstring(L, p->id);
     lua_setfield(L, -2, "id");
@@ -757,7 +727,7 @@ void bind_polaris(struct plugin *p)
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, getpid());
     lua_setfield(L, -2, "pid");
-    lua_pushinteger(L, (lua_Integer)registry_started_ms(p->reg));
+    lua_pushinteger(L, (lua_Integer)home_started_ms(p->home));
     lua_setfield(L, -2, "started_ms");
     lua_setfield(L, -2, "daemon");
     lua_setglobal(L, "polaris");

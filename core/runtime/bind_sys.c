@@ -5,7 +5,7 @@
  *
  * Uses: sysinfo (parsing), plugin_registry (proc_root). */
 #include "runtime/plugin.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
 #include "lib/sysinfo.h"
 
 #include <errno.h>
@@ -54,7 +54,7 @@ static int l_loadavg(lua_State *L)
 {
     struct plugin *p = self(L);
     struct sys_load s;
-    if (sysinfo_loadavg(registry_proc_root(p->reg), &s) < 0)
+    if (sysinfo_loadavg(home_proc_root(p->home), &s) < 0)
         return fail(L, "loadavg");
     lua_createtable(L, 0, 5);
     set_num(L, "avg1", s.avg1);
@@ -70,7 +70,7 @@ static int l_meminfo(lua_State *L)
 {
     struct plugin *p = self(L);
     struct sys_mem m;
-    if (sysinfo_meminfo(registry_proc_root(p->reg), &m) < 0)
+    if (sysinfo_meminfo(home_proc_root(p->home), &m) < 0)
         return fail(L, "meminfo");
     lua_createtable(L, 0, 8);
     set_int(L, "total_kb", (lua_Integer)m.total_kb);
@@ -92,7 +92,7 @@ static int l_cpu(lua_State *L)
 {
     struct plugin *p = self(L);
     struct sys_cpu c;
-    if (sysinfo_cpu(registry_proc_root(p->reg), &c) < 0)
+    if (sysinfo_cpu(home_proc_root(p->home), &c) < 0)
         return fail(L, "stat");
     uint64_t idle = c.idle + c.iowait;
     uint64_t busy = c.user + c.nice + c.system + c.irq + c.softirq + c.steal;
@@ -163,8 +163,8 @@ static int l_processes(lua_State *L)
 {
     struct plugin *p = self(L);
     lua_newtable(L);
-    if (sysinfo_each_process(registry_proc_root(p->reg), push_process, L) < 0)
-        return fail(L, registry_proc_root(p->reg));
+    if (sysinfo_each_process(home_proc_root(p->home), push_process, L) < 0)
+        return fail(L, home_proc_root(p->home));
     return 1;
 }
 
@@ -191,7 +191,7 @@ static int l_process(lua_State *L)
     lua_Integer pid = luaL_checkinteger(L, 1);
     luaL_argcheck(L, pid > 0 && pid <= 0x3fffffff, 1, "not a pid");
     struct proc_snapshot s;
-    if (sysinfo_process(registry_proc_root(p->reg), (pid_t)pid, &s) < 0)
+    if (sysinfo_process(home_proc_root(p->home), (pid_t)pid, &s) < 0)
         return fail(L, "process");
     push_snapshot(L, &s);
     return 1;

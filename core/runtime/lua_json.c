@@ -10,7 +10,7 @@
  * once at its final size (its members are gathered on the Lua stack).
  * Uses: json_scan, buf, Lua 5.4 C API. */
 #include "runtime/lua_json.h"
-#include "wire/json_plain.h"
+#include "lib/json_plain.h"
 #include "wire/json_scan.h"
 
 #include <lauxlib.h>

@@ -1,17 +1,17 @@
-/* plugin.c - a plugin's life and work: build its sandbox, run its file and
- * init/start, then serve its mailbox on a worker thread: strategy steps,
- * commands, messages. Every failure is contained here: the event goes on
+/* plugin.c - a plugin's life and work once loaded (plugin_load.c builds
+ * it): serve its mailbox on a worker thread: strategy steps, commands,
+ * messages, timers, and stop/cleanup when the last reference goes. Every failure is contained here: the event goes on
  * (with strategyError), the command is answered -6, the error is counted,
  * and a plugin that keeps failing is put in Error until the next reload.
  *
- * Uses: sandbox, lua_json, plugin_registry. */
+ * Uses: sandbox, lua_json, port (what it sends out). */
 #include "runtime/plugin.h"
 #include "wire/command_msg.h"
-#include "daemon/daemon.h"
 #include "wire/event_json.h"
 #include "lib/log.h"
 #include "runtime/lua_json.h"
-#include "daemon/plugin_registry.h"
+#include "runtime/port.h"
+#include "lib/clock.h"
 #include "lib/stats.h"
 
 #include <errno.h>
@@ -22,7 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_FILE (1u << 20)
 #define MAILBOX_BATCH 256
 
 static const char *state_names[] = {
@@ -50,7 +49,7 @@ void plugin_ref(struct plugin *p)
 }
 
 /* Calls P.name() if the plugin defined it; errors are logged, not fatal. */
-static int call_callback(struct plugin *p, const char *name, int nargs)
+int plugin_callback(struct plugin *p, const char *name, int nargs)
 {
     lua_State *L = p->sb.L;
     if (!L || p->callbacks_ref == LUA_NOREF) {
@@ -77,7 +76,7 @@ static int call_callback(struct plugin *p, const char *name, int nargs)
  * core builds status without touching a plugin's state (a worker may be in
  * it), so the result is taken here, on the plugin's own worker, when it
  * loads and then at most once a second while it works. */
-static void refresh_status(struct plugin *p, bool force)
+void plugin_refresh_status(struct plugin *p, bool force)
 {
     lua_State *L = p->sb.L;
     uint64_t now = mono_ns();
@@ -131,8 +130,8 @@ static void plugin_free(struct plugin *p)
     if (p->sb.L) {
         atomic_store(&p->state, PLUGIN_UNLOADING);
         if (p->callbacks_ref != LUA_NOREF) {
-            call_callback(p, "stop", 0);
-            call_callback(p, "cleanup", 0);
+            plugin_callback(p, "stop", 0);
+            plugin_callback(p, "cleanup", 0);
         }
         sandbox_close(&p->sb);
     }
@@ -183,106 +182,6 @@ bool plugin_has_command(const struct plugin *p, const char *name)
         if (strcmp(p->cmds[i].name, name) == 0)
             return true;
     return false;
-}
-
-/* The original manifest form (DESIGN 5.1): entry_point names a function
- * that the file defines (a global, or a member of the table it returned)
- * and that returns the plugin table. Replaces the chunk's result on the
- * top of the stack with the function's. */
-static int call_entry_function(struct plugin *p, char *err, size_t errlen)
-{
-    lua_State *L = p->sb.L;
-    lua_pushglobaltable(L);
-    lua_pushstring(L, p->entry_fn);
-    lua_rawget(L, -2);                         /* no plugin metamethod runs here */
-    lua_remove(L, -2);
-    if (!lua_isfunction(L, -1) && lua_istable(L, -2)) {
-        lua_pop(L, 1);
-        lua_pushstring(L, p->entry_fn);
-        lua_rawget(L, -2);
-    }
-    if (!lua_isfunction(L, -1)) {
-        snprintf(err, errlen, "%s: entry_point '%s' is not a function the file defines", p->file,
-                 p->entry_fn);
-        lua_pop(L, 2);
-        return -1;
-    }
-    lua_remove(L, -2);                         /* the chunk's own result */
-    return sandbox_call(&p->sb, 0, 1, err, errlen);
-}
-
-int plugin_load(struct plugin *p)
-{
-    char err[512];
-    struct buf code = BUF_INIT;
-    if (buf_read_file(&code, p->file, MAX_FILE, err, sizeof err) < 0) {
-        buf_free(&code);
-        plugin_set_error(p, "%s", err);
-        atomic_store(&p->state, PLUGIN_ERROR);
-        return -1;
-    }
-    int rc = plugin_load_code(p, code.p ? code.p : "", code.len);
-    buf_free(&code);
-    return rc;
-}
-
-int plugin_load_code(struct plugin *p, const char *code, size_t len)
-{
-    char err[512];
-    atomic_store(&p->state, PLUGIN_LOADING);
-    if (sandbox_open(&p->sb, p->mem_limit, p->budget_ns, err, sizeof err) < 0)
-        goto fail;
-    lua_State *L = p->sb.L;
-    bind_polaris(p);
-    if (p->bound)
-        p->bound(p);
-    char chunk[600];
-    snprintf(chunk, sizeof chunk, "@%s", p->file);
-    if (sandbox_load(&p->sb, code, len, chunk, err, sizeof err) < 0)
-        goto fail;
-    p->loading = true;
-    if (sandbox_call(&p->sb, 0, 1, err, sizeof err) < 0)
-        goto fail;
-    if (p->entry_fn[0] && call_entry_function(p, err, sizeof err) < 0)
-        goto fail;
-    if (lua_istable(L, -1)) {
-        p->callbacks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    } else if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-    } else {
-        snprintf(err, sizeof err, "%s%s%s must return a table of callbacks (or nothing), not a %s",
-                 p->file, p->entry_fn[0] ? ": " : "", p->entry_fn, luaL_typename(L, -1));
-        goto fail;
-    }
-    atomic_store(&p->state, PLUGIN_LOADED);
-    atomic_store(&p->state, PLUGIN_INITIALIZING);
-    lua_newtable(L);                           /* ctx */
-    lua_pushstring(L, p->id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, p->version);
-    lua_setfield(L, -2, "version");
-    lua_getglobal(L, "polaris");
-    lua_getfield(L, -1, "config");
-    lua_setfield(L, -3, "config");
-    lua_pop(L, 1);
-    if (call_callback(p, "init", 1) < 0 || call_callback(p, "start", 0) < 0) {
-        snprintf(err, sizeof err, "%s", p->last_error);
-        goto fail;
-    }
-    p->loading = false;
-    p->loaded_mono_ns = mono_ns();
-    atomic_store(&p->state, PLUGIN_ACTIVE);
-    refresh_status(p, true);
-    return 0;
-fail:
-    p->loading = false;
-    plugin_set_error(p, "%s", err);
-    atomic_store(&p->state, PLUGIN_ERROR);
-    if (p->sb.L) {
-        p->callbacks_ref = LUA_NOREF;         /* a half-built plugin gets no stop() */
-        sandbox_close(&p->sb);
-    }
-    return -1;
 }
 
 const char *plugin_refuse(struct plugin *p, enum refusal what)
@@ -369,9 +268,9 @@ void plugin_post(struct plugin *p, struct envelope *e)
     if (schedule) {
         plugin_ref(p);                         /* held by the scheduled job */
         if (cmd)
-            registry_schedule_urgent(p->reg, &p->cmd_job);
+            home_schedule_urgent(p->home, &p->cmd_job);
         else
-            registry_schedule(p->reg, &p->job);
+            home_schedule(p->home, &p->job);
     }
 }
 
@@ -392,7 +291,7 @@ static void count_failure(struct plugin *p, const char *what, const char *err)
 {
     atomic_fetch_add(&p->errors, 1);
     plugin_set_error(p, "%s: %s", what, err);
-    unsigned max = registry_max_errors(p->reg);
+    unsigned max = home_max_errors(p->home);
     if (++p->consecutive_errors >= max && atomic_load(&p->state) == PLUGIN_ACTIVE) {
         atomic_store(&p->state, PLUGIN_ERROR);
         log_error("plugin %s failed %u times in a row; in Error until the next reload: %s",
@@ -405,14 +304,14 @@ static void count_failure(struct plugin *p, const char *what, const char *err)
 /* The host pushes arguments into the plugin's state outside the budget;
  * those few allocations must never fail because the plugin sits at its
  * memory limit (an unprotected failure would abort the daemon). */
-static size_t host_begin(struct plugin *p)
+static size_t unbudgeted_begin(struct plugin *p)
 {
     size_t lim = p->sb.mem_limit;
     p->sb.mem_limit = 0;
     return lim;
 }
 
-static void host_end(struct plugin *p, size_t lim)
+static void unbudgeted_end(struct plugin *p, size_t lim)
 {
     p->sb.mem_limit = lim;
 }
@@ -576,7 +475,7 @@ static void finish_command(struct plugin *p, struct envelope *req, int code, con
     r->conn_id = req->conn_id;
     r->remote_id = req->remote_id;
     memcpy(r->action, req->action, sizeof r->action);
-    registry_to_core(p->reg, r);
+    home_to_core(p->home, r);
 }
 
 /* After this plugin's step: the next strategy, or back to the core. */
@@ -587,7 +486,7 @@ static void pass_on(struct plugin *p, struct envelope *e)
         plugin_post(e->chain[e->chain_pos], e);
         return;
     }
-    registry_chain_done(p->reg, e);
+    home_chain_done(p->home, e);
 }
 
 static void start_strategy(struct plugin *p, struct envelope *e);
@@ -636,7 +535,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
         } else if (nres >= 1 && lua_isboolean(co, -nres) && !lua_toboolean(co, -nres)) {
             p->consecutive_errors = 0;
             STAT_INC(core_events_dropped_by_strategy);
-            registry_chain_drop(p->reg, e);
+            home_chain_drop(p->home, e);
         } else if (nres >= 1 && lua_istable(co, -nres)) {
             lua_settop(co, lua_gettop(co) - nres + 1);
             struct envelope *n = reencode(co, e, why, sizeof why);
@@ -753,10 +652,10 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         return;
     }
     atomic_fetch_add(&p->events, 1);
-    size_t lim = host_begin(p);
+    size_t lim = unbudgeted_begin(p);
     struct call *c = call_new(p, CALL_STRATEGY, e);
     if (!c) {
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         pass_on(p, with_strategy_error(p, e, "out of memory"));
         return;
     }
@@ -767,7 +666,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         if (p->handlers[i].any || p->handlers[i].event_id == e->event_id)
             matching++;
     if (!lua_checkstack(c->co, matching + 3)) {
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
         return;
     }
@@ -781,7 +680,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->handlers[i].ref);
         n++;
     }
-    host_end(p, lim);
+    unbudgeted_end(p, lim);
     run_call(p, c, n);
 }
 
@@ -802,10 +701,10 @@ static void start_command(struct plugin *p, struct envelope *e)
         envelope_free(e);
         return;
     }
-    size_t lim = host_begin(p);
+    size_t lim = unbudgeted_begin(p);
     struct call *c = call_new(p, CALL_COMMAND, e);
     if (!c) {
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         finish_command(p, e, CMD_HANDLER_ERROR, "out of memory", NULL, 0);
         envelope_free(e);
         return;
@@ -829,7 +728,7 @@ static void start_command(struct plugin *p, struct envelope *e)
         lua_pushinteger(co, e->uid);
         lua_setfield(co, -2, "uid");
     }
-    host_end(p, lim);
+    unbudgeted_end(p, lim);
     run_call(p, c, 3);
 }
 
@@ -839,12 +738,12 @@ static void start_message(struct plugin *p, struct envelope *e)
         envelope_free(e);
         return;
     }
-    size_t lim = host_begin(p);
+    size_t lim = unbudgeted_begin(p);
     lua_State *L = p->sb.L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->callbacks_ref);
     bool has = lua_rawgetfield_fn(L, "on_message");
     if (!has) {
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         envelope_free(e);
         return;
     }
@@ -852,7 +751,7 @@ static void start_message(struct plugin *p, struct envelope *e)
     struct call *c = call_new(p, CALL_MESSAGE, e);
     if (!c) {
         lua_pop(L, 1);
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         envelope_free(e);
         return;
     }
@@ -862,7 +761,7 @@ static void start_message(struct plugin *p, struct envelope *e)
     lua_xmove(L, co, 1);                       /* on_message */
     lua_pushstring(co, e->from);
     lua_pushstring(co, e->action);
-    host_end(p, lim);
+    unbudgeted_end(p, lim);
     run_call(p, c, 4);
 }
 
@@ -872,20 +771,45 @@ static void start_timer(struct plugin *p, struct envelope *e)
         envelope_free(e);
         return;
     }
-    size_t lim = host_begin(p);
+    size_t lim = unbudgeted_begin(p);
     struct call *c = call_new(p, CALL_TIMER, e);
     if (!c) {
-        host_end(p, lim);
+        unbudgeted_end(p, lim);
         envelope_free(e);
         return;
     }
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
     if (e->code == WAIT_TIMER) {               /* one-shot: its function goes now */
         luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
-        plugin_timer_gone(p, e->seq);
+        plugin_timer_end(p, p->sb.L, e->seq);
     }
-    host_end(p, lim);
+    unbudgeted_end(p, lim);
     run_call(p, c, 0);
+}
+
+/* The live timer ids of a plugin: a table in its state's registry. */
+void plugin_timers_push(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "polaris.timers") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "polaris.timers");
+    }
+}
+
+bool plugin_timer_end(struct plugin *p, lua_State *L, lua_Integer id)
+{
+    plugin_timers_push(L);
+    bool live = lua_rawgeti(L, -1, id) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (live) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, id);
+        p->ntimers--;
+    }
+    lua_pop(L, 1);
+    return live;
 }
 
 static void resume_call(struct plugin *p, struct envelope *e)
@@ -902,9 +826,9 @@ static void resume_call(struct plugin *p, struct envelope *e)
     *pp = c->next;
     c->next = NULL;
     c->op = 0;
-    size_t lim = host_begin(p);
+    size_t lim = unbudgeted_begin(p);
     lua_pushlstring(c->co, e->data, e->len);
-    host_end(p, lim);
+    unbudgeted_end(p, lim);
     envelope_free(e);
     run_call(p, c, 1);
 }
@@ -963,7 +887,7 @@ static struct envelope *take_batch(struct plugin *p, bool lane)
  * command lane's job (commands only). */
 static void run_job(struct plugin *p, bool lane)
 {
-    struct plugin_registry *reg = p->reg;      /* p may be freed before the end */
+    struct plugin_home *home = p->home;    /* p may be freed before the end */
     bool *mine = lane ? &p->cmd_scheduled : &p->scheduled;
     pthread_mutex_lock(&p->mu);
     if (p->job_running) {
@@ -975,7 +899,7 @@ static void run_job(struct plugin *p, bool lane)
     }
     p->job_running = true;
     pthread_mutex_unlock(&p->mu);
-    registry_job_begin();
+    home_job_begin();
     for (;;) {
         /* at most MAILBOX_BATCH at a time: results leave in steady batches */
         pthread_mutex_lock(&p->mu);
@@ -992,14 +916,14 @@ static void run_job(struct plugin *p, bool lane)
         }
         pthread_mutex_unlock(&p->mu);
         if (!e) {
-            registry_job_end(reg);
+            home_job_end(home);
             if (resched_cmds) {
                 plugin_ref(p);
-                registry_schedule_urgent(reg, &p->cmd_job);
+                home_schedule_urgent(home, &p->cmd_job);
             }
             if (resched_events) {
                 plugin_ref(p);
-                registry_schedule(reg, &p->job);
+                home_schedule(home, &p->job);
             }
             plugin_unref(p);                   /* the job's ref; may free p */
             return;
@@ -1016,8 +940,8 @@ static void run_job(struct plugin *p, bool lane)
             e = next;
         }
         p->sb.cpu_ns_total += thread_cpu_ns() - cpu0;
-        registry_job_flush(reg);               /* this batch's events go on now */
-        refresh_status(p, false);
+        home_job_flush(home);               /* this batch's events go on now */
+        plugin_refresh_status(p, false);
         if (p->sb.L)
             lua_gc(p->sb.L, LUA_GCSTEP, 0);
     }

@@ -9,7 +9,7 @@
 #include "lib/envelope.h"
 #include "runtime/sandbox.h"
 
-struct plugin_registry;
+struct plugin_home;
 struct plugin_host;
 
 /* A status() result larger than this (as JSON) is shown as an error note. */
@@ -92,7 +92,7 @@ enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST }
 
 struct plugin {
     struct job job;               /* first: the worker runs it */
-    struct plugin_registry *reg;
+    struct plugin_home *home;     /* the program running the runtime (port.h) */
     _Atomic int refs;
     char id[64], name[96], version[32], type[16];
     char file[512], manifest[512];
@@ -171,7 +171,7 @@ struct plugin {
     uint64_t status_mono_ns;
 };
 
-/* Builds the state, runs the file and init()/start(). On failure the plugin
+/* plugin_load.c: builds the state, runs the file and init()/start(). On failure the plugin
  * is in PLUGIN_ERROR with last_error set and -1 is returned. */
 int  plugin_load(struct plugin *p);
 /* The same, from source already in memory (a plugin host gets it over its
@@ -190,14 +190,26 @@ void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and free
  * running for ms, far past any budget. The plugin goes to Error and what
  * waits for it goes on without it. */
 void plugin_job_stuck(struct job *j, uint64_t ms);
+/* The plugin's two jobs (struct plugin's job and cmd_job): drain its
+ * mailbox, and its command lane. */
+void plugin_run_job(struct job *j);
+void plugin_run_cmd_job(struct job *j);
 /* Queues work for the plugin (takes e) and schedules it on a worker. */
 void plugin_post(struct plugin *p, struct envelope *e);
 bool plugin_handles(const struct plugin *p, uint64_t event_id);
 bool plugin_has_command(const struct plugin *p, const char *name);
 /* Counts a refusal and returns the Lua error text's start (the key named). */
 const char *plugin_refuse(struct plugin *p, enum refusal what);
-/* bind_polaris.c: a one-shot timer fired (its id is no longer live). */
-void plugin_timer_gone(struct plugin *p, uint32_t id);
+/* The plugin's live timer ids, a table in its state's registry, pushed;
+ * plugin_timer_end: whether id was live (it is not any more). */
+void plugin_timers_push(lua_State *L);
+bool plugin_timer_end(struct plugin *p, lua_State *L, lua_Integer id);
+/* Calls the plugin table's `name` callback with the nargs values on the
+ * stack, if it defined one: 0, or -1 with last_error set (not fatal). */
+int plugin_callback(struct plugin *p, const char *name, int nargs);
+/* Refreshes status_json from its status() callback (at most once per
+ * PLUGIN_STATUS_EVERY_NS unless force). */
+void plugin_refresh_status(struct plugin *p, bool force);
 void plugin_set_error(struct plugin *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *plugin_state_name(int s);
 

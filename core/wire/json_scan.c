@@ -8,7 +8,7 @@
  * cannot hold every u64, which DESIGN 3.1 forbids. Tested against lua-cjson
  * and dkjson in spec/unit. */
 #include "wire/json_scan.h"
-#include "wire/json_plain.h"
+#include "lib/json_plain.h"
 
 #include <string.h>
 
