@@ -71,7 +71,8 @@ RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c plugin_load.c bind_
 HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_registry.c plugin_host_confine.c) \
              $(RUNTIME_SRCS)
 DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c core.c \
-                 plugin_registry.c plugin_host.c plugin_host_link.c plugin_wait.c exec_confine.c \
+                 plugin_registry.c plugin_routing.c plugin_reload.c plugin_policy.c plugin_home.c \
+                 shared_store.c plugin_host.c plugin_host_link.c plugin_wait.c exec_confine.c \
                  proc_monitor.c polarisd.c) \
                $(RUNTIME_SRCS)
 UNIT_SRCS := $(wildcard spec/unit/c/*.c)

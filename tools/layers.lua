@@ -3,9 +3,8 @@
 --
 --   lib < wire < runtime < daemon | isolate      (and tools/ on lib, wire, runtime)
 --
--- and no two modules (a .c with its .h) depend on each other, directly or
--- round a loop, by #include or by a call (read from the objects' symbol
--- tables with nm). The runtime's one way out is runtime/port.h: symbols
+-- and no two files depend on each other, directly or round a loop, by
+-- #include or by a call (read from the objects' symbol tables with nm). The runtime's one way out is runtime/port.h: symbols
 -- declared there are implemented by each program that hosts the runtime
 -- (daemon/, isolate/) and are not edges.
 --
@@ -21,8 +20,18 @@ local function sh(cmd)
   return out
 end
 
-local function module_of(path)             -- core/wire/lsp_codec.c -> wire/lsp_codec
-  local m = path:gsub("^%./", ""):gsub("^core/", ""):gsub("%.[chSo]$", "")
+-- Files are the nodes: core/wire/lsp_codec.c -> wire/lsp_codec.c; an
+-- object stands for its source (.c or .S). A header is its own node: a file
+-- that includes it depends on its declarations, not on the code behind them
+-- (that dependency is a call, read from the objects).
+local function module_of(path)
+  local m = path:gsub("^%./", ""):gsub("^core/", "")
+  if m:match("%.o$") then
+    local base = m:gsub("%.o$", "")
+    local f = io.open("core/" .. base .. ".S") or io.open(base .. ".S")
+    if f then f:close() return base .. ".S" end
+    return base .. ".c"
+  end
   return m
 end
 
@@ -48,8 +57,7 @@ for path in files:gmatch("[^\n]+") do
     n = n + 1
     local inc = line:match('^%s*#%s*include%s+"([^"]+)"')
     if inc then
-      local target = inc:find("/") and inc or (m:match("^(.*/)") or "") .. inc
-      local tm = target:gsub("%.h$", "")
+      local tm = inc:find("/") and inc or (m:match("^(.*/)") or "") .. inc
       local la, lb = layer_of(m), layer_of(tm)
       if la and lb and rank[la] and rank[lb] then
         if rank[lb] > rank[la] or (rank[lb] == rank[la] and la ~= lb) then
@@ -157,4 +165,4 @@ if #problems > 0 then
   io.stderr:write(("layers: %d problem(s)\n"):format(#problems))
   os.exit(1)
 end
-print(("layers: %d modules, no loops, every dependency goes down a layer"):format(#names))
+print(("layers: %d files, no loops, every dependency goes down a layer"):format(#names))

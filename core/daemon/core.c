@@ -489,16 +489,11 @@ static void control_request(struct core *c, struct envelope *e)
     }
 }
 
-static bool is_control_action(const char *a)
-{
-    return strcmp(a, "status") == 0 || strcmp(a, "reload") == 0 || strcmp(a, "unload") == 0;
-}
-
 /* Host command from the guest or an app; takes e. */
 static void host_command(struct core *c, struct envelope *e)
 {
     const struct config *cfg = c->d->cfg;
-    if (e->origin == ORIGIN_APP && is_control_action(e->action)) {
+    if (e->origin == ORIGIN_APP && cmd_action_reserved(e->action)) {
         control_request(c, e);
         envelope_free(e);
         return;

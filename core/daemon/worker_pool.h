@@ -4,7 +4,7 @@
 #define POLARIS_WORKER_POOL_H
 
 #include "daemon/daemon.h"
-#include "runtime/plugin.h"
+#include "lib/job.h"
 
 struct worker_pool *worker_pool_new(struct daemon *d, unsigned nthreads);
 int  worker_pool_start(struct worker_pool *p);

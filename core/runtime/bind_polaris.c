@@ -5,6 +5,7 @@
  *
  * Uses: plugin_registry (routing, messages, shared store), lua_json, stats. */
 #include "runtime/plugin.h"
+#include "wire/command_msg.h"
 #include "lib/version.h"
 #include "wire/event_json.h"
 #include "lib/log.h"
@@ -72,7 +73,7 @@ static int l_command(lua_State *L)
     if (len == 0 || len >= sizeof p->cmds[0].name || strspn(name,
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != len)
         return luaL_error(L, "usage: polaris.command(name, fn): name is letters, digits, '_', '-', '.' (at most 47)");
-    if (strcmp(name, "status") == 0 || strcmp(name, "reload") == 0 || strcmp(name, "unload") == 0)
+    if (cmd_action_reserved(name))
         return luaL_error(L, "polaris.command: '%s' is reserved for the daemon", name);
     if (plugin_has_command(p, name))
         return luaL_error(L, "polaris.command: '%s' is already registered by this plugin", name);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "lib/envelope.h"
+#include "lib/job.h"
 #include "runtime/sandbox.h"
 
 struct plugin_home;
@@ -25,11 +26,6 @@ enum permission {
     PERM_FS = 1u << 0, PERM_EXEC = 1u << 1, PERM_NET = 1u << 2,
     PERM_VM_READ = 1u << 3, PERM_VM_WRITE = 1u << 4, PERM_MEM = 1u << 5,
     PERM_HOST_READ = 1u << 6,     /* polaris.sys, process crash notices */
-};
-
-struct job {
-    struct job *next;
-    void (*run)(struct job *);
 };
 
 /* What a plugin may register while it loads: the tables are the daemon's

@@ -119,3 +119,12 @@ const char *cmd_code_str(int code)
     default: return code > 0 ? "action failed" : "error";
     }
 }
+
+bool cmd_action_reserved(const char *action)
+{
+    static const char *const reserved[] = {"status", "reload", "unload"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strcmp(action, reserved[i]) == 0)
+            return true;
+    return false;
+}

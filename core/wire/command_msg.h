@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/buf.h"
+#include <stdbool.h>
 
 enum cmd_code {
     CMD_OK = 0,
@@ -44,5 +45,8 @@ int cmd_result_parse(const char *json, size_t len, int64_t *code,
                      const char **data, size_t *data_len);
 
 const char *cmd_code_str(int code);
+/* The actions the daemon answers itself (polarisctl's status, reload,
+ * unload): an app may ask them, a plugin may not register them. */
+bool cmd_action_reserved(const char *action);
 
 #endif

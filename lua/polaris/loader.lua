@@ -15,11 +15,12 @@ local semver = require "polaris.semver"
 
 local M = {}
 
+-- The permission names a manifest may use, {name = true}: set by the
+-- daemon from its one list (core/daemon/plugin_policy.c) before any load.
+M.permissions = {}
+
 local TYPES = {Router = true, Strategy = true, Command = true, Monitor = true,
                Library = true, Custom = true}
-local PERMISSIONS = {FileSystemAccess = true, ExecuteSyscall = true, NetworkAccess = true,
-                     ReadVmState = true, WriteVmState = true, MemoryAllocation = true,
-                     ReadHostState = true}
 
 local function is_array(t)
   if type(t) ~= "table" then return false end
@@ -52,7 +53,7 @@ function M.check_manifest(m, stem)
   local perms = m.permissions or {}
   if not is_array(perms) then return nil, "manifest: permissions must be an array" end
   for _, p in ipairs(perms) do
-    if type(p) ~= "string" or not (PERMISSIONS[p] or p:match("^Custom:[%w_%-%.]+$")) then
+    if type(p) ~= "string" or not (M.permissions[p] or p:match("^Custom:[%w_%-%.]+$")) then
       return nil, "manifest: unknown permission '" .. tostring(p) .. "'"
     end
   end

@@ -1,0 +1,65 @@
+/* plugin_registry_internal.h - private to the registry's files
+ * (plugin_registry.c, plugin_routing.c, plugin_reload.c, plugin_policy.c,
+ * plugin_home.c, shared_store.c): the registry's state and what they call
+ * of each other. Nothing else includes it. */
+#ifndef POLARIS_PLUGIN_REGISTRY_INTERNAL_H
+#define POLARIS_PLUGIN_REGISTRY_INTERNAL_H
+
+#include "daemon/plugin_registry.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct kv {
+    struct kv *next;
+    char *key;
+    char owner[64];               /* the plugin that set it: its share counts it */
+    char *json;
+    size_t len;
+};
+
+struct plugin_registry {
+    struct plugin_home home;      /* what its plugins see of it (runtime/port.h) */
+    struct daemon *d;
+    pthread_mutex_t mu;            /* guards plugins[] */
+    struct plugin **plugins;       /* load order; failed ones are kept for status */
+    struct plugin *loading_now;    /* being built by registry_prepare: shown in status */
+    struct plugin_limits limits;   /* per-plugin bounds, copied from the config (home_limits) */
+    bool limits_set;
+    size_t n;
+    unsigned max_errors;
+    pthread_mutex_t kv_mu;
+    struct kv *kv;
+    size_t kv_bytes, kv_max;
+    _Atomic bool stopping;
+    void (*retire)(void *, struct plugin *);
+    void *retire_ctx;
+    const struct config *loading_cfg;   /* during registry_load only */
+    char proc_root[256];           /* monitor.proc_root, fixed at the first load */
+    char lua_dir[256];             /* plugins.lua_dir, likewise */
+    char runtime_err[512];         /* the last load could not run the loader */
+    /* What routing needs of plugins[], rebuilt (under mu) whenever it
+     * changes: a plugin's handlers and routes are fixed once it is in the
+     * set, so for most events (no router rules, no "*" handler, an eventId
+     * no plugin takes) the core learns "forward it" without looking at
+     * every plugin. */
+    uint64_t *handled;             /* sorted eventIds some plugin takes */
+    size_t nhandled;
+    bool any_handler;              /* a plugin takes "*" */
+    bool any_routes;               /* a router has rules */
+    _Atomic uint64_t index_gen;    /* +1 per rebuild: route_index copies follow it */
+};
+
+struct plugin *registry_plugin_new(struct plugin_registry *r);
+struct plugin *registry_stopped_stand_in(struct plugin_registry *r, const struct plugin *old, const char *dep, const char *how);
+void registry_retire_now(struct plugin_registry *r, struct plugin *p);
+bool registry_depends_on(const struct plugin *p, const char *id);
+void routing_index_rebuild(struct plugin_registry *r);
+int policy_module_trusted(struct plugin_registry *r, const char *path, char *err, size_t errlen);
+/* Pushes {name = true} for every permission a manifest may name. */
+void policy_push_permissions(lua_State *L);
+void policy_from_entry(lua_State *L, struct plugin *p, const struct config *cfg);
+void policy_set_limits(struct plugin_registry *r, const struct config *cfg);
+uint64_t policy_file_sig(const char *path);
+uint64_t policy_config_sig(const struct config *cfg, const char *id);
+
+#endif
