@@ -68,7 +68,7 @@ LIB_SRCS := $(addprefix core/lib/,version.c buf.c rxbuf.c log.c stats.c sysinfo.
             core/daemon/config.c core/daemon/spool.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
 RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c plugin_load.c bind_polaris.c bind_fs.c bind_sys.c driver_lua.S)
-HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_registry.c plugin_host_confine.c) \
+HOST_SRCS := $(addprefix core/isolate/,plugin_host_main.c plugin_host_home.c plugin_host_confine.c) \
              $(RUNTIME_SRCS)
 DAEMON_SRCS := $(addprefix core/daemon/,ipc_server.c guest_link.c worker_pool.c core.c \
                  plugin_registry.c plugin_routing.c plugin_reload.c plugin_policy.c plugin_home.c \

@@ -10,7 +10,9 @@
  * (SIGTERM): ingress stops first, then the workers, then the guest link
  * drains within the grace period.
  *
- * Uses: envq, worker_pool, host_commands, command_msg, stats, sd_notify. */
+ * Uses: envq, worker_pool, plugin_registry (routing, status), plugin_wait,
+ * plugin_host, guest_link and ipc_server (their queues), command_msg,
+ * spool, stats, sd_notify. */
 #include "daemon/core.h"
 #include "lib/version.h"
 #include "wire/command_msg.h"

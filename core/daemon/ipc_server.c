@@ -12,7 +12,7 @@
  * answers come back through ingress_q and are written to the client that
  * asked, if it is still there.
  *
- * Uses: lsp_codec, event_stamp, command_msg, envq, plugin_registry (its
+ * Uses: lsp_codec, event_json, command_msg, envq, plugin_registry (its
  * routing index), libev. */
 #include "daemon/ipc_server.h"
 #include "daemon/guest_link.h"

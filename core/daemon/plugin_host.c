@@ -23,7 +23,7 @@
  * once its plugin has no other reference, so no other thread can be
  * posting to it.
  *
- * Uses: host_link, host_proto, lua_pack, plugin, plugin_registry, libev. */
+ * Uses: plugin_host_link, plugin_host_proto, lua_pack, plugin, port, libev. */
 #include "daemon/plugin_host.h"
 #include "daemon/plugin_host_link.h"
 #include "daemon/daemon.h"

@@ -9,7 +9,7 @@
  * Threads: posting happens on any thread, under the host's mutex; reading
  * and the watchers belong to the core loop.
  *
- * Uses: host_proto, lua_pack, plugin, plugin_registry, json_scan, libev. */
+ * Uses: plugin_host_proto, lua_pack, plugin, port (home_*), json_scan, libev. */
 #include "daemon/plugin_host_link.h"
 #include "wire/command_msg.h"
 #include "daemon/daemon.h"

@@ -4,7 +4,7 @@
  * rules, strategies in load order, the command offering an action, and
  * messages between plugins.
  *
- * Uses: plugin. */
+ * Uses: plugin, port (home_limits: a mailbox's bound). */
 #include "daemon/plugin_registry_internal.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"

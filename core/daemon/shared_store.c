@@ -2,7 +2,8 @@
  * bounded in total (plugins.shared_max_bytes) and per plugin (its share:
  * the keys it set count against it until replaced or deleted).
  *
- * Uses: nothing but the registry's lock-free-of-plugins kv list. */
+ * Uses: the registry's kv list, under its own lock (kv_mu, never held
+ * with the set's). */
 #include "daemon/plugin_registry_internal.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"

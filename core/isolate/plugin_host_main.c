@@ -10,10 +10,10 @@
  * plugin must never manage (open, socket, connect, exec, fork), printing
  * one line per attempt; the specs run it.
  *
- * Uses: host_confine, host_registry, lua_pack, plugin. */
+ * Uses: plugin_host_confine, plugin_host_home, lua_pack, plugin_load. */
 #include "isolate/plugin_host_confine.h"
 #include "wire/plugin_host_proto.h"
-#include "isolate/plugin_host_registry.h"
+#include "isolate/plugin_host_home.h"
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
 #include "runtime/plugin.h"
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     struct host_init init = {0};
-    host_registry_init(CHANNEL_FD, &init);
+    plugin_host_home_init(CHANNEL_FD, &init);
     uint8_t kind;
     uint32_t id;
     const char *body;
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
     init.started_ms = (uint64_t)int_field(L, "started_ms");
     init.daemon_pid = int_field(L, "daemon_pid");
     init.config = str_field(L, "config", &init.config_len);
-    host_registry_init(CHANNEL_FD, &init);
+    plugin_host_home_init(CHANNEL_FD, &init);
 
     struct plugin *p = calloc(1, sizeof *p);
     if (!p)

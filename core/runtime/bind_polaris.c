@@ -3,7 +3,8 @@
  * an error that reads like a usage line; calling an API whose permission the
  * manifest did not request raises "permission denied: <Permission>".
  *
- * Uses: plugin_registry (routing, messages, shared store), lua_json, stats. */
+ * Uses: port (what leaves the plugin: waits, emit, messages, the shared
+ * store), plugin, lua_json, lua/polaris/driver.lua (driver_lua.S), stats. */
 #include "runtime/plugin.h"
 #include "wire/command_msg.h"
 #include "lib/version.h"

@@ -3,7 +3,7 @@
  * Facts only; thresholds, hysteresis and name filters are the plugins'.
  * Every /proc read goes through monitor.proc_root so specs can fake it.
  *
- * Uses: sysinfo (parsing), plugin_registry (proc_root). */
+ * Uses: sysinfo (parsing), port (proc_root). */
 #include "runtime/plugin.h"
 #include "runtime/port.h"
 #include "lib/sysinfo.h"

@@ -7,7 +7,7 @@
  *   polarisd             daemon/plugin_home.c: the plugin registry, the
  *                        worker pool and the core (a plugin's jobs run on
  *                        the pool, what it sends goes on the core queue);
- *   polaris-plugin-host  isolate/plugin_host_registry.c: one plugin, run on
+ *   polaris-plugin-host  isolate/plugin_host_home.c: one plugin, run on
  *                        the process's only thread, everything else a call
  *                        over the channel to its stand-in in the daemon.
  * struct plugin_home is each program's own; the runtime only passes it on

@@ -1,7 +1,8 @@
-/* plugin_host_registry.c - the plugin registry as a plugin host sees it: one
- * plugin, and a channel to the daemon in place of queues. Events, commands,
+/* plugin_host_home.c - the plugin runtime's port (runtime/port.h) as a
+ * plugin host implements it: one plugin, and a channel to the daemon in
+ * place of the registry and its queues. Events, commands,
  * messages and wait results arrive as HK_ENV frames and go into the
- * plugin's mailbox; what the runtime hands the registry (a strategy's
+ * plugin's mailbox; what the runtime hands its home (a strategy's
  * verdict, a command's answer, a wait request) leaves as a frame. Calls the
  * daemon must make for the plugin (polaris.fs, polaris.sys, the shared
  * store, messages, emit) are RPCs: the Lua function is replaced by a proxy
@@ -12,8 +13,8 @@
  * I/O is blocking on purpose: the host has one descriptor and nothing else
  * to do, and the daemon side never blocks on it.
  *
- * Uses: host_proto, lua_pack, plugin (mailbox, runtime). */
-#include "isolate/plugin_host_registry.h"
+ * Uses: plugin_host_proto, lua_pack, plugin (mailbox, runtime). */
+#include "isolate/plugin_host_home.h"
 #include "wire/plugin_host_proto.h"
 #include "lib/log.h"
 #include "runtime/lua_pack.h"
@@ -46,7 +47,7 @@ static struct plugin_home g;
 
 static void log_sink(enum log_level l, const char *msg, size_t len);
 
-void host_registry_init(int fd, const struct host_init *init)
+void plugin_host_home_init(int fd, const struct host_init *init)
 {
     g.fd = fd;
     g.init = *init;

@@ -1,8 +1,8 @@
-/* plugin_host_registry.h - inside a polaris-plugin-host: the plugin registry API
- * the plugin runtime (plugin.c, bind_polaris.c) calls, implemented over
- * the channel to the daemon. */
-#ifndef POLARIS_PLUGIN_HOST_REGISTRY_H
-#define POLARIS_PLUGIN_HOST_REGISTRY_H
+/* plugin_host_home.h - inside a polaris-plugin-host: setting up the
+ * runtime's home (runtime/port.h, implemented over the channel to the
+ * daemon) and serving the channel. */
+#ifndef POLARIS_PLUGIN_HOST_HOME_H
+#define POLARIS_PLUGIN_HOST_HOME_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,7 +19,7 @@ struct host_init {
 };
 
 /* Channel on fd; init is kept (its strings must outlive the host). */
-void host_registry_init(int fd, const struct host_init *init);
+void plugin_host_home_init(int fd, const struct host_init *init);
 struct plugin_home *plugin_host_home(void);
 /* Reads one whole frame (blocking) into a malloc'ed buffer; kind and id
  * out, body at *body (inside the returned buffer). NULL at end of file. */
