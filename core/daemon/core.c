@@ -136,14 +136,14 @@ static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t r
         struct envelope *e = envelope_new(ENV_APP_CMD_RESP, json, len);
         if (!e)
             return;
-        e->conn_id = conn_id;
-        e->req_id = req_id;
+        e->cmd.conn_id = conn_id;
+        e->cmd.req_id = req_id;
         envq_push_force(&c->d->ingress_q, e);
     } else if (origin == ORIGIN_GUEST) {
         struct envelope *e = envelope_new(ENV_H2G_CMD_RESP, json, len);
         if (!e)
             return;
-        e->req_id = req_id;
+        e->cmd.req_id = req_id;
         envq_push_force(&c->d->egress_q, e);
     } else if (origin == ORIGIN_PLUGIN) {
         struct plugin_req **pp = &c->plugin_reqs;
@@ -155,7 +155,7 @@ static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t r
         *pp = r->next;
         struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
         if (e) {
-            e->seq = r->op;
+            e->wait.op = r->op;
             e->host_gen = r->host_gen;
             plugin_post(r->plugin, e);
         }
@@ -190,7 +190,7 @@ static void count_code(int code)
 static void refuse(struct core *c, const struct envelope *e, int code, const char *msg)
 {
     count_code(code);
-    answer(c, e->origin, e->conn_id, e->req_id, code, msg, NULL, 0);
+    answer(c, e->cmd.origin, e->cmd.conn_id, e->cmd.req_id, code, msg, NULL, 0);
 }
 
 static void pending_free(struct core *c, struct pending *p)
@@ -222,7 +222,7 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static uint32_t deadline_ms(const struct core *c, const struct envelope *e)
 {
     const struct config *cfg = c->d->cfg;
-    uint32_t ms = e->timeout_ms ? e->timeout_ms : cfg->cmd_default_timeout_ms;
+    uint32_t ms = e->cmd.timeout_ms ? e->cmd.timeout_ms : cfg->cmd_default_timeout_ms;
     return ms > cfg->cmd_max_timeout_ms ? cfg->cmd_max_timeout_ms : ms;
 }
 
@@ -234,11 +234,11 @@ static struct pending *pending_new(struct core *c, const struct envelope *e, boo
     uint32_t ms = deadline_ms(c, e);
     p->core = c;
     p->id = id;
-    p->origin = e->origin;
+    p->origin = e->cmd.origin;
     p->to_guest = to_guest;
-    p->conn_id = e->conn_id;
-    p->req_id = e->req_id;
-    memcpy(p->action, e->action, sizeof p->action);
+    p->conn_id = e->cmd.conn_id;
+    p->req_id = e->cmd.req_id;
+    memcpy(p->action, e->cmd.action, sizeof p->action);
     ev_timer_init(&p->timer, deadline_cb, ms / 1000.0, 0.);
     p->timer.data = p;
     ev_timer_start(c->loop, &p->timer);
@@ -438,15 +438,15 @@ static void control_request(struct core *c, struct envelope *e)
         refuse(c, e, CMD_DENIED, "permission denied: control actions need the daemon's uid or root");
         return;
     }
-    if (strcmp(e->action, "status") == 0) {
+    if (strcmp(e->cmd.action, "status") == 0) {
         buf_reset(&c->scratch);
         if (status_json(c, &c->scratch) < 0)
             refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         else
-            answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, c->scratch.p, c->scratch.len);
+            answer(c, e->cmd.origin, e->cmd.conn_id, e->cmd.req_id, 0, NULL, c->scratch.p, c->scratch.len);
         return;
     }
-    if (strcmp(e->action, "unload") == 0) {
+    if (strcmp(e->cmd.action, "unload") == 0) {
         struct json_member m[4];
         const char *jerr;
         int n = json_object_members(e->data, e->len, m, 4, &jerr);
@@ -467,7 +467,7 @@ static void control_request(struct core *c, struct envelope *e)
         else if (rc < 0)
             refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         else
-            answer(c, e->origin, e->conn_id, e->req_id, 0, NULL, "{\"unloaded\":true}", 17);
+            answer(c, e->cmd.origin, e->cmd.conn_id, e->cmd.req_id, 0, NULL, "{\"unloaded\":true}", 17);
         return;
     }
     /* reload: answered when the new set is in (reload_finish) */
@@ -476,9 +476,9 @@ static void control_request(struct core *c, struct envelope *e)
         refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         return;
     }
-    w->origin = e->origin;
-    w->conn_id = e->conn_id;
-    w->req_id = e->req_id;
+    w->origin = e->cmd.origin;
+    w->conn_id = e->cmd.conn_id;
+    w->req_id = e->cmd.req_id;
     bool running = c->reload != NULL;
     struct reload_waiter **list = running ? &c->waiters_next : &c->waiters;
     w->next = *list;
@@ -495,20 +495,20 @@ static void control_request(struct core *c, struct envelope *e)
 static void host_command(struct core *c, struct envelope *e)
 {
     const struct config *cfg = c->d->cfg;
-    if (e->origin == ORIGIN_APP && cmd_action_reserved(e->action)) {
+    if (e->cmd.origin == ORIGIN_APP && cmd_action_reserved(e->cmd.action)) {
         control_request(c, e);
         envelope_free(e);
         return;
     }
-    if (e->origin == ORIGIN_GUEST &&
-        ((cfg->guest_allow.n && !str_list_has(&cfg->guest_allow, e->action)) ||
-         str_list_has(&cfg->guest_block, e->action))) {
-        log_warn("guest asked for '%s', which the command policy blocks", e->action);
+    if (e->cmd.origin == ORIGIN_GUEST &&
+        ((cfg->guest_allow.n && !str_list_has(&cfg->guest_allow, e->cmd.action)) ||
+         str_list_has(&cfg->guest_block, e->cmd.action))) {
+        log_warn("guest asked for '%s', which the command policy blocks", e->cmd.action);
         refuse(c, e, CMD_DENIED, "permission denied: action blocked by policy");
         envelope_free(e);
         return;
     }
-    struct plugin *p = c->phase < STOPPING_WORKERS ? registry_command(c->d->plugins, e->action) : NULL;
+    struct plugin *p = c->phase < STOPPING_WORKERS ? registry_command(c->d->plugins, e->cmd.action) : NULL;
     if (!p) {
         refuse(c, e, CMD_UNKNOWN_ACTION, NULL);
         envelope_free(e);
@@ -527,22 +527,23 @@ static void host_command(struct core *c, struct envelope *e)
         plugin_unref(p);
         return;
     }
-    log_info("command %s from %s (pid %d uid %u)", e->action,
-             e->origin == ORIGIN_GUEST ? "the guest" : "an app", (int)e->pid, (unsigned)e->uid);
-    e->seq = id;
+    log_info("command %s from %s (pid %d uid %u)", e->cmd.action,
+             e->cmd.origin == ORIGIN_GUEST ? "the guest" : "an app", (int)e->pid, (unsigned)e->uid);
+    e->cmd.session = id;
     plugin_post(p, e);
     plugin_unref(p);
 }
 
+/* A host handler's answer for its pending command; reads e. */
 static void exec_result(struct core *c, struct envelope *e)
 {
-    struct pending *p = list_find(&c->host, e->seq);
+    struct pending *p = list_find(&c->host, e->cmd.session);
     if (!p) {
         STAT_INC(commands_late_results);
-        log_info("discarding the late result of command %s", e->action);
+        log_info("discarding the late result of command %s", e->cmd.action);
         return;
     }
-    count_code(e->code);
+    count_code(e->cmd.code);
     if (e->len)
         deliver(c, p->origin, p->conn_id, p->req_id, e->data, e->len);
     else
@@ -550,6 +551,8 @@ static void exec_result(struct core *c, struct envelope *e)
     pending_free(c, p);
 }
 
+/* A command for the guest (an app's or a plugin's): a pending session and
+ * an H2G frame of its own; reads e. */
 static void guest_command(struct core *c, struct envelope *e)
 {
     STAT_INC(commands_to_guest);
@@ -568,7 +571,7 @@ static void guest_command(struct core *c, struct envelope *e)
     /* reqId (the frame's seq_id) and target on every hop, as in the
      * original CommandRequest (DESIGN 3.1) */
     int rc = buf_printf(b, "{\"reqId\":%u,\"target\":\"guest\",\"action\":", (unsigned)seq);
-    rc |= buf_json_cstr(b, e->action);
+    rc |= buf_json_cstr(b, e->cmd.action);
     rc |= buf_puts(b, ",\"args\":");
     rc |= buf_append(b, e->data, e->len);
     rc |= buf_printf(b, ",\"timeout\":%u}", (unsigned)deadline_ms(c, e));
@@ -579,19 +582,19 @@ static void guest_command(struct core *c, struct envelope *e)
         refuse(c, e, CMD_HANDLER_ERROR, "out of memory");
         return;
     }
-    out->req_id = seq;
+    out->cmd.req_id = seq;
     envq_push_force(&c->d->egress_q, out);
 }
 
 /* polaris.guest.request: the same session router as apps use, answering
- * into the plugin's parked call. Takes the request's plugin ref. */
+ * into the plugin's parked call. Takes the request's plugin ref; reads e. */
 static void plugin_guest_request(struct core *c, struct envelope *e)
 {
     struct plugin_req *r = calloc(1, sizeof *r);
     if (!r) {
         struct envelope *d = envelope_new(ENV_WAIT_DONE, "{\"__polaris_error\":\"out of memory\"}", 35);
         if (d) {
-            d->seq = e->seq;
+            d->wait.op = e->wait.op;
             d->host_gen = e->host_gen;
             plugin_post(e->plugin, d);
         }
@@ -600,20 +603,22 @@ static void plugin_guest_request(struct core *c, struct envelope *e)
     }
     r->token = ++c->next_token;
     r->plugin = e->plugin;
-    r->op = e->seq;
+    r->op = e->wait.op;
     r->host_gen = e->host_gen;
     r->next = c->plugin_reqs;
     c->plugin_reqs = r;
-    e->origin = ORIGIN_PLUGIN;
-    e->conn_id = r->token;
-    e->req_id = r->token;
+    e->cmd.origin = ORIGIN_PLUGIN;
+    e->cmd.conn_id = r->token;
+    e->cmd.req_id = r->token;
+    e->cmd.timeout_ms = e->wait.ms;
     e->plugin = NULL;
     guest_command(c, e);                       /* every outcome goes through deliver() */
 }
 
+/* The guest's answer for a pending session; reads e. */
 static void guest_answer(struct core *c, struct envelope *e)
 {
-    struct pending *p = list_find(&c->guest, e->req_id);
+    struct pending *p = list_find(&c->guest, e->cmd.req_id);
     if (!p) {
         STAT_INC(commands_late_results);
         return;
@@ -713,7 +718,8 @@ static void hand_to_egress(struct core *c, struct envlist *out, bool force)
         atomic_fetch_sub(&d->core_q.outside, before - c->nheld);
 }
 
-/* Events leave for the guest link in one batch per drain: one wakeup. */
+/* Events leave for the guest link in one batch per drain: one wakeup.
+ * Takes e. */
 static void forward_event(struct envlist *out, struct envelope *e)
 {
     e->type = ENV_FORWARD_EVENT;
@@ -722,7 +728,7 @@ static void forward_event(struct envlist *out, struct envelope *e)
 
 /* An event goes through its strategies (the first plugin's mailbox; each
  * plugin passes it on, the last sends it back as STRATEGY_COMPLETE) or, with
- * none, straight into the outgoing batch. */
+ * none, straight into the outgoing batch. Takes e. */
 static void route_event(struct core *c, struct envlist *out, struct envelope *e)
 {
     STAT_INC(core_events_routed);
@@ -730,11 +736,11 @@ static void route_event(struct core *c, struct envlist *out, struct envelope *e)
     size_t n = 0;
     bool drop = false;
     if (e->type != ENV_STRATEGY_COMPLETE && c->phase < STOPPING_WORKERS)
-        n = registry_route(c->d->plugins, e->event_id, e->from, chain, 32, &drop);
+        n = registry_route(c->d->plugins, e->ev.id, e->from, chain, 32, &drop);
     if (drop) {
         STAT_INC(core_events_dropped_by_router);
         if (c->d->spool)
-            spool_done(c->d->spool, e->spool_ticket);
+            spool_done(c->d->spool, e->ev.spool_ticket);
         envelope_free(e);
         return;
     }
@@ -742,18 +748,18 @@ static void route_event(struct core *c, struct envlist *out, struct envelope *e)
         forward_event(out, e);
         return;
     }
-    e->chain = malloc(n * sizeof *e->chain);
-    if (!e->chain) {
+    e->ev.chain = malloc(n * sizeof *e->ev.chain);
+    if (!e->ev.chain) {
         for (size_t i = 0; i < n; i++)
             plugin_unref(chain[i]);
         log_error("out of memory routing event %llu; forwarding it without strategies",
-                  (unsigned long long)e->event_id);
+                  (unsigned long long)e->ev.id);
         forward_event(out, e);
         return;
     }
-    memcpy(e->chain, chain, n * sizeof *chain);
-    e->chain_len = (uint8_t)n;
-    e->chain_pos = 0;
+    memcpy(e->ev.chain, chain, n * sizeof *chain);
+    e->ev.chain_len = (uint8_t)n;
+    e->ev.chain_pos = 0;
     /* while in strategies the event still counts against core_queue_max,
      * so slow strategies push back on the apps instead of piling up */
     atomic_fetch_add(&c->d->core_q.outside, 1);
@@ -808,6 +814,11 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     uint64_t app_events = 0;
     while (e) {
         struct envelope *next = e->next;
+        /* Ownership, one rule: the switch owns e. A case that hands e on
+         * (route_event, forward_event, host_command, waits_request: each
+         * says "takes e") sets e = NULL; every other case only reads it
+         * (exec_result, guest_command, guest_answer, plugin_guest_request,
+         * guest_state: "reads e"), and what is left is freed below, once. */
         switch (e->type) {
         case ENV_IPC_EVENT:
             app_events++;
@@ -826,7 +837,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
         case ENV_STRATEGY_DROPPED:
             atomic_fetch_sub(&c->d->core_q.outside, 1);
             if (c->d->spool)
-                spool_done(c->d->spool, e->spool_ticket);
+                spool_done(c->d->spool, e->ev.spool_ticket);
             break;
         case ENV_GUEST_CMD_REQ:
             atomic_fetch_sub(&c->d->commands_queued, 1);
@@ -835,7 +846,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_APP_CMD_REQ:
             atomic_fetch_sub(&c->d->commands_queued, 1);
-            if (e->is_control) {           /* target "guest" */
+            if (e->cmd.for_guest) {           /* target "guest" */
                 guest_command(c, e);
             } else {
                 host_command(c, e);
@@ -850,7 +861,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             break;
         case ENV_WAIT_REQ:
         case ENV_WAIT_CANCEL:
-            if (e->type == ENV_WAIT_REQ && e->code == WAIT_GUEST && c->phase < STOPPING_WORKERS) {
+            if (e->type == ENV_WAIT_REQ && e->wait.kind == WAIT_GUEST && c->phase < STOPPING_WORKERS) {
                 plugin_guest_request(c, e);
                 break;
             }
@@ -859,8 +870,8 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
                 struct envelope *d = envelope_new(ENV_WAIT_DONE,
                     "{\"__polaris_error\":\"the daemon is stopping\"}", 44);
                 if (d && e->type == ENV_WAIT_REQ &&
-                    (e->code == WAIT_SLEEP || e->code == WAIT_EXEC || e->code == WAIT_GUEST)) {
-                    d->seq = e->seq;
+                    (e->wait.kind == WAIT_SLEEP || e->wait.kind == WAIT_EXEC || e->wait.kind == WAIT_GUEST)) {
+                    d->wait.op = e->wait.op;
                     d->host_gen = e->host_gen;
                     plugin_post(e->plugin, d);
                 } else {
@@ -873,7 +884,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             }
             break;
         case ENV_GUEST_STATE:
-            guest_state(c, e->code != 0);
+            guest_state(c, e->guest_up != 0);
             break;
         case ENV_EGRESS_ROOM:
             break;                         /* the batch's end hands held events on */

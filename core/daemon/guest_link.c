@@ -195,8 +195,8 @@ static void release_head(struct guest_link *g, struct envelope *e)
     g->bytes -= e->len;
     atomic_fetch_sub(&g->d->egress_events, 1);
     atomic_fetch_sub(&g->d->egress_bytes, e->len);
-    if (g->spool && e->spool_ticket) {
-        spool_done(g->spool, e->spool_ticket);
+    if (g->spool && e->ev.spool_ticket) {
+        spool_done(g->spool, e->ev.spool_ticket);
         STAT_SET(spool_bytes, spool_live_bytes(g->spool));
     }
     envelope_free(e);
@@ -229,8 +229,8 @@ static bool drop_oldest(struct guest_link *g)
     struct envelope *v = g->head;
     if (!v || g->fd >= 0 || atomic_load(&g->d->guest_up))
         return false;
-    if (v->notice_dropped) {
-        g->drops_pending += v->notice_dropped;
+    if (v->ev.notice_dropped) {
+        g->drops_pending += v->ev.notice_dropped;
     } else {
         note_drop(g, 1);
         STAT_INC(guest_dropped);
@@ -249,16 +249,16 @@ static void buffer_event(struct guest_link *g, struct envelope *e)
     if (e->len > g->cfg->buffer_max_bytes) {
         STAT_INC(guest_dropped_too_large);
         log_warn("dropping event %llu: %zu bytes exceed guest.buffer_max_bytes",
-                 (unsigned long long)e->event_id, e->len);
+                 (unsigned long long)e->ev.id, e->len);
         atomic_fetch_sub(&g->d->egress_events, 1);
         atomic_fetch_sub(&g->d->egress_bytes, e->len);
-        if (g->spool && e->spool_ticket)
-            spool_done(g->spool, e->spool_ticket);
+        if (g->spool && e->ev.spool_ticket)
+            spool_done(g->spool, e->ev.spool_ticket);
         envelope_free(e);
         return;
     }
     e->next = NULL;
-    e->notice_dropped = 0;
+    e->ev.notice_dropped = 0;
     if (g->tail)
         g->tail->next = e;
     else
@@ -293,8 +293,8 @@ static int queue_drop_notice(struct guest_link *g)
     struct envelope *e = rc ? NULL : envelope_new(ENV_FORWARD_EVENT, b->p, b->len);
     if (!e)
         return -1;
-    e->event_id = POLARIS_EV_EVENTS_DROPPED;
-    e->notice_dropped = n;
+    e->ev.id = POLARIS_EV_EVENTS_DROPPED;
+    e->ev.notice_dropped = n;
     /* linked in before the first event not encoded */
     struct envelope *prev = g->last_enc ? g->last_enc : g->flight_end;
     e->next = prev ? prev->next : g->head;
@@ -338,7 +338,7 @@ static void confirm_read(struct guest_link *g)
         taken = (uint64_t)outq < taken ? taken - (uint64_t)outq : 0;
     }
     uint64_t n = 0;
-    while (g->nflight && g->head->wend <= taken) {
+    while (g->nflight && g->head->ev.wend <= taken) {
         g->nflight--;
         release_head(g, g->head);
         n++;
@@ -365,20 +365,20 @@ static void retire_written(struct guest_link *g)
     bool acks = acks_on(g), spool_gauge = false;
     while (g->last_enc) {
         struct envelope *e = first_unwritten(g);
-        if (!e || e->wend > written)
+        if (!e || e->ev.wend > written)
             break;
         bool last = e == g->last_enc;
         sent++;
-        g->last_sent_seq = e->seq;
+        g->last_sent_seq = e->ev.seq;
         g->sent_any = true;
         g->flight_end = e;
         g->nflight++;
         /* without acks a replay after a restart could only be a copy (the
          * guest still reads what is in its socket): the spool lets go once
          * it is written; the flight only counts what may be lost */
-        if (!acks && g->spool && e->spool_ticket) {
-            spool_done(g->spool, e->spool_ticket);
-            e->spool_ticket = 0;
+        if (!acks && g->spool && e->ev.spool_ticket) {
+            spool_done(g->spool, e->ev.spool_ticket);
+            e->ev.spool_ticket = 0;
             spool_gauge = true;
         }
         if (last) {
@@ -426,7 +426,7 @@ static void take_ack(struct guest_link *g, uint32_t seq)
         return;
     }
     uint64_t n = 0;
-    while (g->nflight && !seq_after(g->head->seq, seq)) {
+    while (g->nflight && !seq_after(g->head->ev.seq, seq)) {
         g->nflight--;
         release_head(g, g->head);
         n++;
@@ -482,19 +482,19 @@ static void pump(struct guest_link *g)
             struct envelope *e = first_unencoded(g);
             if (!e)
                 break;
-            if (e->seq == 0) {
-                e->seq = take_seq(g);
+            if (e->ev.seq == 0) {
+                e->ev.seq = take_seq(g);
                 /* it may reach the guest and still be replayed after a
                  * restart (until acked): then under this same seq_id */
-                if (g->spool && e->spool_ticket)
-                    spool_set_seq(g->spool, e->spool_ticket, e->seq);
+                if (g->spool && e->ev.spool_ticket)
+                    spool_set_seq(g->spool, e->ev.spool_ticket, e->ev.seq);
             }
-            if (plp_encode(&g->wbuf, PLP_EVENT_H2G, PLP_FLAG_JSON, e->seq, e->data, e->len,
+            if (plp_encode(&g->wbuf, PLP_EVENT_H2G, PLP_FLAG_JSON, e->ev.seq, e->data, e->len,
                            g->cfg->gzip_min_bytes) < 0) {
-                log_error("cannot encode event %llu (out of memory)", (unsigned long long)e->event_id);
+                log_error("cannot encode event %llu (out of memory)", (unsigned long long)e->ev.id);
                 break;
             }
-            e->wend = g->wbase + g->wbuf.len;
+            e->ev.wend = g->wbase + g->wbuf.len;
             g->last_enc = e;
         }
         if (g->woff == g->wbuf.len)
@@ -538,10 +538,10 @@ static void guest_cmd_request(struct guest_link *g, const struct plp_frame *f)
     struct envelope *e = envelope_new(ENV_GUEST_CMD_REQ, r.args, r.args_len);
     if (!e)
         return;
-    e->origin = ORIGIN_GUEST;
-    memcpy(e->action, r.action, sizeof e->action);
-    e->req_id = f->seq;
-    e->timeout_ms = r.timeout_ms;
+    e->cmd.origin = ORIGIN_GUEST;
+    memcpy(e->cmd.action, r.action, sizeof e->cmd.action);
+    e->cmd.req_id = f->seq;
+    e->cmd.timeout_ms = r.timeout_ms;
     if (command_lane_take(g->d, g->cfg->lane_max)) {
         envq_push_force(&g->d->core_q, e);     /* never behind events */
     } else {
@@ -567,7 +567,7 @@ static void handle_frame(struct guest_link *g, const struct plp_frame *f)
     case PLP_CMD_RESP_G2H: {
         struct envelope *e = envelope_new(ENV_G2H_CMD_RESP, f->payload, f->len);
         if (e) {
-            e->req_id = f->seq;
+            e->cmd.req_id = f->seq;
             tell_core(g, e);
         }
         break;
@@ -655,7 +655,7 @@ static void session_close(struct guest_link *g, const char *why, enum session_en
      * guest never took it, and seq_ids must rise in the order they are
      * sent (a drop notice may go first) */
     for (struct envelope *e = first_unwritten(g); e; e = e->next)
-        e->seq = 0;
+        e->ev.seq = 0;
     ev_io_stop(g->loop, &g->rio);
     ev_io_stop(g->loop, &g->wio);
     close(g->fd);
@@ -680,8 +680,8 @@ static void session_close(struct guest_link *g, const char *why, enum session_en
         uint64_t events = 0, notices = 0;
         while (g->nflight) {
             g->nflight--;
-            if (g->head->notice_dropped)
-                notices += g->head->notice_dropped;   /* told again */
+            if (g->head->ev.notice_dropped)
+                notices += g->head->ev.notice_dropped;   /* told again */
             else
                 events++;
             release_head(g, g->head);
@@ -707,7 +707,7 @@ static void session_close(struct guest_link *g, const char *why, enum session_en
     }
     struct envelope *e = envelope_new(ENV_GUEST_STATE, NULL, 0);
     if (e) {
-        e->code = 0;
+        e->guest_up = 0;
         tell_core(g, e);
     }
     STAT_SET(guest_connected, 0);
@@ -767,7 +767,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
          * "connected" in a status answer finds the core agreeing */
         struct envelope *e = envelope_new(ENV_GUEST_STATE, NULL, 0);
         if (e) {
-            e->code = 1;
+            e->guest_up = 1;
             tell_core(g, e);
         }
         STAT_SET(guest_connected, 1);
@@ -876,21 +876,21 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
             if (g->fd < 0) {
                 struct envelope *r;
                 buf_reset(&g->scratch);
-                cmd_result_write(&g->scratch, e->req_id, CMD_GUEST_ABSENT, NULL, NULL, 0);
+                cmd_result_write(&g->scratch, e->cmd.req_id, CMD_GUEST_ABSENT, NULL, NULL, 0);
                 r = envelope_new(ENV_G2H_CMD_RESP, g->scratch.p, g->scratch.len);
                 if (r) {
-                    r->req_id = e->req_id;
+                    r->cmd.req_id = e->cmd.req_id;
                     tell_core(g, r);
                 }
             } else {
-                send_control(g, PLP_CMD_REQ_H2G, e->req_id, e->data, e->len);
+                send_control(g, PLP_CMD_REQ_H2G, e->cmd.req_id, e->data, e->len);
             }
             break;
         case ENV_H2G_CMD_RESP:
             if (g->fd < 0)
                 STAT_INC(guest_control_dropped);
             else
-                send_control(g, PLP_CMD_RESP_H2G, e->req_id, e->data, e->len);
+                send_control(g, PLP_CMD_RESP_H2G, e->cmd.req_id, e->data, e->len);
             break;
         case ENV_CTL_RELOAD: {
             struct config *nc;

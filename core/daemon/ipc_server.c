@@ -258,11 +258,10 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
             log_error("out of memory accepting an event from pid %d; dropped", (int)c->pid);
             return true;
         }
-        e->event_id = event_id;
-        e->conn_id = c->id;
+        e->ev.id = event_id;
         e->pid = c->pid;
         e->uid = c->uid;
-        if (s->d->spool && !(e->spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
+        if (s->d->spool && !(e->ev.spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
             STAT_INC(spool_errors);            /* accepted all the same, in memory only */
         s->accepted++;
         if (can_skip_core(c, event_id)) {
@@ -293,14 +292,14 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
             reject_cmd(c, f->req_id, CMD_HANDLER_ERROR, "out of memory");
             return !c->closed;
         }
-        e->origin = ORIGIN_APP;
-        e->is_control = (uint8_t)r.target_guest;   /* reused: 1 = for the guest */
-        memcpy(e->action, r.action, sizeof e->action);
-        e->conn_id = c->id;
-        e->req_id = f->req_id;
+        e->cmd.origin = ORIGIN_APP;
+        e->cmd.for_guest = (uint8_t)r.target_guest;
+        memcpy(e->cmd.action, r.action, sizeof e->cmd.action);
+        e->cmd.conn_id = c->id;
+        e->cmd.req_id = f->req_id;
         e->pid = c->pid;
         e->uid = c->uid;
-        e->timeout_ms = r.timeout_ms;
+        e->cmd.timeout_ms = r.timeout_ms;
         /* the command lane: the events this client sent before go first
          * when the core queue takes them; the command never waits for it */
         if (!command_lane_take(s->d, s->cfg->lane_max)) {
@@ -546,9 +545,9 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
     while (e) {
         struct envelope *next = e->next;
         if (e->type == ENV_APP_CMD_RESP) {
-            struct client *c = client_by_id(s, e->conn_id);
+            struct client *c = client_by_id(s, e->cmd.conn_id);
             if (c)
-                send_resp(c, e->req_id, e->data, e->len);
+                send_resp(c, e->cmd.req_id, e->data, e->len);
             else
                 STAT_INC(ipc_responses_undeliverable);
         } else if (e->type == ENV_CTL_RELOAD) {

@@ -114,11 +114,11 @@ int home_emit(struct plugin_home *h, struct envelope *e)
 
 static void release_chain(struct envelope *e)
 {
-    for (unsigned i = 0; i < e->chain_len; i++)
-        plugin_unref(e->chain[i]);
-    free(e->chain);
-    e->chain = NULL;
-    e->chain_len = e->chain_pos = 0;
+    for (unsigned i = 0; i < e->ev.chain_len; i++)
+        plugin_unref(e->ev.chain[i]);
+    free(e->ev.chain);
+    e->ev.chain = NULL;
+    e->ev.chain_len = e->ev.chain_pos = 0;
 }
 
 /* Events a worker finishes during one job go back to the core as one batch

@@ -285,7 +285,7 @@ static int rpc_protected(lua_State *L)
         lua_getfield(L, -1, path);
     }
     if (!lua_iscfunction(L, -1))
-        return luaL_error(L, "no such call: polaris.%s", e->action);
+        return luaL_error(L, "no such call: polaris.%s", e->rpc.fn);
     int fn = lua_gettop(L);
     lua_unpack(L, e->data, e->len);
     lua_call(L, lua_gettop(L) - fn, LUA_MULTRET);
@@ -307,7 +307,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
     struct buf out = BUF_INIT;
     bool ok = false;
     buf_putc(&out, 0);
-    if (strcmp(e->action, "require") == 0) {
+    if (strcmp(e->rpc.fn, "require") == 0) {
         char chunk[600], err[300];
         struct buf src = BUF_INIT;
         if (!module_name_ok(e->data, e->len)) {
@@ -322,14 +322,14 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
         lua_State *L = p->sb.L;
         int base = lua_gettop(L);
         lua_pushcfunction(L, rpc_protected);
-        lua_pushstring(L, e->action);
+        lua_pushstring(L, e->rpc.fn);
         lua_pushlightuserdata(L, e);
         if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) {
             char err[256];
             ok = lua_pack(L, base + 1, lua_gettop(L) - base, &out, err, sizeof err) == 0;
             if (!ok) {
                 out.len = 1;
-                buf_printf(&out, "polaris.%s: %s", e->action, err);
+                buf_printf(&out, "polaris.%s: %s", e->rpc.fn, err);
             }
         } else {
             const char *msg = lua_tostring(L, -1);
@@ -340,7 +340,7 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
     }
     if (out.p)
         out.p[0] = ok;
-    send_frame(h, HK_RPC_REPLY, e->seq, e->host_gen, out.p ? out.p : "", out.len);
+    send_frame(h, HK_RPC_REPLY, e->rpc.call, e->host_gen, out.p ? out.p : "", out.len);
     buf_free(&out);
     envelope_free(e);
 }
@@ -402,8 +402,8 @@ static bool on_result(struct plugin_host *h, const struct host_frame *f)
         return true;
     }
     memcpy(ne, e, offsetof(struct envelope, len));
-    ne->event_id = id;
-    ne->rewritten = 1;
+    ne->ev.id = id;
+    ne->ev.rewritten = 1;
     envelope_free(e);
     plugin_strategy_done(p, ne);
     return true;
@@ -469,17 +469,17 @@ static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool canc
             return host_link_violation(h, "a wait with invalid JSON");
         e = envelope_new(ENV_WAIT_REQ, r.p, len);
         if (e) {
-            e->code = (int32_t)kind;
-            e->timeout_ms = ms;
-            e->req_id = fn_ref;
-            memcpy(e->action, action, sizeof action);
+            e->wait.kind = (uint8_t)kind;
+            e->wait.ms = ms;
+            e->wait.fn_ref = (int32_t)fn_ref;
+            memcpy(e->cmd.action, action, sizeof action);
         }
     }
     if (!e)
         return true;
     plugin_ref(p);
     e->plugin = p;
-    e->seq = f->id;
+    e->wait.op = f->id;
     e->host_gen = atomic_load(&h->gen);
     snprintf(e->from, sizeof e->from, "%s", p->id);
     home_to_core(p->home, e);
@@ -532,8 +532,8 @@ bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool 
         struct envelope *e = envelope_new(ENV_HOST_RPC, r.p, (size_t)(r.end - r.p));
         if (!e)
             return host_link_violation(h, "out of memory for a call");
-        memcpy(e->action, name, (size_t)nlen + 1);
-        e->seq = f->id;
+        memcpy(e->rpc.fn, name, (size_t)nlen + 1);
+        e->rpc.call = f->id;
         e->host_gen = atomic_load(&h->gen);
         if (during_load && h->first_load)
             host_link_rpc(h->p, e);

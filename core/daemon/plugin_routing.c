@@ -225,7 +225,7 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
         }
         struct envelope *e = envelope_new(ENV_PLUGIN_MSG, json, len);
         if (e) {
-            snprintf(e->action, sizeof e->action, "%s", topic);
+            snprintf(e->topic, sizeof e->topic, "%s", topic);
             snprintf(e->from, sizeof e->from, "%s", from);
             plugin_post(t, e);
             sent++;

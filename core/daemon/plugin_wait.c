@@ -98,7 +98,7 @@ static void complete(struct waiter *x, const char *json, size_t len)
 {
     struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
     if (e) {
-        e->seq = x->op;
+        e->wait.op = x->op;
         e->host_gen = x->host_gen;
         plugin_post(x->p, e);
     } else {
@@ -192,10 +192,10 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     case WAIT_EVERY: {
         struct envelope *e = envelope_new(ENV_TIMER_FIRE, NULL, 0);
         if (e) {
-            e->seq = x->op;
+            e->wait.op = x->op;
             e->host_gen = x->host_gen;
-            e->req_id = (uint32_t)x->fn_ref;
-            e->code = x->kind;
+            e->wait.fn_ref = x->fn_ref;
+            e->wait.kind = (uint8_t)x->kind;
             plugin_post(x->p, e);
         }
         if (x->kind == WAIT_TIMER) {
@@ -389,7 +389,7 @@ void waits_request(struct waits *w, struct envelope *e)
     struct plugin *p = e->plugin;
     if (e->type == ENV_WAIT_CANCEL) {
         for (struct waiter *x = w->head.next; x != &w->head; x = x->next)
-            if (x->p == p && x->op == e->seq && (x->kind == WAIT_TIMER || x->kind == WAIT_EVERY)) {
+            if (x->p == p && x->op == e->wait.op && (x->kind == WAIT_TIMER || x->kind == WAIT_EVERY)) {
                 free_waiter(x);
                 break;
             }
@@ -405,10 +405,10 @@ void waits_request(struct waits *w, struct envelope *e)
     }
     x->w = w;
     x->p = p;                            /* the request's ref is now ours */
-    x->op = e->seq;
+    x->op = e->wait.op;
     x->host_gen = e->host_gen;
-    x->kind = e->code;
-    x->fn_ref = (int)e->req_id;
+    x->kind = e->wait.kind;
+    x->fn_ref = e->wait.fn_ref;
     x->out_w.fd = x->err_w.fd = -1;
     ev_init(&x->timer, timer_cb);
     x->timer.data = x;
@@ -416,7 +416,7 @@ void waits_request(struct waits *w, struct envelope *e)
     x->prev = w->head.prev;
     w->head.prev->next = x;
     w->head.prev = x;
-    double s = e->timeout_ms / 1000.0;
+    double s = e->wait.ms / 1000.0;
     switch (x->kind) {
     case WAIT_SLEEP:
     case WAIT_TIMER:
@@ -428,7 +428,7 @@ void waits_request(struct waits *w, struct envelope *e)
         ev_timer_start(w->loop, &x->timer);
         break;
     case WAIT_EXEC:
-        start_exec(x, e->data, e->len, e->timeout_ms);
+        start_exec(x, e->data, e->len, e->wait.ms);
         break;
     default:
         complete_error(x, "unknown wait");

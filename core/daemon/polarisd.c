@@ -259,10 +259,9 @@ static int replay_one(void *ctx, uint64_t event_id, const char *p, size_t len, u
     struct envelope *e = envelope_new(ENV_IPC_EVENT, p, len);
     if (!e)
         return -1;
-    e->event_id = event_id;
-    e->origin = ORIGIN_APP;
-    e->spool_ticket = ticket;
-    e->seq = seq;                         /* a guest may have it already: the same seq_id */
+    e->ev.id = event_id;
+    e->ev.spool_ticket = ticket;
+    e->ev.seq = seq;                         /* a guest may have it already: the same seq_id */
     atomic_fetch_add(&d->core_events_unrouted, 1);
     envq_push_force(&d->core_q, e);
     return 0;

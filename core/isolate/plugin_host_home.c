@@ -145,8 +145,8 @@ static void handle(struct plugin *p, uint8_t kind, uint32_t id, const char *body
         struct envelope *e = host_get_env(&f);
         if (!e)
             _exit(1);
-        if (e->type == ENV_TIMER_FIRE && e->code == WAIT_TIMER)
-            timer_del(e->seq);
+        if (e->type == ENV_TIMER_FIRE && e->wait.kind == WAIT_TIMER)
+            timer_del(e->wait.op);
         plugin_post(p, e);
         return;
     }
@@ -344,14 +344,14 @@ static void result(struct envelope *e, uint8_t verdict)
 {
     size_t at;
     int rc = host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) | host_put_u8(&g.tx, verdict) |
-             host_put_u64(&g.tx, e->event_id);
+             host_put_u64(&g.tx, e->ev.id);
     if (verdict == HV_REWRITTEN)
         rc |= buf_append(&g.tx, e->data, e->len);
     if (rc || host_frame_end(&g.tx, at) < 0) {
         /* a rewrite too large for a frame: the original bytes go on */
         g.tx.len = at;
         if (host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) == 0 &&
-            host_put_u8(&g.tx, HV_PASS) == 0 && host_put_u64(&g.tx, e->event_id) == 0)
+            host_put_u8(&g.tx, HV_PASS) == 0 && host_put_u64(&g.tx, e->ev.id) == 0)
             host_frame_end(&g.tx, at);
     }
     envelope_free(e);
@@ -360,7 +360,7 @@ static void result(struct envelope *e, uint8_t verdict)
 void home_chain_done(struct plugin_home *r, struct envelope *e)
 {
     (void)r;
-    result(e, e->rewritten ? HV_REWRITTEN : HV_PASS);
+    result(e, e->ev.rewritten ? HV_REWRITTEN : HV_PASS);
 }
 
 void home_chain_drop(struct plugin_home *r, struct envelope *e)
@@ -377,18 +377,18 @@ void home_to_core(struct plugin_home *r, struct envelope *e)
     switch (e->type) {
     case ENV_CMD_EXEC_RESULT:
         rc = host_frame_begin(&g.tx, HK_CMD_RESULT, e->remote_id, &at) |
-             host_put_u32(&g.tx, (uint32_t)e->code) | buf_append(&g.tx, e->data, e->len);
+             host_put_u32(&g.tx, (uint32_t)e->cmd.code) | buf_append(&g.tx, e->data, e->len);
         break;
     case ENV_WAIT_REQ:
-        if (e->code == WAIT_TIMER || e->code == WAIT_EVERY)
-            timer_add(e->seq);
-        rc = host_frame_begin(&g.tx, HK_WAIT, e->seq, &at) | host_put_u32(&g.tx, (uint32_t)e->code) |
-             host_put_u32(&g.tx, e->timeout_ms) | host_put_u32(&g.tx, e->req_id) |
-             buf_append(&g.tx, e->action, sizeof e->action) | buf_append(&g.tx, e->data, e->len);
+        if (e->wait.kind == WAIT_TIMER || e->wait.kind == WAIT_EVERY)
+            timer_add(e->wait.op);
+        rc = host_frame_begin(&g.tx, HK_WAIT, e->wait.op, &at) | host_put_u32(&g.tx, e->wait.kind) |
+             host_put_u32(&g.tx, e->wait.ms) | host_put_u32(&g.tx, (uint32_t)e->wait.fn_ref) |
+             buf_append(&g.tx, e->cmd.action, sizeof e->cmd.action) | buf_append(&g.tx, e->data, e->len);
         break;
     case ENV_WAIT_CANCEL:
-        timer_del(e->seq);
-        rc = host_frame_begin(&g.tx, HK_CANCEL, e->seq, &at);
+        timer_del(e->wait.op);
+        rc = host_frame_begin(&g.tx, HK_CANCEL, e->wait.op, &at);
         break;
     default:
         envelope_free(e);

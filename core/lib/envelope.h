@@ -38,31 +38,71 @@ struct plugin;
 /* Origin of a command: where its answer goes. */
 enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST, ORIGIN_PLUGIN };
 
-struct envelope {
-    struct envelope *next;    /* queue link; owned by whichever queue holds it */
-    uint16_t type;
-    uint8_t  origin;
-    uint8_t  is_control;      /* reserved control actions (status, reload) */
-    uint32_t conn_id;         /* ingress client id for ORIGIN_APP */
-    uint32_t req_id;          /* app req_id, or the guest's seq_id */
-    uint32_t seq;             /* PLP seq for an event, assigned at first send */
-    int32_t  code;            /* command result code (DESIGN 3.3) */
-    uint32_t uid;             /* peer uid (SO_PEERCRED) */
-    int32_t  pid;             /* peer pid (SO_PEERCRED) */
-    uint32_t timeout_ms;
-    uint64_t event_id;
+/* An envelope's fields are grouped by the kind of thing it carries; each
+ * field means one thing, and only its kind's types read it:
+ *   ev    an event: ENV_IPC_EVENT, ENV_MONITOR_EVENT, ENV_STRATEGY_COMPLETE,
+ *         ENV_STRATEGY_DROPPED, ENV_FORWARD_EVENT
+ *   cmd   a command or its answer: ENV_*_CMD_REQ, ENV_*_CMD_RESP,
+ *         ENV_CMD_EXEC_RESULT
+ *   wait  a plugin's wait or timer: ENV_WAIT_REQ, ENV_WAIT_CANCEL,
+ *         ENV_WAIT_DONE, ENV_TIMER_FIRE
+ *   topic ENV_PLUGIN_MSG's topic
+ *   rpc   ENV_HOST_RPC: a plugin host's call of polaris.<fn>, run by its stand-in
+ * The rest is common: who sent it, and the payload. */
+struct env_event {
+    uint64_t id;              /* eventId */
+    uint32_t seq;             /* PLP seq_id, given at first send (0: not yet) */
+    uint8_t  chain_len, chain_pos;
+    uint8_t  rewritten;       /* a strategy replaced the payload */
+    struct plugin **chain;    /* strategies still to run, each holding a ref */
     size_t   wend;            /* egress: where its frame ends, in bytes since the session began */
     uint64_t notice_dropped;  /* egress: a drop notice's count (0: any other event) */
     uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
-    char     action[48];      /* command action or message topic */
-    char     from[64];        /* emitting/sending plugin id, "" for apps */
-    struct plugin **chain;    /* strategies still to run, each holding a ref */
-    struct plugin *plugin;    /* WAIT_REQ: the asking plugin (a ref travels with it) */
-    uint8_t  chain_len, chain_pos;
-    uint8_t  rewritten;       /* a strategy replaced the payload */
+};
+
+struct env_cmd {
+    uint8_t  origin;          /* enum env_origin: where the answer goes */
+    uint8_t  for_guest;       /* an app's request with target "guest" */
+    uint32_t conn_id;         /* the answer's address within its origin: the ingress
+                               * client (APP), the parked call's token (PLUGIN) */
+    uint32_t req_id;          /* the id the answer is sent back under: the app's
+                               * req_id, the guest's seq_id, the call's token */
+    uint32_t session;         /* the core's pending host command it answers */
+    int32_t  code;            /* result code (DESIGN 3.3) */
+    uint32_t timeout_ms;      /* the request's deadline */
+    char     action[48];
+};
+
+struct env_wait {
+    uint32_t op;              /* the parked call's op, or the timer's id */
+    uint8_t  kind;            /* enum wait_kind (runtime/plugin.h) */
+    int32_t  fn_ref;          /* a timer's callback in the plugin's registry */
+    uint32_t ms;              /* how long: sleep, exec deadline, timer interval */
+};
+
+struct env_rpc {
+    uint32_t call;            /* the plugin host's id for the call (its reply carries it) */
+    char     fn[48];          /* "fs.read", "require", ... */
+};
+
+struct envelope {
+    struct envelope *next;    /* queue link; owned by whichever queue holds it */
+    uint16_t type;
+    uint8_t  guest_up;        /* ENV_GUEST_STATE: a guest connected (1) or left (0) */
+    uint32_t uid;             /* the sender's uid (SO_PEERCRED) */
+    int32_t  pid;             /* the sender's pid (SO_PEERCRED) */
+    char     from[64];        /* the emitting/sending plugin's id, "" for apps */
+    struct plugin *plugin;    /* wait: the asking plugin (a ref travels with it) */
     uint32_t remote_id;       /* in a plugin host: the daemon's id for it */
     uint32_t host_gen;        /* a plugin host's call or its answer: which run of the host asked
                                * (op ids restart in every run; an answer for an older run is dropped) */
+    struct env_event ev;
+    struct env_cmd cmd;
+    struct env_wait wait;
+    union {                   /* never both: a message is not a call */
+        char topic[48];       /* ENV_PLUGIN_MSG: on_message's topic */
+        struct env_rpc rpc;   /* ENV_HOST_RPC (never sent to a plugin host) */
+    };
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */
 };

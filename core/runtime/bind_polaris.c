@@ -214,7 +214,7 @@ static int l_emit(lua_State *L)
     buf_free(&out);
     if (!e)
         return luaL_error(L, "polaris.emit: out of memory");
-    e->event_id = id;
+    e->ev.id = id;
     snprintf(e->from, sizeof e->from, "%s", p->id);
     if (!emit_allowed(p)) {
         envelope_free(e);
@@ -482,10 +482,10 @@ static int ask_core(lua_State *L, struct plugin *p, enum wait_kind kind, uint32_
         return luaL_error(L, "out of memory");
     plugin_ref(p);                             /* travels with the request */
     e->plugin = p;
-    e->code = kind;
-    e->timeout_ms = ms;
-    e->seq = id;
-    e->req_id = (uint32_t)fn_ref;
+    e->wait.kind = (uint8_t)kind;
+    e->wait.ms = ms;
+    e->wait.op = id;
+    e->wait.fn_ref = fn_ref;
     home_to_core(p->home, e);
     return 0;
 }
@@ -593,10 +593,10 @@ static int l_guest_request_c(lua_State *L)
     uint32_t op = ++p->next_op;
     plugin_ref(p);
     e->plugin = p;
-    e->code = WAIT_GUEST;
-    e->seq = op;
-    e->timeout_ms = ms;
-    memcpy(e->action, action, alen + 1);
+    e->wait.kind = WAIT_GUEST;
+    e->wait.op = op;
+    e->wait.ms = ms;
+    memcpy(e->cmd.action, action, alen + 1);
     snprintf(e->from, sizeof e->from, "%s", p->id);
     home_to_core(p->home, e);
     p->running->op = op;
@@ -644,7 +644,7 @@ static int l_cancel(lua_State *L)
         return luaL_error(L, "out of memory");
     plugin_ref(p);
     e->plugin = p;
-    e->seq = (uint32_t)id;
+    e->wait.op = (uint32_t)id;
     home_to_core(p->home, e);
     return 0;
 }

@@ -425,8 +425,8 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
         return NULL;
     }
     memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
-    n->event_id = id;
-    n->rewritten = 1;
+    n->ev.id = id;
+    n->ev.rewritten = 1;
     envelope_free(e);
     return n;
 }
@@ -451,7 +451,7 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
     if (!n)
         return e;
     memcpy(n, e, offsetof(struct envelope, len));
-    n->rewritten = 1;
+    n->ev.rewritten = 1;
     envelope_free(e);
     return n;
 }
@@ -461,29 +461,29 @@ static void finish_command(struct plugin *p, struct envelope *req, int code, con
 {
     struct buf b = BUF_INIT;
     struct envelope *r = NULL;
-    if (cmd_result_write(&b, req->req_id, code, msg, data, data_len) == 0)
+    if (cmd_result_write(&b, req->cmd.req_id, code, msg, data, data_len) == 0)
         r = envelope_new(ENV_CMD_EXEC_RESULT, b.p, b.len);
     buf_free(&b);
     if (!r)
         r = envelope_new(ENV_CMD_EXEC_RESULT, NULL, 0);   /* the core answers -6 */
     if (!r)
         return;
-    r->code = code;
-    r->seq = req->seq;
-    r->origin = req->origin;
-    r->req_id = req->req_id;
-    r->conn_id = req->conn_id;
+    r->cmd.code = code;
+    r->cmd.session = req->cmd.session;
+    r->cmd.origin = req->cmd.origin;
+    r->cmd.req_id = req->cmd.req_id;
+    r->cmd.conn_id = req->cmd.conn_id;
     r->remote_id = req->remote_id;
-    memcpy(r->action, req->action, sizeof r->action);
+    memcpy(r->cmd.action, req->cmd.action, sizeof r->cmd.action);
     home_to_core(p->home, r);
 }
 
 /* After this plugin's step: the next strategy, or back to the core. */
 static void pass_on(struct plugin *p, struct envelope *e)
 {
-    e->chain_pos++;
-    if (e->chain_pos < e->chain_len) {
-        plugin_post(e->chain[e->chain_pos], e);
+    e->ev.chain_pos++;
+    if (e->ev.chain_pos < e->ev.chain_len) {
+        plugin_post(e->ev.chain[e->ev.chain_pos], e);
         return;
     }
     home_chain_done(p->home, e);
@@ -555,7 +555,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
                 log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
                          "nil, which forwards the event as it came: return ev to keep the changes "
                          "(warned once; counted as ignored_edits in its status)",
-                         p->id, (unsigned long long)e->event_id);
+                         p->id, (unsigned long long)e->ev.id);
             pass_on(p, e);                     /* nil: the original bytes go on */
         }
         break;
@@ -563,7 +563,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
     case CALL_COMMAND: {
         struct envelope *e = c->e;
         if (rc != LUA_OK) {
-            count_failure(p, e->action, err);
+            count_failure(p, e->cmd.action, err);
             snprintf(why, sizeof why, "handler error: %s", err);
             finish_command(p, e, CMD_HANDLER_ERROR, why, NULL, 0);
             envelope_free(e);
@@ -588,7 +588,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             problem = why;
         }
         if (problem) {
-            count_failure(p, e->action, problem);
+            count_failure(p, e->cmd.action, problem);
             char fmsg[600];
             snprintf(fmsg, sizeof fmsg, "handler error: %s", problem);
             finish_command(p, e, CMD_HANDLER_ERROR, fmsg, NULL, 0);
@@ -663,7 +663,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
      * fresh coroutine has room for LUA_MINSTACK values only */
     int matching = 0;
     for (size_t i = 0; i < p->nhandlers; i++)
-        if (p->handlers[i].any || p->handlers[i].event_id == e->event_id)
+        if (p->handlers[i].any || p->handlers[i].event_id == e->ev.id)
             matching++;
     if (!lua_checkstack(c->co, matching + 3)) {
         unbudgeted_end(p, lim);
@@ -672,10 +672,10 @@ static void start_strategy(struct plugin *p, struct envelope *e)
     }
     drivers_push(p, c->co, "strategy");
     lua_pushlstring(c->co, e->data, e->len);
-    lua_pushinteger(c->co, (lua_Integer)e->event_id);
+    lua_pushinteger(c->co, (lua_Integer)e->ev.id);
     int n = 2;
     for (size_t i = 0; i < p->nhandlers; i++) {
-        if (!p->handlers[i].any && p->handlers[i].event_id != e->event_id)
+        if (!p->handlers[i].any && p->handlers[i].event_id != e->ev.id)
             continue;
         lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->handlers[i].ref);
         n++;
@@ -689,7 +689,7 @@ static void start_command(struct plugin *p, struct envelope *e)
     atomic_fetch_add(&p->commands, 1);
     int ref = LUA_NOREF;
     for (size_t i = 0; i < p->ncmds; i++)
-        if (strcmp(p->cmds[i].name, e->action) == 0)
+        if (strcmp(p->cmds[i].name, e->cmd.action) == 0)
             ref = p->cmds[i].ref;
     if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
         finish_command(p, e, CMD_HANDLER_ERROR, "the plugin offering this action is in Error", NULL, 0);
@@ -714,15 +714,15 @@ static void start_command(struct plugin *p, struct envelope *e)
     lua_pushlstring(co, e->data, e->len);
     lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
     lua_createtable(co, 0, 6);
-    lua_pushstring(co, e->action);
+    lua_pushstring(co, e->cmd.action);
     lua_setfield(co, -2, "action");
-    lua_pushinteger(co, e->req_id);            /* the CommandRequest's reqId and target */
+    lua_pushinteger(co, e->cmd.req_id);            /* the CommandRequest's reqId and target */
     lua_setfield(co, -2, "reqId");
     lua_pushliteral(co, "host");
     lua_setfield(co, -2, "target");
-    lua_pushstring(co, e->origin == ORIGIN_GUEST ? "guest" : "app");
+    lua_pushstring(co, e->cmd.origin == ORIGIN_GUEST ? "guest" : "app");
     lua_setfield(co, -2, "origin");
-    if (e->origin == ORIGIN_APP) {
+    if (e->cmd.origin == ORIGIN_APP) {
         lua_pushinteger(co, e->pid);
         lua_setfield(co, -2, "pid");
         lua_pushinteger(co, e->uid);
@@ -760,7 +760,7 @@ static void start_message(struct plugin *p, struct envelope *e)
     lua_pushlstring(co, e->data, e->len);
     lua_xmove(L, co, 1);                       /* on_message */
     lua_pushstring(co, e->from);
-    lua_pushstring(co, e->action);
+    lua_pushstring(co, e->topic);
     unbudgeted_end(p, lim);
     run_call(p, c, 4);
 }
@@ -778,10 +778,10 @@ static void start_timer(struct plugin *p, struct envelope *e)
         envelope_free(e);
         return;
     }
-    lua_rawgeti(c->co, LUA_REGISTRYINDEX, (int)e->req_id);
-    if (e->code == WAIT_TIMER) {               /* one-shot: its function goes now */
-        luaL_unref(p->sb.L, LUA_REGISTRYINDEX, (int)e->req_id);
-        plugin_timer_end(p, p->sb.L, e->seq);
+    lua_rawgeti(c->co, LUA_REGISTRYINDEX, e->wait.fn_ref);
+    if (e->wait.kind == WAIT_TIMER) {               /* one-shot: its function goes now */
+        luaL_unref(p->sb.L, LUA_REGISTRYINDEX, e->wait.fn_ref);
+        plugin_timer_end(p, p->sb.L, e->wait.op);
     }
     unbudgeted_end(p, lim);
     run_call(p, c, 0);
@@ -815,11 +815,11 @@ bool plugin_timer_end(struct plugin *p, lua_State *L, lua_Integer id)
 static void resume_call(struct plugin *p, struct envelope *e)
 {
     struct call **pp = &p->parked;
-    while (*pp && (*pp)->op != e->seq)
+    while (*pp && (*pp)->op != e->wait.op)
         pp = &(*pp)->next;
     struct call *c = *pp;
     if (!c) {
-        log_error("plugin %s: no call waits on op %u", p->id, e->seq);
+        log_error("plugin %s: no call waits on op %u", p->id, e->wait.op);
         envelope_free(e);
         return;
     }

@@ -53,15 +53,23 @@ int host_frame_simple(struct buf *out, uint8_t kind, uint32_t id, const void *bo
     return host_frame_end(out, at);
 }
 
+/* Every envelope crosses whole: its kind's fields and the common ones, in
+ * one fixed layout (a frame is the same for every type; the few bytes a
+ * kind does not use are cheaper than a layout per type). */
 int host_put_env(struct buf *out, uint32_t id, const struct envelope *e)
 {
     size_t at;
     int rc = host_frame_begin(out, HK_ENV, id, &at);
-    rc |= host_put_u32(out, e->type) | host_put_u8(out, e->origin) | host_put_u32(out, e->req_id);
-    rc |= host_put_u32(out, e->seq) | host_put_u32(out, (uint32_t)e->code) | host_put_u32(out, e->uid);
-    rc |= host_put_u32(out, (uint32_t)e->pid) | host_put_u32(out, e->timeout_ms);
-    rc |= host_put_u64(out, e->event_id);
-    rc |= buf_append(out, e->action, sizeof e->action) | buf_append(out, e->from, sizeof e->from);
+    rc |= host_put_u32(out, e->type) | host_put_u32(out, e->uid) | host_put_u32(out, (uint32_t)e->pid);
+    rc |= host_put_u64(out, e->ev.id) | host_put_u32(out, e->ev.seq);
+    rc |= host_put_u8(out, e->cmd.origin) | host_put_u8(out, e->cmd.for_guest);
+    rc |= host_put_u32(out, e->cmd.conn_id) | host_put_u32(out, e->cmd.req_id);
+    rc |= host_put_u32(out, e->cmd.session) | host_put_u32(out, (uint32_t)e->cmd.code);
+    rc |= host_put_u32(out, e->cmd.timeout_ms);
+    rc |= host_put_u32(out, e->wait.op) | host_put_u8(out, e->wait.kind);
+    rc |= host_put_u32(out, (uint32_t)e->wait.fn_ref) | host_put_u32(out, e->wait.ms);
+    rc |= buf_append(out, e->cmd.action, sizeof e->cmd.action) | buf_append(out, e->from, sizeof e->from);
+    rc |= buf_append(out, e->topic, sizeof e->topic);
     rc |= buf_append(out, e->data, e->len);
     if (rc) {
         out->len = at;
@@ -137,30 +145,36 @@ bool host_get_u64(struct host_reader *r, uint64_t *v)
 struct envelope *host_get_env(const struct host_frame *f)
 {
     struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
-    uint32_t type, req_id, seq, code, uid, pid, timeout;
-    uint8_t origin;
-    uint64_t event_id;
-    char action[48], from[64];
-    if (!host_get_u32(&r, &type) || !host_get_u8(&r, &origin) || !host_get_u32(&r, &req_id) ||
-        !host_get_u32(&r, &seq) || !host_get_u32(&r, &code) || !host_get_u32(&r, &uid) ||
-        !host_get_u32(&r, &pid) || !host_get_u32(&r, &timeout) || !host_get_u64(&r, &event_id) ||
-        !host_get_bytes(&r, action, sizeof action) || !host_get_bytes(&r, from, sizeof from))
+    uint32_t type, uid, pid, code, fn_ref;
+    struct env_event ev = {0};
+    struct env_cmd cmd = {0};
+    struct env_wait wait = {0};
+    char from[64], topic[48];
+    if (!host_get_u32(&r, &type) || !host_get_u32(&r, &uid) || !host_get_u32(&r, &pid) ||
+        !host_get_u64(&r, &ev.id) || !host_get_u32(&r, &ev.seq) ||
+        !host_get_u8(&r, &cmd.origin) || !host_get_u8(&r, &cmd.for_guest) ||
+        !host_get_u32(&r, &cmd.conn_id) || !host_get_u32(&r, &cmd.req_id) ||
+        !host_get_u32(&r, &cmd.session) || !host_get_u32(&r, &code) ||
+        !host_get_u32(&r, &cmd.timeout_ms) ||
+        !host_get_u32(&r, &wait.op) || !host_get_u8(&r, &wait.kind) ||
+        !host_get_u32(&r, &fn_ref) || !host_get_u32(&r, &wait.ms) ||
+        !host_get_bytes(&r, cmd.action, sizeof cmd.action) || !host_get_bytes(&r, from, sizeof from) ||
+        !host_get_bytes(&r, topic, sizeof topic))
         return NULL;
-    action[sizeof action - 1] = from[sizeof from - 1] = '\0';
+    cmd.action[sizeof cmd.action - 1] = from[sizeof from - 1] = topic[sizeof topic - 1] = '\0';
+    cmd.code = (int32_t)code;
+    wait.fn_ref = (int32_t)fn_ref;
     struct envelope *e = envelope_new((enum env_type)type, r.p, (size_t)(r.end - r.p));
     if (!e)
         return NULL;
-    e->origin = origin;
-    e->req_id = req_id;
-    e->seq = seq;
-    e->code = (int32_t)code;
     e->uid = uid;
     e->pid = (int32_t)pid;
-    e->timeout_ms = timeout;
-    e->event_id = event_id;
+    e->ev = ev;
+    e->cmd = cmd;
+    e->wait = wait;
     e->remote_id = f->id;
-    memcpy(e->action, action, sizeof action);
     memcpy(e->from, from, sizeof from);
+    memcpy(e->topic, topic, sizeof topic);
     return e;
 }
 

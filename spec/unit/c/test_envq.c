@@ -31,8 +31,8 @@ static void *produce(void *arg)
     struct producer *p = arg;
     for (uint64_t i = 0; i < PER_PRODUCER; i++) {
         struct envelope *e = envelope_new(ENV_IPC_EVENT, NULL, 0);
-        e->conn_id = (uint32_t)p->id;
-        e->event_id = i;
+        e->ev.seq = (uint32_t)p->id;    /* the producer, for the order check */
+        e->ev.id = i;
         /* bounded: back off and retry when full, as ingress does */
         while (envq_push(&p->c->q, e) < 0) {
             atomic_fetch_add(&p->c->refused, 1);
@@ -49,9 +49,9 @@ static void drain_cb(struct ev_loop *loop, ev_async *w, int revents)
     struct envelope *e = envq_drain(&c->q, NULL);
     while (e) {
         struct envelope *n = e->next;
-        if (e->event_id != c->next[e->conn_id])
+        if (e->ev.id != c->next[e->ev.seq])
             c->order_errors++;
-        c->next[e->conn_id] = e->event_id + 1;
+        c->next[e->ev.seq] = e->ev.id + 1;
         c->received++;
         envelope_free(e);
         e = n;

@@ -126,13 +126,24 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     struct buf b = BUF_INIT;
     struct envelope *e = envelope_new(ENV_APP_CMD_REQ, "{\"x\":1}", 7);
     REQUIRE(e);
-    e->origin = ORIGIN_APP;
-    e->req_id = 77;
-    e->code = -4;
+    e->cmd.origin = ORIGIN_APP;
+    e->cmd.for_guest = 1;
+    e->cmd.conn_id = 9;
+    e->cmd.req_id = 77;
+    e->cmd.session = 0xfffffffeu;
+    e->cmd.code = -4;
+    e->cmd.timeout_ms = 1500;
+    e->wait.op = 5;
+    e->wait.kind = 3;
+    e->wait.fn_ref = -2;
+    e->wait.ms = 60000;
     e->pid = 1234;
-    e->event_id = UINT64_MAX;
-    strcpy(e->action, "echo");
+    e->uid = 1000;
+    e->ev.id = UINT64_MAX;
+    e->ev.seq = 123456;
+    strcpy(e->cmd.action, "echo");
     strcpy(e->from, "someone");
+    strcpy(e->topic, "a topic");
     REQUIRE(host_put_env(&b, 42, e) == 0);
     REQUIRE(host_frame_simple(&b, HK_LOG, 2, "hi", 2) == 0);
     struct host_frame f;
@@ -141,9 +152,15 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     CHECK(f.kind == HK_ENV && f.id == 42);
     struct envelope *d = host_get_env(&f);
     REQUIRE(d);
-    CHECK(d->type == ENV_APP_CMD_REQ && d->origin == ORIGIN_APP && d->req_id == 77 && d->code == -4);
-    CHECK(d->pid == 1234 && d->event_id == UINT64_MAX && d->remote_id == 42);
-    CHECK(strcmp(d->action, "echo") == 0 && strcmp(d->from, "someone") == 0);
+    /* every field of every kind crosses whole */
+    CHECK(d->type == ENV_APP_CMD_REQ && d->cmd.origin == ORIGIN_APP && d->cmd.req_id == 77 && d->cmd.code == -4);
+    CHECK(d->cmd.for_guest == 1 && d->cmd.conn_id == 9 && d->cmd.session == 0xfffffffeu &&
+          d->cmd.timeout_ms == 1500);
+    CHECK(d->wait.op == 5 && d->wait.kind == 3 && d->wait.fn_ref == -2 && d->wait.ms == 60000);
+    CHECK(d->pid == 1234 && d->uid == 1000 && d->ev.id == UINT64_MAX && d->ev.seq == 123456 &&
+          d->remote_id == 42);
+    CHECK(strcmp(d->cmd.action, "echo") == 0 && strcmp(d->from, "someone") == 0 &&
+          strcmp(d->topic, "a topic") == 0);
     CHECK(d->len == 7 && memcmp(d->data, "{\"x\":1}", 7) == 0);
     long m = host_frame_next(b.p + n, b.len - (size_t)n, &f);
     CHECK(m > 0 && f.kind == HK_LOG && f.id == 2 && f.len == 2);
