@@ -195,7 +195,7 @@ $(BUILD)/polarisd-hooks: $(HOOKS_OBJS) $(LIBCORE)
 $(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS) $(SECCOMP_LIBS)
 
-CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
+CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_common.c tools/ctl_status.c tools/ctl_send.c \
             tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
 
 $(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
