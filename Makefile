@@ -6,7 +6,7 @@
 #   make asan       the whole suite against an AddressSanitizer + UBSan build
 #   make install    honours PREFIX, DESTDIR, CC, CFLAGS, LDFLAGS, PKG_CONFIG
 #   make deps       install build and test dependencies (Debian packages)
-#   make lint       luacheck over all shipped Lua
+#   make lint       luacheck over all shipped Lua; the C layers have no loops
 #   make fuzz       every libFuzzer target for SECONDS (default 10) each
 #   make fresh-check  make test and make run in a fresh Debian root (needs root)
 
@@ -196,7 +196,7 @@ $(BUILD)/polarisd-hooks: $(HOOKS_OBJS) $(LIBCORE)
 $(BUILD)/polaris-plugin-host: $(HOST_OBJS) $(LIBCORE)
 	$(CC) $(SANFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(DEP_LIBS) $(SECCOMP_LIBS)
 
-CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_status.c tools/ctl_send.c \
+CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,tools/polarisctl.c tools/ctl_common.c tools/ctl_status.c tools/ctl_send.c \
             tools/ctl_guest.c tools/ctl_plugin_test.c tools/ctl_sign.c)
 
 $(BUILD)/polarisctl: $(CTL_OBJS) $(LIBCORE)
@@ -286,9 +286,12 @@ fuzz: deps
 	done
 
 # luacheck over every shipped Lua file (plugins, strategies, the runtime's
-# helpers, the specs), with the polaris globals declared in .luacheckrc
+# helpers, the specs, tools), with the polaris globals declared in
+# .luacheckrc; then the C sources' layers and loops (tools/layers.lua)
 lint: deps
-	luacheck --formatter plain --codes plugins strategies lua spec bench
+	luacheck --formatter plain --codes plugins strategies lua spec bench tools
+	@$(MAKE) --no-print-directory all
+	lua5.4 tools/layers.lua $(BUILD)
 
 asan: deps
 	$(MAKE) BUILD=build-asan SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" CFLAGS="-O1 -g" MALLOC_LIBS= test

@@ -16,7 +16,8 @@
  * restarts) until --count or --timeout; --state FILE keeps the last seq_id
  * and boot id across runs.
  *
- * Uses: transport (connect), plp_codec, json_scan, buf. */
+ * Uses: ctl_common (send, clock, JSON accessors), transport (connect),
+ * plp_codec, json_scan, buf. */
 #include "ctl.h"
 #include "wire/plp_codec.h"
 #include "lib/transport.h"

@@ -12,7 +12,7 @@
  * 1 when the plugin failed to load or a handler failed, 2 usage, 3 the
  * daemon could not be started.
  *
- * Uses: ctl (status requests), transport (the guest side), lsp/plp codecs. */
+ * Uses: ctl_common (status requests), transport (the guest side), lsp/plp codecs. */
 #include "ctl.h"
 #include "wire/lsp_codec.h"
 #include "wire/plp_codec.h"

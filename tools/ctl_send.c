@@ -7,7 +7,7 @@
  * order, so once that answer is back the event has been taken in. The
  * event is validated here first, so a rejection is a bug, not a typo.
  *
- * Uses: ctl (the round trip), lsp_codec, json_scan, buf. */
+ * Uses: ctl_common (the round trip), lsp_codec, json_scan, buf. */
 #include "ctl.h"
 #include "lib/version.h"
 #include "wire/lsp_codec.h"

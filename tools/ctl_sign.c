@@ -2,7 +2,7 @@
  * offline plugin deployment. The daemon checks them when [plugins]
  * require_signed is on (core/runtime/plugin_trust.c holds the format, shared).
  *
- * Uses: plugin_trust, libsodium. */
+ * Uses: plugin_trust, libsodium, ctl_common (reading the manifest). */
 #include "ctl.h"
 #include "runtime/plugin_trust.h"
 

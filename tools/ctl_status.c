@@ -1,12 +1,15 @@
-/* ctl_status.c - `polarisctl plugins` (a table) and `polarisctl metrics`
- * (Prometheus text exposition, format 0.0.4), both read from one status
- * request. The counter list and help texts come from core/lib/stats.h, so a
- * counter added there shows up here without another edit.
+/* ctl_status.c - the control requests: `polarisctl status`, `reload`,
+ * `unload`, `call`, and from one status request `plugins` (a table) and
+ * `metrics` (Prometheus text exposition, format 0.0.4). The counter list
+ * and help texts come from core/lib/stats.h, so a counter added there shows
+ * up here without another edit.
  *
- * Uses: ctl (the request), stats.h (names, help), json_scan. */
+ * Uses: ctl_common (the request, JSON accessors), stats.h (names, help),
+ * json_scan. */
 #include "ctl.h"
 #include "lib/stats.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,7 +47,7 @@ static void field(const struct json_member *p, const char *key, char *out, size_
         ctl_text(&m, out, cap);
 }
 
-int ctl_plugins_in_error(const char *status, size_t len)
+static int plugins_in_error(const char *status, size_t len)
 {
     struct ctl_result r = {.data = status, .data_len = len};
     static struct json_member v[1024];
@@ -57,7 +60,8 @@ int ctl_plugins_in_error(const char *status, size_t len)
     return in_error;
 }
 
-int ctl_print_plugins(const char *status, size_t len)
+/* The plugins of a status answer as a table; returns how many are in Error. */
+static int print_plugins(const char *status, size_t len)
 {
     struct ctl_result r = {.data = status, .data_len = len};
     static struct json_member v[1024];
@@ -109,7 +113,7 @@ int ctl_cmd_plugins(const char *sock, int argc, char **argv)
         buf_free(&out);
         return rc;
     }
-    if (ctl_print_plugins(r.data, r.data_len) > 0)
+    if (print_plugins(r.data, r.data_len) > 0)
         rc = CTL_PLUGIN_ERROR;
     buf_free(&out);
     return rc;
@@ -226,4 +230,129 @@ int ctl_cmd_metrics(const char *sock, int argc, char **argv)
     }
     buf_free(&out);
     return CTL_OK;
+}
+
+/* Prints an object as indented "key: value" lines, nested objects indented;
+ * the plugins array (top level) is left to the table after it. */
+static void print_tree(const char *json, size_t len, int indent)
+{
+    struct json_member m[128];
+    const char *err;
+    int n = json_object_members(json, len, m, 128, &err);
+    if (n < 0) {
+        printf("%.*s\n", (int)len, json);
+        return;
+    }
+    for (int i = 0; i < n && i < 128; i++) {
+        char key[128];
+        json_string_decode(m[i].key - 1, m[i].key_len + 2, key, sizeof key);
+        if (indent == 0 && strcmp(key, "plugins") == 0 && m[i].kind == JSON_ARRAY)
+            continue;
+        if (m[i].kind == JSON_OBJECT) {
+            printf("%*s%s:\n", indent, "", key);
+            print_tree(m[i].val, m[i].val_len, indent + 2);
+        } else {
+            char v[512];
+            ctl_text(&m[i], v, sizeof v);
+            printf("%*s%s: %s\n", indent, "", key, v);
+        }
+    }
+}
+
+/* reload: one line per plugin with its outcome; exit 1 if any failed. */
+static int print_reload(const struct ctl_result *r)
+{
+    struct json_member plugins;
+    int failed = (int)ctl_num(r->data, r->data_len, "failed");
+    printf("reloaded: %d plugin%s failed\n", failed, failed == 1 ? "" : "s");
+    if (ctl_get(r->data, r->data_len, "plugins", &plugins) && plugins.kind == JSON_ARRAY) {
+        struct json_member v[256];
+        const char *err;
+        int n = json_array_elements(plugins.val, plugins.val_len, v, 256, &err);
+        for (int i = 0; i < n && i < 256; i++) {
+            struct json_member id, outcome, reason;
+            char sid[128] = "?", so[32] = "?", sr[512] = "";
+            if (ctl_get(v[i].val, v[i].val_len, "id", &id))
+                ctl_text(&id, sid, sizeof sid);
+            if (ctl_get(v[i].val, v[i].val_len, "outcome", &outcome))
+                ctl_text(&outcome, so, sizeof so);
+            if (ctl_get(v[i].val, v[i].val_len, "reason", &reason) && reason.kind == JSON_STRING)
+                ctl_text(&reason, sr, sizeof sr);
+            printf("  %-24s %-10s %s\n", sid, so, sr);
+        }
+    }
+    return failed || strstr(r->msg, "failed") ? CTL_FAILED : CTL_OK;
+}
+
+int ctl_cmd_control(const char *sock, const char *cmd, int argc, char **argv)
+{
+    const char *action = cmd, *args = NULL;
+    bool json = false;
+    struct buf ib = BUF_INIT;
+    int i = 0;
+    if (strcmp(cmd, "status") == 0) {
+        if (i < argc && strcmp(argv[i], "--json") == 0) {
+            json = true;
+            i++;
+        }
+    } else if (strcmp(cmd, "unload") == 0) {
+        if (i >= argc) {
+            fprintf(stderr, "polarisctl: usage: unload PLUGIN_ID\n");
+            return CTL_USAGE;
+        }
+        buf_puts(&ib, "{\"id\":");
+        buf_json_cstr(&ib, argv[i++]);
+        buf_putc(&ib, '}');
+        args = ib.p;
+    } else if (strcmp(cmd, "call") == 0) {
+        if (i >= argc) {
+            fprintf(stderr, "polarisctl: usage: call ACTION [JSON]\n");
+            return CTL_USAGE;
+        }
+        action = argv[i++];
+        json = true;
+        if (i < argc) {
+            args = argv[i++];
+            const char *err;
+            if (json_validate(args, strlen(args), &err) != JSON_OBJECT) {
+                fprintf(stderr, "polarisctl: call: args must be a JSON object (%s)\n",
+                        err ? err : "not an object");
+                return CTL_USAGE;
+            }
+        }
+    }
+    if (i < argc) {
+        fprintf(stderr, "polarisctl: unexpected argument '%s'\n", argv[i]);
+        buf_free(&ib);
+        return CTL_USAGE;
+    }
+    struct buf out = BUF_INIT;
+    struct ctl_result r;
+    int rc = ctl_call(sock, action, args, &out, &r);
+    buf_free(&ib);
+    if (rc != CTL_OK) {
+        buf_free(&out);
+        return rc;
+    }
+    if (r.code != 0) {
+        fprintf(stderr, "polarisctl: %s: %s (code %lld)\n", action, r.msg, r.code);
+        rc = CTL_FAILED;
+    } else if (strcmp(cmd, "reload") == 0) {
+        rc = print_reload(&r);
+    } else if (strcmp(cmd, "unload") == 0) {
+        printf("unloaded\n");
+    } else if (json) {
+        printf("%.*s\n", (int)r.data_len, r.data);
+        if (strcmp(cmd, "status") == 0 && plugins_in_error(r.data, r.data_len) > 0)
+            rc = CTL_PLUGIN_ERROR;
+    } else {
+        print_tree(r.data, r.data_len, 0);
+        if (strcmp(cmd, "status") == 0) {
+            printf("plugins:\n");
+            if (print_plugins(r.data, r.data_len) > 0)
+                rc = CTL_PLUGIN_ERROR;
+        }
+    }
+    buf_free(&out);
+    return rc;
 }

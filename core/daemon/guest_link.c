@@ -27,7 +27,8 @@
  * (event 1000001) goes out first at the next session; the notice is itself
  * an event in the buffer, so it cannot be lost with a session.
  *
- * Uses: plp_codec, command_msg, envq, spool, libev. */
+ * Uses: plp_codec, command_msg, event_json (the drop notice), envq, spool,
+ * libev. */
 #include "daemon/guest_link.h"
 #include "lib/version.h"
 #include "wire/command_msg.h"
@@ -280,16 +281,10 @@ static int queue_drop_notice(struct guest_link *g)
     struct buf *b = &g->scratch;
     buf_reset(b);
     uint64_t n = g->drops_pending + g->lost_pending;
-    int rc = buf_printf(b, "{\"eventId\":%llu,\"timestamp\":%llu,\"pid\":%d,"
-                        "\"processName\":\"polarisd\",\"processVer\":",
-                        POLARIS_EV_EVENTS_DROPPED, (unsigned long long)wall_ms(), (int)getpid());
-    rc |= buf_json_cstr(b, polaris_version);
-    rc |= buf_printf(b, ",\"params\":{\"dropped\":%llu,\"reason\":\"%s\",\"buffer_full\":%llu,"
-                     "\"lost_with_session\":%llu,\"first_drop_ts\":%llu,\"last_drop_ts\":%llu}}",
-                     (unsigned long long)n,
-                     g->drops_pending ? "outbound buffer full" : "lost with the guest session (no acks)",
-                     (unsigned long long)g->drops_pending, (unsigned long long)g->lost_pending,
-                     (unsigned long long)g->first_drop_ms, (unsigned long long)g->last_drop_ms);
+    const struct event_source self = {getpid(), "polarisd", polaris_version};
+    const struct drop_counts d = {g->drops_pending, g->lost_pending, g->first_drop_ms,
+                                  g->last_drop_ms};
+    int rc = event_json_drop_notice(b, wall_ms(), &self, &d);
     struct envelope *e = rc ? NULL : envelope_new(ENV_FORWARD_EVENT, b->p, b->len);
     if (!e)
         return -1;

@@ -4,7 +4,8 @@
  * manifest did not request raises "permission denied: <Permission>".
  *
  * Uses: port (what leaves the plugin: waits, emit, messages, the shared
- * store), plugin, lua_json, lua/polaris/driver.lua (driver_lua.S), stats. */
+ * store), plugin, lua_json, event_json (what an emitted event carries),
+ * lua/polaris/driver.lua (driver_lua.S), stats. */
 #include "runtime/plugin.h"
 #include "wire/command_msg.h"
 #include "lib/version.h"
@@ -176,35 +177,18 @@ static bool emit_allowed(struct plugin *p)
 
 /* polaris.emit(event) -> true | nil, "busy"
  * The daemon is the event's source unless the plugin says otherwise: pid,
- * processName and processVer default to polarisd's (on a copy, the
- * plugin's table is left as it was). */
+ * processName and processVer default to polarisd's, added to the JSON
+ * (event_json_emitted), so the plugin's table is left as it was. */
 static int l_emit(lua_State *L)
 {
     struct plugin *p = self(L);
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    lua_newtable(L);
-    for (lua_pushnil(L); lua_next(L, 1);) {   /* key value */
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);                         /* key key value */
-        lua_rawset(L, 2);                          /* key: lua_next goes on from it */
-    }
-    static const char *const keys[] = {"pid", "processName", "processVer"};
-    for (int i = 0; i < 3; i++) {
-        if (lua_getfield(L, 2, keys[i]) == LUA_TNIL) {
-            if (i == 0)
-                lua_pushinteger(L, getpid());
-            else
-                lua_pushstring(L, i == 1 ? "polarisd" : polaris_version);
-            lua_setfield(L, 2, keys[i]);
-        }
-        lua_pop(L, 1);
-    }
     struct buf b = BUF_INIT, out = BUF_INIT;
-    encode_arg(L, 2, &b);
+    encode_arg(L, 1, &b);
+    const struct event_source daemon = {getpid(), "polarisd", polaris_version};
     uint64_t id;
     const char *err = NULL;
-    if (event_stamp(b.p, b.len, -1, 0, &out, &id, &err) < 0) {
+    if (event_json_emitted(b.p, b.len, &daemon, &out, &id, &err) < 0) {
         buf_free(&b);
         buf_free(&out);
         return luaL_error(L, "polaris.emit: %s", err);

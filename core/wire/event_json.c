@@ -1,6 +1,13 @@
-/* event_json.c - the ingress's one pass over an app's event: validate,
- * stamp identity, splice the rest through unchanged. */
+/* event_json.c - the one module that writes an event's JSON shape: the
+ * ingress's one pass over an app's event (validate, stamp identity, splice
+ * the rest through unchanged), a strategy's result restamped, an event a
+ * plugin emits with the daemon's defaults, and the drop notice (1000001).
+ * Kept below the runtime and the daemon (it knows neither Lua nor the
+ * egress), so the fields an event carries are decided in one place.
+ *
+ * Uses: json_scan, buf, event_ids. */
 #include "wire/event_json.h"
+#include "wire/event_ids.h"
 #include "wire/json_scan.h"
 
 #include <fcntl.h>
@@ -130,8 +137,12 @@ static const char *strings_bad(const struct json_member *const *f)
     return NULL;
 }
 
-int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, const char **err)
+/* The one pass both app events (pid >= 0: identity stamped) and emitted
+ * events (src: the daemon's defaults for what the plugin left out) take, so
+ * the two cannot drift apart in what they check or how they write it. */
+static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
+                       const struct event_source *src, struct buf *out, uint64_t *event_id,
+                       const char **err)
 {
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
@@ -194,6 +205,14 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
     }
     if (!params)
         rc |= buf_append(out, ",\"params\":{}", 12);
+    if (src && !p) {
+        rc |= buf_append(out, ",\"pid\":", 7);
+        rc |= buf_json_i64(out, src->pid);
+    }
+    if (src && !f[F_PROCESS_NAME]) {
+        rc |= buf_puts(out, ",\"processName\":");
+        rc |= buf_json_cstr(out, src->process_name);
+    }
     if (!f[F_PROCESS_NAME] && stamp) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
@@ -201,9 +220,14 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
             rc |= buf_json_cstr(out, comm);
         }
     }
-    /* DESIGN 6: a process that gives no version is "unknown", on every path */
-    if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL)
+    /* DESIGN 6: a process that gives no version is "unknown", on every path;
+     * only an absent one takes the source's (null was the plugin's say) */
+    if (src && !f[F_PROCESS_VER]) {
+        rc |= buf_puts(out, ",\"processVer\":");
+        rc |= buf_json_cstr(out, src->process_ver);
+    } else if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL) {
         rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
+    }
     for (int i = 0; i < n; i++) {
         if (!kept(m, kind, f, i, stamp))
             continue;
@@ -231,6 +255,38 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
         return -1;
     }
     return 0;
+}
+
+int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
+                struct buf *out, uint64_t *event_id, const char **err)
+{
+    return stamp_event(json, len, pid, uid, NULL, out, event_id, err);
+}
+
+int event_json_emitted(const char *json, size_t len, const struct event_source *src,
+                       struct buf *out, uint64_t *event_id, const char **err)
+{
+    return stamp_event(json, len, -1, 0, src, out, event_id, err);
+}
+
+int event_json_drop_notice(struct buf *out, uint64_t timestamp, const struct event_source *src,
+                           const struct drop_counts *d)
+{
+    int rc = buf_printf(out, "{\"eventId\":%llu,\"timestamp\":%llu,\"pid\":%lld,\"processName\":",
+                        POLARIS_EV_EVENTS_DROPPED, (unsigned long long)timestamp,
+                        (long long)src->pid);
+    rc |= buf_json_cstr(out, src->process_name);
+    rc |= buf_puts(out, ",\"processVer\":");
+    rc |= buf_json_cstr(out, src->process_ver);
+    /* the reason names the cause that dropped events for good; lost ones
+     * alone mean the guest may have read them */
+    rc |= buf_printf(out, ",\"params\":{\"dropped\":%llu,\"reason\":\"%s\",\"buffer_full\":%llu,"
+                     "\"lost_with_session\":%llu,\"first_drop_ts\":%llu,\"last_drop_ts\":%llu}}",
+                     (unsigned long long)(d->buffer_full + d->lost_with_session),
+                     d->buffer_full ? "outbound buffer full" : "lost with the guest session (no acks)",
+                     (unsigned long long)d->buffer_full, (unsigned long long)d->lost_with_session,
+                     (unsigned long long)d->first_drop_ms, (unsigned long long)d->last_drop_ms);
+    return rc ? -1 : 0;
 }
 
 static bool identity(enum field f)

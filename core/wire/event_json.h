@@ -1,5 +1,7 @@
-/* event_json.h - validate an EVENT_REPORT payload and stamp it with the
- * sender's real identity (DESIGN 3.1). */
+/* event_json.h - an event's JSON shape, written in one place: an app's
+ * EVENT_REPORT validated and stamped with the sender's real identity
+ * (DESIGN 3.1), a strategy's result restamped, an event a plugin emits, and
+ * the daemon's drop notice (event 1000001, DESIGN 4). */
 #ifndef POLARIS_EVENT_JSON_H
 #define POLARIS_EVENT_JSON_H
 
@@ -26,6 +28,43 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
 int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
                   struct buf *out, const char **err);
 
+/* Who an event comes from when the daemon is its source: the values an
+ * emitted event takes for what the plugin left out, and the drop notice's. */
+struct event_source {
+    int64_t pid;
+    const char *process_name;     /* not NULL */
+    const char *process_ver;      /* not NULL */
+};
+
+/* For an event a plugin emits (polaris.emit; json: its table as encoded):
+ * checked and written as event_stamp does with pid < 0 (no identity
+ * stamped: a trusted plugin may speak for another process), and pid,
+ * processName and processVer, when absent, are src's. A processVer of null
+ * stays the plugin's choice and is written "unknown", as for an app. The
+ * defaults follow eventId, timestamp (and params {} when absent), then the
+ * plugin's members as it wrote them. Returns 0, or -1 with *err naming the
+ * problem. */
+int event_json_emitted(const char *json, size_t len, const struct event_source *src,
+                       struct buf *out, uint64_t *event_id, const char **err);
+
+/* What a drop notice reports: events dropped for good while the guest was
+ * away (buffer_full) and events a session without acks may not have
+ * delivered (lost_with_session), with the first and last drop's wall time. */
+struct drop_counts {
+    uint64_t buffer_full;
+    uint64_t lost_with_session;
+    uint64_t first_drop_ms;
+    uint64_t last_drop_ms;
+};
+
+/* Appends the drop notice (eventId POLARIS_EV_EVENTS_DROPPED) at timestamp,
+ * from src, to out: params dropped (the sum), reason (the buffer's when any
+ * were dropped for good, else the session's), buffer_full,
+ * lost_with_session, first_drop_ts, last_drop_ts. 0, or -1 out of memory. */
+int event_json_drop_notice(struct buf *out, uint64_t timestamp, const struct event_source *src,
+                           const struct drop_counts *d);
+
+/* Milliseconds since the epoch: an event's timestamp. */
 uint64_t wall_ms(void);
 
 #endif

@@ -1,8 +1,10 @@
-/* test_event_json.c - event validation and identity stamping. */
+/* test_event_json.c - event validation and identity stamping, the events a
+ * plugin emits and the drop notice: their exact text, read back. */
 #include "harness.h"
 #include "wire/event_json.h"
 #include "wire/json_scan.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static int stamp(const char *in, struct buf *out, uint64_t *id, const char **err)
@@ -67,5 +69,172 @@ TEST(stamp_rejects_bad_events)
         CHECK(stamp(bad[i], &b, &id, &err) == -1);
         CHECK(err != NULL);
     }
+    buf_free(&b);
+}
+
+/* ---- the emitted event and the drop notice ---- */
+
+static const struct event_source daemon_src = {4321, "polarisd", "1.2.3"};
+
+static int emitted(const char *in, struct buf *out, uint64_t *id, const char **err)
+{
+    buf_reset(out);
+    *err = NULL;
+    return event_json_emitted(in, strlen(in), &daemon_src, out, id, err);
+}
+
+/* the members of an event, looked up by key: the text must be one object */
+static int members(const struct buf *b, struct json_member *m, size_t max)
+{
+    const char *err;
+    int n = json_object_members(b->p, b->len, m, max, &err);
+    return n > (int)max ? -1 : n;
+}
+
+static bool member_is(const struct json_member *m, int n, const char *key, enum json_kind kind,
+                      const char *text)
+{
+    const struct json_member *f = json_find(m, (size_t)n, key);
+    return f && f->kind == kind && f->val_len == strlen(text) && memcmp(f->val, text, f->val_len) == 0;
+}
+
+TEST(emitted_fills_the_daemon_as_source)
+{
+    struct buf b = BUF_INIT;
+    uint64_t id = 0;
+    const char *err;
+    REQUIRE(emitted("{\"eventId\":5,\"timestamp\":9,\"params\":{\"a\":1}}", &b, &id, &err) == 0);
+    CHECK(id == 5);
+    CHECK(strcmp(b.p, "{\"eventId\":5,\"timestamp\":9,\"pid\":4321,\"processName\":\"polarisd\","
+                      "\"processVer\":\"1.2.3\",\"params\":{\"a\":1}}") == 0);
+    struct json_member m[16];
+    int n = members(&b, m, 16);
+    REQUIRE(n == 6);
+    CHECK(member_is(m, n, "pid", JSON_NUMBER, "4321"));
+    CHECK(member_is(m, n, "processName", JSON_STRING, "\"polarisd\""));
+    CHECK(member_is(m, n, "processVer", JSON_STRING, "\"1.2.3\""));
+    CHECK(json_find(m, (size_t)n, "uid") == NULL);           /* no identity stamped */
+    buf_free(&b);
+}
+
+TEST(emitted_keeps_what_the_plugin_said)
+{
+    struct buf b = BUF_INIT;
+    uint64_t id;
+    const char *err;
+    const char *in = "{\"eventId\":6,\"timestamp\":9,\"pid\":12,\"processName\":\"nginx\","
+                     "\"processVer\":\"1.25\",\"params\":{}}";
+    REQUIRE(emitted(in, &b, &id, &err) == 0);
+    CHECK(strcmp(b.p, in) == 0);                             /* nothing added, no claimedPid */
+    /* processName alone: pid and processVer still the daemon's */
+    REQUIRE(emitted("{\"eventId\":6,\"timestamp\":9,\"processName\":\"sshd\",\"params\":{}}", &b,
+                    &id, &err) == 0);
+    CHECK(strcmp(b.p, "{\"eventId\":6,\"timestamp\":9,\"pid\":4321,\"processVer\":\"1.2.3\","
+                      "\"processName\":\"sshd\",\"params\":{}}") == 0);
+    buf_free(&b);
+}
+
+TEST(emitted_null_version_is_unknown_and_params_default)
+{
+    struct buf b = BUF_INIT;
+    uint64_t id;
+    const char *err;
+    REQUIRE(emitted("{\"eventId\":7,\"timestamp\":9,\"processVer\":null}", &b, &id, &err) == 0);
+    CHECK(strcmp(b.p, "{\"eventId\":7,\"timestamp\":9,\"params\":{},\"pid\":4321,"
+                      "\"processName\":\"polarisd\",\"processVer\":\"unknown\"}") == 0);
+    buf_free(&b);
+}
+
+TEST(emitted_timestamp_is_now_when_absent)
+{
+    struct buf b = BUF_INIT;
+    uint64_t id;
+    const char *err;
+    uint64_t before = wall_ms();
+    REQUIRE(emitted("{\"eventId\":8}", &b, &id, &err) == 0);
+    uint64_t after = wall_ms();
+    struct json_member m[16];
+    int n = members(&b, m, 16);
+    REQUIRE(n == 6);
+    const struct json_member *ts = json_find(m, (size_t)n, "timestamp");
+    uint64_t t = 0;
+    REQUIRE(ts && ts->is_uint && json_to_u64(ts->val, ts->val_len, &t) == 0);
+    CHECK(t >= before && t <= after);
+    CHECK(member_is(m, n, "params", JSON_OBJECT, "{}"));
+    buf_free(&b);
+}
+
+TEST(emitted_escapes_the_source_and_rejects_bad_events)
+{
+    struct buf b = BUF_INIT;
+    uint64_t id;
+    const char *err;
+    const struct event_source odd = {-1, "a\"b", "v\n"};
+    const char *in = "{\"eventId\":1,\"timestamp\":2}";
+    buf_reset(&b);
+    REQUIRE(event_json_emitted(in, strlen(in), &odd, &b, &id, &err) == 0);
+    CHECK(strcmp(b.p, "{\"eventId\":1,\"timestamp\":2,\"params\":{},\"pid\":-1,"
+                      "\"processName\":\"a\\\"b\",\"processVer\":\"v\\n\"}") == 0);
+    CHECK(json_validate(b.p, b.len, &err) == JSON_OBJECT);
+    const char *bad[] = {"{}", "[1,2]", "{\"eventId\":1,\"pid\":\"x\"}", "{\"eventId\":1,\"pid\":null}",
+                         "{\"eventId\":1,\"params\":[]}", "{\"eventId\":1,\"processName\":5}",
+                         "{\"eventId\":1,\"processVer\":true}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = NULL;
+        CHECK(emitted(bad[i], &b, &id, &err) == -1);
+        CHECK(err != NULL);
+    }
+    CHECK(emitted("{\"eventId\":1,\"pid\":\"x\"}", &b, &id, &err) == -1 &&
+          strcmp(err, "pid must be an integer") == 0);
+    buf_free(&b);
+}
+
+TEST(drop_notice_exact_text)
+{
+    struct buf b = BUF_INIT;
+    const struct drop_counts d = {5, 2, 1700000000001ull, 1700000000999ull};
+    REQUIRE(event_json_drop_notice(&b, 1700000001234ull, &daemon_src, &d) == 0);
+    CHECK(strcmp(b.p, "{\"eventId\":1000001,\"timestamp\":1700000001234,\"pid\":4321,"
+                      "\"processName\":\"polarisd\",\"processVer\":\"1.2.3\","
+                      "\"params\":{\"dropped\":7,\"reason\":\"outbound buffer full\","
+                      "\"buffer_full\":5,\"lost_with_session\":2,"
+                      "\"first_drop_ts\":1700000000001,\"last_drop_ts\":1700000000999}}") == 0);
+    buf_free(&b);
+}
+
+TEST(drop_notice_lost_only_and_round_trip)
+{
+    struct buf b = BUF_INIT;
+    const char *err;
+    const struct drop_counts d = {0, UINT64_MAX - 1, 0, 0};
+    buf_puts(&b, "kept:");                                   /* appends, as documented */
+    REQUIRE(event_json_drop_notice(&b, 42, &daemon_src, &d) == 0);
+    REQUIRE(strncmp(b.p, "kept:", 5) == 0);
+    const char *ev = b.p + 5;
+    size_t len = b.len - 5;
+    struct json_member m[16], p[16];
+    int n = json_object_members(ev, len, m, 16, &err);
+    REQUIRE(n == 6);
+    const struct json_member *id = json_find(m, (size_t)n, "eventId");
+    uint64_t v = 0;
+    REQUIRE(id && id->is_uint && json_to_u64(id->val, id->val_len, &v) == 0);
+    CHECK(v == 1000001);
+    CHECK(member_is(m, n, "timestamp", JSON_NUMBER, "42"));
+    CHECK(member_is(m, n, "pid", JSON_NUMBER, "4321"));
+    const struct json_member *params = json_find(m, (size_t)n, "params");
+    REQUIRE(params && params->kind == JSON_OBJECT);
+    int np = json_object_members(params->val, params->val_len, p, 16, &err);
+    REQUIRE(np == 6);
+    CHECK(member_is(p, np, "dropped", JSON_NUMBER, "18446744073709551614"));
+    CHECK(member_is(p, np, "reason", JSON_STRING, "\"lost with the guest session (no acks)\""));
+    CHECK(member_is(p, np, "buffer_full", JSON_NUMBER, "0"));
+    CHECK(member_is(p, np, "lost_with_session", JSON_NUMBER, "18446744073709551614"));
+    CHECK(member_is(p, np, "first_drop_ts", JSON_NUMBER, "0"));
+    CHECK(member_is(p, np, "last_drop_ts", JSON_NUMBER, "0"));
+    /* what the guest gets is an event the ingress itself would accept */
+    struct buf s = BUF_INIT;
+    REQUIRE(event_stamp(ev, len, -1, 0, &s, &v, &err) == 0);
+    CHECK(v == 1000001);
+    buf_free(&s);
     buf_free(&b);
 }
