@@ -54,7 +54,7 @@ struct plugin_req {
     uint32_t token;
     struct plugin *plugin;      /* a ref */
     uint32_t op;
-    uint32_t host_gen;
+    uint32_t plugin_host_run;
 };
 
 struct core {
@@ -156,7 +156,7 @@ static void deliver(struct core *c, uint8_t origin, uint32_t conn_id, uint32_t r
         struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
         if (e) {
             e->wait.op = r->op;
-            e->host_gen = r->host_gen;
+            e->plugin_host_run = r->plugin_host_run;
             plugin_post(r->plugin, e);
         }
         plugin_unref(r->plugin);
@@ -595,7 +595,7 @@ static void plugin_guest_request(struct core *c, struct envelope *e)
         struct envelope *d = envelope_new(ENV_WAIT_DONE, "{\"__polaris_error\":\"out of memory\"}", 35);
         if (d) {
             d->wait.op = e->wait.op;
-            d->host_gen = e->host_gen;
+            d->plugin_host_run = e->plugin_host_run;
             plugin_post(e->plugin, d);
         }
         plugin_unref(e->plugin);
@@ -604,7 +604,7 @@ static void plugin_guest_request(struct core *c, struct envelope *e)
     r->token = ++c->next_token;
     r->plugin = e->plugin;
     r->op = e->wait.op;
-    r->host_gen = e->host_gen;
+    r->plugin_host_run = e->plugin_host_run;
     r->next = c->plugin_reqs;
     c->plugin_reqs = r;
     e->cmd.origin = ORIGIN_PLUGIN;
@@ -872,7 +872,7 @@ static void inbox_cb(struct ev_loop *loop, ev_async *w, int revents)
                 if (d && e->type == ENV_WAIT_REQ &&
                     (e->wait.kind == WAIT_SLEEP || e->wait.kind == WAIT_EXEC || e->wait.kind == WAIT_GUEST)) {
                     d->wait.op = e->wait.op;
-                    d->host_gen = e->host_gen;
+                    d->plugin_host_run = e->plugin_host_run;
                     plugin_post(e->plugin, d);
                 } else {
                     envelope_free(d);

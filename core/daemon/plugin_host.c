@@ -52,7 +52,7 @@
 static void on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void wake(struct ev_loop *loop, ev_async *w, int revents);
-static void host_died(struct plugin_host *h, const char *why);
+static void plugin_host_died(struct plugin_host *h, const char *why);
 static void hosts_wake(void *m);
 
 /* ---- configuration ---- */
@@ -173,7 +173,7 @@ static int build_init(struct plugin_host *h, char *err, size_t errlen)
     set_int(L, "cpu_s", m->cpu_s);
     rc = lua_pack(L, -1, 1, &body, err, errlen);
     lua_pop(L, 1);
-    if (rc == 0 && host_frame_simple(&h->init, HK_INIT, 0, body.p, body.len) < 0) {
+    if (rc == 0 && plugin_host_frame_simple(&h->init, HK_INIT, 0, body.p, body.len) < 0) {
         snprintf(err, errlen, "the plugin is too large to send to its host");
         rc = -1;
     }
@@ -256,31 +256,31 @@ static int spawn(struct plugin_host *h, char *err, size_t errlen)
 
 /* Fills the stand-in from READY (the first start only: restarts run the
  * same code). */
-static bool take_ready(struct plugin_host *h, const struct host_frame *f)
+static bool take_ready(struct plugin_host *h, const struct plugin_host_frame *f)
 {
     struct plugin *p = h->p;
     if (p->handlers || p->cmds)
         return true;
-    struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
+    struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
     uint32_t n, k;
-    if (!host_get_u32(&r, &n) || n > 4096)
+    if (!plugin_host_get_u32(&r, &n) || n > 4096)
         return false;
     p->handlers = n ? calloc(n, sizeof *p->handlers) : NULL;
     for (uint32_t i = 0; i < n; i++) {
         uint8_t any;
         uint64_t id;
-        if (!p->handlers || !host_get_u8(&r, &any) || !host_get_u64(&r, &id))
+        if (!p->handlers || !plugin_host_get_u8(&r, &any) || !plugin_host_get_u64(&r, &id))
             return false;
         p->handlers[i] = (struct handler){.event_id = id, .any = any != 0, .ref = LUA_NOREF};
         p->nhandlers = i + 1;
     }
-    if (!host_get_u32(&r, &k) || k > 1024)
+    if (!plugin_host_get_u32(&r, &k) || k > 1024)
         return false;
     p->cmds = k ? calloc(k, sizeof *p->cmds) : NULL;
     for (uint32_t i = 0; i < k; i++) {
         uint8_t len;
-        if (!p->cmds || !host_get_u8(&r, &len) || len == 0 || len >= sizeof p->cmds[0].name ||
-            !host_get_bytes(&r, p->cmds[i].name, len))
+        if (!p->cmds || !plugin_host_get_u8(&r, &len) || len == 0 || len >= sizeof p->cmds[0].name ||
+            !plugin_host_get_bytes(&r, p->cmds[i].name, len))
             return false;
         p->cmds[i].name[len] = '\0';
         if (strcmp(p->cmds[i].name, "status") == 0 || strcmp(p->cmds[i].name, "reload") == 0 ||
@@ -318,9 +318,9 @@ static int await_ready(struct plugin_host *h, char *err, size_t errlen)
         return -1;
     }
     for (;;) {
-        struct host_frame f;
+        struct plugin_host_frame f;
         long n;
-        while ((n = host_frame_next((const char *)h->rx.buf + h->rx.start, rxbuf_pending(&h->rx), &f)) > 0) {
+        while ((n = plugin_host_frame_next((const char *)h->rx.buf + h->rx.start, rxbuf_pending(&h->rx), &f)) > 0) {
             h->rx.start += (size_t)n;
             if (f.kind == HK_READY) {
                 if (!take_ready(h, &f)) {
@@ -333,7 +333,7 @@ static int await_ready(struct plugin_host *h, char *err, size_t errlen)
                 snprintf(err, errlen, "%.*s", (int)(f.len < 400 ? f.len : 400), f.body);
                 return -1;
             }
-            if (!host_link_dispatch(h, &f, true)) {
+            if (!plugin_host_link_dispatch(h, &f, true)) {
                 snprintf(err, errlen, "plugin host %s", h->last_exit);
                 return -1;
             }
@@ -387,9 +387,9 @@ static void release_pending(struct plugin_host *h, bool up, const char *why)
         struct envelope *next = e->next;
         e->next = NULL;
         if (up)
-            host_link_post(h->p, e);
+            plugin_host_link_post(h->p, e);
         else
-            host_link_bypass(h->p, e, why);
+            plugin_host_link_bypass(h->p, e, why);
         e = next;
     }
 }
@@ -418,7 +418,7 @@ static void start_async(struct plugin_host *h)
         if (h->pid > 0)
             kill(h->pid, SIGKILL);  /* on_child ends it and counts the restart */
         else
-            host_died(h, err);
+            plugin_host_died(h, err);
         return;
     }
     pthread_mutex_lock(&h->mu);
@@ -426,11 +426,11 @@ static void start_async(struct plugin_host *h)
     h->up_since_ns = mono_ns();
     pthread_mutex_unlock(&h->mu);
     atomic_store(&h->last_activity_ns, mono_ns());
-    host_link_watch(h);
+    plugin_host_link_watch(h);
     atomic_store(&p->state, PLUGIN_ACTIVE);
     log_info("plugin %s: plugin host %d up", p->id, (int)h->pid);
-    if (!host_link_drain(h))              /* what came in with READY */
-        host_link_unwatch(h);
+    if (!plugin_host_link_drain(h))              /* what came in with READY */
+        plugin_host_link_unwatch(h);
     arm_idle(h);
     release_pending(h, true, NULL);
 }
@@ -452,8 +452,8 @@ int plugin_host_load(struct plugin_hosts *m, struct plugin *p)
     plugin_ref(p);
     h->p = p;
     p->host = h;
-    p->remote_post = host_link_post;
-    p->remote_rpc = host_link_rpc;
+    p->remote_post = plugin_host_link_post;
+    p->remote_rpc = plugin_host_link_rpc;
     p->unpinned = hosts_wake;
     p->unpinned_arg = m;
     ev_timer_init(&h->timer, on_timer, 0, 0);
@@ -503,10 +503,10 @@ void plugin_host_activate(struct plugin *p)
     struct plugin_host *h = p->host;
     if (!h || h->fd < 0)
         return;
-    host_link_watch(h);
+    plugin_host_link_watch(h);
     arm_idle(h);
-    if (!host_link_drain(h))              /* what came in with READY, and since */
-        host_link_unwatch(h);
+    if (!plugin_host_link_drain(h))              /* what came in with READY, and since */
+        plugin_host_link_unwatch(h);
 }
 
 /* ---- supervision (core loop) ---- */
@@ -514,7 +514,7 @@ void plugin_host_activate(struct plugin *p)
 /* Watchers stopped and the channel closed (the host sees its end). */
 static void release_io(struct plugin_host *h)
 {
-    host_link_unwatch(h);
+    plugin_host_link_unwatch(h);
     if (h->m->loop) {
         ev_timer_stop(h->m->loop, &h->timer);
         ev_child_stop(h->m->loop, &h->child);
@@ -524,7 +524,7 @@ static void release_io(struct plugin_host *h)
     h->fd = -1;
 }
 
-static void host_free(struct plugin_host *h)
+static void plugin_host_free(struct plugin_host *h)
 {
     struct plugin_hosts *m = h->m;
     pthread_mutex_lock(&m->mu);
@@ -552,10 +552,10 @@ static void host_free(struct plugin_host *h)
 }
 
 /* The process is gone (or never came): everything it held goes on. */
-static void host_died(struct plugin_host *h, const char *why)
+static void plugin_host_died(struct plugin_host *h, const char *why)
 {
     struct plugin *p = h->p;
-    host_link_unwatch(h);
+    plugin_host_link_unwatch(h);
     if (h->fd >= 0)
         close(h->fd);
     pthread_mutex_lock(&h->mu);
@@ -565,19 +565,19 @@ static void host_died(struct plugin_host *h, const char *why)
     h->dead = true;
     h->st = H_DOWN;
     atomic_fetch_add(&h->gen, 1);  /* whatever it asked for is answered to no one */
-    struct envelope **out = host_link_take_all(h);
+    struct envelope **out = plugin_host_link_take_all(h);
     buf_reset(&h->tx);
     h->want_write = false;
     pthread_mutex_unlock(&h->mu);
     char reason[160];
     snprintf(reason, sizeof reason, "plugin host died: %s", why ? why : h->last_exit);
     for (size_t i = 0; out && out[i]; i++)
-        host_link_bypass(p, out[i], reason);
+        plugin_host_link_bypass(p, out[i], reason);
     free(out);
     if (h->retiring) {
         release_pending(h, false, reason);
         if (atomic_load(&p->refs) <= 1)
-            host_free(h);          /* else when the last other reference goes (wake) */
+            plugin_host_free(h);          /* else when the last other reference goes (wake) */
         return;
     }
     if (clean && h->idle_stop) {
@@ -651,11 +651,11 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     if (h->fd >= 0 && (h->st == H_UP || h->st == H_STOPPING)) {
         /* what it said before it died counts: its last results go on */
         fcntl(h->fd, F_SETFL, fcntl(h->fd, F_GETFL) | O_NONBLOCK);
-        host_link_read(h);
+        plugin_host_link_read(h);
     }
     if (h->st == H_STARTING && h->pid != w->rpid)
         return;                    /* an older process of a host already restarted */
-    host_died(h, clean ? NULL : h->last_exit);
+    plugin_host_died(h, clean ? NULL : h->last_exit);
 }
 
 static void stop_host(struct plugin_host *h, bool idle)
@@ -664,8 +664,8 @@ static void stop_host(struct plugin_host *h, bool idle)
     if (h->st == H_UP) {
         h->st = H_STOPPING;
         h->idle_stop = idle;
-        if (host_frame_simple(&h->tx, HK_STOP, 0, NULL, 0) == 0)
-            host_link_flush_locked(h);
+        if (plugin_host_frame_simple(&h->tx, HK_STOP, 0, NULL, 0) == 0)
+            plugin_host_link_flush_locked(h);
     }
     pthread_mutex_unlock(&h->mu);
 }
@@ -708,7 +708,7 @@ static void wake(struct ev_loop *loop, ev_async *w, int revents)
             bool alone = atomic_load(&h->p->refs) <= 1;
             if (h->flush_queued) {
                 h->flush_queued = false;
-                host_link_flush_locked(h);
+                plugin_host_link_flush_locked(h);
             }
             if (h->want_start) {
                 h->want_start = false;
@@ -735,7 +735,7 @@ static void wake(struct ev_loop *loop, ev_async *w, int revents)
         } else if (what == STOP) {
             stop_host(todo, false);
         } else {
-            host_free(todo);
+            plugin_host_free(todo);
         }
     }
 }
@@ -818,20 +818,20 @@ void plugin_hosts_free(struct plugin_hosts *m)
         struct plugin_host *h = m->hosts;
         pthread_mutex_lock(&h->mu);
         h->dead = true;
-        struct envelope **out = host_link_take_all(h);
+        struct envelope **out = plugin_host_link_take_all(h);
         struct envelope *pend = envlist_take(&h->pending);
         pthread_mutex_unlock(&h->mu);
         /* shutdown: they go on as far as they can; the spool still has them */
         for (size_t i = 0; out && out[i]; i++)
-            host_link_bypass(h->p, out[i], "the daemon stopped before the plugin host answered");
+            plugin_host_link_bypass(h->p, out[i], "the daemon stopped before the plugin host answered");
         free(out);
         while (pend) {
             struct envelope *next = pend->next;
             pend->next = NULL;
-            host_link_bypass(h->p, pend, "the daemon stopped before the plugin host started");
+            plugin_host_link_bypass(h->p, pend, "the daemon stopped before the plugin host started");
             pend = next;
         }
-        host_free(h);
+        plugin_host_free(h);
     }
     if (m->loop)
         ev_async_stop(m->loop, &m->wake);

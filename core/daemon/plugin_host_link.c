@@ -32,7 +32,7 @@
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 
-void host_link_watch(struct plugin_host *h)
+void plugin_host_link_watch(struct plugin_host *h)
 {
     struct ev_loop *loop = h->m->loop;
     if (!loop)
@@ -45,7 +45,7 @@ void host_link_watch(struct plugin_host *h)
     h->rio_on = true;
 }
 
-void host_link_unwatch(struct plugin_host *h)
+void plugin_host_link_unwatch(struct plugin_host *h)
 {
     struct ev_loop *loop = h->m->loop;
     if (loop && h->rio_on)
@@ -57,7 +57,7 @@ void host_link_unwatch(struct plugin_host *h)
 
 /* ---- the channel's write side (any thread, under h->mu) ---- */
 
-void host_link_flush_locked(struct plugin_host *h)
+void plugin_host_link_flush_locked(struct plugin_host *h)
 {
     while (h->tx.len && h->fd >= 0 && !h->dead) {
         ssize_t n = send(h->fd, h->tx.p, h->tx.len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -121,7 +121,7 @@ static struct envelope *out_take(struct plugin_host *h, uint32_t rid)
 
 /* Takes every outstanding envelope out (a death, shutdown): a NULL-ended
  * array the caller frees. */
-struct envelope **host_link_take_all(struct plugin_host *h)
+struct envelope **plugin_host_link_take_all(struct plugin_host *h)
 {
     struct envelope **all = calloc(h->nout + 1, sizeof *all);
     size_t k = 0;
@@ -134,12 +134,12 @@ struct envelope **host_link_take_all(struct plugin_host *h)
     return all;
 }
 
-static bool host_link_is_event(const struct envelope *e)
+static bool plugin_host_link_is_event(const struct envelope *e)
 {
     return e->type == ENV_IPC_EVENT || e->type == ENV_MONITOR_EVENT;
 }
 
-static bool host_link_is_command(const struct envelope *e)
+static bool plugin_host_link_is_command(const struct envelope *e)
 {
     return e->type == ENV_GUEST_CMD_REQ || e->type == ENV_APP_CMD_REQ;
 }
@@ -148,14 +148,14 @@ static bool host_link_is_command(const struct envelope *e)
  * an event goes on (untouched, as past any plugin in Error, or with
  * strategyError when the host held it), a command is answered -6, the
  * rest is let go. */
-void host_link_bypass(struct plugin *p, struct envelope *e, const char *why)
+void plugin_host_link_bypass(struct plugin *p, struct envelope *e, const char *why)
 {
-    if (host_link_is_event(e)) {
+    if (plugin_host_link_is_event(e)) {
         if (why)
             plugin_strategy_failed(p, e, why);
         else
             plugin_strategy_done(p, e);
-    } else if (host_link_is_command(e)) {
+    } else if (plugin_host_link_is_command(e)) {
         plugin_command_done(p, e, CMD_HANDLER_ERROR,
                             why ? why : "the plugin offering this action is in Error", NULL, 0);
         envelope_free(e);
@@ -170,10 +170,10 @@ void host_link_bypass(struct plugin *p, struct envelope *e, const char *why)
  * wrong call. Under h->mu. */
 static bool stale_locked(struct plugin_host *h, const struct envelope *e)
 {
-    return (e->type == ENV_WAIT_DONE || e->type == ENV_TIMER_FIRE) && e->host_gen != atomic_load(&h->gen);
+    return (e->type == ENV_WAIT_DONE || e->type == ENV_TIMER_FIRE) && e->plugin_host_run != atomic_load(&h->gen);
 }
 
-void host_link_post(struct plugin *p, struct envelope *e)
+void plugin_host_link_post(struct plugin *p, struct envelope *e)
 {
     struct plugin_host *h = p->host;
     pthread_mutex_lock(&h->mu);
@@ -198,23 +198,23 @@ void host_link_post(struct plugin *p, struct envelope *e)
     }
     if (h->st == H_DOWN || h->dead) {
         pthread_mutex_unlock(&h->mu);
-        host_link_bypass(p, e, NULL);
+        plugin_host_link_bypass(p, e, NULL);
         return;
     }
     uint32_t rid = ++h->next_rid;
     size_t before = h->tx.len;
-    if (host_put_env(&h->tx, rid, e) < 0) {
+    if (plugin_host_put_env(&h->tx, rid, e) < 0) {
         h->tx.len = before;
         pthread_mutex_unlock(&h->mu);
-        host_link_bypass(p, e, "the plugin host's channel is out of memory");
+        plugin_host_link_bypass(p, e, "the plugin host's channel is out of memory");
         return;
     }
     atomic_store(&h->last_activity_ns, mono_ns());
-    if (host_link_is_event(e) || host_link_is_command(e)) {
+    if (plugin_host_link_is_event(e) || plugin_host_link_is_command(e)) {
         if (!out_add(h, rid, e)) {
             h->tx.len = before;    /* could not remember it: take the frame back */
             pthread_mutex_unlock(&h->mu);
-            host_link_bypass(p, e, "out of memory");
+            plugin_host_link_bypass(p, e, "out of memory");
             return;
         }
         e = NULL;
@@ -222,7 +222,7 @@ void host_link_post(struct plugin *p, struct envelope *e)
     /* one write for everything posted before the core loop next turns:
      * a batch of events routed together crosses in one send */
     if (!h->m->loop) {
-        host_link_flush_locked(h);
+        plugin_host_link_flush_locked(h);
     } else if (!h->flush_queued) {
         h->flush_queued = true;
         ev_async_send(h->m->loop, &h->m->wake);
@@ -242,8 +242,8 @@ static void send_frame(struct plugin_host *h, uint8_t kind, uint32_t id, uint32_
         STAT_INC(plugin_hosts_stale_results);
         return;
     }
-    if (host_frame_simple(&h->tx, kind, id, body, len) == 0)
-        host_link_flush_locked(h);
+    if (plugin_host_frame_simple(&h->tx, kind, id, body, len) == 0)
+        plugin_host_link_flush_locked(h);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -301,7 +301,7 @@ static bool module_name_ok(const char *name, size_t len)
     return ok;
 }
 
-void host_link_rpc(struct plugin *p, struct envelope *e)
+void plugin_host_link_rpc(struct plugin *p, struct envelope *e)
 {
     struct plugin_host *h = p->host;
     struct buf out = BUF_INIT;
@@ -340,14 +340,14 @@ void host_link_rpc(struct plugin *p, struct envelope *e)
     }
     if (out.p)
         out.p[0] = ok;
-    send_frame(h, HK_RPC_REPLY, e->rpc.call, e->host_gen, out.p ? out.p : "", out.len);
+    send_frame(h, HK_RPC_REPLY, e->rpc.call, e->plugin_host_run, out.p ? out.p : "", out.len);
     buf_free(&out);
     envelope_free(e);
 }
 
 /* ---- frames from the host (core loop) ---- */
 
-static bool host_link_violation(struct plugin_host *h, const char *what)
+static bool plugin_host_link_violation(struct plugin_host *h, const char *what)
 {
     log_error("plugin %s: plugin host %d broke the channel protocol (%s); ending it",
               h->p->id, (int)h->pid, what);
@@ -360,21 +360,21 @@ static bool host_link_violation(struct plugin_host *h, const char *what)
     return false;
 }
 
-static bool on_result(struct plugin_host *h, const struct host_frame *f)
+static bool on_result(struct plugin_host *h, const struct plugin_host_frame *f)
 {
-    struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
+    struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
     uint8_t verdict;
     uint64_t event_id;
-    if (!host_get_u8(&r, &verdict) || !host_get_u64(&r, &event_id) || verdict > HV_DROP)
-        return host_link_violation(h, "a malformed strategy result");
+    if (!plugin_host_get_u8(&r, &verdict) || !plugin_host_get_u64(&r, &event_id) || verdict > HV_DROP)
+        return plugin_host_link_violation(h, "a malformed strategy result");
     pthread_mutex_lock(&h->mu);
     struct envelope *e = out_take(h, f->id);
     pthread_mutex_unlock(&h->mu);
     struct plugin *p = h->p;
-    if (!e || !host_link_is_event(e)) {
+    if (!e || !plugin_host_link_is_event(e)) {
         if (e)
-            host_link_bypass(p, e, "the plugin host answered a command as an event");
-        return host_link_violation(h, "a result for no event it holds");
+            plugin_host_link_bypass(p, e, "the plugin host answered a command as an event");
+        return plugin_host_link_violation(h, "a result for no event it holds");
     }
     if (verdict == HV_DROP) {
         STAT_INC(core_events_dropped_by_strategy);
@@ -394,7 +394,7 @@ static bool on_result(struct plugin_host *h, const struct host_frame *f)
     uint64_t id;
     if (!idm || json_to_u64(idm->val, idm->val_len, &id) < 0 || id != event_id) {
         plugin_strategy_failed(p, e, "the plugin host returned an event that is not a JSON object with its eventId");
-        return host_link_violation(h, "an invalid rewritten event");
+        return plugin_host_link_violation(h, "an invalid rewritten event");
     }
     struct envelope *ne = envelope_new((enum env_type)e->type, json, len);
     if (!ne) {
@@ -409,19 +409,19 @@ static bool on_result(struct plugin_host *h, const struct host_frame *f)
     return true;
 }
 
-static bool on_cmd_result(struct plugin_host *h, const struct host_frame *f)
+static bool on_cmd_result(struct plugin_host *h, const struct plugin_host_frame *f)
 {
-    struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
+    struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
     uint32_t code;
-    if (!host_get_u32(&r, &code))
-        return host_link_violation(h, "a malformed command result");
+    if (!plugin_host_get_u32(&r, &code))
+        return plugin_host_link_violation(h, "a malformed command result");
     pthread_mutex_lock(&h->mu);
     struct envelope *req = out_take(h, f->id);
     pthread_mutex_unlock(&h->mu);
-    if (!req || !host_link_is_command(req)) {
+    if (!req || !plugin_host_link_is_command(req)) {
         if (req)
-            host_link_bypass(h->p, req, "the plugin host answered an event as a command");
-        return host_link_violation(h, "a command result for no command it holds");
+            plugin_host_link_bypass(h->p, req, "the plugin host answered an event as a command");
+        return plugin_host_link_violation(h, "a command result for no command it holds");
     }
     int64_t c;
     const char *msg, *data;
@@ -431,7 +431,7 @@ static bool on_cmd_result(struct plugin_host *h, const struct host_frame *f)
         c != sc || (sc < 0 && sc != CMD_BAD_REQUEST && sc != CMD_HANDLER_ERROR && sc != CMD_UNKNOWN_ACTION)) {
         plugin_command_done(h->p, req, CMD_HANDLER_ERROR, "the plugin host sent an invalid result", NULL, 0);
         envelope_free(req);
-        return host_link_violation(h, "an invalid command result");
+        return plugin_host_link_violation(h, "an invalid command result");
     }
     /* decoded text is never longer than its quoted form */
     char *m = msg ? malloc(msg_len + 1) : NULL;
@@ -445,28 +445,28 @@ static bool on_cmd_result(struct plugin_host *h, const struct host_frame *f)
     return true;
 }
 
-static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool cancel)
+static bool on_wait(struct plugin_host *h, const struct plugin_host_frame *f, bool cancel)
 {
     struct plugin *p = h->p;
     struct envelope *e;
     if (cancel) {
         e = envelope_new(ENV_WAIT_CANCEL, NULL, 0);
     } else {
-        struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
+        struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
         uint32_t kind, ms, fn_ref;
         char action[48];
-        if (!host_get_u32(&r, &kind) || !host_get_u32(&r, &ms) || !host_get_u32(&r, &fn_ref) ||
-            !host_get_bytes(&r, action, sizeof action) || !memchr(action, 0, sizeof action) ||
+        if (!plugin_host_get_u32(&r, &kind) || !plugin_host_get_u32(&r, &ms) || !plugin_host_get_u32(&r, &fn_ref) ||
+            !plugin_host_get_bytes(&r, action, sizeof action) || !memchr(action, 0, sizeof action) ||
             kind < WAIT_SLEEP || kind > WAIT_GUEST || ms > 3600000)
-            return host_link_violation(h, "a malformed wait");
+            return plugin_host_link_violation(h, "a malformed wait");
         /* the host checked these too; a host that did not is not ours */
         if ((kind == WAIT_EXEC && !(p->perms & PERM_EXEC)) ||
             (kind == WAIT_GUEST && !(p->perms & PERM_VM_WRITE)))
-            return host_link_violation(h, "a wait its plugin has no permission for");
+            return plugin_host_link_violation(h, "a wait its plugin has no permission for");
         size_t len = (size_t)(r.end - r.p);
         const char *err;
         if (len && json_validate((const char *)r.p, len, &err) == JSON_INVALID)
-            return host_link_violation(h, "a wait with invalid JSON");
+            return plugin_host_link_violation(h, "a wait with invalid JSON");
         e = envelope_new(ENV_WAIT_REQ, r.p, len);
         if (e) {
             e->wait.kind = (uint8_t)kind;
@@ -480,17 +480,17 @@ static bool on_wait(struct plugin_host *h, const struct host_frame *f, bool canc
     plugin_ref(p);
     e->plugin = p;
     e->wait.op = f->id;
-    e->host_gen = atomic_load(&h->gen);
+    e->plugin_host_run = atomic_load(&h->gen);
     snprintf(e->from, sizeof e->from, "%s", p->id);
     home_to_core(p->home, e);
     return true;
 }
 
-static bool on_stats(struct plugin_host *h, const struct host_frame *f)
+static bool on_stats(struct plugin_host *h, const struct plugin_host_frame *f)
 {
-    struct host_stats s;
-    if (!host_get_stats(f, &s))
-        return host_link_violation(h, "malformed stats");
+    struct plugin_host_stats s;
+    if (!plugin_host_get_stats(f, &s))
+        return plugin_host_link_violation(h, "malformed stats");
     struct plugin *p = h->p;
     atomic_store(&p->events, s.events);
     atomic_store(&p->commands, s.commands);
@@ -509,7 +509,7 @@ static bool on_stats(struct plugin_host *h, const struct host_frame *f)
 
 /* One frame; false when the host must go. during_load: READY and FAILED
  * are the caller's, and on the first load calls run right here. */
-bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool during_load)
+bool plugin_host_link_dispatch(struct plugin_host *h, const struct plugin_host_frame *f, bool during_load)
 {
     atomic_store(&h->last_activity_ns, mono_ns());
     switch (f->kind) {
@@ -521,55 +521,55 @@ bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool 
     case HK_STATS:
         return on_stats(h, f);
     case HK_RPC: {
-        struct host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
+        struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
         uint8_t nlen;
         char name[48];
-        if (!host_get_u8(&r, &nlen) || nlen == 0 || nlen >= sizeof name || !host_get_bytes(&r, name, nlen))
-            return host_link_violation(h, "a malformed call");
+        if (!plugin_host_get_u8(&r, &nlen) || nlen == 0 || nlen >= sizeof name || !plugin_host_get_bytes(&r, name, nlen))
+            return plugin_host_link_violation(h, "a malformed call");
         name[nlen] = '\0';
         if (strcmp(name, "require") != 0 && !rpc_name_ok(name))
-            return host_link_violation(h, "a call outside the plugin API");
+            return plugin_host_link_violation(h, "a call outside the plugin API");
         struct envelope *e = envelope_new(ENV_HOST_RPC, r.p, (size_t)(r.end - r.p));
         if (!e)
-            return host_link_violation(h, "out of memory for a call");
+            return plugin_host_link_violation(h, "out of memory for a call");
         memcpy(e->rpc.fn, name, (size_t)nlen + 1);
         e->rpc.call = f->id;
-        e->host_gen = atomic_load(&h->gen);
+        e->plugin_host_run = atomic_load(&h->gen);
         if (during_load && h->first_load)
-            host_link_rpc(h->p, e);
+            plugin_host_link_rpc(h->p, e);
         else
             plugin_post(h->p, e);               /* the stand-in's mailbox: a worker runs it */
         return true;
     }
     case HK_RESULT:
-        return !during_load ? on_result(h, f) : host_link_violation(h, "a result before READY");
+        return !during_load ? on_result(h, f) : plugin_host_link_violation(h, "a result before READY");
     case HK_CMD_RESULT:
-        return !during_load ? on_cmd_result(h, f) : host_link_violation(h, "a result before READY");
+        return !during_load ? on_cmd_result(h, f) : plugin_host_link_violation(h, "a result before READY");
     case HK_WAIT:                  /* timers may be set while loading */
         return on_wait(h, f, false);
     case HK_CANCEL:
         return on_wait(h, f, true);
     default:
-        return host_link_violation(h, "an unknown or misplaced frame");
+        return plugin_host_link_violation(h, "an unknown or misplaced frame");
     }
 }
 
 /* Reads and dispatches what the host sent; false at the channel's end or
  * when the host must go. */
 /* Every whole frame already received. */
-bool host_link_drain(struct plugin_host *h)
+bool plugin_host_link_drain(struct plugin_host *h)
 {
-    struct host_frame f;
+    struct plugin_host_frame f;
     long used;
-    while ((used = host_frame_next((const char *)h->rx.buf + h->rx.start, rxbuf_pending(&h->rx), &f)) > 0) {
+    while ((used = plugin_host_frame_next((const char *)h->rx.buf + h->rx.start, rxbuf_pending(&h->rx), &f)) > 0) {
         h->rx.start += (size_t)used;
-        if (!host_link_dispatch(h, &f, false))
+        if (!plugin_host_link_dispatch(h, &f, false))
             return false;
     }
-    return used == 0 || host_link_violation(h, "a frame out of bounds");
+    return used == 0 || plugin_host_link_violation(h, "a frame out of bounds");
 }
 
-bool host_link_read(struct plugin_host *h)
+bool plugin_host_link_read(struct plugin_host *h)
 {
     for (int round = 0; round < 64 && h->fd >= 0; round++) {
         size_t avail;
@@ -583,7 +583,7 @@ bool host_link_read(struct plugin_host *h)
             return n < 0 && errno == EAGAIN;   /* at the end, on_child reports the death */
         rxbuf_commit(&h->rx, (size_t)n);
         home_job_begin();              /* finished events go to the core as one batch */
-        bool ok = host_link_drain(h);
+        bool ok = plugin_host_link_drain(h);
         home_job_end(h->p->home);
         if (!ok)
             return false;
@@ -597,8 +597,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop, (void)revents;
     struct plugin_host *h = w->data;
-    if (!host_link_read(h))
-        host_link_unwatch(h);
+    if (!plugin_host_link_read(h))
+        plugin_host_link_unwatch(h);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -607,7 +607,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
     struct plugin_host *h = w->data;
     pthread_mutex_lock(&h->mu);
     h->want_write = false;
-    host_link_flush_locked(h);
+    plugin_host_link_flush_locked(h);
     bool more = h->want_write;
     pthread_mutex_unlock(&h->mu);
     if (!more) {

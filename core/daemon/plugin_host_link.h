@@ -17,7 +17,7 @@
 
 struct plugin;
 
-enum host_state {
+enum plugin_host_state {
     H_STARTING,       /* spawned, INIT sent, no READY yet */
     H_UP,
     H_STOPPING,       /* STOP sent (idle or retired) */
@@ -34,7 +34,7 @@ struct plugin_host {
     struct plugin_hosts *m;
     struct plugin *p;             /* a ref while the host struct lives */
     pthread_mutex_t mu;           /* tx, out, pending, st, want_* */
-    enum host_state st;
+    enum plugin_host_state st;
     int fd;
     pid_t pid;
     struct buf tx;
@@ -75,18 +75,18 @@ struct plugin_hosts {
 };
 
 /* plugin_host_link.c: the channel */
-void host_link_watch(struct plugin_host *h);
-void host_link_unwatch(struct plugin_host *h);
+void plugin_host_link_watch(struct plugin_host *h);
+void plugin_host_link_unwatch(struct plugin_host *h);
 /* under h->mu: write what is queued, or leave it to the write watcher */
-void host_link_flush_locked(struct plugin_host *h);
+void plugin_host_link_flush_locked(struct plugin_host *h);
 /* every envelope the host holds, taken out: a NULL-ended array to free */
-struct envelope **host_link_take_all(struct plugin_host *h);
+struct envelope **plugin_host_link_take_all(struct plugin_host *h);
 /* an envelope its host cannot take goes on without it (why: strategyError) */
-void host_link_bypass(struct plugin *p, struct envelope *e, const char *why);
-void host_link_post(struct plugin *p, struct envelope *e);
-void host_link_rpc(struct plugin *p, struct envelope *e);
-bool host_link_dispatch(struct plugin_host *h, const struct host_frame *f, bool during_load);
-bool host_link_drain(struct plugin_host *h);
-bool host_link_read(struct plugin_host *h);
+void plugin_host_link_bypass(struct plugin *p, struct envelope *e, const char *why);
+void plugin_host_link_post(struct plugin *p, struct envelope *e);
+void plugin_host_link_rpc(struct plugin *p, struct envelope *e);
+bool plugin_host_link_dispatch(struct plugin_host *h, const struct plugin_host_frame *f, bool during_load);
+bool plugin_host_link_drain(struct plugin_host *h);
+bool plugin_host_link_read(struct plugin_host *h);
 
 #endif

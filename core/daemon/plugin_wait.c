@@ -35,7 +35,7 @@ struct waiter {
     struct waits *w;
     struct plugin *p;           /* a ref */
     uint32_t op;
-    uint32_t host_gen;          /* the asking plugin host's run, echoed back */
+    uint32_t plugin_host_run;          /* the asking plugin host's run, echoed back */
     int kind;
     int fn_ref;
     ev_timer timer;
@@ -99,7 +99,7 @@ static void complete(struct waiter *x, const char *json, size_t len)
     struct envelope *e = envelope_new(ENV_WAIT_DONE, json, len);
     if (e) {
         e->wait.op = x->op;
-        e->host_gen = x->host_gen;
+        e->plugin_host_run = x->plugin_host_run;
         plugin_post(x->p, e);
     } else {
         log_error("plugin %s: out of memory resuming a waiting call", x->p->id);
@@ -193,7 +193,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         struct envelope *e = envelope_new(ENV_TIMER_FIRE, NULL, 0);
         if (e) {
             e->wait.op = x->op;
-            e->host_gen = x->host_gen;
+            e->plugin_host_run = x->plugin_host_run;
             e->wait.fn_ref = x->fn_ref;
             e->wait.kind = (uint8_t)x->kind;
             plugin_post(x->p, e);
@@ -406,7 +406,7 @@ void waits_request(struct waits *w, struct envelope *e)
     x->w = w;
     x->p = p;                            /* the request's ref is now ours */
     x->op = e->wait.op;
-    x->host_gen = e->host_gen;
+    x->plugin_host_run = e->plugin_host_run;
     x->kind = e->wait.kind;
     x->fn_ref = e->wait.fn_ref;
     x->out_w.fd = x->err_w.fd = -1;

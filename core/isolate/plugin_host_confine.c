@@ -84,7 +84,7 @@ static int filter(char *err, size_t errlen)
     return 0;
 }
 
-int host_confine(const struct confine_opts *o, char *err, size_t errlen)
+int plugin_host_confine(const struct confine_opts *o, char *err, size_t errlen)
 {
     int from = (o->keep_fd > 2 ? o->keep_fd : 2) + 1;
     for (int fd = 3; fd < from; fd++)

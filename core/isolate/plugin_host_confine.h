@@ -20,6 +20,6 @@ struct confine_opts {
 /* Applies everything, in an order where no step needs what an earlier one
  * took away. 0, or -1 with err (the host must then exit: it never runs a
  * plugin half-confined). */
-int host_confine(const struct confine_opts *o, char *err, size_t errlen);
+int plugin_host_confine(const struct confine_opts *o, char *err, size_t errlen);
 
 #endif

@@ -30,14 +30,14 @@
 
 struct plugin_home {
     int fd;
-    struct host_init init;
+    struct plugin_host_init init;
     struct buf tx;
     struct rxbuf rx;
     struct job *jobs[2];         /* the plugin's jobs (mailbox, command lane), when scheduled */
     int njobs;
     bool stop;
     uint32_t next_call;
-    struct host_stats sent;
+    struct plugin_host_stats sent;
     struct plugin *plugin;
     uint32_t *timers;            /* live timer ids: a host with timers is never idle */
     size_t ntimers, timers_cap;
@@ -47,7 +47,7 @@ static struct plugin_home g;
 
 static void log_sink(enum log_level l, const char *msg, size_t len);
 
-void plugin_host_home_init(int fd, const struct host_init *init)
+void plugin_host_home_init(int fd, const struct plugin_host_init *init)
 {
     g.fd = fd;
     g.init = *init;
@@ -61,7 +61,7 @@ struct plugin_home *plugin_host_home(void)
 
 /* ---- the channel ---- */
 
-void host_flush(void)
+void plugin_host_flush(void)
 {
     size_t off = 0;
     while (off < g.tx.len) {
@@ -75,18 +75,18 @@ void host_flush(void)
     buf_reset(&g.tx);
 }
 
-void host_send(uint8_t kind, uint32_t id, const void *body, size_t len)
+void plugin_host_send(uint8_t kind, uint32_t id, const void *body, size_t len)
 {
-    if (host_frame_simple(&g.tx, kind, id, body, len) < 0)
+    if (plugin_host_frame_simple(&g.tx, kind, id, body, len) < 0)
         _exit(1);                              /* no memory for a frame: restart clean */
-    host_flush();
+    plugin_host_flush();
 }
 
-char *host_read_frame(uint8_t *kind, uint32_t *id, const char **body, size_t *len)
+char *plugin_host_read_frame(uint8_t *kind, uint32_t *id, const char **body, size_t *len)
 {
     for (;;) {
-        struct host_frame f;
-        long n = host_frame_next((const char *)g.rx.buf + g.rx.start, rxbuf_pending(&g.rx), &f);
+        struct plugin_host_frame f;
+        long n = plugin_host_frame_next((const char *)g.rx.buf + g.rx.start, rxbuf_pending(&g.rx), &f);
         if (n < 0)
             _exit(2);                          /* the daemon never sends that */
         if (n > 0) {
@@ -139,10 +139,10 @@ static void timer_del(uint32_t id)
 /* One frame from the daemon, outside an RPC wait or inside one. */
 static void handle(struct plugin *p, uint8_t kind, uint32_t id, const char *body, size_t len)
 {
-    struct host_frame f = {kind, id, body, len};
+    struct plugin_host_frame f = {kind, id, body, len};
     switch (kind) {
     case HK_ENV: {
-        struct envelope *e = host_get_env(&f);
+        struct envelope *e = plugin_host_get_env(&f);
         if (!e)
             _exit(1);
         if (e->type == ENV_TIMER_FIRE && e->wait.kind == WAIT_TIMER)
@@ -164,19 +164,19 @@ static int rpc(lua_State *L, const char *name, const char *args, size_t alen)
 {
     uint32_t call = ++g.next_call;
     size_t at, nlen = strlen(name);
-    if (host_frame_begin(&g.tx, HK_RPC, call, &at) < 0 || host_put_u8(&g.tx, (uint8_t)nlen) < 0 ||
+    if (plugin_host_frame_begin(&g.tx, HK_RPC, call, &at) < 0 || plugin_host_put_u8(&g.tx, (uint8_t)nlen) < 0 ||
         buf_append(&g.tx, name, nlen) < 0 || buf_append(&g.tx, args, alen) < 0 ||
-        host_frame_end(&g.tx, at) < 0) {
+        plugin_host_frame_end(&g.tx, at) < 0) {
         g.tx.len = at;
         return luaL_error(L, "polaris.%s: the arguments are too large to send", name);
     }
-    host_flush();
+    plugin_host_flush();
     for (;;) {
         uint8_t kind;
         uint32_t id;
         const char *body;
         size_t len;
-        char *frame = host_read_frame(&kind, &id, &body, &len);
+        char *frame = plugin_host_read_frame(&kind, &id, &body, &len);
         if (!frame)
             _exit(0);
         if (kind == HK_RPC_REPLY && id == call) {
@@ -240,7 +240,7 @@ static void proxy_field(lua_State *L, int t, const char *field, const char *name
     lua_setfield(L, t, field);
 }
 
-void host_bind_proxies(struct plugin *p)
+void plugin_host_bind_proxies(struct plugin *p)
 {
     lua_State *L = p->sb.L;
     g.plugin = p;
@@ -294,7 +294,7 @@ void home_schedule_urgent(struct plugin_home *r, struct job *j)
 
 static void send_stats(struct plugin *p)
 {
-    struct host_stats s = {0};
+    struct plugin_host_stats s = {0};
     s.events = atomic_load(&p->events);
     s.commands = atomic_load(&p->commands);
     s.messages = atomic_load(&p->messages);
@@ -312,7 +312,7 @@ static void send_stats(struct plugin *p)
     pthread_mutex_unlock(&p->mu);
     /* memory moves with every call; say so only when something else did,
      * or once it moved by 64 KiB */
-    struct host_stats *o = &g.sent;
+    struct plugin_host_stats *o = &g.sent;
     bool same = s.events == o->events && s.commands == o->commands && s.messages == o->messages &&
                 s.errors == o->errors && s.state == o->state && s.pinned == o->pinned &&
                 s.refused == o->refused &&
@@ -320,7 +320,7 @@ static void send_stats(struct plugin *p)
                 (s.mem_used > o->mem_used ? s.mem_used - o->mem_used : o->mem_used - s.mem_used) < 65536;
     if (same)
         return;
-    if (host_put_stats(&g.tx, &s) == 0)
+    if (plugin_host_put_stats(&g.tx, &s) == 0)
         *o = s;
 }
 
@@ -332,7 +332,7 @@ void home_job_flush(struct plugin_home *r)
 {
     if (r->plugin)
         send_stats(r->plugin);
-    host_flush();
+    plugin_host_flush();
 }
 
 void home_job_end(struct plugin_home *r)
@@ -343,16 +343,16 @@ void home_job_end(struct plugin_home *r)
 static void result(struct envelope *e, uint8_t verdict)
 {
     size_t at;
-    int rc = host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) | host_put_u8(&g.tx, verdict) |
-             host_put_u64(&g.tx, e->ev.id);
+    int rc = plugin_host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) | plugin_host_put_u8(&g.tx, verdict) |
+             plugin_host_put_u64(&g.tx, e->ev.id);
     if (verdict == HV_REWRITTEN)
         rc |= buf_append(&g.tx, e->data, e->len);
-    if (rc || host_frame_end(&g.tx, at) < 0) {
+    if (rc || plugin_host_frame_end(&g.tx, at) < 0) {
         /* a rewrite too large for a frame: the original bytes go on */
         g.tx.len = at;
-        if (host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) == 0 &&
-            host_put_u8(&g.tx, HV_PASS) == 0 && host_put_u64(&g.tx, e->ev.id) == 0)
-            host_frame_end(&g.tx, at);
+        if (plugin_host_frame_begin(&g.tx, HK_RESULT, e->remote_id, &at) == 0 &&
+            plugin_host_put_u8(&g.tx, HV_PASS) == 0 && plugin_host_put_u64(&g.tx, e->ev.id) == 0)
+            plugin_host_frame_end(&g.tx, at);
     }
     envelope_free(e);
 }
@@ -376,25 +376,25 @@ void home_to_core(struct plugin_home *r, struct envelope *e)
     int rc = 0;
     switch (e->type) {
     case ENV_CMD_EXEC_RESULT:
-        rc = host_frame_begin(&g.tx, HK_CMD_RESULT, e->remote_id, &at) |
-             host_put_u32(&g.tx, (uint32_t)e->cmd.code) | buf_append(&g.tx, e->data, e->len);
+        rc = plugin_host_frame_begin(&g.tx, HK_CMD_RESULT, e->remote_id, &at) |
+             plugin_host_put_u32(&g.tx, (uint32_t)e->cmd.code) | buf_append(&g.tx, e->data, e->len);
         break;
     case ENV_WAIT_REQ:
         if (e->wait.kind == WAIT_TIMER || e->wait.kind == WAIT_EVERY)
             timer_add(e->wait.op);
-        rc = host_frame_begin(&g.tx, HK_WAIT, e->wait.op, &at) | host_put_u32(&g.tx, e->wait.kind) |
-             host_put_u32(&g.tx, e->wait.ms) | host_put_u32(&g.tx, (uint32_t)e->wait.fn_ref) |
+        rc = plugin_host_frame_begin(&g.tx, HK_WAIT, e->wait.op, &at) | plugin_host_put_u32(&g.tx, e->wait.kind) |
+             plugin_host_put_u32(&g.tx, e->wait.ms) | plugin_host_put_u32(&g.tx, (uint32_t)e->wait.fn_ref) |
              buf_append(&g.tx, e->cmd.action, sizeof e->cmd.action) | buf_append(&g.tx, e->data, e->len);
         break;
     case ENV_WAIT_CANCEL:
         timer_del(e->wait.op);
-        rc = host_frame_begin(&g.tx, HK_CANCEL, e->wait.op, &at);
+        rc = plugin_host_frame_begin(&g.tx, HK_CANCEL, e->wait.op, &at);
         break;
     default:
         envelope_free(e);
         return;
     }
-    if (rc || host_frame_end(&g.tx, at) < 0)
+    if (rc || plugin_host_frame_end(&g.tx, at) < 0)
         g.tx.len = at;
     if (e->plugin)
         plugin_unref(e->plugin);
@@ -504,24 +504,24 @@ bool home_stopping(struct plugin_home *r)
 
 static void log_sink(enum log_level l, const char *msg, size_t len)
 {
-    if (host_frame_simple(&g.tx, HK_LOG, (uint32_t)l, msg, len) < 0)
+    if (plugin_host_frame_simple(&g.tx, HK_LOG, (uint32_t)l, msg, len) < 0)
         return;
 }
 
-int host_serve(struct plugin *p)
+int plugin_host_serve(struct plugin *p)
 {
     g.plugin = p;
     send_stats(p);
     for (;;) {
         /* everything already received goes into the mailbox first, so the
          * job runs a batch and its results leave in one write */
-        struct host_frame f;
-        while (host_frame_next((const char *)g.rx.buf + g.rx.start, rxbuf_pending(&g.rx), &f) > 0) {
+        struct plugin_host_frame f;
+        while (plugin_host_frame_next((const char *)g.rx.buf + g.rx.start, rxbuf_pending(&g.rx), &f) > 0) {
             uint8_t kind;
             uint32_t id;
             const char *body;
             size_t len;
-            char *frame = host_read_frame(&kind, &id, &body, &len);
+            char *frame = plugin_host_read_frame(&kind, &id, &body, &len);
             handle(p, kind, id, body, len);
             free(frame);
         }
@@ -531,14 +531,14 @@ int host_serve(struct plugin *p)
             j->run(j);
             continue;                          /* a job may have been scheduled again */
         }
-        host_flush();
+        plugin_host_flush();
         if (g.stop)
             break;
         uint8_t kind;
         uint32_t id;
         const char *body;
         size_t len;
-        char *frame = host_read_frame(&kind, &id, &body, &len);
+        char *frame = plugin_host_read_frame(&kind, &id, &body, &len);
         if (!frame)
             return 0;                          /* the daemon closed the channel */
         handle(p, kind, id, body, len);

@@ -80,7 +80,7 @@ static int confinement_test(void)
 {
     struct confine_opts o = {.nofile = 8, .uid = 65534, .gid = 65534, .keep_fd = -1};
     char err[256];
-    if (host_confine(&o, err, sizeof err) < 0) {
+    if (plugin_host_confine(&o, err, sizeof err) < 0) {
         printf("confine: failed: %s\n", err);
         return 1;
     }
@@ -125,13 +125,13 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    struct host_init init = {0};
+    struct plugin_host_init init = {0};
     plugin_host_home_init(CHANNEL_FD, &init);
     uint8_t kind;
     uint32_t id;
     const char *body;
     size_t len;
-    char *frame = host_read_frame(&kind, &id, &body, &len);
+    char *frame = plugin_host_read_frame(&kind, &id, &body, &len);
     if (!frame || kind != HK_INIT)
         return 2;
     lua_State *L = luaL_newstate();
@@ -154,10 +154,10 @@ int main(int argc, char **argv)
     };
     log_set_level((enum log_level)int_field(L, "log_level"));
     char err[300];
-    if (host_confine(&o, err, sizeof err) < 0) {
+    if (plugin_host_confine(&o, err, sizeof err) < 0) {
         char msg[400];
         int n = snprintf(msg, sizeof msg, "plugin host confinement failed: %s", err);
-        host_send(HK_FAILED, 0, msg, (size_t)n);
+        plugin_host_send(HK_FAILED, 0, msg, (size_t)n);
         return 1;
     }
 
@@ -187,30 +187,30 @@ int main(int argc, char **argv)
     p->perms = (unsigned)int_field(L, "perms");
     p->mem_limit = (size_t)int_field(L, "mem_limit");
     p->budget_ns = (uint64_t)int_field(L, "budget_ns");
-    p->bound = host_bind_proxies;
+    p->bound = plugin_host_bind_proxies;
     size_t code_len;
     const char *code = str_field(L, "code", &code_len);
     if (plugin_load_code(p, code, code_len) < 0) {
-        host_send(HK_FAILED, 0, p->last_error, strlen(p->last_error));
+        plugin_host_send(HK_FAILED, 0, p->last_error, strlen(p->last_error));
         return 1;
     }
     /* READY: what it registered, so the daemon can route to it */
     struct buf b = BUF_INIT;
-    host_put_u32(&b, (uint32_t)p->nhandlers);
+    plugin_host_put_u32(&b, (uint32_t)p->nhandlers);
     for (size_t i = 0; i < p->nhandlers; i++) {
-        host_put_u8(&b, p->handlers[i].any);
-        host_put_u64(&b, p->handlers[i].event_id);
+        plugin_host_put_u8(&b, p->handlers[i].any);
+        plugin_host_put_u64(&b, p->handlers[i].event_id);
     }
-    host_put_u32(&b, (uint32_t)p->ncmds);
+    plugin_host_put_u32(&b, (uint32_t)p->ncmds);
     for (size_t i = 0; i < p->ncmds; i++) {
         size_t n = strlen(p->cmds[i].name);
-        host_put_u8(&b, (uint8_t)n);
+        plugin_host_put_u8(&b, (uint8_t)n);
         buf_append(&b, p->cmds[i].name, n);
     }
-    host_send(HK_READY, 0, b.p, b.len);
+    plugin_host_send(HK_READY, 0, b.p, b.len);
     buf_free(&b);
-    int rc = host_serve(p);              /* L keeps the INIT strings for the host's life */
+    int rc = plugin_host_serve(p);              /* L keeps the INIT strings for the host's life */
     plugin_unref(p);                           /* stop() and cleanup() */
-    host_flush();
+    plugin_host_flush();
     _exit(rc);                                 /* nothing to tidy: the process ends */
 }

@@ -94,7 +94,7 @@ struct envelope {
     char     from[64];        /* the emitting/sending plugin's id, "" for apps */
     struct plugin *plugin;    /* wait: the asking plugin (a ref travels with it) */
     uint32_t remote_id;       /* in a plugin host: the daemon's id for it */
-    uint32_t host_gen;        /* a plugin host's call or its answer: which run of the host asked
+    uint32_t plugin_host_run;        /* a plugin host's call or its answer: which run of the host asked
                                * (op ids restart in every run; an answer for an older run is dropped) */
     struct env_event ev;
     struct env_cmd cmd;

@@ -17,7 +17,7 @@
 #define HOST_FRAME_MAX (8u << 20)     /* a 4 MiB event, re-encoded, fits */
 #define HOST_HDR 9
 
-enum host_kind {
+enum plugin_host_kind {
     /* daemon -> host */
     HK_INIT = 1,      /* lua_pack'ed table: the plugin, its code, its settings */
     HK_ENV,           /* an envelope for the plugin: event, command, message, wait result */
@@ -32,12 +32,12 @@ enum host_kind {
     HK_CANCEL,        /* cancel timer `id` */
     HK_RPC,           /* call `id`: u8 namelen | name | lua_pack'ed arguments */
     HK_LOG,           /* level `id`: text */
-    HK_STATS,         /* the plugin's counters (struct host_stats) */
+    HK_STATS,         /* the plugin's counters (struct plugin_host_stats) */
 };
 
-enum host_verdict { HV_PASS = 0, HV_REWRITTEN, HV_DROP };
+enum plugin_host_verdict { HV_PASS = 0, HV_REWRITTEN, HV_DROP };
 
-struct host_stats {
+struct plugin_host_stats {
     uint64_t events, commands, messages, errors, mem_used, cpu_ns;
     uint32_t pinned;              /* live timers and parked calls: never idle */
     uint64_t refused;             /* calls refused over a per-plugin bound (timers, waits) */
@@ -46,17 +46,17 @@ struct host_stats {
 };
 
 /* Writers: append one whole frame to out. 0, or -1 out of memory. */
-int host_frame_begin(struct buf *out, uint8_t kind, uint32_t id, size_t *at);
-int host_frame_end(struct buf *out, size_t at);
-int host_frame_simple(struct buf *out, uint8_t kind, uint32_t id, const void *body, size_t len);
-int host_put_u8(struct buf *b, uint8_t v);
-int host_put_u32(struct buf *b, uint32_t v);
-int host_put_u64(struct buf *b, uint64_t v);
-int host_put_env(struct buf *out, uint32_t id, const struct envelope *e);
-int host_put_stats(struct buf *out, const struct host_stats *s);
+int plugin_host_frame_begin(struct buf *out, uint8_t kind, uint32_t id, size_t *at);
+int plugin_host_frame_end(struct buf *out, size_t at);
+int plugin_host_frame_simple(struct buf *out, uint8_t kind, uint32_t id, const void *body, size_t len);
+int plugin_host_put_u8(struct buf *b, uint8_t v);
+int plugin_host_put_u32(struct buf *b, uint32_t v);
+int plugin_host_put_u64(struct buf *b, uint64_t v);
+int plugin_host_put_env(struct buf *out, uint32_t id, const struct envelope *e);
+int plugin_host_put_stats(struct buf *out, const struct plugin_host_stats *s);
 
 /* A frame taken out of a receive buffer. */
-struct host_frame {
+struct plugin_host_frame {
     uint8_t kind;
     uint32_t id;
     const char *body;
@@ -65,18 +65,18 @@ struct host_frame {
 
 /* Finds the next whole frame in p[0..avail). Returns its total size (and
  * fills f), 0 if more bytes are needed, -1 on a length out of bounds. */
-long host_frame_next(const char *p, size_t avail, struct host_frame *f);
+long plugin_host_frame_next(const char *p, size_t avail, struct plugin_host_frame *f);
 
 /* Bounded readers over a frame body: each returns false when short. */
-struct host_reader {
+struct plugin_host_reader {
     const unsigned char *p, *end;
 };
-bool host_get_u8(struct host_reader *r, uint8_t *v);
-bool host_get_u32(struct host_reader *r, uint32_t *v);
-bool host_get_u64(struct host_reader *r, uint64_t *v);
-bool host_get_bytes(struct host_reader *r, void *dst, size_t n);
+bool plugin_host_get_u8(struct plugin_host_reader *r, uint8_t *v);
+bool plugin_host_get_u32(struct plugin_host_reader *r, uint32_t *v);
+bool plugin_host_get_u64(struct plugin_host_reader *r, uint64_t *v);
+bool plugin_host_get_bytes(struct plugin_host_reader *r, void *dst, size_t n);
 /* HK_ENV body into a new envelope (NULL on a malformed body or no memory). */
-struct envelope *host_get_env(const struct host_frame *f);
-bool host_get_stats(const struct host_frame *f, struct host_stats *s);
+struct envelope *plugin_host_get_env(const struct plugin_host_frame *f);
+bool plugin_host_get_stats(const struct plugin_host_frame *f, struct plugin_host_stats *s);
 
 #endif

@@ -1,8 +1,8 @@
 /* fuzz_host.c - libFuzzer target for what the daemon reads from a plugin
  * host (which it treats as hostile):
- *   - host_frame_next never hands out a frame past the input, and the
+ *   - plugin_host_frame_next never hands out a frame past the input, and the
  *     frames it finds tile the input exactly;
- *   - host_get_env / host_get_stats read only inside the frame;
+ *   - plugin_host_get_env / plugin_host_get_stats read only inside the frame;
  *   - lua_unpack of any bytes raises or pushes values, never reads past the
  *     end, and what it pushes packs again to bytes that unpack to the same
  *     number of values. */
@@ -44,17 +44,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(in, data, size);
 
     size_t off = 0;
-    struct host_frame f;
+    struct plugin_host_frame f;
     long n;
-    while ((n = host_frame_next(in + off, size - off, &f)) > 0) {
+    while ((n = plugin_host_frame_next(in + off, size - off, &f)) > 0) {
         if (f.body < in + off || f.body + f.len != in + off + (size_t)n)
             abort();
-        struct envelope *e = host_get_env(&f);
+        struct envelope *e = plugin_host_get_env(&f);
         if (e && e->len > f.len)
             abort();
         envelope_free(e);
-        struct host_stats s;
-        if (host_get_stats(&f, &s) && strlen(s.last_error) >= sizeof s.last_error)
+        struct plugin_host_stats s;
+        if (plugin_host_get_stats(&f, &s) && strlen(s.last_error) >= sizeof s.last_error)
             abort();
         off += (size_t)n;
     }

@@ -144,13 +144,13 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     strcpy(e->cmd.action, "echo");
     strcpy(e->from, "someone");
     strcpy(e->topic, "a topic");
-    REQUIRE(host_put_env(&b, 42, e) == 0);
-    REQUIRE(host_frame_simple(&b, HK_LOG, 2, "hi", 2) == 0);
-    struct host_frame f;
-    long n = host_frame_next(b.p, b.len, &f);
+    REQUIRE(plugin_host_put_env(&b, 42, e) == 0);
+    REQUIRE(plugin_host_frame_simple(&b, HK_LOG, 2, "hi", 2) == 0);
+    struct plugin_host_frame f;
+    long n = plugin_host_frame_next(b.p, b.len, &f);
     REQUIRE(n > 0);
     CHECK(f.kind == HK_ENV && f.id == 42);
-    struct envelope *d = host_get_env(&f);
+    struct envelope *d = plugin_host_get_env(&f);
     REQUIRE(d);
     /* every field of every kind crosses whole */
     CHECK(d->type == ENV_APP_CMD_REQ && d->cmd.origin == ORIGIN_APP && d->cmd.req_id == 77 && d->cmd.code == -4);
@@ -162,24 +162,24 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     CHECK(strcmp(d->cmd.action, "echo") == 0 && strcmp(d->from, "someone") == 0 &&
           strcmp(d->topic, "a topic") == 0);
     CHECK(d->len == 7 && memcmp(d->data, "{\"x\":1}", 7) == 0);
-    long m = host_frame_next(b.p + n, b.len - (size_t)n, &f);
+    long m = plugin_host_frame_next(b.p + n, b.len - (size_t)n, &f);
     CHECK(m > 0 && f.kind == HK_LOG && f.id == 2 && f.len == 2);
     /* every prefix of a frame asks for more; none is taken as a frame */
     for (size_t cut = 0; cut < (size_t)n; cut++)
-        CHECK(host_frame_next(b.p, cut, &f) == 0);
+        CHECK(plugin_host_frame_next(b.p, cut, &f) == 0);
     /* an envelope body cut short is refused */
-    struct host_frame shortf = {HK_ENV, 1, b.p + HOST_HDR, 20};
-    CHECK(host_get_env(&shortf) == NULL);
+    struct plugin_host_frame shortf = {HK_ENV, 1, b.p + HOST_HDR, 20};
+    CHECK(plugin_host_get_env(&shortf) == NULL);
     const char over[] = {(char)0xff, (char)0xff, (char)0xff, (char)0x7f, 1};
-    CHECK(host_frame_next(over, sizeof over, &f) == -1);
+    CHECK(plugin_host_frame_next(over, sizeof over, &f) == -1);
     const char under[] = {1, 0, 0, 0, 1};
-    CHECK(host_frame_next(under, sizeof under, &f) == -1);
-    struct host_stats s = {.events = 5, .errors = 1, .pinned = 2, .state = 4}, t;
+    CHECK(plugin_host_frame_next(under, sizeof under, &f) == -1);
+    struct plugin_host_stats s = {.events = 5, .errors = 1, .pinned = 2, .state = 4}, t;
     strcpy(s.last_error, "boom");
     buf_reset(&b);
-    REQUIRE(host_put_stats(&b, &s) == 0);
-    REQUIRE(host_frame_next(b.p, b.len, &f) > 0);
-    CHECK(host_get_stats(&f, &t) && t.events == 5 && t.pinned == 2 && t.state == 4 &&
+    REQUIRE(plugin_host_put_stats(&b, &s) == 0);
+    REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
+    CHECK(plugin_host_get_stats(&f, &t) && t.events == 5 && t.pinned == 2 && t.state == 4 &&
           strcmp(t.last_error, "boom") == 0);
     envelope_free(e);
     envelope_free(d);
