@@ -489,8 +489,12 @@ static bool on_wait(struct plugin_host *h, const struct plugin_host_frame *f, bo
 static bool on_stats(struct plugin_host *h, const struct plugin_host_frame *f)
 {
     struct plugin_host_stats s;
+    const char *jerr;
     if (!plugin_host_get_stats(f, &s))
         return plugin_host_link_violation(h, "malformed stats");
+    /* status() text goes into `polarisctl status` as it is: it must be JSON */
+    if (s.status[0] && json_validate(s.status, strlen(s.status), &jerr) == JSON_INVALID)
+        return plugin_host_link_violation(h, "a status() result that is not JSON");
     struct plugin *p = h->p;
     atomic_store(&p->events, s.events);
     atomic_store(&p->commands, s.commands);
@@ -500,6 +504,11 @@ static bool on_stats(struct plugin_host *h, const struct plugin_host_frame *f)
     atomic_store(&p->remote_cpu_ns, s.cpu_ns);
     h->pinned = s.pinned;
     atomic_store(&p->remote_refused, s.refused);
+    atomic_store(&p->ignored_edits, s.ignored_edits);
+    _Static_assert(sizeof s.status == sizeof p->status_json, "status() text fits the stats frame");
+    pthread_mutex_lock(&p->mu);
+    memcpy(p->status_json, s.status, sizeof p->status_json);
+    pthread_mutex_unlock(&p->mu);
     if (s.last_error[0])
         plugin_set_error(p, "%s", s.last_error);
     if (s.state == PLUGIN_ERROR && atomic_load(&p->state) == PLUGIN_ACTIVE)

@@ -307,16 +307,19 @@ static void send_stats(struct plugin *p)
         s.refused += atomic_load(&p->refused[i]);
     for (struct call *c = p->parked; c; c = c->next)
         s.pinned++;
+    s.ignored_edits = atomic_load(&p->ignored_edits);
+    _Static_assert(sizeof s.status == PLUGIN_STATUS_MAX, "status() text fits the stats frame");
     pthread_mutex_lock(&p->mu);
     memcpy(s.last_error, p->last_error, sizeof s.last_error);
+    memcpy(s.status, p->status_json, sizeof s.status);
     pthread_mutex_unlock(&p->mu);
     /* memory moves with every call; say so only when something else did,
      * or once it moved by 64 KiB */
     struct plugin_host_stats *o = &g.sent;
     bool same = s.events == o->events && s.commands == o->commands && s.messages == o->messages &&
                 s.errors == o->errors && s.state == o->state && s.pinned == o->pinned &&
-                s.refused == o->refused &&
-                strcmp(s.last_error, o->last_error) == 0 &&
+                s.refused == o->refused && s.ignored_edits == o->ignored_edits &&
+                strcmp(s.last_error, o->last_error) == 0 && strcmp(s.status, o->status) == 0 &&
                 (s.mem_used > o->mem_used ? s.mem_used - o->mem_used : o->mem_used - s.mem_used) < 65536;
     if (same)
         return;

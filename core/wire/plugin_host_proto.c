@@ -85,6 +85,9 @@ int plugin_host_put_stats(struct buf *out, const struct plugin_host_stats *s)
     rc |= plugin_host_put_u64(out, s->events) | plugin_host_put_u64(out, s->commands) | plugin_host_put_u64(out, s->messages);
     rc |= plugin_host_put_u64(out, s->errors) | plugin_host_put_u64(out, s->mem_used) | plugin_host_put_u64(out, s->cpu_ns);
     rc |= plugin_host_put_u32(out, s->pinned) | plugin_host_put_u8(out, s->state) | plugin_host_put_u64(out, s->refused);
+    size_t slen = strnlen(s->status, sizeof s->status - 1);
+    rc |= plugin_host_put_u64(out, s->ignored_edits) | plugin_host_put_u32(out, (uint32_t)slen);
+    rc |= buf_append(out, s->status, slen);
     rc |= buf_append(out, s->last_error, strnlen(s->last_error, sizeof s->last_error - 1));
     if (rc) {
         out->len = at;
@@ -186,6 +189,11 @@ bool plugin_host_get_stats(const struct plugin_host_frame *f, struct plugin_host
         !plugin_host_get_u64(&r, &s->mem_used) || !plugin_host_get_u64(&r, &s->cpu_ns) ||
         !plugin_host_get_u32(&r, &s->pinned) || !plugin_host_get_u8(&r, &s->state) || !plugin_host_get_u64(&r, &s->refused))
         return false;
+    uint32_t slen;
+    if (!plugin_host_get_u64(&r, &s->ignored_edits) || !plugin_host_get_u32(&r, &slen) ||
+        slen >= sizeof s->status || !plugin_host_get_bytes(&r, s->status, slen))
+        return false;
+    s->status[slen] = '\0';
     size_t n = (size_t)(r.end - r.p);
     if (n >= sizeof s->last_error)
         n = sizeof s->last_error - 1;

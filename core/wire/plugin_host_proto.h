@@ -42,6 +42,9 @@ struct plugin_host_stats {
     uint32_t pinned;              /* live timers and parked calls: never idle */
     uint64_t refused;             /* calls refused over a per-plugin bound (timers, waits) */
     uint8_t state;                /* enum plugin_state */
+    uint64_t ignored_edits;       /* events edited in place and returned as nil */
+    char status[1024];            /* what status() last returned, as JSON ("": nothing);
+                                   * PLUGIN_STATUS_MAX in the runtime */
     char last_error[256];
 };
 

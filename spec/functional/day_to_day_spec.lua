@@ -196,6 +196,27 @@ describe("lifecycle and status()", function()
     end, 5000)
     H.stop_ok(d)
   end)
+
+  it("shows what an isolated plugin's status() returns (it runs in its plugin host)", function()
+    local d = H.start_daemon({plugins = {counter = {lua = [[
+      local seen = 0
+      polaris.on_event(7, function() seen = seen + 1 end)
+      return {status = function() return {seen = seen, where = "host"} end}
+    ]], manifest = {plugin_type = "Strategy", isolation = "process"}}}})
+    local st = H.plugin_by_id(d:status(), "counter")
+    assert.are.equal("process", st.isolation)
+    H.wait_for("the first status()", function()
+      local s = H.plugin_by_id(d:status(), "counter").status
+      return type(s) == "table" and s.where == "host"
+    end, 5000)
+    local app = H.app(d)
+    H.wait_for("status() to see the events", function()
+      app:send_event(H.event(7))
+      local s = H.plugin_by_id(d:status(), "counter").status
+      return type(s) == "table" and s.seen > 0
+    end, 5000)
+    H.stop_ok(d)
+  end)
 end)
 
 describe("plugin folders", function()

@@ -104,4 +104,21 @@ describe("a strategy's returned event", function()
     assert.are.equal(1, count)
     H.stop_ok(d)
   end)
+
+  it("counts the lost edits of an isolated plugin too (its plugin host reports them)", function()
+    local d = H.start_daemon({plugins = {
+      forgetful = {lua = [[
+        polaris.on_event(1, function(ev) ev.params.lost = true end)
+      ]], manifest = {plugin_type = "Strategy", isolation = "process"}},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for _ = 1, 3 do app:send_event(H.event(1)) end
+    for _ = 1, 3 do assert.is_nil(g:event().params.lost) end
+    H.wait_for("the host's count", function() return plugin(d, "forgetful").ignored_edits == 3 end, 5000)
+    H.wait_for("the warning", function()
+      return d:log_text():find("plugin forgetful: an on_event handler changed its event", 1, true)
+    end)
+    H.stop_ok(d)
+  end)
 end)
