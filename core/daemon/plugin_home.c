@@ -206,3 +206,22 @@ int home_module_source(struct plugin_home *h, struct plugin *p, const char *name
     snprintf(chunk, chunklen, "@%s", path);
     return buf_read_file(out, path, 1u << 20, err, errlen);
 }
+
+void home_plugin_gone(struct plugin_home *h, struct plugin *p)
+{
+    struct plugin_registry *r = h->reg;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->nleaving; i++) {
+        if (r->leaving[i] != p)
+            continue;
+        r->leaving[i] = r->leaving[--r->nleaving];
+        struct unloaded_note *n = &r->unloaded[r->unloaded_next++ % UNLOADED_SHOWN_MAX];
+        snprintf(n->id, sizeof n->id, "%s", p->id);
+        snprintf(n->version, sizeof n->version, "%s", p->version);
+        snprintf(n->type, sizeof n->type, "%s", p->type);
+        n->at_ns = mono_ns();
+        break;
+    }
+    p->leaving = false;
+    pthread_mutex_unlock(&r->mu);
+}

@@ -31,6 +31,20 @@ bool registry_depends_on(const struct plugin *p, const char *id)
 
 void registry_retire_now(struct plugin_registry *r, struct plugin *p)
 {
+    pthread_mutex_lock(&r->mu);
+    if (r->nleaving == r->leaving_cap) {
+        size_t cap = r->leaving_cap ? r->leaving_cap * 2 : 8;
+        struct plugin **v = realloc(r->leaving, cap * sizeof *v);
+        if (v) {
+            r->leaving = v;
+            r->leaving_cap = cap;
+        }
+    }
+    if (r->nleaving < r->leaving_cap) {    /* without memory it is simply not shown */
+        r->leaving[r->nleaving++] = p;
+        p->leaving = true;
+    }
+    pthread_mutex_unlock(&r->mu);
     if (r->retire)
         r->retire(r->retire_ctx, p);
     if (p->host)
@@ -127,6 +141,11 @@ void registry_free(struct plugin_registry *r)
         return;
     for (size_t i = 0; i < r->n; i++)
         plugin_unref(r->plugins[i]);
+    /* workers and hosts are gone: a plugin freed after this must not look
+     * for the registry */
+    for (size_t i = 0; i < r->nleaving; i++)
+        r->leaving[i]->leaving = false;
+    free(r->leaving);
     free(r->plugins);
     free(r->handled);
     while (r->kv) {
@@ -267,6 +286,40 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
                          "\"memory_bytes\":0,\"memory_limit\":%zu,\"cpu_ms\":0,\"events\":0,"
                          "\"errors\":0,\"last_error\":null,\"actions\":[]}",
                          l->isolated ? "process" : "in-process", l->mem_limit);
+    }
+    /* out of the set: finishing its mailbox (Unloading), or freed a short
+     * while ago (Unloaded); a leaving plugin leaves the list under mu
+     * before it is freed, so these are safe to read */
+    bool first = !r->n && !l;
+    for (size_t i = 0; i < r->nleaving; i++) {
+        struct plugin *p = r->leaving[i];
+        rc |= buf_puts(b, first ? "{\"id\":" : ",{\"id\":");
+        first = false;
+        rc |= buf_json_cstr(b, p->id);
+        rc |= buf_puts(b, ",\"version\":");
+        rc |= buf_json_cstr(b, p->version);
+        rc |= buf_puts(b, ",\"type\":");
+        rc |= buf_json_cstr(b, p->type);
+        rc |= buf_printf(b, ",\"state\":\"Unloading\",\"isolation\":\"%s\",\"events\":%llu,"
+                         "\"errors\":%llu,\"mailbox\":%u,\"actions\":[]}",
+                         p->isolated ? "process" : "in-process",
+                         (unsigned long long)atomic_load(&p->events),
+                         (unsigned long long)atomic_load(&p->errors), atomic_load(&p->nmsgs));
+    }
+    uint64_t now = mono_ns();
+    for (unsigned i = 0; i < UNLOADED_SHOWN_MAX; i++) {
+        const struct unloaded_note *n = &r->unloaded[i];
+        if (!n->at_ns || now - n->at_ns > UNLOADED_SHOWN_NS)
+            continue;
+        rc |= buf_puts(b, first ? "{\"id\":" : ",{\"id\":");
+        first = false;
+        rc |= buf_json_cstr(b, n->id);
+        rc |= buf_puts(b, ",\"version\":");
+        rc |= buf_json_cstr(b, n->version);
+        rc |= buf_puts(b, ",\"type\":");
+        rc |= buf_json_cstr(b, n->type);
+        rc |= buf_printf(b, ",\"state\":\"Unloaded\",\"unloaded_s_ago\":%.0f,\"actions\":[]}",
+                         (now - n->at_ns) / 1e9);
     }
     pthread_mutex_unlock(&r->mu);
     return rc | buf_putc(b, ']');

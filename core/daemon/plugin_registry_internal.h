@@ -17,12 +17,28 @@ struct kv {
     size_t len;
 };
 
+/* How long status shows a plugin that left the set as Unloaded. */
+#define UNLOADED_SHOWN_NS (60 * 1000000000ull)
+#define UNLOADED_SHOWN_MAX 16
+
+struct unloaded_note {
+    char id[64], version[32], type[16];
+    uint64_t at_ns;
+};
+
 struct plugin_registry {
     struct plugin_home home;      /* what its plugins see of it (runtime/port.h) */
     struct daemon *d;
     pthread_mutex_t mu;            /* guards plugins[] */
     struct plugin **plugins;       /* load order; failed ones are kept for status */
     struct plugin *loading_now;    /* being built by registry_prepare: shown in status */
+    /* Plugins out of the set that still finish their mailbox (no ref held:
+     * each leaves this list as it is freed, home_plugin_gone), then the
+     * last few that did: status shows them Unloading, then Unloaded. */
+    struct plugin **leaving;
+    size_t nleaving, leaving_cap;
+    struct unloaded_note unloaded[UNLOADED_SHOWN_MAX];
+    unsigned unloaded_next;
     struct plugin_limits limits;   /* per-plugin bounds, copied from the config (home_limits) */
     bool limits_set;
     size_t n;

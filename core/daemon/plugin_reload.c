@@ -379,12 +379,10 @@ int registry_commit(struct plugin_registry *r, struct reload *rl)
         if (find_in(next, nn, old[i]->id) != old[i]) {
             if (atomic_load(&old[i]->state) == PLUGIN_ACTIVE)
                 log_info("plugin %s %s", old[i]->id, find_in(next, nn, old[i]->id) ? "replaced" : "unloaded");
-            if (r->retire)
-                r->retire(r->retire_ctx, old[i]);   /* its timers stop */
-            if (old[i]->host)
-                plugin_host_retire(old[i]);         /* its process, once nothing refers to it */
+            registry_retire_now(r, old[i]);    /* its timers, its process; Unloading in status */
+        } else {
+            plugin_unref(old[i]);
         }
-        plugin_unref(old[i]);
     }
     free(old);
     return failures;

@@ -498,6 +498,11 @@ void home_push_config(struct plugin_home *r, const char *id, lua_State *L)
     }
 }
 
+void home_plugin_gone(struct plugin_home *r, struct plugin *p)
+{
+    (void)r; (void)p;                  /* the daemon shows its stand-in leaving */
+}
+
 bool home_stopping(struct plugin_home *r)
 {
     return r->stop;

@@ -135,6 +135,9 @@ static void plugin_free(struct plugin *p)
         }
         sandbox_close(&p->sb);
     }
+    atomic_store(&p->state, PLUGIN_UNLOADED);
+    if (p->leaving)
+        home_plugin_gone(p->home, p);
     envelope_free_list(envlist_take(&p->mailbox));
     for (size_t i = 0; i < p->nallowed; i++)
         free(p->allowed_paths[i]);

@@ -145,6 +145,9 @@ struct plugin {
     /* the ids its manifest depends on: unloading one of them stops it */
     char **deps;
     size_t ndeps;
+    /* out of its registry's set, finishing its mailbox (status shows it
+     * Unloading); written under the registry's lock */
+    bool leaving;
     /* events a handler edited in place and then returned nil for: the
      * edits went nowhere (warned about once, counted each time) */
     _Atomic uint64_t ignored_edits;

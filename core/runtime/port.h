@@ -73,5 +73,9 @@ const char *home_proc_root(struct plugin_home *h);
 uint64_t home_started_ms(struct plugin_home *h);
 /* Shutdown has begun: no new waits, no new timers. */
 bool home_stopping(struct plugin_home *h);
+/* p's stop() and cleanup() have run and it is about to be freed (its
+ * fields are still valid during the call): a home showing it as leaving
+ * shows it Unloaded from now on. */
+void home_plugin_gone(struct plugin_home *h, struct plugin *p);
 
 #endif

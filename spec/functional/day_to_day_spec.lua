@@ -170,7 +170,9 @@ describe("polarisctl as an operator expects", function()
     local code, out = ctl(d, "reload")
     assert.are.equal(0, code, out)
     assert.is_truthy(out:match("\n  gone%s+removed"), out)
-    assert.is_nil(H.plugin_by_id(d:status(), "gone"))
+    H.wait_for("status to show it Unloaded", function()
+      return H.plugin_by_id(d:status(), "gone").state == "Unloaded"
+    end, 5000)
     H.stop_ok(d)
   end)
 end)
@@ -194,6 +196,39 @@ describe("lifecycle and status()", function()
       local s = H.plugin_by_id(d:status(), "counter").status
       return s.seen > 0
     end, 5000)
+    H.stop_ok(d)
+  end)
+
+  it("a plugin leaving the set is Unloading while it finishes its mailbox, then Unloaded", function()
+    local d = H.start_daemon({plugins = {slowpoke = {lua = [[
+      polaris.on_event(7, function(ev)
+        local t = os.clock() while os.clock() - t < 0.15 do end
+        ev.params.slow = true
+        return ev
+      end)
+    ]], manifest = {plugin_type = "Strategy"}}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for _ = 1, 12 do app:send_event(H.event(7)) end
+    H.wait_for("its mailbox to fill", function()
+      local p = H.plugin_by_id(d:status(), "slowpoke")
+      return p.events >= 1
+    end, 5000)
+    local code, out = ctl(d, "unload", "slowpoke")
+    assert.are.equal(0, code, out)
+    local st = H.plugin_by_id(d:status(), "slowpoke")
+    assert.are.equal("Unloading", st.state)
+    local _, table_out = ctl(d, "plugins")
+    assert.is_truthy(table_out:find("slowpoke%s+%S+%s+Unloading"), table_out)
+    -- nothing accepted is lost: every event still comes out through it
+    for _ = 1, 12 do
+      local ev = assert(g:event(10000), "an event did not arrive")
+      assert.is_true(ev.params.slow)
+    end
+    H.wait_for("Unloaded", function()
+      local p = H.plugin_by_id(d:status(), "slowpoke")
+      return p and p.state == "Unloaded"
+    end, 10000)
     H.stop_ok(d)
   end)
 
