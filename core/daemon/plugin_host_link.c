@@ -533,7 +533,8 @@ bool plugin_host_link_dispatch(struct plugin_host *h, const struct plugin_host_f
         struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
         uint8_t nlen;
         char name[48];
-        if (!plugin_host_get_u8(&r, &nlen) || nlen == 0 || nlen >= sizeof name || !plugin_host_get_bytes(&r, name, nlen))
+        if (!plugin_host_get_u8(&r, &nlen) || nlen == 0 || nlen >= sizeof name ||
+            !plugin_host_get_bytes(&r, name, nlen))
             return plugin_host_link_violation(h, "a malformed call");
         name[nlen] = '\0';
         if (strcmp(name, "require") != 0 && !rpc_name_ok(name))

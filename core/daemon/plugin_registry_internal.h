@@ -65,16 +65,32 @@ struct plugin_registry {
     _Atomic uint64_t index_gen;    /* +1 per rebuild: route_index copies follow it */
 };
 
+/* plugin_registry.c: a plugin of this registry (one ref); a stand-in in
+ * Error for old, stopped because dep `how` ("was unloaded"); taking p out
+ * of service (its waits, its plugin host, Unloading in status, its ref). */
 struct plugin *registry_plugin_new(struct plugin_registry *r);
-struct plugin *registry_stopped_stand_in(struct plugin_registry *r, const struct plugin *old, const char *dep, const char *how);
+struct plugin *registry_stopped_stand_in(struct plugin_registry *r, const struct plugin *old,
+                                         const char *dep, const char *how);
 void registry_retire_now(struct plugin_registry *r, struct plugin *p);
 bool registry_depends_on(const struct plugin *p, const char *id);
+
+/* plugin_routing.c: called with mu held whenever plugins[] changed. */
 void routing_index_rebuild(struct plugin_registry *r);
+
+/* plugin_policy.c */
+/* 0 if the module file at path passes the trust checks (strict modes,
+ * signature), else -1 with err. */
 int policy_module_trusted(struct plugin_registry *r, const char *path, char *err, size_t errlen);
 /* Pushes {name = true} for every permission a manifest may name. */
 void policy_push_permissions(lua_State *L);
+/* Fills p from the loader's entry on the top of L (manifest, permissions
+ * granted, limits, isolation, paths); p is in Error with the reason when
+ * the policy refuses it. */
 void policy_from_entry(lua_State *L, struct plugin *p, const struct config *cfg);
+/* The per-plugin bounds of cfg, copied for home_limits (core thread). */
 void policy_set_limits(struct plugin_registry *r, const struct config *cfg);
+/* What a reload compares to see a change: a file's mtime and size, a
+ * plugin's [plugin.<id>] settings. */
 uint64_t policy_file_sig(const char *path);
 uint64_t policy_config_sig(const struct config *cfg, const char *id);
 

@@ -60,7 +60,8 @@ int plugin_host_put_env(struct buf *out, uint32_t id, const struct envelope *e)
 {
     size_t at;
     int rc = plugin_host_frame_begin(out, HK_ENV, id, &at);
-    rc |= plugin_host_put_u32(out, e->type) | plugin_host_put_u32(out, e->uid) | plugin_host_put_u32(out, (uint32_t)e->pid);
+    rc |= plugin_host_put_u32(out, e->type) | plugin_host_put_u32(out, e->uid);
+    rc |= plugin_host_put_u32(out, (uint32_t)e->pid);
     rc |= plugin_host_put_u64(out, e->ev.id) | plugin_host_put_u32(out, e->ev.seq);
     rc |= plugin_host_put_u8(out, e->cmd.origin) | plugin_host_put_u8(out, e->cmd.for_guest);
     rc |= plugin_host_put_u32(out, e->cmd.conn_id) | plugin_host_put_u32(out, e->cmd.req_id);
@@ -82,9 +83,11 @@ int plugin_host_put_stats(struct buf *out, const struct plugin_host_stats *s)
 {
     size_t at;
     int rc = plugin_host_frame_begin(out, HK_STATS, 0, &at);
-    rc |= plugin_host_put_u64(out, s->events) | plugin_host_put_u64(out, s->commands) | plugin_host_put_u64(out, s->messages);
-    rc |= plugin_host_put_u64(out, s->errors) | plugin_host_put_u64(out, s->mem_used) | plugin_host_put_u64(out, s->cpu_ns);
-    rc |= plugin_host_put_u32(out, s->pinned) | plugin_host_put_u8(out, s->state) | plugin_host_put_u64(out, s->refused);
+    rc |= plugin_host_put_u64(out, s->events) | plugin_host_put_u64(out, s->commands);
+    rc |= plugin_host_put_u64(out, s->messages) | plugin_host_put_u64(out, s->errors);
+    rc |= plugin_host_put_u64(out, s->mem_used) | plugin_host_put_u64(out, s->cpu_ns);
+    rc |= plugin_host_put_u32(out, s->pinned) | plugin_host_put_u8(out, s->state);
+    rc |= plugin_host_put_u64(out, s->refused);
     size_t slen = strnlen(s->status, sizeof s->status - 1);
     rc |= plugin_host_put_u64(out, s->ignored_edits) | plugin_host_put_u32(out, (uint32_t)slen);
     rc |= buf_append(out, s->status, slen);
