@@ -64,16 +64,8 @@ void home_limits(struct plugin_home *h, struct plugin_limits *out)
 {
     struct plugin_registry *r = h->reg;
     pthread_mutex_lock(&r->mu);
-    bool set = r->limits_set;
     *out = r->limits;
     pthread_mutex_unlock(&r->mu);
-    if (!set) {
-        struct config defaults;
-        config_defaults(&defaults);
-        *out = (struct plugin_limits){defaults.plugin_timers_max, defaults.plugin_waits_max,
-                                      defaults.plugin_exec_max, defaults.plugin_emit_per_s,
-                                      defaults.plugin_mailbox_max, defaults.plugin_shared_max_bytes};
-    }
 }
 
 void home_schedule(struct plugin_home *h, struct job *j)

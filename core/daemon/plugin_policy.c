@@ -339,13 +339,17 @@ static bool under_trusted(const struct config *cfg, const char *file)
     return false;
 }
 
+struct plugin_limits policy_limits_of(const struct config *cfg)
+{
+    return (struct plugin_limits){cfg->plugin_timers_max, cfg->plugin_waits_max, cfg->plugin_exec_max,
+                                  cfg->plugin_emit_per_s, cfg->plugin_mailbox_max,
+                                  cfg->plugin_shared_max_bytes};
+}
+
 void policy_set_limits(struct plugin_registry *r, const struct config *cfg)
 {
-    struct plugin_limits l = {cfg->plugin_timers_max, cfg->plugin_waits_max, cfg->plugin_exec_max,
-                              cfg->plugin_emit_per_s, cfg->plugin_mailbox_max,
-                              cfg->plugin_shared_max_bytes};
+    struct plugin_limits l = policy_limits_of(cfg);
     pthread_mutex_lock(&r->mu);
     r->limits = l;
-    r->limits_set = true;
     pthread_mutex_unlock(&r->mu);
 }

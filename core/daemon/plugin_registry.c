@@ -123,6 +123,9 @@ struct plugin_registry *registry_new(struct daemon *d)
         return NULL;
     r->home.reg = r;
     r->d = d;
+    struct config defaults;
+    config_defaults(&defaults);
+    r->limits = policy_limits_of(&defaults);
     r->max_errors = 5;
     r->kv_max = 1u << 20;
     pthread_mutex_init(&r->mu, NULL);

@@ -40,7 +40,6 @@ struct plugin_registry {
     struct unloaded_note unloaded[UNLOADED_SHOWN_MAX];
     unsigned unloaded_next;
     struct plugin_limits limits;   /* per-plugin bounds, copied from the config (home_limits) */
-    bool limits_set;
     size_t n;
     unsigned max_errors;
     pthread_mutex_t kv_mu;
@@ -87,7 +86,9 @@ void policy_push_permissions(lua_State *L);
  * granted, limits, isolation, paths); p is in Error with the reason when
  * the policy refuses it. */
 void policy_from_entry(lua_State *L, struct plugin *p, const struct config *cfg);
-/* The per-plugin bounds of cfg, copied for home_limits (core thread). */
+/* The per-plugin bounds of cfg; policy_set_limits copies them for
+ * home_limits (core thread; the defaults until the first load). */
+struct plugin_limits policy_limits_of(const struct config *cfg);
 void policy_set_limits(struct plugin_registry *r, const struct config *cfg);
 /* What a reload compares to see a change: a file's mtime and size, a
  * plugin's [plugin.<id>] settings. */
