@@ -213,6 +213,14 @@ void registry_notify_ready(struct plugin_registry *r)
     sd_notify_send(msg);
 }
 
+/* {"id":..,"version":..,"type":.., the start of every plugin's entry */
+static int put_ident(struct buf *b, const char *id, const char *version, const char *type)
+{
+    int rc = buf_puts(b, "{\"id\":") | buf_json_cstr(b, id);
+    rc |= buf_puts(b, ",\"version\":") | buf_json_cstr(b, version);
+    return rc | buf_puts(b, ",\"type\":") | buf_json_cstr(b, type);
+}
+
 int registry_status_json(struct plugin_registry *r, struct buf *b)
 {
     int rc = buf_putc(b, '[');
@@ -222,12 +230,7 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         int st = atomic_load(&p->state);
         if (i)
             rc |= buf_putc(b, ',');
-        rc |= buf_puts(b, "{\"id\":");
-        rc |= buf_json_cstr(b, p->id);
-        rc |= buf_puts(b, ",\"version\":");
-        rc |= buf_json_cstr(b, p->version);
-        rc |= buf_puts(b, ",\"type\":");
-        rc |= buf_json_cstr(b, p->type);
+        rc |= put_ident(b, p->id, p->version, p->type);
         rc |= buf_puts(b, ",\"state\":");
         rc |= buf_json_cstr(b, plugin_state_name(st));
         rc |= buf_puts(b, ",\"file\":");
@@ -296,13 +299,8 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
     bool first = !r->n && !l;
     for (size_t i = 0; i < r->nleaving; i++) {
         struct plugin *p = r->leaving[i];
-        rc |= buf_puts(b, first ? "{\"id\":" : ",{\"id\":");
+        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, p->id, p->version, p->type);
         first = false;
-        rc |= buf_json_cstr(b, p->id);
-        rc |= buf_puts(b, ",\"version\":");
-        rc |= buf_json_cstr(b, p->version);
-        rc |= buf_puts(b, ",\"type\":");
-        rc |= buf_json_cstr(b, p->type);
         rc |= buf_printf(b, ",\"state\":\"Unloading\",\"isolation\":\"%s\",\"events\":%llu,"
                          "\"errors\":%llu,\"mailbox\":%u,\"actions\":[]}",
                          p->isolated ? "process" : "in-process",
@@ -314,13 +312,8 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
         const struct unloaded_note *n = &r->unloaded[i];
         if (!n->at_ns || now - n->at_ns > UNLOADED_SHOWN_NS)
             continue;
-        rc |= buf_puts(b, first ? "{\"id\":" : ",{\"id\":");
+        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, n->id, n->version, n->type);
         first = false;
-        rc |= buf_json_cstr(b, n->id);
-        rc |= buf_puts(b, ",\"version\":");
-        rc |= buf_json_cstr(b, n->version);
-        rc |= buf_puts(b, ",\"type\":");
-        rc |= buf_json_cstr(b, n->type);
         rc |= buf_printf(b, ",\"state\":\"Unloaded\",\"unloaded_s_ago\":%.0f,\"actions\":[]}",
                          (now - n->at_ns) / 1e9);
     }
