@@ -39,16 +39,18 @@ struct plugin;
 enum env_origin { ORIGIN_NONE = 0, ORIGIN_APP, ORIGIN_GUEST, ORIGIN_PLUGIN };
 
 /* An envelope's fields are grouped by the kind of thing it carries; each
- * field means one thing, and only its kind's types read it:
- *   ev    an event: ENV_IPC_EVENT, ENV_MONITOR_EVENT, ENV_STRATEGY_COMPLETE,
- *         ENV_STRATEGY_DROPPED, ENV_FORWARD_EVENT
- *   cmd   a command or its answer: ENV_*_CMD_REQ, ENV_*_CMD_RESP,
- *         ENV_CMD_EXEC_RESULT
- *   wait  a plugin's wait or timer: ENV_WAIT_REQ, ENV_WAIT_CANCEL,
- *         ENV_WAIT_DONE, ENV_TIMER_FIRE
- *   topic ENV_PLUGIN_MSG's topic
- *   rpc   ENV_HOST_RPC: a plugin host's call of polaris.<fn>, run by its stand-in
- * The rest is common: who sent it, and the payload. */
+ * field means one thing, and only its kind's types use it (env_kind):
+ *   ev          an event: ENV_IPC_EVENT, ENV_MONITOR_EVENT,
+ *               ENV_STRATEGY_COMPLETE, ENV_STRATEGY_DROPPED, ENV_FORWARD_EVENT
+ *   cmd, wait   a command or its answer (ENV_*_CMD_REQ, ENV_*_CMD_RESP,
+ *               ENV_CMD_EXEC_RESULT), a plugin's wait or timer (ENV_WAIT_REQ,
+ *               ENV_WAIT_CANCEL, ENV_WAIT_DONE, ENV_TIMER_FIRE); together,
+ *               since polaris.guest.request is both
+ *   topic       ENV_PLUGIN_MSG
+ *   rpc         ENV_HOST_RPC: a plugin host's call of polaris.<fn>
+ * The kinds share their memory (an envelope per event stays in the
+ * allocator's smaller size class); an envelope never changes kind. The rest
+ * is common: who sent it, and the payload. */
 struct env_event {
     uint64_t id;              /* eventId */
     uint32_t seq;             /* PLP seq_id, given at first send (0: not yet) */
@@ -94,18 +96,41 @@ struct envelope {
     char     from[64];        /* the emitting/sending plugin's id, "" for apps */
     struct plugin *plugin;    /* wait: the asking plugin (a ref travels with it) */
     uint32_t remote_id;       /* in a plugin host: the daemon's id for it */
-    uint32_t plugin_host_run;        /* a plugin host's call or its answer: which run of the host asked
+    uint32_t plugin_host_run; /* a plugin host's call or its answer: which run of the host asked
                                * (op ids restart in every run; an answer for an older run is dropped) */
-    struct env_event ev;
-    struct env_cmd cmd;
-    struct env_wait wait;
-    union {                   /* never both: a message is not a call */
-        char topic[48];       /* ENV_PLUGIN_MSG: on_message's topic */
-        struct env_rpc rpc;   /* ENV_HOST_RPC (never sent to a plugin host) */
+    union {                   /* by env_kind(type) */
+        struct env_event ev;
+        struct {
+            struct env_cmd cmd;
+            struct env_wait wait;
+        };
+        char topic[48];       /* on_message's topic */
+        struct env_rpc rpc;   /* never sent to a plugin host */
     };
     size_t   len;
     char     data[];          /* JSON payload, NUL-terminated */
 };
+
+enum env_kind { ENV_KIND_NONE, ENV_KIND_EVENT, ENV_KIND_CMD, ENV_KIND_MSG, ENV_KIND_RPC };
+
+static inline enum env_kind env_kind(unsigned type)
+{
+    switch (type) {
+    case ENV_IPC_EVENT: case ENV_MONITOR_EVENT: case ENV_STRATEGY_COMPLETE:
+    case ENV_STRATEGY_DROPPED: case ENV_FORWARD_EVENT:
+        return ENV_KIND_EVENT;
+    case ENV_GUEST_CMD_REQ: case ENV_APP_CMD_REQ: case ENV_CMD_EXEC_RESULT:
+    case ENV_H2G_CMD_REQ: case ENV_H2G_CMD_RESP: case ENV_G2H_CMD_RESP: case ENV_APP_CMD_RESP:
+    case ENV_WAIT_REQ: case ENV_WAIT_CANCEL: case ENV_WAIT_DONE: case ENV_TIMER_FIRE:
+        return ENV_KIND_CMD;
+    case ENV_PLUGIN_MSG:
+        return ENV_KIND_MSG;
+    case ENV_HOST_RPC:
+        return ENV_KIND_RPC;
+    default:
+        return ENV_KIND_NONE;
+    }
+}
 
 /* A FIFO of envelopes linked through `next` (not thread-safe by itself). */
 struct envlist {

@@ -53,24 +53,34 @@ int plugin_host_frame_simple(struct buf *out, uint8_t kind, uint32_t id, const v
     return plugin_host_frame_end(out, at);
 }
 
-/* Every envelope crosses whole: its kind's fields and the common ones, in
- * one fixed layout (a frame is the same for every type; the few bytes a
- * kind does not use are cheaper than a layout per type). */
+/* An envelope crosses with the common fields and its kind's (the kinds
+ * share memory: only the one its type names means anything). */
 int plugin_host_put_env(struct buf *out, uint32_t id, const struct envelope *e)
 {
     size_t at;
     int rc = plugin_host_frame_begin(out, HK_ENV, id, &at);
     rc |= plugin_host_put_u32(out, e->type) | plugin_host_put_u32(out, e->uid);
-    rc |= plugin_host_put_u32(out, (uint32_t)e->pid);
-    rc |= plugin_host_put_u64(out, e->ev.id) | plugin_host_put_u32(out, e->ev.seq);
-    rc |= plugin_host_put_u8(out, e->cmd.origin) | plugin_host_put_u8(out, e->cmd.for_guest);
-    rc |= plugin_host_put_u32(out, e->cmd.conn_id) | plugin_host_put_u32(out, e->cmd.req_id);
-    rc |= plugin_host_put_u32(out, e->cmd.session) | plugin_host_put_u32(out, (uint32_t)e->cmd.code);
-    rc |= plugin_host_put_u32(out, e->cmd.timeout_ms);
-    rc |= plugin_host_put_u32(out, e->wait.op) | plugin_host_put_u8(out, e->wait.kind);
-    rc |= plugin_host_put_u32(out, (uint32_t)e->wait.fn_ref) | plugin_host_put_u32(out, e->wait.ms);
-    rc |= buf_append(out, e->cmd.action, sizeof e->cmd.action) | buf_append(out, e->from, sizeof e->from);
-    rc |= buf_append(out, e->topic, sizeof e->topic);
+    rc |= plugin_host_put_u32(out, (uint32_t)e->pid) | buf_append(out, e->from, sizeof e->from);
+    switch (env_kind(e->type)) {
+    case ENV_KIND_EVENT:
+        rc |= plugin_host_put_u64(out, e->ev.id) | plugin_host_put_u32(out, e->ev.seq);
+        break;
+    case ENV_KIND_CMD:
+        rc |= plugin_host_put_u8(out, e->cmd.origin) | plugin_host_put_u8(out, e->cmd.for_guest);
+        rc |= plugin_host_put_u32(out, e->cmd.conn_id) | plugin_host_put_u32(out, e->cmd.req_id);
+        rc |= plugin_host_put_u32(out, e->cmd.session) | plugin_host_put_u32(out, (uint32_t)e->cmd.code);
+        rc |= plugin_host_put_u32(out, e->cmd.timeout_ms);
+        rc |= buf_append(out, e->cmd.action, sizeof e->cmd.action);
+        rc |= plugin_host_put_u32(out, e->wait.op) | plugin_host_put_u8(out, e->wait.kind);
+        rc |= plugin_host_put_u32(out, (uint32_t)e->wait.fn_ref) | plugin_host_put_u32(out, e->wait.ms);
+        break;
+    case ENV_KIND_MSG:
+        rc |= buf_append(out, e->topic, sizeof e->topic);
+        break;
+    case ENV_KIND_RPC:                 /* made by the daemon's side of the channel only */
+    case ENV_KIND_NONE:
+        break;
+    }
     rc |= buf_append(out, e->data, e->len);
     if (rc) {
         out->len = at;
@@ -152,35 +162,61 @@ struct envelope *plugin_host_get_env(const struct plugin_host_frame *f)
 {
     struct plugin_host_reader r = {(const unsigned char *)f->body, (const unsigned char *)f->body + f->len};
     uint32_t type, uid, pid, code, fn_ref;
+    char from[64];
+    if (!plugin_host_get_u32(&r, &type) || !plugin_host_get_u32(&r, &uid) ||
+        !plugin_host_get_u32(&r, &pid) || !plugin_host_get_bytes(&r, from, sizeof from))
+        return NULL;
+    from[sizeof from - 1] = '\0';
     struct env_event ev = {0};
     struct env_cmd cmd = {0};
     struct env_wait wait = {0};
-    char from[64], topic[48];
-    if (!plugin_host_get_u32(&r, &type) || !plugin_host_get_u32(&r, &uid) || !plugin_host_get_u32(&r, &pid) ||
-        !plugin_host_get_u64(&r, &ev.id) || !plugin_host_get_u32(&r, &ev.seq) ||
-        !plugin_host_get_u8(&r, &cmd.origin) || !plugin_host_get_u8(&r, &cmd.for_guest) ||
-        !plugin_host_get_u32(&r, &cmd.conn_id) || !plugin_host_get_u32(&r, &cmd.req_id) ||
-        !plugin_host_get_u32(&r, &cmd.session) || !plugin_host_get_u32(&r, &code) ||
-        !plugin_host_get_u32(&r, &cmd.timeout_ms) ||
-        !plugin_host_get_u32(&r, &wait.op) || !plugin_host_get_u8(&r, &wait.kind) ||
-        !plugin_host_get_u32(&r, &fn_ref) || !plugin_host_get_u32(&r, &wait.ms) ||
-        !plugin_host_get_bytes(&r, cmd.action, sizeof cmd.action) || !plugin_host_get_bytes(&r, from, sizeof from) ||
-        !plugin_host_get_bytes(&r, topic, sizeof topic))
-        return NULL;
-    cmd.action[sizeof cmd.action - 1] = from[sizeof from - 1] = topic[sizeof topic - 1] = '\0';
-    cmd.code = (int32_t)code;
-    wait.fn_ref = (int32_t)fn_ref;
+    char topic[48] = "";
+    switch (env_kind(type)) {
+    case ENV_KIND_EVENT:
+        if (!plugin_host_get_u64(&r, &ev.id) || !plugin_host_get_u32(&r, &ev.seq))
+            return NULL;
+        break;
+    case ENV_KIND_CMD:
+        if (!plugin_host_get_u8(&r, &cmd.origin) || !plugin_host_get_u8(&r, &cmd.for_guest) ||
+            !plugin_host_get_u32(&r, &cmd.conn_id) || !plugin_host_get_u32(&r, &cmd.req_id) ||
+            !plugin_host_get_u32(&r, &cmd.session) || !plugin_host_get_u32(&r, &code) ||
+            !plugin_host_get_u32(&r, &cmd.timeout_ms) ||
+            !plugin_host_get_bytes(&r, cmd.action, sizeof cmd.action) ||
+            !plugin_host_get_u32(&r, &wait.op) || !plugin_host_get_u8(&r, &wait.kind) ||
+            !plugin_host_get_u32(&r, &fn_ref) || !plugin_host_get_u32(&r, &wait.ms))
+            return NULL;
+        cmd.action[sizeof cmd.action - 1] = '\0';
+        cmd.code = (int32_t)code;
+        wait.fn_ref = (int32_t)fn_ref;
+        break;
+    case ENV_KIND_MSG:
+        if (!plugin_host_get_bytes(&r, topic, sizeof topic))
+            return NULL;
+        topic[sizeof topic - 1] = '\0';
+        break;
+    case ENV_KIND_RPC:
+    case ENV_KIND_NONE:
+        return NULL;                   /* nothing else is sent to a plugin host or back */
+    }
     struct envelope *e = envelope_new((enum env_type)type, r.p, (size_t)(r.end - r.p));
     if (!e)
         return NULL;
     e->uid = uid;
     e->pid = (int32_t)pid;
-    e->ev = ev;
-    e->cmd = cmd;
-    e->wait = wait;
-    e->remote_id = f->id;
     memcpy(e->from, from, sizeof from);
-    memcpy(e->topic, topic, sizeof topic);
+    e->remote_id = f->id;
+    switch (env_kind(type)) {
+    case ENV_KIND_EVENT:
+        e->ev = ev;
+        break;
+    case ENV_KIND_CMD:
+        e->cmd = cmd;
+        e->wait = wait;
+        break;
+    default:
+        memcpy(e->topic, topic, sizeof topic);
+        break;
+    }
     return e;
 }
 

@@ -139,11 +139,8 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     e->wait.ms = 60000;
     e->pid = 1234;
     e->uid = 1000;
-    e->ev.id = UINT64_MAX;
-    e->ev.seq = 123456;
     strcpy(e->cmd.action, "echo");
     strcpy(e->from, "someone");
-    strcpy(e->topic, "a topic");
     REQUIRE(plugin_host_put_env(&b, 42, e) == 0);
     REQUIRE(plugin_host_frame_simple(&b, HK_LOG, 2, "hi", 2) == 0);
     struct plugin_host_frame f;
@@ -152,15 +149,13 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     CHECK(f.kind == HK_ENV && f.id == 42);
     struct envelope *d = plugin_host_get_env(&f);
     REQUIRE(d);
-    /* every field of every kind crosses whole */
+    /* every field of its kind crosses whole */
     CHECK(d->type == ENV_APP_CMD_REQ && d->cmd.origin == ORIGIN_APP && d->cmd.req_id == 77 && d->cmd.code == -4);
     CHECK(d->cmd.for_guest == 1 && d->cmd.conn_id == 9 && d->cmd.session == 0xfffffffeu &&
           d->cmd.timeout_ms == 1500);
     CHECK(d->wait.op == 5 && d->wait.kind == 3 && d->wait.fn_ref == -2 && d->wait.ms == 60000);
-    CHECK(d->pid == 1234 && d->uid == 1000 && d->ev.id == UINT64_MAX && d->ev.seq == 123456 &&
-          d->remote_id == 42);
-    CHECK(strcmp(d->cmd.action, "echo") == 0 && strcmp(d->from, "someone") == 0 &&
-          strcmp(d->topic, "a topic") == 0);
+    CHECK(d->pid == 1234 && d->uid == 1000 && d->remote_id == 42);
+    CHECK(strcmp(d->cmd.action, "echo") == 0 && strcmp(d->from, "someone") == 0);
     CHECK(d->len == 7 && memcmp(d->data, "{\"x\":1}", 7) == 0);
     long m = plugin_host_frame_next(b.p + n, b.len - (size_t)n, &f);
     CHECK(m > 0 && f.kind == HK_LOG && f.id == 2 && f.len == 2);
@@ -181,7 +176,57 @@ TEST(host_frames_round_trip_and_bad_lengths_are_refused)
     REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
     CHECK(plugin_host_get_stats(&f, &t) && t.events == 5 && t.pinned == 2 && t.state == 4 &&
           strcmp(t.last_error, "boom") == 0);
+    s.ignored_edits = 7;
+    strcpy(s.status, "{\"seen\":3}");
+    buf_reset(&b);
+    REQUIRE(plugin_host_put_stats(&b, &s) == 0);
+    REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
+    CHECK(plugin_host_get_stats(&f, &t) && t.ignored_edits == 7 && strcmp(t.status, "{\"seen\":3}") == 0 &&
+          strcmp(t.last_error, "boom") == 0);
     envelope_free(e);
     envelope_free(d);
+    buf_free(&b);
+}
+
+/* The kinds share an envelope's memory: each crosses with its own fields,
+ * and what another kind would have put there does not travel. */
+TEST(host_frames_carry_each_kind_of_envelope)
+{
+    struct buf b = BUF_INIT;
+    struct plugin_host_frame f;
+    struct envelope *ev = envelope_new(ENV_IPC_EVENT, "{}", 2);
+    REQUIRE(ev);
+    ev->ev.id = UINT64_MAX;
+    ev->ev.seq = 123456;
+    ev->pid = 9;
+    REQUIRE(plugin_host_put_env(&b, 1, ev) == 0);
+    REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
+    struct envelope *d = plugin_host_get_env(&f);
+    REQUIRE(d);
+    CHECK(d->type == ENV_IPC_EVENT && d->ev.id == UINT64_MAX && d->ev.seq == 123456 && d->pid == 9);
+    CHECK(d->ev.chain == NULL && d->ev.spool_ticket == 0);   /* pointers and tickets stay home */
+    envelope_free(d);
+    struct envelope *m = envelope_new(ENV_PLUGIN_MSG, "[1]", 3);
+    REQUIRE(m);
+    strcpy(m->topic, "a topic");
+    strcpy(m->from, "sender");
+    buf_reset(&b);
+    REQUIRE(plugin_host_put_env(&b, 2, m) == 0);
+    REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
+    d = plugin_host_get_env(&f);
+    REQUIRE(d);
+    CHECK(d->type == ENV_PLUGIN_MSG && strcmp(d->topic, "a topic") == 0 && strcmp(d->from, "sender") == 0);
+    CHECK(d->len == 3 && memcmp(d->data, "[1]", 3) == 0);
+    envelope_free(d);
+    /* a kind that never crosses is refused, not guessed at */
+    struct envelope *rpc = envelope_new(ENV_HOST_RPC, NULL, 0);
+    REQUIRE(rpc);
+    buf_reset(&b);
+    REQUIRE(plugin_host_put_env(&b, 3, rpc) == 0);
+    REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
+    CHECK(plugin_host_get_env(&f) == NULL);
+    envelope_free(ev);
+    envelope_free(m);
+    envelope_free(rpc);
     buf_free(&b);
 }
