@@ -27,6 +27,9 @@ struct enc {
     unsigned values;             /* since the last check */
     char *err;
     size_t errlen;
+    struct json_member *members; /* the top-level object's members, as offsets into out */
+    size_t max_members;
+    size_t nmembers;
 };
 
 static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
@@ -118,6 +121,7 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
     }
     buf_putc(out, '{');
     int first = 1;
+    bool note = depth == 0 && e->members;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int kt = lua_type(L, -2);
@@ -133,6 +137,7 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
         if (!first)
             buf_putc(out, ',');
         first = 0;
+        size_t key_at = out->len + 1;
         if (kt == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
@@ -145,12 +150,22 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
                 snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, -2));
             buf_json_cstr(out, tmp);
         }
+        size_t key_end = out->len - 1;
         buf_putc(out, ':');
+        size_t val_at = out->len;
         int rc = encode(L, lua_gettop(L), e, depth + 1);
         lua_pop(L, 1);
         if (rc < 0) {
             lua_pop(L, 1);
             return -1;
+        }
+        if (note && e->nmembers++ < e->max_members) {
+            /* offsets for now: out may move while the rest is written */
+            struct json_member *m = &e->members[e->nmembers - 1];
+            m->key = (const char *)(uintptr_t)key_at;
+            m->key_len = key_end - key_at;
+            m->val = (const char *)(uintptr_t)val_at;
+            m->val_len = out->len - val_at;
         }
     }
     return buf_putc(out, '}');
@@ -220,7 +235,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {o, out, 0, err, errlen};
+    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0};
     if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)
@@ -228,6 +243,46 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
         return -1;
     }
     return 0;
+}
+
+/* What json_scan would say of a value this encoder wrote (valid JSON by
+ * construction: strings come out as valid UTF-8, nothing nests past
+ * MAX_DEPTH), read from its first byte; uint as the scanner means it. */
+static void note_kind(struct json_member *m)
+{
+    switch (m->val[0]) {
+    case '{': m->kind = JSON_OBJECT; break;
+    case '[': m->kind = JSON_ARRAY; break;
+    case '"': m->kind = JSON_STRING; break;
+    case 't': m->kind = JSON_TRUE; break;
+    case 'f': m->kind = JSON_FALSE; break;
+    case 'n': m->kind = JSON_NULL; break;
+    default: m->kind = JSON_NUMBER; break;
+    }
+    m->is_uint = m->kind == JSON_NUMBER;
+    for (size_t i = 0; i < m->val_len && m->is_uint; i++)
+        m->is_uint = m->val[i] >= '0' && m->val[i] <= '9';
+    m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
+}
+
+int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
+                            size_t max, char *err, size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    size_t start = out->len;
+    struct enc e = {&runtime_opts, out, 0, err, errlen, m, max, 0};
+    if (encode(L, idx, &e, 0) < 0) {
+        out->len = start;
+        if (out->p)
+            out->p[start] = '\0';
+        return -1;
+    }
+    for (size_t i = 0; i < e.nmembers && i < max; i++) {
+        m[i].key = out->p + (uintptr_t)m[i].key;
+        m[i].val = out->p + (uintptr_t)m[i].val;
+        note_kind(&m[i]);
+    }
+    return (int)e.nmembers;
 }
 
 /* ---- JSON -> Lua ---- */

@@ -27,6 +27,15 @@ struct lua_json_opts {
 int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lua_json_opts *o,
                          char *err, size_t errlen);
 
+/* The same as lua_json_encode, and for a table written as an object, each
+ * of its members as json_object_members would find them in out (up to
+ * max; pointers into out, good until it next grows). Returns the count of
+ * members (which may exceed max; 0 for anything but an object with
+ * members), or -1 with a message in err. */
+struct json_member;
+int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
+                            size_t max, char *err, size_t errlen);
+
 /* Pushes the Lua value of the JSON text s[0..n): objects and arrays as
  * tables, integers that fit in 64 bits as integers, other numbers as floats,
  * null as cjson.null (a NULL light userdata). Returns 0, or -1 with *err set

@@ -4,10 +4,11 @@
  * (with strategyError), the command is answered -6, the error is counted,
  * and a plugin that keeps failing is put in Error until the next reload.
  *
- * Uses: sandbox, lua_json, port (what it sends out). */
+ * Uses: sandbox, lua_json, event_json, json_scan, port (what it sends out). */
 #include "runtime/plugin.h"
 #include "wire/command_msg.h"
 #include "wire/event_json.h"
+#include "wire/json_scan.h"
 #include "lib/log.h"
 #include "runtime/lua_json.h"
 #include "runtime/port.h"
@@ -392,10 +393,15 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    /* the encoder notes the top-level members as it writes them, so the
+     * text it wrote (valid by construction) is not scanned again */
+    struct json_member m[EVENT_MEMBERS_MAX];
+    m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
+                                .kind = JSON_NUMBER, .is_uint = true};
     size_t at = b.len;
-    int rc = lua_json_encode(S, -1, &b, err, errlen);
+    int rc = lua_json_encode_members(S, -1, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
-        if (rc == 0)
+        if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
         buf_free(&b);
         return NULL;
@@ -407,19 +413,19 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     } else {
         b.p[at] = ',';
     }
+    /* b may have moved since eventId's member was noted */
+    m[0].key = b.p + 2;
+    m[0].val = b.p + 11;
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
-    struct buf checked = BUF_INIT;
     const char *why = NULL;
-    if (event_restamp(e->data, e->len, b.p, b.len, &checked, &why) < 0) {
+    if (event_restamp_members(e->data, e->len, m, rc + 1, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
-        buf_free(&checked);
         return NULL;
     }
+    struct envelope *n = envelope_new(e->type, b.p, b.len);
     buf_free(&b);
-    struct envelope *n = envelope_new(e->type, checked.p, checked.len);
-    buf_free(&checked);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;

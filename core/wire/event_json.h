@@ -28,6 +28,17 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
 int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
                   struct buf *out, const char **err);
 
+/* An event has at most this many top-level members. */
+#define EVENT_MEMBERS_MAX 64
+
+/* The same for a returned event whose n (>= 1) top-level members the
+ * caller has in hand (m, as json_object_members would find them in json,
+ * a valid JSON object the caller wrote itself), so it is not scanned again;
+ * the result replaces json's text (made in place when it can be). */
+struct json_member;
+int event_restamp_members(const char *orig, size_t olen, const struct json_member *m, int n,
+                          struct buf *json, const char **err);
+
 /* Who an event comes from when the daemon is its source: the values an
  * emitted event takes for what the plugin left out, and the drop notice's. */
 struct event_source {
