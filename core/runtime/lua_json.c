@@ -292,12 +292,29 @@ int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_
  * steps of this many. */
 #define GATHER 64
 
+/* Object keys repeat from one event to the next, and pushing one Lua has
+ * already interned still costs its hash and a walk of the string table
+ * (~4x a rawgeti). So a state keeps the last keys it decoded: their bytes
+ * in a full userdata in its registry, two ways to a set, beside a table of
+ * the same strings (its user value; slot i at index i + 1). A hit is
+ * checked byte for byte; a miss pushes the key as before and takes the
+ * set's older way. */
+#define KEY_SETS  32               /* h >> 27 picks one */
+#define KEY_MAX   23
+struct key_cache {
+    struct { unsigned char len; char bytes[KEY_MAX]; } slot[2 * KEY_SETS];
+    unsigned char older[KEY_SETS];
+};
+static const char key_cache_tag = 0;
+
 struct dec {
     lua_State *L;
     const char *p;          /* the text was validated: every scan ends in it */
     const char *end;
     void (*check)(lua_State *L);
     unsigned values;        /* since the last check */
+    struct key_cache *keys;
+    int keys_at;            /* the stack index of the table of key strings */
 };
 
 static void dec_value(struct dec *d);
@@ -331,6 +348,62 @@ static void dec_string(struct dec *d)
     int len = json_string_decode(s - 1, n, out, n);
     luaL_pushresultsize(&b, len > 0 ? (size_t)len : 0);
     d->p = q + 1;
+}
+
+/* A key: from the cache when it is plain and short, else as any string. */
+static void dec_key(struct dec *d)
+{
+    const char *s = d->p + 1;
+    size_t n = json_plain_run((const unsigned char *)s, 0, (size_t)(d->end - s));
+    if (s[n] != '"' || n == 0 || n > KEY_MAX) {
+        dec_string(d);
+        return;
+    }
+    /* the length and three of its bytes: enough to tell an event's keys
+     * apart (a set holds two), and a hit is compared in full anyway */
+    uint32_t h = ((uint32_t)n | (uint32_t)(unsigned char)s[0] << 8 |
+                  (uint32_t)(unsigned char)s[n - 1] << 16 | (uint32_t)(unsigned char)s[n >> 1] << 24) *
+                 0x9E3779B1u;
+    unsigned set = h >> 27, at = 2 * set;
+    struct key_cache *c = d->keys;
+    if (c->slot[at].len != n || memcmp(c->slot[at].bytes, s, n) != 0)
+        at++;
+    if (c->slot[at].len == n && memcmp(c->slot[at].bytes, s, n) == 0) {
+        lua_rawgeti(d->L, d->keys_at, (lua_Integer)at + 1);
+    } else {
+        at = 2 * set + c->older[set];
+        lua_pushlstring(d->L, s, n);          /* may raise: the slot is still as it was */
+        lua_pushvalue(d->L, -1);
+        lua_rawseti(d->L, d->keys_at, (lua_Integer)at + 1);
+        memcpy(c->slot[at].bytes, s, n);
+        c->slot[at].len = (unsigned char)n;
+        c->older[set] ^= 1;
+    }
+    d->p = s + n + 1;
+}
+
+/* Pushes the state's key cache's table and returns the cache (made on the
+ * state's first decode). */
+static struct key_cache *keys_push(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cache_tag) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        struct key_cache *c = lua_newuserdatauv(L, sizeof *c, 1);
+        memset(c, 0, sizeof *c);
+        /* the array part made whole now: a slot taken later never allocates */
+        lua_createtable(L, 2 * KEY_SETS, 0);
+        for (int i = 1; i <= 2 * KEY_SETS; i++) {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, -2, i);
+        }
+        lua_setiuservalue(L, -2, 1);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cache_tag);
+    }
+    struct key_cache *c = lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    return c;
 }
 
 /* Lua's own reading of a numeral: an integer when it fits in 64 bits, else
@@ -404,7 +477,7 @@ static void dec_container(struct dec *d, bool object)
         for (;;) {
             luaL_checkstack(L, 4, "JSON nested too deep");
             if (object) {
-                dec_string(d);
+                dec_key(d);
                 skip_ws(d);
                 d->p++;                                 /* ':' */
                 skip_ws(d);
@@ -492,8 +565,15 @@ int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lu
         push_numeral(L, s + at, end - at);
         return 0;
     }
-    struct dec d = {L, s + at, s + n, check, 0};
+    if (s[at] != '{' && s[at] != '[') {
+        struct dec d = {L, s + at, s + n, check, 0, NULL, 0};
+        dec_value(&d);
+        return 0;
+    }
+    struct key_cache *keys = keys_push(L);
+    struct dec d = {L, s + at, s + n, check, 0, keys, lua_gettop(L)};
     dec_value(&d);
+    lua_remove(L, -2);                          /* the keys' table */
     return 0;
 }
 
