@@ -447,23 +447,30 @@ static void dec_number(struct dec *d)
     d->p = q;
 }
 
-/* Moves the n values (pairs for an object) above the table at t into it. */
-static void dec_flush(lua_State *L, int t, int n, bool object, lua_Integer *next)
+/* Moves the n values (pairs for an object) from index v on into the table
+ * at t; the stack is then cut to keep what lies below v. */
+static void dec_flush(lua_State *L, int t, int v, int n, bool object, lua_Integer *next)
 {
     if (object) {
         for (int i = 0; i < n; i += 2) {
-            lua_pushvalue(L, t + 1 + i);
-            lua_pushvalue(L, t + 2 + i);
+            lua_pushvalue(L, v + i);
+            lua_pushvalue(L, v + 1 + i);
             lua_rawset(L, t);
         }
     } else {
         for (int i = 0; i < n; i++) {
-            lua_pushvalue(L, t + 1 + i);
+            lua_pushvalue(L, v + i);
             lua_rawseti(L, t, ++*next);
         }
     }
-    lua_settop(L, t);
 }
+
+/* Stack room is asked for every ROOM_EVERY values rather than before each
+ * one: enough for them and the few slots a value needs while it is read
+ * (a container asks for its own), and little enough that text nested
+ * JSON_MAX_DEPTH deep needs no big stack. */
+#define ROOM_EVERY 16
+#define ROOM (ROOM_EVERY + 4)
 
 static void dec_container(struct dec *d, bool object)
 {
@@ -475,7 +482,8 @@ static void dec_container(struct dec *d, bool object)
     skip_ws(d);
     if (*d->p != close) {
         for (;;) {
-            luaL_checkstack(L, 4, "JSON nested too deep");
+            if (n % ROOM_EVERY == 0)
+                luaL_checkstack(L, ROOM, "JSON nested too deep");
             if (object) {
                 dec_key(d);
                 skip_ws(d);
@@ -494,7 +502,8 @@ static void dec_container(struct dec *d, bool object)
                     lua_insert(L, base + 1);
                     t = base + 1;
                 }
-                dec_flush(L, t, n, object, &next);
+                dec_flush(L, t, t + 1, n, object, &next);
+                lua_settop(L, t);
                 n = 0;
             }
             skip_ws(d);
@@ -505,15 +514,21 @@ static void dec_container(struct dec *d, bool object)
     } else {
         d->p++;
     }
-    if (!t) {
-        /* an object gets room for one member more: a strategy that adds a
-         * field (the common edit) then fills a free node instead of making
-         * Lua rehash the table (~1,200 instructions for an event's params) */
-        lua_createtable(L, object ? 0 : n, object ? n / 2 + 1 : 0);
-        lua_insert(L, base + 1);
-        t = base + 1;
+    if (t) {
+        dec_flush(L, t, t + 1, n, object, &next);
+        lua_settop(L, t);
+        return;
     }
-    dec_flush(L, t, n, object, &next);
+    /* an object gets room for one member more: a strategy that adds a
+     * field (the common edit) then fills a free node instead of making Lua
+     * rehash the table (~1,200 instructions for an event's params). Made
+     * above its members, then moved down over the first: no rotation. */
+    lua_createtable(L, object ? 0 : n, object ? n / 2 + 1 : 0);
+    if (n) {
+        dec_flush(L, lua_gettop(L), base + 1, n, object, &next);
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+    }
 }
 
 static void dec_value(struct dec *d)
