@@ -315,6 +315,8 @@ struct dec {
     unsigned values;        /* since the last check */
     struct key_cache *keys;
     int keys_at;            /* the stack index of the table of key strings */
+    struct json_member *members;  /* the top-level object's members, noted */
+    size_t max_members, nmembers;
 };
 
 static void dec_value(struct dec *d);
@@ -478,19 +480,32 @@ static void dec_container(struct dec *d, bool object)
     char close = object ? '}' : ']';
     int base = lua_gettop(L), t = 0, n = 0;
     lua_Integer next = 0;
+    struct json_member *note = object ? d->members : NULL;
+    d->members = NULL;                                  /* the top level's only */
     d->p++;
     skip_ws(d);
     if (*d->p != close) {
         for (;;) {
             if (n % ROOM_EVERY == 0)
                 luaL_checkstack(L, ROOM, "JSON nested too deep");
+            const char *key = d->p + 1, *key_end = key, *val = NULL;
             if (object) {
                 dec_key(d);
+                key_end = d->p - 1;
                 skip_ws(d);
                 d->p++;                                 /* ':' */
                 skip_ws(d);
+                val = d->p;
             }
             dec_value(d);
+            if (note && d->nmembers++ < d->max_members) {
+                struct json_member *m = &note[d->nmembers - 1];
+                m->key = key;
+                m->key_len = (size_t)(key_end - key);
+                m->key_escaped = memchr(key, '\\', m->key_len) != NULL;
+                m->val = val;
+                m->val_len = (size_t)(d->p - val);
+            }
             n += object ? 2 : 1;
             if (d->check && ++d->values >= CHECK_EVERY) {
                 d->values = 0;
@@ -565,8 +580,25 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
     return lua_json_decode_opts(L, s, n, NULL, err);
 }
 
+static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                  struct json_member *m, size_t max, const char **err);
+
+int lua_json_decode_members(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
+                            const char **err)
+{
+    return decode(L, s, n, NULL, m, max, err);
+}
+
 int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
                          const char **err)
+{
+    return decode(L, s, n, check, NULL, 0, err) < 0 ? -1 : 0;
+}
+
+/* Returns the count of top-level members noted (0 unless m and an object),
+ * or -1. */
+static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                  struct json_member *m, size_t max, const char **err)
 {
     if (json_validate(s, n, err) == JSON_INVALID)
         return -1;
@@ -584,15 +616,15 @@ int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lu
         return 0;
     }
     if (s[at] != '{' && s[at] != '[') {
-        struct dec d = {L, s + at, s + n, check, 0, NULL, 0};
+        struct dec d = {L, s + at, s + n, check, 0, NULL, 0, NULL, 0, 0};
         dec_value(&d);
         return 0;
     }
     struct key_cache *keys = keys_push(L);
-    struct dec d = {L, s + at, s + n, check, 0, keys, lua_gettop(L)};
+    struct dec d = {L, s + at, s + n, check, 0, keys, lua_gettop(L), m, max, 0};
     dec_value(&d);
     lua_remove(L, -2);                          /* the keys' table */
-    return 0;
+    return (int)d.nmembers;
 }
 
 int lua_json_decode_fn(lua_State *L)

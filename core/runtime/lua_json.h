@@ -47,6 +47,13 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err);
 int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
                          const char **err);
 
+/* The same, and for an object each of its top-level members (key, key_len,
+ * key_escaped, val, val_len: pointers into s) in m, up to max. Returns the
+ * count of members (which may exceed max; 0 for anything but an object),
+ * or -1 as lua_json_decode does. */
+int lua_json_decode_members(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
+                            const char **err);
+
 /* The same as a Lua function: decode(text) -> value; raises on bad text. */
 int lua_json_decode_fn(lua_State *L);
 

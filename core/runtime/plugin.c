@@ -368,8 +368,10 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
-/* Replaces e's payload with the JSON of the table on top of S's stack. */
-static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, size_t errlen)
+/* Replaces e's payload with the JSON of the table on top of S's stack;
+ * ident, nident: e's identity members if known (struct call). */
+static struct envelope *reencode(lua_State *S, struct envelope *e, const struct event_span *ident,
+                                 int nident, char *err, size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here */
@@ -419,7 +421,7 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
     const char *why = NULL;
-    if (event_restamp_members(e->data, e->len, m, rc + 1, &b, &why) < 0) {
+    if (event_restamp_members(e->data, e->len, ident, nident, m, rc + 1, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
         return NULL;
@@ -544,7 +546,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             home_chain_drop(p->home, e);
         } else if (nres >= 1 && lua_istable(co, -nres)) {
             lua_settop(co, lua_gettop(co) - nres + 1);
-            struct envelope *n = reencode(co, e, why, sizeof why);
+            struct envelope *n = reencode(co, e, c->ident, c->nident, why, sizeof why);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));
@@ -647,6 +649,32 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
+/* The strategy driver's read(): the running call's event as a table,
+ * decoded from the envelope's own bytes (no copy of them made a Lua
+ * string first). The first read also notes where the event's identity
+ * members are, so the restamp of a returned table need not look for them.
+ * Only the driver holds it; a plugin cannot reach it. */
+static int read_event(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);                     /* the sandbox: the plugin's own */
+    struct plugin *p = (struct plugin *)((char *)ud - offsetof(struct plugin, sb));
+    struct call *c = p->running;
+    if (!c || c->kind != CALL_STRATEGY)
+        return luaL_error(L, "no event to read");
+    struct envelope *e = c->e;
+    const char *err;
+    struct json_member m[EVENT_MEMBERS_MAX];
+    int n = lua_json_decode_members(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
+    if (n < 0)
+        return luaL_error(L, "invalid JSON: %s", err);
+    if (c->nident < 0) {
+        int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX);
+        c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
+    }
+    return 1;
+}
+
 static void start_strategy(struct plugin *p, struct envelope *e)
 {
     if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
@@ -676,8 +704,9 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
         return;
     }
+    c->nident = -1;
     drivers_push(p, c->co, "strategy");
-    lua_pushlstring(c->co, e->data, e->len);
+    lua_pushcfunction(c->co, read_event);
     lua_pushinteger(c->co, (lua_Integer)e->ev.id);
     int n = 2;
     for (size_t i = 0; i < p->nhandlers; i++) {

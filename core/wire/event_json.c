@@ -313,6 +313,20 @@ static const char *restamp_bad(const struct json_member *const *f)
     return strings_bad(f);
 }
 
+int event_identity_spans(const char *text, const struct json_member *m, int n,
+                         struct event_span *out, int max)
+{
+    int k = 0;
+    for (int i = 0; i < n && i < MAX_MEMBERS; i++)
+        if (identity(classify(&m[i]))) {
+            if (k < max)
+                out[k] = (struct event_span){(uint32_t)(m[i].key - text), (uint32_t)m[i].key_len,
+                                             (uint32_t)(m[i].val - text), (uint32_t)m[i].val_len};
+            k++;
+        }
+    return n > MAX_MEMBERS ? max + 1 : k;
+}
+
 /* Appends orig's identity members (the original was stamped by us: valid,
  * its members in reach). */
 static int put_identity(const char *orig, size_t olen, struct buf *out, bool first, const char **err)
@@ -373,8 +387,8 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
     return restamp(orig, olen, m, kind, n, len, out, err);
 }
 
-int event_restamp_members(const char *orig, size_t olen, const struct json_member *m, int n,
-                          struct buf *json, const char **err)
+int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
+                          const struct json_member *m, int n, struct buf *json, const char **err)
 {
     if (n > MAX_MEMBERS) {
         *err = "event has more than 64 top-level members";
@@ -406,8 +420,25 @@ int event_restamp_members(const char *orig, size_t olen, const struct json_membe
     }
     bool first = w == json->p + 1;
     json->len = (size_t)(w - json->p);
-    if (put_identity(orig, olen, json, first, err) < 0)
-        return -1;
+    if (nident < 0) {
+        if (put_identity(orig, olen, json, first, err) < 0)
+            return -1;
+    } else {
+        int rc = 0;
+        for (int i = 0; i < nident; i++) {
+            const struct event_span *x = &ident[i];
+            if (!first)
+                rc |= buf_putc(json, ',');
+            first = false;
+            rc |= buf_append(json, orig + x->key - 1, x->key_len + 2);
+            rc |= buf_putc(json, ':');
+            rc |= buf_append(json, orig + x->val, x->val_len);
+        }
+        if (rc) {
+            *err = "out of memory";
+            return -1;
+        }
+    }
     if (buf_putc(json, '}') < 0) {
         *err = "out of memory";
         return -1;
