@@ -145,6 +145,15 @@ if not ok then
 end
 
 local st = d:status()
+-- peak RSS over the whole run (VmHWM) of the plain daemon and of the one
+-- whose events all went through the Lua strategy (issue 24)
+local function hwm_kib(pid)
+  for line in io.lines("/proc/" .. pid .. "/status") do
+    local kb = line:match("^VmHWM:%s+(%d+)")
+    if kb then return tonumber(kb) end
+  end
+end
+local plain_peak_rss, lua_peak_rss = hwm_kib(d.pid), hwm_kib(dl.pid)
 local how, code = d:stop()
 assert(how == "exited" and code == 0, "polarisd did not stop cleanly")
 dl:stop()
@@ -308,6 +317,8 @@ local results = {
   e2e_oop_events_per_s = median(oop_rates),
   oop_vs_inproc_ratio = median(oop_ratios),
   rss_idle_kib = rss_idle,
+  plain_peak_rss_kib = plain_peak_rss,
+  lua_peak_rss_kib = lua_peak_rss,
   rss_per_plugin_kib = (rss_twenty - rss_idle) / 20,
   lua_state_bytes_per_plugin = per_plugin_bytes / 20,
   sdk_ns_median = median(sdk_med),
@@ -362,6 +373,8 @@ row("e2e_oop_events_per_s", oop_rates, "%14.0f")
 print(string.format("%-24s %14.2f   (target <= 3: per-event cost out of process / in process)",
                     "oop_vs_inproc_ratio", results.oop_vs_inproc_ratio))
 print(string.format("%-24s %14.0f", "rss_idle_kib", rss_idle))
+print(string.format("%-24s %14.0f   (the plain daemon's VmHWM over its runs)", "plain_peak_rss_kib", plain_peak_rss))
+print(string.format("%-24s %14.0f   (the Lua-strategy daemon's VmHWM over its runs)", "lua_peak_rss_kib", lua_peak_rss))
 print(string.format("%-24s %14.1f   (Lua state alone: %.1f KiB)", "rss_per_plugin_kib",
                     results.rss_per_plugin_kib, results.lua_state_bytes_per_plugin / 1024))
 row("sdk_ns_median", sdk_med, "%14.0f")

@@ -18,7 +18,7 @@ void config_defaults(struct config *c)
     atomic_init(&c->refs, 1);
     c->log_level = LOG_LVL_INFO;
     c->workers = 2;
-    c->core_queue_max = 65536;
+    c->core_queue_max = 16384;
     c->shutdown_grace_ms = 5000;
     c->log_burst = 100;
     c->spool_fsync_ms = 1000;

@@ -27,6 +27,9 @@ struct enc {
     unsigned values;             /* since the last check */
     char *err;
     size_t errlen;
+    struct json_member *members; /* the top-level object's members, as offsets into out */
+    size_t max_members;
+    size_t nmembers;
 };
 
 static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
@@ -118,6 +121,7 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
     }
     buf_putc(out, '{');
     int first = 1;
+    bool note = depth == 0 && e->members;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         int kt = lua_type(L, -2);
@@ -133,6 +137,7 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
         if (!first)
             buf_putc(out, ',');
         first = 0;
+        size_t key_at = out->len + 1;
         if (kt == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
@@ -145,12 +150,22 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
                 snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, -2));
             buf_json_cstr(out, tmp);
         }
+        size_t key_end = out->len - 1;
         buf_putc(out, ':');
+        size_t val_at = out->len;
         int rc = encode(L, lua_gettop(L), e, depth + 1);
         lua_pop(L, 1);
         if (rc < 0) {
             lua_pop(L, 1);
             return -1;
+        }
+        if (note && e->nmembers++ < e->max_members) {
+            /* offsets for now: out may move while the rest is written */
+            struct json_member *m = &e->members[e->nmembers - 1];
+            m->key = (const char *)(uintptr_t)key_at;
+            m->key_len = key_end - key_at;
+            m->val = (const char *)(uintptr_t)val_at;
+            m->val_len = out->len - val_at;
         }
     }
     return buf_putc(out, '}');
@@ -220,7 +235,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {o, out, 0, err, errlen};
+    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0};
     if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)
@@ -230,6 +245,46 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
     return 0;
 }
 
+/* What json_scan would say of a value this encoder wrote (valid JSON by
+ * construction: strings come out as valid UTF-8, nothing nests past
+ * MAX_DEPTH), read from its first byte; uint as the scanner means it. */
+static void note_kind(struct json_member *m)
+{
+    switch (m->val[0]) {
+    case '{': m->kind = JSON_OBJECT; break;
+    case '[': m->kind = JSON_ARRAY; break;
+    case '"': m->kind = JSON_STRING; break;
+    case 't': m->kind = JSON_TRUE; break;
+    case 'f': m->kind = JSON_FALSE; break;
+    case 'n': m->kind = JSON_NULL; break;
+    default: m->kind = JSON_NUMBER; break;
+    }
+    m->is_uint = m->kind == JSON_NUMBER;
+    for (size_t i = 0; i < m->val_len && m->is_uint; i++)
+        m->is_uint = m->val[i] >= '0' && m->val[i] <= '9';
+    m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
+}
+
+int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
+                            size_t max, char *err, size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    size_t start = out->len;
+    struct enc e = {&runtime_opts, out, 0, err, errlen, m, max, 0};
+    if (encode(L, idx, &e, 0) < 0) {
+        out->len = start;
+        if (out->p)
+            out->p[start] = '\0';
+        return -1;
+    }
+    for (size_t i = 0; i < e.nmembers && i < max; i++) {
+        m[i].key = out->p + (uintptr_t)m[i].key;
+        m[i].val = out->p + (uintptr_t)m[i].val;
+        note_kind(&m[i]);
+    }
+    return (int)e.nmembers;
+}
+
 /* ---- JSON -> Lua ---- */
 
 /* Members gathered on the stack before they go into their table: a table
@@ -237,12 +292,31 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * steps of this many. */
 #define GATHER 64
 
+/* Object keys repeat from one event to the next, and pushing one Lua has
+ * already interned still costs its hash and a walk of the string table
+ * (~4x a rawgeti). So a state keeps the last keys it decoded: their bytes
+ * in a full userdata in its registry, two ways to a set, beside a table of
+ * the same strings (its user value; slot i at index i + 1). A hit is
+ * checked byte for byte; a miss pushes the key as before and takes the
+ * set's older way. */
+#define KEY_SETS  32               /* h >> 27 picks one */
+#define KEY_MAX   23
+struct key_cache {
+    struct { unsigned char len; char bytes[KEY_MAX]; } slot[2 * KEY_SETS];
+    unsigned char older[KEY_SETS];
+};
+static const char key_cache_tag = 0;
+
 struct dec {
     lua_State *L;
     const char *p;          /* the text was validated: every scan ends in it */
     const char *end;
     void (*check)(lua_State *L);
     unsigned values;        /* since the last check */
+    struct key_cache *keys;
+    int keys_at;            /* the stack index of the table of key strings */
+    struct json_member *members;  /* the top-level object's members, noted */
+    size_t max_members, nmembers;
 };
 
 static void dec_value(struct dec *d);
@@ -276,6 +350,62 @@ static void dec_string(struct dec *d)
     int len = json_string_decode(s - 1, n, out, n);
     luaL_pushresultsize(&b, len > 0 ? (size_t)len : 0);
     d->p = q + 1;
+}
+
+/* A key: from the cache when it is plain and short, else as any string. */
+static void dec_key(struct dec *d)
+{
+    const char *s = d->p + 1;
+    size_t n = json_plain_run((const unsigned char *)s, 0, (size_t)(d->end - s));
+    if (s[n] != '"' || n == 0 || n > KEY_MAX) {
+        dec_string(d);
+        return;
+    }
+    /* the length and three of its bytes: enough to tell an event's keys
+     * apart (a set holds two), and a hit is compared in full anyway */
+    uint32_t h = ((uint32_t)n | (uint32_t)(unsigned char)s[0] << 8 |
+                  (uint32_t)(unsigned char)s[n - 1] << 16 | (uint32_t)(unsigned char)s[n >> 1] << 24) *
+                 0x9E3779B1u;
+    unsigned set = h >> 27, at = 2 * set;
+    struct key_cache *c = d->keys;
+    if (c->slot[at].len != n || memcmp(c->slot[at].bytes, s, n) != 0)
+        at++;
+    if (c->slot[at].len == n && memcmp(c->slot[at].bytes, s, n) == 0) {
+        lua_rawgeti(d->L, d->keys_at, (lua_Integer)at + 1);
+    } else {
+        at = 2 * set + c->older[set];
+        lua_pushlstring(d->L, s, n);          /* may raise: the slot is still as it was */
+        lua_pushvalue(d->L, -1);
+        lua_rawseti(d->L, d->keys_at, (lua_Integer)at + 1);
+        memcpy(c->slot[at].bytes, s, n);
+        c->slot[at].len = (unsigned char)n;
+        c->older[set] ^= 1;
+    }
+    d->p = s + n + 1;
+}
+
+/* Pushes the state's key cache's table and returns the cache (made on the
+ * state's first decode). */
+static struct key_cache *keys_push(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &key_cache_tag) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        struct key_cache *c = lua_newuserdatauv(L, sizeof *c, 1);
+        memset(c, 0, sizeof *c);
+        /* the array part made whole now: a slot taken later never allocates */
+        lua_createtable(L, 2 * KEY_SETS, 0);
+        for (int i = 1; i <= 2 * KEY_SETS; i++) {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, -2, i);
+        }
+        lua_setiuservalue(L, -2, 1);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &key_cache_tag);
+    }
+    struct key_cache *c = lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    return c;
 }
 
 /* Lua's own reading of a numeral: an integer when it fits in 64 bits, else
@@ -319,23 +449,30 @@ static void dec_number(struct dec *d)
     d->p = q;
 }
 
-/* Moves the n values (pairs for an object) above the table at t into it. */
-static void dec_flush(lua_State *L, int t, int n, bool object, lua_Integer *next)
+/* Moves the n values (pairs for an object) from index v on into the table
+ * at t; the stack is then cut to keep what lies below v. */
+static void dec_flush(lua_State *L, int t, int v, int n, bool object, lua_Integer *next)
 {
     if (object) {
         for (int i = 0; i < n; i += 2) {
-            lua_pushvalue(L, t + 1 + i);
-            lua_pushvalue(L, t + 2 + i);
+            lua_pushvalue(L, v + i);
+            lua_pushvalue(L, v + 1 + i);
             lua_rawset(L, t);
         }
     } else {
         for (int i = 0; i < n; i++) {
-            lua_pushvalue(L, t + 1 + i);
+            lua_pushvalue(L, v + i);
             lua_rawseti(L, t, ++*next);
         }
     }
-    lua_settop(L, t);
 }
+
+/* Stack room is asked for every ROOM_EVERY values rather than before each
+ * one: enough for them and the few slots a value needs while it is read
+ * (a container asks for its own), and little enough that text nested
+ * JSON_MAX_DEPTH deep needs no big stack. */
+#define ROOM_EVERY 16
+#define ROOM (ROOM_EVERY + 4)
 
 static void dec_container(struct dec *d, bool object)
 {
@@ -343,18 +480,32 @@ static void dec_container(struct dec *d, bool object)
     char close = object ? '}' : ']';
     int base = lua_gettop(L), t = 0, n = 0;
     lua_Integer next = 0;
+    struct json_member *note = object ? d->members : NULL;
+    d->members = NULL;                                  /* the top level's only */
     d->p++;
     skip_ws(d);
     if (*d->p != close) {
         for (;;) {
-            luaL_checkstack(L, 4, "JSON nested too deep");
+            if (n % ROOM_EVERY == 0)
+                luaL_checkstack(L, ROOM, "JSON nested too deep");
+            const char *key = d->p + 1, *key_end = key, *val = NULL;
             if (object) {
-                dec_string(d);
+                dec_key(d);
+                key_end = d->p - 1;
                 skip_ws(d);
                 d->p++;                                 /* ':' */
                 skip_ws(d);
+                val = d->p;
             }
             dec_value(d);
+            if (note && d->nmembers++ < d->max_members) {
+                struct json_member *m = &note[d->nmembers - 1];
+                m->key = key;
+                m->key_len = (size_t)(key_end - key);
+                m->key_escaped = memchr(key, '\\', m->key_len) != NULL;
+                m->val = val;
+                m->val_len = (size_t)(d->p - val);
+            }
             n += object ? 2 : 1;
             if (d->check && ++d->values >= CHECK_EVERY) {
                 d->values = 0;
@@ -366,7 +517,8 @@ static void dec_container(struct dec *d, bool object)
                     lua_insert(L, base + 1);
                     t = base + 1;
                 }
-                dec_flush(L, t, n, object, &next);
+                dec_flush(L, t, t + 1, n, object, &next);
+                lua_settop(L, t);
                 n = 0;
             }
             skip_ws(d);
@@ -377,12 +529,21 @@ static void dec_container(struct dec *d, bool object)
     } else {
         d->p++;
     }
-    if (!t) {
-        lua_createtable(L, object ? 0 : n, object ? n / 2 : 0);
-        lua_insert(L, base + 1);
-        t = base + 1;
+    if (t) {
+        dec_flush(L, t, t + 1, n, object, &next);
+        lua_settop(L, t);
+        return;
     }
-    dec_flush(L, t, n, object, &next);
+    /* an object gets room for one member more: a strategy that adds a
+     * field (the common edit) then fills a free node instead of making Lua
+     * rehash the table (~1,200 instructions for an event's params). Made
+     * above its members, then moved down over the first: no rotation. */
+    lua_createtable(L, object ? 0 : n, object ? n / 2 + 1 : 0);
+    if (n) {
+        dec_flush(L, lua_gettop(L), base + 1, n, object, &next);
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+    }
 }
 
 static void dec_value(struct dec *d)
@@ -419,8 +580,25 @@ int lua_json_decode(lua_State *L, const char *s, size_t n, const char **err)
     return lua_json_decode_opts(L, s, n, NULL, err);
 }
 
+static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                  struct json_member *m, size_t max, const char **err);
+
+int lua_json_decode_members(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
+                            const char **err)
+{
+    return decode(L, s, n, NULL, m, max, err);
+}
+
 int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
                          const char **err)
+{
+    return decode(L, s, n, check, NULL, 0, err) < 0 ? -1 : 0;
+}
+
+/* Returns the count of top-level members noted (0 unless m and an object),
+ * or -1. */
+static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                  struct json_member *m, size_t max, const char **err)
 {
     if (json_validate(s, n, err) == JSON_INVALID)
         return -1;
@@ -437,9 +615,16 @@ int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lu
         push_numeral(L, s + at, end - at);
         return 0;
     }
-    struct dec d = {L, s + at, s + n, check, 0};
+    if (s[at] != '{' && s[at] != '[') {
+        struct dec d = {L, s + at, s + n, check, 0, NULL, 0, NULL, 0, 0};
+        dec_value(&d);
+        return 0;
+    }
+    struct key_cache *keys = keys_push(L);
+    struct dec d = {L, s + at, s + n, check, 0, keys, lua_gettop(L), m, max, 0};
     dec_value(&d);
-    return 0;
+    lua_remove(L, -2);                          /* the keys' table */
+    return (int)d.nmembers;
 }
 
 int lua_json_decode_fn(lua_State *L)

@@ -4,10 +4,11 @@
  * (with strategyError), the command is answered -6, the error is counted,
  * and a plugin that keeps failing is put in Error until the next reload.
  *
- * Uses: sandbox, lua_json, port (what it sends out). */
+ * Uses: sandbox, lua_json, event_json, json_scan, port (what it sends out). */
 #include "runtime/plugin.h"
 #include "wire/command_msg.h"
 #include "wire/event_json.h"
+#include "wire/json_scan.h"
 #include "lib/log.h"
 #include "runtime/lua_json.h"
 #include "runtime/port.h"
@@ -370,8 +371,10 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
-/* Replaces e's payload with the JSON of the table on top of S's stack. */
-static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, size_t errlen)
+/* Replaces e's payload with the JSON of the table on top of S's stack;
+ * ident, nident: e's identity members if known (struct call). */
+static struct envelope *reencode(lua_State *S, struct envelope *e, const struct event_span *ident,
+                                 int nident, char *err, size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here */
@@ -395,10 +398,15 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    /* the encoder notes the top-level members as it writes them, so the
+     * text it wrote (valid by construction) is not scanned again */
+    struct json_member m[EVENT_MEMBERS_MAX];
+    m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
+                                .kind = JSON_NUMBER, .is_uint = true};
     size_t at = b.len;
-    int rc = lua_json_encode(S, -1, &b, err, errlen);
+    int rc = lua_json_encode_members(S, -1, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
-        if (rc == 0)
+        if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
         buf_free(&b);
         return NULL;
@@ -410,19 +418,19 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, char *err, si
     } else {
         b.p[at] = ',';
     }
+    /* b may have moved since eventId's member was noted */
+    m[0].key = b.p + 2;
+    m[0].val = b.p + 11;
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
-    struct buf checked = BUF_INIT;
     const char *why = NULL;
-    if (event_restamp(e->data, e->len, b.p, b.len, &checked, &why) < 0) {
+    if (event_restamp_members(e->data, e->len, ident, nident, m, rc + 1, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
-        buf_free(&checked);
         return NULL;
     }
+    struct envelope *n = envelope_new(e->type, b.p, b.len);
     buf_free(&b);
-    struct envelope *n = envelope_new(e->type, checked.p, checked.len);
-    buf_free(&checked);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -541,7 +549,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             home_chain_drop(p->home, e);
         } else if (nres >= 1 && lua_istable(co, -nres)) {
             lua_settop(co, lua_gettop(co) - nres + 1);
-            struct envelope *n = reencode(co, e, why, sizeof why);
+            struct envelope *n = reencode(co, e, c->ident, c->nident, why, sizeof why);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));
@@ -644,6 +652,32 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
+/* The strategy driver's read(): the running call's event as a table,
+ * decoded from the envelope's own bytes (no copy of them made a Lua
+ * string first). The first read also notes where the event's identity
+ * members are, so the restamp of a returned table need not look for them.
+ * Only the driver holds it; a plugin cannot reach it. */
+static int read_event(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);                     /* the sandbox: the plugin's own */
+    struct plugin *p = (struct plugin *)((char *)ud - offsetof(struct plugin, sb));
+    struct call *c = p->running;
+    if (!c || c->kind != CALL_STRATEGY)
+        return luaL_error(L, "no event to read");
+    struct envelope *e = c->e;
+    const char *err;
+    struct json_member m[EVENT_MEMBERS_MAX];
+    int n = lua_json_decode_members(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
+    if (n < 0)
+        return luaL_error(L, "invalid JSON: %s", err);
+    if (c->nident < 0) {
+        int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX);
+        c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
+    }
+    return 1;
+}
+
 static void start_strategy(struct plugin *p, struct envelope *e)
 {
     if (atomic_load(&p->state) != PLUGIN_ACTIVE || !p->sb.L) {
@@ -673,8 +707,9 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         finish_call(p, c, -1, 0, "too many handlers for one event (no Lua stack for them)");
         return;
     }
+    c->nident = -1;
     drivers_push(p, c->co, "strategy");
-    lua_pushlstring(c->co, e->data, e->len);
+    lua_pushcfunction(c->co, read_event);
     lua_pushinteger(c->co, (lua_Integer)e->ev.id);
     int n = 2;
     for (size_t i = 0; i < p->nhandlers; i++) {

@@ -9,6 +9,7 @@
 #include "lib/envelope.h"
 #include "lib/job.h"
 #include "runtime/sandbox.h"
+#include "wire/event_json.h"
 
 struct plugin_home;
 struct plugin_host;
@@ -74,6 +75,8 @@ struct route_rule {
 enum call_kind { CALL_STRATEGY, CALL_COMMAND, CALL_MESSAGE, CALL_TIMER };
 
 /* One callback invocation, run as a coroutine so it can wait. */
+#define CALL_IDENT_MAX 4
+
 struct call {
     struct call *next;
     enum call_kind kind;
@@ -82,6 +85,10 @@ struct call {
     struct envelope *e;           /* the event or command it handles */
     uint32_t op;                  /* the wait it is parked on */
     uint8_t wait;                 /* its enum wait_kind, while parked */
+    /* a strategy's event: its identity members as its decode found them
+     * (nident < 0: not known; the restamp then looks for them) */
+    int8_t nident;
+    struct event_span ident[CALL_IDENT_MAX];
 };
 
 enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST };

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_MEMBERS 64
+#define MAX_MEMBERS EVENT_MEMBERS_MAX
 
 uint64_t wall_ms(void)
 {
@@ -302,32 +302,57 @@ static int put_member(struct buf *out, const struct json_member *m, bool first)
     return rc | buf_append(out, m->val, m->val_len);
 }
 
-int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
-                  struct buf *out, const char **err)
+/* What event_restamp holds a returned event to. NULL, or the error. */
+static const char *restamp_bad(const struct json_member *const *f)
 {
-    struct json_member m[MAX_MEMBERS], o[MAX_MEMBERS];
-    enum field kind[MAX_MEMBERS];
-    const struct json_member *f[F_COUNT] = {0};
-    int n = scan_members(json, len, m, kind, f, err);
-    if (n < 0)
-        return -1;
     const struct json_member *ts = f[F_TIMESTAMP];
-    if (!ts || !timestamp_ok(ts)) {
-        *err = "timestamp must be a non-negative integer (ms since the epoch)";
-        return -1;
-    }
-    if (!f[F_PARAMS] || f[F_PARAMS]->kind != JSON_OBJECT) {
-        *err = "params must be an object";
-        return -1;
-    }
-    if ((*err = strings_bad(f)))
-        return -1;
-    /* the original was stamped by us: valid, its members in reach */
+    if (!ts || !timestamp_ok(ts))
+        return "timestamp must be a non-negative integer (ms since the epoch)";
+    if (!f[F_PARAMS] || f[F_PARAMS]->kind != JSON_OBJECT)
+        return "params must be an object";
+    return strings_bad(f);
+}
+
+int event_identity_spans(const char *text, const struct json_member *m, int n,
+                         struct event_span *out, int max)
+{
+    int k = 0;
+    for (int i = 0; i < n && i < MAX_MEMBERS; i++)
+        if (identity(classify(&m[i]))) {
+            if (k < max)
+                out[k] = (struct event_span){(uint32_t)(m[i].key - text), (uint32_t)m[i].key_len,
+                                             (uint32_t)(m[i].val - text), (uint32_t)m[i].val_len};
+            k++;
+        }
+    return n > MAX_MEMBERS ? max + 1 : k;
+}
+
+/* Appends orig's identity members (the original was stamped by us: valid,
+ * its members in reach). */
+static int put_identity(const char *orig, size_t olen, struct buf *out, bool first, const char **err)
+{
+    struct json_member o[MAX_MEMBERS];
     int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
     if (no < 0)
         return -1;
     if (no > MAX_MEMBERS)
         no = MAX_MEMBERS;
+    int rc = 0;
+    for (int i = 0; i < no; i++)
+        if (identity(classify(&o[i]))) {
+            rc |= put_member(out, &o[i], first);
+            first = false;
+        }
+    if (rc) {
+        *err = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+static int restamp(const char *orig, size_t olen, const struct json_member *m, const enum field *kind,
+                   int n, size_t len, struct buf *out, const char **err)
+{
     int rc = buf_reserve(out, len + 64) | buf_putc(out, '{');
     bool first = true;
     for (int i = 0; i < n; i++)
@@ -335,13 +360,86 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
             rc |= put_member(out, &m[i], first);
             first = false;
         }
-    for (int i = 0; i < no; i++)
-        if (identity(classify(&o[i]))) {
-            rc |= put_member(out, &o[i], first);
-            first = false;
-        }
-    rc |= buf_putc(out, '}');
     if (rc) {
+        *err = "out of memory";
+        return -1;
+    }
+    if (put_identity(orig, olen, out, first, err) < 0)
+        return -1;
+    if (buf_putc(out, '}') < 0) {
+        *err = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
+                  struct buf *out, const char **err)
+{
+    struct json_member m[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
+    if (n < 0)
+        return -1;
+    if ((*err = restamp_bad(f)))
+        return -1;
+    return restamp(orig, olen, m, kind, n, len, out, err);
+}
+
+int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
+                          const struct json_member *m, int n, struct buf *json, const char **err)
+{
+    if (n > MAX_MEMBERS) {
+        *err = "event has more than 64 top-level members";
+        return -1;
+    }
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    bool ours = false;
+    for (int i = 0; i < n; i++) {
+        kind[i] = classify(&m[i]);
+        f[kind[i]] = &m[i];
+        ours |= identity(kind[i]);
+    }
+    if ((*err = restamp_bad(f)))
+        return -1;
+    /* in place: the returned identity members taken out (what is kept
+     * only moves toward the start), orig's put in before the close; the
+     * members are in text order and written "key":value, as the encoder
+     * writes them */
+    char *w = json->p + 1;
+    for (int i = 0; i < n; i++) {
+        if (ours && identity(kind[i]))
+            continue;
+        if (w != json->p + 1)
+            *w++ = ',';
+        size_t span = (size_t)(m[i].val + m[i].val_len - (m[i].key - 1));
+        memmove(w, m[i].key - 1, span);
+        w += span;
+    }
+    bool first = w == json->p + 1;
+    json->len = (size_t)(w - json->p);
+    if (nident < 0) {
+        if (put_identity(orig, olen, json, first, err) < 0)
+            return -1;
+    } else {
+        int rc = 0;
+        for (int i = 0; i < nident; i++) {
+            const struct event_span *x = &ident[i];
+            if (!first)
+                rc |= buf_putc(json, ',');
+            first = false;
+            rc |= buf_append(json, orig + x->key - 1, x->key_len + 2);
+            rc |= buf_putc(json, ':');
+            rc |= buf_append(json, orig + x->val, x->val_len);
+        }
+        if (rc) {
+            *err = "out of memory";
+            return -1;
+        }
+    }
+    if (buf_putc(json, '}') < 0) {
         *err = "out of memory";
         return -1;
     }

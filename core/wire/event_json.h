@@ -28,6 +28,32 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
 int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
                   struct buf *out, const char **err);
 
+/* An event has at most this many top-level members. */
+#define EVENT_MEMBERS_MAX 64
+
+/* Where one member of an event's text is: its key (between the quotes)
+ * and its value, as offsets. */
+struct event_span {
+    uint32_t key, key_len, val, val_len;
+};
+
+/* The identity members (pid, uid, claimedPid) among the top-level members
+ * m[0..n) of text (as json_object_members finds them): up to max of them
+ * into out. Returns how many there are; more than max (then out is not
+ * all of them) also when n is more than an event may have. */
+struct json_member;
+int event_identity_spans(const char *text, const struct json_member *m, int n,
+                         struct event_span *out, int max);
+
+/* The same as event_restamp for a returned event whose n (>= 1) top-level
+ * members the caller has in hand (m, as json_object_members would find
+ * them in json, a valid JSON object the caller wrote itself), so it is not
+ * scanned again; nor is orig when its identity members are given (ident,
+ * nident: event_identity_spans of orig; nident < 0: not known). The result
+ * replaces json's text (made in place). */
+int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
+                          const struct json_member *m, int n, struct buf *json, const char **err);
+
 /* Who an event comes from when the daemon is its source: the values an
  * emitted event takes for what the plugin left out, and the drop notice's. */
 struct event_source {

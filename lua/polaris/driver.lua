@@ -36,8 +36,10 @@ end
 -- The strategy handlers for one event, in order (DESIGN 5.2): each gets the
 -- event table; false drops it, a table replaces it, nil keeps it. Returns
 -- false (dropped), the new event table, or nil plus whether nil hid edits.
-function M.strategy(json, id, ...)
-  local ev = decode(json)
+-- read() gives the event's table, a fresh one each call (the runtime's
+-- decodes it from the event's bytes as they came).
+function M.strategy(read, id, ...)
+  local ev = read()
   ev.eventId = id
   local changed = false
   for i = 1, select("#", ...) do
@@ -52,7 +54,7 @@ function M.strategy(json, id, ...)
   if changed then return ev end
   checks = checks + 1
   if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
-  local orig = decode(json)
+  local orig = read()
   orig.eventId = id
   return nil, not same(ev, orig, 0)
 end

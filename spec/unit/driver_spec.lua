@@ -10,12 +10,14 @@ local function load_driver()
 end
 
 local EV = '{"eventName":"crash","params":{"n":9007199254740993,"s":"x"},"pid":4}'
+-- what the runtime hands the driver for an event: read() decodes it anew
+local function R(json) return function() return codec.json_decode(json) end end
 
 describe("driver.strategy", function()
   it("runs the handlers in order on one event table, with eventId set", function()
     local d, seen = load_driver(), {}
     local function h(tag) return function(ev) seen[#seen + 1] = tag .. ev.eventId; ev.params[tag] = true end end
-    local r, edited = d.strategy(EV, 77, h("a"), h("b"))
+    local r, edited = d.strategy(R(EV), 77, h("a"), h("b"))
     assert.is_nil(r)
     assert.is_true(edited)              -- edits, then nil: lost, so reported
     assert.are.same({"a77", "b77"}, seen)
@@ -24,20 +26,20 @@ describe("driver.strategy", function()
   it("keeps 64-bit integers exact", function()
     local d = load_driver()
     local got
-    d.strategy(EV, 1, function(ev) got = ev.params.n end)
+    d.strategy(R(EV), 1, function(ev) got = ev.params.n end)
     assert.are.equal(math.type(got), "integer")
     assert.are.equal(9007199254740993, got)
   end)
 
   it("stops at false and runs nothing after it", function()
     local d, ran = load_driver(), false
-    assert.is_false(d.strategy(EV, 1, function() return false end, function() ran = true end))
+    assert.is_false(d.strategy(R(EV), 1, function() return false end, function() ran = true end))
     assert.is_false(ran)
   end)
 
   it("passes a returned table on to the next handler and returns the last", function()
     local d = load_driver()
-    local r = d.strategy(EV, 5,
+    local r = d.strategy(R(EV), 5,
       function() return {eventName = "replaced"} end,
       function(ev) assert.are.equal("replaced", ev.eventName); ev.extra = 1; return ev end)
     assert.are.same({eventName = "replaced", extra = 1}, r)
@@ -45,14 +47,14 @@ describe("driver.strategy", function()
 
   it("refuses any other result with the handler's type named", function()
     local d = load_driver()
-    local ok, err = pcall(d.strategy, EV, 1, function() return 42 end)
+    local ok, err = pcall(d.strategy, R(EV), 1, function() return 42 end)
     assert.is_false(ok)
     assert.are.equal("on_event handler returned a number (want the event, nil or false)", err)
   end)
 
   it("reports no edits for a handler that only reads", function()
     local d = load_driver()
-    local r, edited = d.strategy(EV, 3, function(ev) local _ = ev.params.s end)
+    local r, edited = d.strategy(R(EV), 3, function(ev) local _ = ev.params.s end)
     assert.is_nil(r)
     assert.is_false(edited)
   end)
@@ -62,7 +64,7 @@ describe("driver.strategy", function()
     local edit = function(ev) ev.params.s = "changed" end
     local reported = 0
     for _ = 1, 100 + 64 * 3 do
-      local _, edited = d.strategy(EV, 1, edit)
+      local _, edited = d.strategy(R(EV), 1, edit)
       if edited then reported = reported + 1 end
     end
     assert.are.equal(100 + 3, reported)
@@ -70,7 +72,7 @@ describe("driver.strategy", function()
 
   it("compares raw: a metatable on the event cannot fake sameness", function()
     local d = load_driver()
-    local _, edited = d.strategy(EV, 1, function(ev)
+    local _, edited = d.strategy(R(EV), 1, function(ev)
       ev.params.s = "y"
       setmetatable(ev, {__index = function() return "x" end, __eq = function() return true end})
     end)

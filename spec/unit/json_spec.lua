@@ -160,6 +160,29 @@ describe("json_decode (the runtime's JSON -> Lua, lua_json.c)", function()
     end
   end)
 
+  -- lua_json.c keeps a state's recent keys (two to a set, chosen by the
+  -- length and the first, middle and last bytes): keys that share a set,
+  -- keys just past its length limit, escaped spellings of a cached key,
+  -- UTF-8, the empty key, and the same keys over and over in one state
+  it("reads keys right through its key cache (sets shared, evictions, escapes, limits)", function()
+    local keys = {"abcde", "axcye", "apcqe", "azcwe", "", "k", "pid", "uid", "a\\u0062cde",
+                  string.rep("x", 23), string.rep("x", 24), string.rep("x", 22) .. "y",
+                  "y" .. string.rep("x", 22), "\\u00e9t\\u00e9", "été", "t\\\"q", "processName",
+                  "processVer", "params", "eventId", "timestamp"}
+    math.randomseed(7)
+    for round = 1, 3000 do
+      local parts, n = {}, math.random(1, 12)
+      for i = 1, n do
+        parts[i] = string.format('"%s":%d', keys[math.random(#keys)], round * 100 + i)
+      end
+      local text = "{" .. table.concat(parts, ",") .. ',"nested":{' .. parts[1] .. "}}"
+      local want = dkjson.decode(text, 1, dkjson.null)
+      local got, err = codec.json_decode(text)
+      assert.is_nil(err, text)
+      assert.are.same(canon(want, dkjson.null), canon(got, cjson.null), text)
+    end
+  end)
+
   it("keeps integers exact and integers, and reads the rest as floats", function()
     local t = codec.json_decode('{"a":9007199254740993,"b":-9223372036854775808,"c":9223372036854775807,' ..
                                 '"d":9223372036854775808,"e":1.5,"f":1e3,"g":-0,"h":123456789012345678}')

@@ -238,3 +238,61 @@ TEST(drop_notice_lost_only_and_round_trip)
     buf_free(&s);
     buf_free(&b);
 }
+
+/* event_restamp_members (a strategy's result, from the members its
+ * encoder noted, in place; the original's identity from spans or scanned)
+ * against event_restamp (the returned text scanned): the same text or the
+ * same refusal, for results that keep, drop, forge or duplicate the
+ * identity and break each rule. */
+static int restamp_both(const char *orig, const char *ret, bool spans)
+{
+    struct json_member m[EVENT_MEMBERS_MAX], o[EVENT_MEMBERS_MAX];
+    struct event_span ident[4];
+    const char *err_a = NULL, *err_b = NULL;
+    struct buf a = BUF_INIT, b = BUF_INIT;
+    int n = json_object_members(ret, strlen(ret), m, EVENT_MEMBERS_MAX, &err_a);
+    int no = json_object_members(orig, strlen(orig), o, EVENT_MEMBERS_MAX, &err_a);
+    if (n < 1 || no < 0)
+        return -1;
+    int nident = spans ? event_identity_spans(orig, o, no, ident, 4) : -1;
+    int ra = event_restamp(orig, strlen(orig), ret, strlen(ret), &a, &err_a);
+    buf_append(&b, ret, strlen(ret));
+    /* the members as they sit in b's copy of the text */
+    for (int i = 0; i < n && i < EVENT_MEMBERS_MAX; i++) {
+        m[i].key = b.p + (m[i].key - ret);
+        m[i].val = b.p + (m[i].val - ret);
+    }
+    int rb = event_restamp_members(orig, strlen(orig), ident, nident, m, n, &b, &err_b);
+    int same = ra == rb && (ra < 0 ? strcmp(err_a, err_b) == 0 : a.len == b.len && memcmp(a.p, b.p, a.len) == 0);
+    buf_free(&a);
+    buf_free(&b);
+    return same ? 0 : 1;
+}
+
+TEST(restamp_members_agrees_with_restamp)
+{
+    static const char *origs[] = {
+        "{\"eventId\":7,\"timestamp\":5,\"pid\":1234,\"uid\":1000,\"params\":{}}",
+        "{\"eventId\":7,\"timestamp\":5,\"pid\":1234,\"uid\":1000,\"claimedPid\":9,\"params\":{\"k\":1}}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"pid\":3,\"pid\":4,\"p\\u0069d\":5}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{}}",
+    };
+    static const char *rets[] = {
+        "{\"eventId\":7,\"timestamp\":5,\"pid\":1234,\"uid\":1000,\"params\":{\"seen\":true}}",
+        "{\"eventId\":7,\"params\":{},\"timestamp\":5,\"pid\":1,\"uid\":0,\"claimedPid\":2}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"u\\u0069d\":0,\"x\":[1,{\"pid\":2}]}",
+        "{\"eventId\":7,\"params\":{\"a\":\"b\"},\"timestamp\":12345678901234}",
+        "{\"eventId\":7}",
+        "{\"eventId\":7,\"timestamp\":-1,\"params\":{}}",
+        "{\"eventId\":7,\"timestamp\":1.5,\"params\":{}}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":[]}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"processName\":1}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"processVer\":null,\"logf\":\"x\"}",
+        "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"logf\":{}}",
+    };
+    for (size_t i = 0; i < sizeof origs / sizeof *origs; i++)
+        for (size_t j = 0; j < sizeof rets / sizeof *rets; j++) {
+            CHECK(restamp_both(origs[i], rets[j], false) == 0);
+            CHECK(restamp_both(origs[i], rets[j], true) == 0);
+        }
+}
