@@ -28,11 +28,11 @@ static int fetch_status(const char *sock, int argc, char **argv, const char *cmd
     return rc;
 }
 
-static int plugin_list(const struct ctl_result *r, struct json_member *v, int max)
+static int plugin_list(const struct ctl_result *r, const char *key, struct json_member *v, int max)
 {
     struct json_member plugins;
     const char *err;
-    if (!ctl_get(r->data, r->data_len, "plugins", &plugins) || plugins.kind != JSON_ARRAY)
+    if (!ctl_get(r->data, r->data_len, key, &plugins) || plugins.kind != JSON_ARRAY)
         return 0;
     int n = json_array_elements(plugins.val, plugins.val_len, v, (size_t)max, &err);
     return n < 0 ? 0 : n > max ? max : n;
@@ -51,7 +51,7 @@ static int plugins_in_error(const char *status, size_t len)
 {
     struct ctl_result r = {.data = status, .data_len = len};
     static struct json_member v[1024];
-    int n = plugin_list(&r, v, 1024), in_error = 0;
+    int n = plugin_list(&r, "plugins", v, 1024), in_error = 0;
     for (int i = 0; i < n; i++) {
         char state[16];
         field(&v[i], "state", state, sizeof state);
@@ -60,46 +60,55 @@ static int plugins_in_error(const char *status, size_t len)
     return in_error;
 }
 
-/* The plugins of a status answer as a table; returns how many are in Error. */
+/* One plugin's row (and its status() line); whether it is in Error. */
+static bool print_plugin(const struct json_member *p)
+{
+    char id[64], ver[32], state[16], err[256], iso[16], host[40] = "in-process";
+    field(p, "id", id, sizeof id);
+    field(p, "version", ver, sizeof ver);
+    field(p, "state", state, sizeof state);
+    field(p, "last_error", err, sizeof err);
+    field(p, "isolation", iso, sizeof iso);
+    if (strcmp(iso, "process") == 0) {
+        /* pid and state of its plugin host, and how often it restarted */
+        char hs[16];
+        field(p, "host_state", hs, sizeof hs);
+        double pid = ctl_num(p->val, p->val_len, "host_pid");
+        double restarts = ctl_num(p->val, p->val_len, "host_restarts");
+        if (pid > 0)
+            snprintf(host, sizeof host, "%.0f %s r%.0f", pid, hs, restarts);
+        else
+            snprintf(host, sizeof host, "%s r%.0f", hs, restarts);
+        if (strcmp(err, "-") == 0)
+            field(p, "host_last_exit", err, sizeof err);
+    }
+    printf("%-22s %-9s %-12s %-18s %9.1f %9.1f %8.0f %8.0f %6.0f  %s\n", id, ver, state, host,
+           ctl_num(p->val, p->val_len, "memory_bytes") / 1024.0,
+           ctl_num(p->val, p->val_len, "cpu_ms"),
+           ctl_num(p->val, p->val_len, "events"),
+           ctl_num(p->val, p->val_len, "commands"),
+           ctl_num(p->val, p->val_len, "errors"), err);
+    /* what the plugin's status() said, on its own line: free-form JSON
+     * would break the columns */
+    struct json_member ps;
+    if (ctl_get(p->val, p->val_len, "status", &ps) && ps.kind != JSON_NULL)
+        printf("  %s status: %.*s\n", id, (int)ps.val_len, ps.val);
+    return strcmp(state, "Error") == 0;
+}
+
+/* The plugins of a status answer as a table, those leaving the set under
+ * the running ones; returns how many are in Error. */
 static int print_plugins(const char *status, size_t len)
 {
     struct ctl_result r = {.data = status, .data_len = len};
     static struct json_member v[1024];
-    int n = plugin_list(&r, v, 1024), in_error = 0;
+    int in_error = 0;
     printf("%-22s %-9s %-12s %-18s %9s %9s %8s %8s %6s  %s\n", "ID", "VERSION", "STATE", "HOST",
            "MEM_KIB", "CPU_MS", "EVENTS", "COMMANDS", "ERRORS", "LAST ERROR");
-    for (int i = 0; i < n; i++) {
-        char id[64], ver[32], state[16], err[256], iso[16], host[40] = "in-process";
-        field(&v[i], "id", id, sizeof id);
-        field(&v[i], "version", ver, sizeof ver);
-        field(&v[i], "state", state, sizeof state);
-        field(&v[i], "last_error", err, sizeof err);
-        field(&v[i], "isolation", iso, sizeof iso);
-        in_error += strcmp(state, "Error") == 0;
-        if (strcmp(iso, "process") == 0) {
-            /* pid and state of its plugin host, and how often it restarted */
-            char hs[16];
-            field(&v[i], "host_state", hs, sizeof hs);
-            double pid = ctl_num(v[i].val, v[i].val_len, "host_pid");
-            double restarts = ctl_num(v[i].val, v[i].val_len, "host_restarts");
-            if (pid > 0)
-                snprintf(host, sizeof host, "%.0f %s r%.0f", pid, hs, restarts);
-            else
-                snprintf(host, sizeof host, "%s r%.0f", hs, restarts);
-            if (strcmp(err, "-") == 0)
-                field(&v[i], "host_last_exit", err, sizeof err);
-        }
-        printf("%-22s %-9s %-12s %-18s %9.1f %9.1f %8.0f %8.0f %6.0f  %s\n", id, ver, state, host,
-               ctl_num(v[i].val, v[i].val_len, "memory_bytes") / 1024.0,
-               ctl_num(v[i].val, v[i].val_len, "cpu_ms"),
-               ctl_num(v[i].val, v[i].val_len, "events"),
-               ctl_num(v[i].val, v[i].val_len, "commands"),
-               ctl_num(v[i].val, v[i].val_len, "errors"), err);
-        /* what the plugin's status() said, on its own line: free-form JSON
-         * would break the columns */
-        struct json_member ps;
-        if (ctl_get(v[i].val, v[i].val_len, "status", &ps) && ps.kind != JSON_NULL)
-            printf("  %s status: %.*s\n", id, (int)ps.val_len, ps.val);
+    for (int list = 0; list < 2; list++) {
+        int n = plugin_list(&r, list ? "plugins_leaving" : "plugins", v, 1024);
+        for (int i = 0; i < n; i++)
+            in_error += print_plugin(&v[i]);
     }
     return in_error;
 }
@@ -191,7 +200,7 @@ int ctl_cmd_metrics(const char *sock, int argc, char **argv)
     STATS_FIELDS(X)
 #undef X
     static struct json_member v[1024];
-    int n = plugin_list(&r, v, 1024);
+    int n = plugin_list(&r, "plugins", v, 1024);
     static const char *const per[][4] = {
         /* status key, metric, type, help */
         {"memory_bytes", "polaris_plugin_memory_bytes", "gauge", "bytes held by the plugin's Lua state"},
@@ -246,7 +255,8 @@ static void print_tree(const char *json, size_t len, int indent)
     for (int i = 0; i < n && i < 128; i++) {
         char key[128];
         json_string_decode(m[i].key - 1, m[i].key_len + 2, key, sizeof key);
-        if (indent == 0 && strcmp(key, "plugins") == 0 && m[i].kind == JSON_ARRAY)
+        if (indent == 0 && (strcmp(key, "plugins") == 0 || strcmp(key, "plugins_leaving") == 0) &&
+            m[i].kind == JSON_ARRAY)
             continue;
         if (m[i].kind == JSON_OBJECT) {
             printf("%*s%s:\n", indent, "", key);

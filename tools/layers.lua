@@ -8,7 +8,7 @@
 -- declared there are implemented by each program that hosts the runtime
 -- (daemon/, isolate/) and are not edges.
 --
---   lua5.4 tools/layers.lua BUILD_DIR
+--   lua5.4 tools/layers.lua BUILD_DIR      (from the checkout's root)
 local build = arg[1] or "build"
 
 local rank = {lib = 0, wire = 1, runtime = 2, daemon = 3, isolate = 3, tools = 3}
@@ -28,9 +28,14 @@ local function module_of(path)
   local m = path:gsub("^%./", ""):gsub("^core/", "")
   if m:match("%.o$") then
     local base = m:gsub("%.o$", "")
-    local f = io.open("core/" .. base .. ".S") or io.open(base .. ".S")
-    if f then f:close() return base .. ".S" end
-    return base .. ".c"
+    for _, src in ipairs({base .. ".c", base .. ".S"}) do
+      local f = io.open((src:match("^tools/") and "" or "core/") .. src)
+      if f then
+        f:close()
+        return src
+      end
+    end
+    return nil                             -- an object left from a source since moved or removed
   end
   return m
 end
@@ -75,10 +80,10 @@ local port = {}
 do
   local f = io.open("core/runtime/port.h")
   if f then
-    local s = f:read("a")
+    -- what it declares, not what its comments mention
+    local s = f:read("a"):gsub("/%*.-%*/", ""):gsub("//[^\n]*", "")
     f:close()
     for name in s:gmatch("([%w_]+)%s*%(") do port[name] = true end
-    for name in s:gmatch("extern%s+const%s+char%s+([%w_]+)") do port[name] = true end
   end
 end
 
@@ -86,7 +91,7 @@ local defined, used = {}, {}
 local objs = sh("find " .. build .. "/core " .. build .. "/tools -name '*.o' -not -path '*/pic/*' -not -path '*/hooks/*' | sort")
 for obj in objs:gmatch("[^\n]+") do
   local m = module_of(obj:sub(#build + 2))
-  for line in sh("nm " .. obj):gmatch("[^\n]+") do
+  for line in (m and sh("nm " .. obj) or ""):gmatch("[^\n]+") do
     local kind, sym = line:match("^%x*%s+(%a)%s+(%S+)$")
     if kind == "U" then
       used[#used + 1] = {m, sym}
@@ -108,6 +113,8 @@ for _, u in ipairs(used) do
       end
       edge(m, d, ("%s calls %s"):format(m, sym))
     end
+  elseif defs and port[sym] and rank[layer_of(m)] and rank[layer_of(m)] < rank.runtime then
+    problem("%s calls %s, the runtime's port (layer %s may not use it)", m, sym, layer_of(m))
   elseif defs and port[sym] and layer_of(m) ~= "runtime" then
     -- a home calling its own implementation of the port
     for _, d in ipairs(defs) do

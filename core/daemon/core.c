@@ -280,6 +280,8 @@ static int status_json(struct core *c, struct buf *b)
     buf_free(&tmp);
     rc |= buf_puts(b, ",\"plugins\":");
     rc |= registry_status_json(c->d->plugins, b);
+    rc |= buf_puts(b, ",\"plugins_leaving\":");
+    rc |= registry_leaving_json(c->d->plugins, b);
     rc |= buf_putc(b, '}');
     return rc ? -1 : 0;
 }

@@ -565,15 +565,18 @@ static void plugin_host_died(struct plugin_host *h, const char *why)
     h->dead = true;
     h->st = H_DOWN;
     atomic_fetch_add(&h->gen, 1);  /* whatever it asked for is answered to no one */
-    struct envelope **out = plugin_host_link_take_all(h);
+    struct envelope *out = plugin_host_link_take_all(h);
     buf_reset(&h->tx);
     h->want_write = false;
     pthread_mutex_unlock(&h->mu);
     char reason[160];
     snprintf(reason, sizeof reason, "plugin host died: %s", why ? why : h->last_exit);
-    for (size_t i = 0; out && out[i]; i++)
-        plugin_host_link_bypass(p, out[i], reason);
-    free(out);
+    while (out) {
+        struct envelope *next = out->next;
+        out->next = NULL;
+        plugin_host_link_bypass(p, out, reason);
+        out = next;
+    }
     if (h->retiring) {
         release_pending(h, false, reason);
         if (atomic_load(&p->refs) <= 1)
@@ -818,13 +821,16 @@ void plugin_hosts_free(struct plugin_hosts *m)
         struct plugin_host *h = m->hosts;
         pthread_mutex_lock(&h->mu);
         h->dead = true;
-        struct envelope **out = plugin_host_link_take_all(h);
+        struct envelope *out = plugin_host_link_take_all(h);
         struct envelope *pend = envlist_take(&h->pending);
         pthread_mutex_unlock(&h->mu);
         /* shutdown: they go on as far as they can; the spool still has them */
-        for (size_t i = 0; out && out[i]; i++)
-            plugin_host_link_bypass(h->p, out[i], "the daemon stopped before the plugin host answered");
-        free(out);
+        while (out) {
+            struct envelope *next = out->next;
+            out->next = NULL;
+            plugin_host_link_bypass(h->p, out, "the daemon stopped before the plugin host answered");
+            out = next;
+        }
         while (pend) {
             struct envelope *next = pend->next;
             pend->next = NULL;

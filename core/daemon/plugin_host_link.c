@@ -121,17 +121,16 @@ static struct envelope *out_take(struct plugin_host *h, uint32_t rid)
 
 /* Takes every outstanding envelope out (a death, shutdown): a NULL-ended
  * array the caller frees. */
-struct envelope **plugin_host_link_take_all(struct plugin_host *h)
+struct envelope *plugin_host_link_take_all(struct plugin_host *h)
 {
-    struct envelope **all = calloc(h->nout + 1, sizeof *all);
-    size_t k = 0;
-    for (size_t i = h->out_first; all && i < h->out_end; i++)
+    struct envlist all = {NULL, NULL};       /* linked through next: nothing to allocate */
+    for (size_t i = h->out_first; i < h->out_end; i++)
         if (h->out[i].e)
-            all[k++] = h->out[i].e;
+            envlist_push(&all, h->out[i].e);
     free(h->out);
     h->out = NULL;
     h->out_first = h->out_end = h->nout = h->capout = 0;
-    return all;
+    return all.head;
 }
 
 static bool plugin_host_link_is_event(const struct envelope *e)

@@ -79,8 +79,8 @@ void plugin_host_link_watch(struct plugin_host *h);
 void plugin_host_link_unwatch(struct plugin_host *h);
 /* under h->mu: write what is queued, or leave it to the write watcher */
 void plugin_host_link_flush_locked(struct plugin_host *h);
-/* every envelope the host holds, taken out: a NULL-ended array to free */
-struct envelope **plugin_host_link_take_all(struct plugin_host *h);
+/* every envelope the host holds, taken out: a list linked through next */
+struct envelope *plugin_host_link_take_all(struct plugin_host *h);
 /* an envelope its host cannot take goes on without it (why: strategyError) */
 void plugin_host_link_bypass(struct plugin *p, struct envelope *e, const char *why);
 void plugin_host_link_post(struct plugin *p, struct envelope *e);

@@ -142,14 +142,30 @@ void registry_free(struct plugin_registry *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n; i++)
-        plugin_unref(r->plugins[i]);
-    /* workers and hosts are gone: a plugin freed after this must not look
-     * for the registry */
-    for (size_t i = 0; i < r->nleaving; i++)
-        r->leaving[i]->leaving = false;
+    /* out of the set before the first goes: a stop() that sends to the
+     * others finds none rather than one already freed */
+    pthread_mutex_lock(&r->mu);
+    struct plugin **set = r->plugins;
+    size_t n = r->n;
+    r->plugins = NULL;
+    r->n = 0;
+    routing_index_rebuild(r);
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; i < n; i++)
+        plugin_unref(set[i]);
+    free(set);
+    /* Still leaving now means still referenced, which after the workers
+     * stopped only a thread the watchdog abandoned does: it may come back
+     * and free its plugin, which then looks for the registry. Kept, as the
+     * worker pool keeps itself for that thread. */
+    pthread_mutex_lock(&r->mu);
+    bool kept = r->nleaving > 0;
+    pthread_mutex_unlock(&r->mu);
+    if (kept) {
+        log_warn("plugins: %zu still in use by a stuck worker at exit; their registry is kept", r->nleaving);
+        return;
+    }
     free(r->leaving);
-    free(r->plugins);
     free(r->handled);
     while (r->kv) {
         struct kv *k = r->kv;
@@ -161,6 +177,46 @@ void registry_free(struct plugin_registry *r)
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->kv_mu);
     free(r);
+}
+
+/* {"id":..,"version":..,"type":.., the start of every plugin's entry */
+static int put_ident(struct buf *b, const char *id, const char *version, const char *type)
+{
+    int rc = buf_puts(b, "{\"id\":") | buf_json_cstr(b, id);
+    rc |= buf_puts(b, ",\"version\":") | buf_json_cstr(b, version);
+    return rc | buf_puts(b, ",\"type\":") | buf_json_cstr(b, type);
+}
+
+int registry_leaving_json(struct plugin_registry *r, struct buf *b)
+{
+    int rc = buf_putc(b, '[');
+    pthread_mutex_lock(&r->mu);
+    /* out of the set: finishing its mailbox (Unloading), or freed a short
+     * while ago (Unloaded); a leaving plugin leaves the list under mu
+     * before it is freed, so these are safe to read */
+    bool first = true;
+    for (size_t i = 0; i < r->nleaving; i++) {
+        struct plugin *p = r->leaving[i];
+        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, p->id, p->version, p->type);
+        first = false;
+        rc |= buf_printf(b, ",\"state\":\"Unloading\",\"isolation\":\"%s\",\"events\":%llu,"
+                         "\"errors\":%llu,\"mailbox\":%u,\"actions\":[]}",
+                         p->isolated ? "process" : "in-process",
+                         (unsigned long long)atomic_load(&p->events),
+                         (unsigned long long)atomic_load(&p->errors), atomic_load(&p->nmsgs));
+    }
+    uint64_t now = mono_ns();
+    for (unsigned i = 0; i < UNLOADED_SHOWN_MAX; i++) {
+        const struct unloaded_note *n = &r->unloaded[i];
+        if (!n->at_ns || now - n->at_ns > UNLOADED_SHOWN_NS)
+            continue;
+        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, n->id, n->version, n->type);
+        first = false;
+        rc |= buf_printf(b, ",\"state\":\"Unloaded\",\"unloaded_s_ago\":%.0f,\"actions\":[]}",
+                         (now - n->at_ns) / 1e9);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc | buf_putc(b, ']');
 }
 
 struct plugin *registry_find(struct plugin_registry *r, const char *id)
@@ -213,13 +269,6 @@ void registry_notify_ready(struct plugin_registry *r)
     sd_notify_send(msg);
 }
 
-/* {"id":..,"version":..,"type":.., the start of every plugin's entry */
-static int put_ident(struct buf *b, const char *id, const char *version, const char *type)
-{
-    int rc = buf_puts(b, "{\"id\":") | buf_json_cstr(b, id);
-    rc |= buf_puts(b, ",\"version\":") | buf_json_cstr(b, version);
-    return rc | buf_puts(b, ",\"type\":") | buf_json_cstr(b, type);
-}
 
 int registry_status_json(struct plugin_registry *r, struct buf *b)
 {
@@ -292,30 +341,6 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
                          "\"memory_bytes\":0,\"memory_limit\":%zu,\"cpu_ms\":0,\"events\":0,"
                          "\"errors\":0,\"last_error\":null,\"actions\":[]}",
                          l->isolated ? "process" : "in-process", l->mem_limit);
-    }
-    /* out of the set: finishing its mailbox (Unloading), or freed a short
-     * while ago (Unloaded); a leaving plugin leaves the list under mu
-     * before it is freed, so these are safe to read */
-    bool first = !r->n && !l;
-    for (size_t i = 0; i < r->nleaving; i++) {
-        struct plugin *p = r->leaving[i];
-        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, p->id, p->version, p->type);
-        first = false;
-        rc |= buf_printf(b, ",\"state\":\"Unloading\",\"isolation\":\"%s\",\"events\":%llu,"
-                         "\"errors\":%llu,\"mailbox\":%u,\"actions\":[]}",
-                         p->isolated ? "process" : "in-process",
-                         (unsigned long long)atomic_load(&p->events),
-                         (unsigned long long)atomic_load(&p->errors), atomic_load(&p->nmsgs));
-    }
-    uint64_t now = mono_ns();
-    for (unsigned i = 0; i < UNLOADED_SHOWN_MAX; i++) {
-        const struct unloaded_note *n = &r->unloaded[i];
-        if (!n->at_ns || now - n->at_ns > UNLOADED_SHOWN_NS)
-            continue;
-        rc |= (first ? 0 : buf_putc(b, ',')) | put_ident(b, n->id, n->version, n->type);
-        first = false;
-        rc |= buf_printf(b, ",\"state\":\"Unloaded\",\"unloaded_s_ago\":%.0f,\"actions\":[]}",
-                         (now - n->at_ns) / 1e9);
     }
     pthread_mutex_unlock(&r->mu);
     return rc | buf_putc(b, ']');

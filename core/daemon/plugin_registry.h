@@ -63,6 +63,10 @@ int registry_message_perm(struct plugin_registry *r, const char *from, const cha
                           const char *topic, const char *json, size_t len, unsigned perm);
 
 int registry_status_json(struct plugin_registry *r, struct buf *b);
+/* The plugins that left the set: Unloading while they finish their
+ * mailbox, then Unloaded for a minute (a JSON array; ids may repeat the
+ * running set's, so they are kept apart from it). */
+int registry_leaving_json(struct plugin_registry *r, struct buf *b);
 /* Why the last registry_load could not run the runtime's loader, or NULL. */
 const char *registry_runtime_error(struct plugin_registry *r);
 /* sd_notify READY=1 with a STATUS= line naming the plugins in Error. */

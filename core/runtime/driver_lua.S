@@ -7,8 +7,10 @@
     .type polaris_driver_lua, @object
 polaris_driver_lua:
     .incbin "lua/polaris/driver.lua"
+    .size polaris_driver_lua, . - polaris_driver_lua
     .global polaris_driver_lua_end
     .type polaris_driver_lua_end, @object
 polaris_driver_lua_end:
     .byte 0
+    .size polaris_driver_lua_end, 1
     .section .note.GNU-stack,"",@progbits

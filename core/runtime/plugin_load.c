@@ -95,7 +95,9 @@ int plugin_load_code(struct plugin *p, const char *code, size_t len)
     lua_setfield(L, -3, "config");
     lua_pop(L, 1);
     if (plugin_callback(p, "init", 1) < 0 || plugin_callback(p, "start", 0) < 0) {
+        pthread_mutex_lock(&p->mu);             /* status reads it meanwhile */
         snprintf(err, sizeof err, "%s", p->last_error);
+        pthread_mutex_unlock(&p->mu);
         goto fail;
     }
     p->loading = false;

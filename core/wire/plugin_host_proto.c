@@ -79,7 +79,8 @@ int plugin_host_put_env(struct buf *out, uint32_t id, const struct envelope *e)
         break;
     case ENV_KIND_RPC:                 /* made by the daemon's side of the channel only */
     case ENV_KIND_NONE:
-        break;
+        out->len = at;                 /* a plugin host could only refuse it */
+        return -1;
     }
     rc |= buf_append(out, e->data, e->len);
     if (rc) {

@@ -55,6 +55,7 @@ int plugin_host_frame_simple(struct buf *out, uint8_t kind, uint32_t id, const v
 int plugin_host_put_u8(struct buf *b, uint8_t v);
 int plugin_host_put_u32(struct buf *b, uint32_t v);
 int plugin_host_put_u64(struct buf *b, uint64_t v);
+/* -1 also for a kind a plugin host never gets (ENV_KIND_RPC, _NONE). */
 int plugin_host_put_env(struct buf *out, uint32_t id, const struct envelope *e);
 int plugin_host_put_stats(struct buf *out, const struct plugin_host_stats *s);
 

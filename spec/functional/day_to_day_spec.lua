@@ -171,7 +171,9 @@ describe("polarisctl as an operator expects", function()
     assert.are.equal(0, code, out)
     assert.is_truthy(out:match("\n  gone%s+removed"), out)
     H.wait_for("status to show it Unloaded", function()
-      return H.plugin_by_id(d:status(), "gone").state == "Unloaded"
+      local st = d:status()
+      local p = H.leaving_by_id(st, "gone")
+      return not H.plugin_by_id(st, "gone") and p and p.state == "Unloaded"
     end, 5000)
     H.stop_ok(d)
   end)
@@ -216,17 +218,27 @@ describe("lifecycle and status()", function()
     end, 5000)
     local code, out = ctl(d, "unload", "slowpoke")
     assert.are.equal(0, code, out)
-    local st = H.plugin_by_id(d:status(), "slowpoke")
-    assert.are.equal("Unloading", st.state)
+    local st = d:status()
+    assert.is_nil(H.plugin_by_id(st, "slowpoke"))     -- out of the set at once
+    assert.are.equal("Unloading", H.leaving_by_id(st, "slowpoke").state)
     local _, table_out = ctl(d, "plugins")
     assert.is_truthy(table_out:find("slowpoke%s+%S+%s+Unloading"), table_out)
+    -- metrics name the running set only: one series per name and labels
+    local _, metrics = ctl(d, "metrics")
+    local seen = {}
+    for series in metrics:gmatch("\n(polaris_[^ ]+) ") do
+      assert.is_nil(seen[series], "a repeated series: " .. series)
+      seen[series] = true
+    end
+    assert.is_truthy(next(seen), metrics)
+    assert.is_falsy(metrics:find('id="slowpoke"', 1, true), metrics)
     -- nothing accepted is lost: every event still comes out through it
     for _ = 1, 12 do
       local ev = assert(g:event(10000), "an event did not arrive")
       assert.is_true(ev.params.slow)
     end
     H.wait_for("Unloaded", function()
-      local p = H.plugin_by_id(d:status(), "slowpoke")
+      local p = H.leaving_by_id(d:status(), "slowpoke")
       return p and p.state == "Unloaded"
     end, 10000)
     H.stop_ok(d)

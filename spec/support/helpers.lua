@@ -91,6 +91,11 @@ function H.plugin_by_id(status, id)
   for _, p in ipairs(status.plugins) do if p.id == id then return p end end
 end
 
+-- A plugin that left the set (Unloading, then Unloaded), from status.
+function H.leaving_by_id(status, id)
+  for _, p in ipairs(status.plugins_leaving or {}) do if p.id == id then return p end end
+end
+
 -------------------------------------------------------------------------------
 -- The daemon
 

@@ -108,6 +108,26 @@ describe("tools/layers.lua", function()
     assert.matches("daemon/b.c calls a", out)
   end)
 
+  it("refuses the port called from below the runtime, and ignores what port.h's comments mention", function()
+    local ok, out = check(tree(with({
+      ["core/runtime/port.h"] = "/* home_schedule(): see daemon_thing() */\nint home_schedule(void);\n",
+      ["core/daemon/d.c"] = "int daemon_thing(void) { return 2; }\n",
+      ["core/runtime/sneaky.c"] = "int daemon_thing(void);\nint sneaky(void) { return daemon_thing(); }\n",
+      ["core/wire/low.c"] = "int home_schedule(void);\nint low(void) { return home_schedule(); }\n",
+    })))
+    assert.is_false(ok)
+    assert.matches("wire/low.c calls home_schedule, the runtime's port %(layer wire may not use it%)", out)
+    assert.matches("runtime/sneaky.c calls daemon_thing in daemon/d.c", out)
+  end)
+
+  it("leaves out objects whose source is gone (a stale build)", function()
+    local dir = tree(base)
+    assert(os.execute("mkdir -p " .. dir .. "/build/core/daemon && cp " .. dir ..
+                      "/build/core/runtime/plugin.o " .. dir .. "/build/core/daemon/old_copy.o"))
+    local ok, out = check(dir)
+    assert.is_true(ok, out)
+  end)
+
   it("finds an include loop between headers", function()
     local ok, out = check(tree(with({
       ["core/wire/x.h"] = '#include "wire/y.h"\n',

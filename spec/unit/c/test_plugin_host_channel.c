@@ -194,6 +194,7 @@ TEST(host_frames_carry_each_kind_of_envelope)
 {
     struct buf b = BUF_INIT;
     struct plugin_host_frame f;
+    size_t at;
     struct envelope *ev = envelope_new(ENV_IPC_EVENT, "{}", 2);
     REQUIRE(ev);
     ev->ev.id = UINT64_MAX;
@@ -218,11 +219,15 @@ TEST(host_frames_carry_each_kind_of_envelope)
     CHECK(d->type == ENV_PLUGIN_MSG && strcmp(d->topic, "a topic") == 0 && strcmp(d->from, "sender") == 0);
     CHECK(d->len == 3 && memcmp(d->data, "[1]", 3) == 0);
     envelope_free(d);
-    /* a kind that never crosses is refused, not guessed at */
+    /* a kind that never crosses is refused on both sides, not guessed at */
     struct envelope *rpc = envelope_new(ENV_HOST_RPC, NULL, 0);
     REQUIRE(rpc);
     buf_reset(&b);
-    REQUIRE(plugin_host_put_env(&b, 3, rpc) == 0);
+    CHECK(plugin_host_put_env(&b, 3, rpc) == -1 && b.len == 0);
+    REQUIRE(plugin_host_frame_begin(&b, HK_ENV, 3, &at) == 0);
+    REQUIRE(plugin_host_put_u32(&b, ENV_HOST_RPC) == 0 && plugin_host_put_u32(&b, 0) == 0 &&
+            plugin_host_put_u32(&b, 0) == 0 && buf_append(&b, rpc->from, sizeof rpc->from) == 0);
+    REQUIRE(plugin_host_frame_end(&b, at) == 0);
     REQUIRE(plugin_host_frame_next(b.p, b.len, &f) > 0);
     CHECK(plugin_host_get_env(&f) == NULL);
     envelope_free(ev);
