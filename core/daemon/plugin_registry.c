@@ -133,11 +133,6 @@ struct plugin_registry *registry_new(struct daemon *d)
     return r;
 }
 
-struct plugin_home *registry_home(struct plugin_registry *r)
-{
-    return &r->home;
-}
-
 void registry_free(struct plugin_registry *r)
 {
     if (!r)
@@ -217,19 +212,6 @@ int registry_leaving_json(struct plugin_registry *r, struct buf *b)
     }
     pthread_mutex_unlock(&r->mu);
     return rc | buf_putc(b, ']');
-}
-
-struct plugin *registry_find(struct plugin_registry *r, const char *id)
-{
-    struct plugin *found = NULL;
-    pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->n && !found; i++)
-        if (strcmp(r->plugins[i]->id, id) == 0 && r->plugins[i]->sb.L) {
-            found = r->plugins[i];
-            plugin_ref(found);
-        }
-    pthread_mutex_unlock(&r->mu);
-    return found;
 }
 
 /* ---- status ---- */

@@ -56,9 +56,9 @@ void route_index_free(struct route_index *x);
 
 /* The plugin offering an action (ref taken), or NULL. */
 struct plugin *registry_command(struct plugin_registry *r, const char *action);
-struct plugin *registry_find(struct plugin_registry *r, const char *id);
-/* polaris.send to plugins (home_message, port.h), only to plugins holding every permission bit in perm (system
- * notices such as process crashes go to ReadHostState holders only). */
+/* home_message (runtime/port.h), only to plugins holding every permission
+ * bit in perm (system notices such as process crashes go to ReadHostState
+ * holders only). */
 int registry_message_perm(struct plugin_registry *r, const char *from, const char *id,
                           const char *topic, const char *json, size_t len, unsigned perm);
 
@@ -72,20 +72,12 @@ const char *registry_runtime_error(struct plugin_registry *r);
 /* sd_notify READY=1 with a STATUS= line naming the plugins in Error. */
 void registry_notify_ready(struct plugin_registry *r);
 
-/* The runtime's home in polarisd (runtime/port.h, implemented in
- * plugin_home.c): the registry a plugin belongs to. */
-struct plugin_home {
-    struct plugin_registry *reg;
-};
-struct plugin_home *registry_home(struct plugin_registry *r);
 /* Takes one plugin out of the set (polarisctl unload) and stops the plugins
  * that depend on it. 0, -1 if unknown, -2 without memory. */
 int registry_unload(struct plugin_registry *r, const char *id);
 void registry_set_stopping(struct plugin_registry *r);
-/* Called for each plugin leaving the set (reload, shutdown). */
+/* Called for each plugin leaving the set (reload, unload; its timers and
+ * waits end). */
 void registry_on_retire(struct plugin_registry *r, void (*fn)(void *, struct plugin *), void *ctx);
-/* A plugin host died: the timers and waits its plugin had end (the same
- * callback as retiring). */
-void registry_forget_waits(struct plugin_registry *r, struct plugin *p);
 
 #endif

@@ -17,6 +17,12 @@ struct kv {
     size_t len;
 };
 
+/* The runtime's home in polarisd (runtime/port.h, implemented in
+ * plugin_home.c): the registry a plugin belongs to. */
+struct plugin_home {
+    struct plugin_registry *reg;
+};
+
 /* How long status shows a plugin that left the set as Unloaded. */
 #define UNLOADED_SHOWN_NS (60 * 1000000000ull)
 #define UNLOADED_SHOWN_MAX 16

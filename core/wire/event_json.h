@@ -24,7 +24,9 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
  * (params an object, timestamp a non-negative integer, processName,
  * processVer and logf strings) and writes it to out with the identity the
  * daemon stamped (pid, uid, claimedPid) taken from orig, whatever the
- * strategy did to them. Returns 0, or -1 with *err naming the problem. */
+ * strategy did to them. Returns 0, or -1 with *err naming the problem.
+ * The daemon calls event_restamp_members (below); this general form is what
+ * test_event_json holds that one to, case by case. */
 int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
                   struct buf *out, const char **err);
 
