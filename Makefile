@@ -64,7 +64,7 @@ LIB_SRCS := $(addprefix core/lib/,version.c buf.c rxbuf.c log.c stats.c sysinfo.
               transport.c envelope.c envq.c targz.c) \
             $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c command_msg.c \
               event_json.c plugin_host_proto.c) \
-            $(addprefix core/runtime/,lua_json.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \
+            $(addprefix core/runtime/,lua_json.c lua_event.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \
             core/daemon/config.c core/daemon/spool.c
 # The plugin runtime: in polarisd, and again in polaris-plugin-host.
 RUNTIME_SRCS := $(addprefix core/runtime/,sandbox.c plugin.c plugin_load.c bind_polaris.c bind_fs.c bind_sys.c driver_lua.S)
@@ -270,7 +270,7 @@ FUZZ_TARGETS := lsp plp json luajson manifest host strmatch
 FUZZ_CORE := $(addprefix core/lib/,buf.c rxbuf.c envelope.c) \
              $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c event_json.c \
                command_msg.c plugin_host_proto.c) \
-             $(addprefix core/runtime/,lua_pack.c lua_json.c lua_strmatch.c)
+             $(addprefix core/runtime/,lua_pack.c lua_json.c lua_event.c lua_strmatch.c)
 fuzz: deps
 	@tools/deps.sh fuzz
 	@mkdir -p build-fuzz

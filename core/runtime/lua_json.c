@@ -36,6 +36,15 @@ static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NU
 
 static int encode(lua_State *L, int idx, struct enc *e, int depth);
 
+const char lua_json_lazy_tag = 0;
+
+/* The key below the top of the stack is a lazy object's state key: walks
+ * of a lazy table's raw part skip it. */
+static inline bool at_lazy_tag(lua_State *L)
+{
+    return lua_type(L, -2) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -2) == &lua_json_lazy_tag;
+}
+
 /* lua-cjson's rule: every key a positive integer makes an array as long as
  * the largest, holes are null; one much larger than the count of keys is
  * "excessively sparse" (an error: a table {[1e9] = 1} is not a gigabyte
@@ -47,6 +56,10 @@ static lua_Integer cjson_array_len(lua_State *L, int idx, struct enc *e)
     lua_Integer max = 0, items = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        if (at_lazy_tag(L)) {
+            lua_pop(L, 1);
+            continue;
+        }
         lua_pop(L, 1);
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
             lua_pop(L, 1);
@@ -72,6 +85,10 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     lua_Integer count = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        if (at_lazy_tag(L)) {
+            lua_pop(L, 1);
+            continue;
+        }
         lua_pop(L, 1);
         if (!lua_isinteger(L, -1)) {
             lua_pop(L, 1);
@@ -82,6 +99,8 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     *n = len;
     return count == len && len > 0;
 }
+
+static int put_member(lua_State *L, struct enc *e, int depth, bool *first);
 
 static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
 {
@@ -120,52 +139,161 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
         return buf_putc(out, ']');
     }
     buf_putc(out, '{');
-    int first = 1;
-    bool note = depth == 0 && e->members;
+    bool first = true;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        int kt = lua_type(L, -2);
-        if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+        if (at_lazy_tag(L)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (put_member(L, e, depth, &first) < 0) {
             lua_pop(L, 2);
-            if (e->o->cjson_arrays)
-                snprintf(err, errlen, "Cannot serialise %s: table key must be a number or string",
-                         lua_typename(L, kt));
-            else
-                snprintf(err, errlen, "table key of type %s cannot be a JSON key", lua_typename(L, kt));
             return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return buf_putc(out, '}');
+}
+
+/* Notes a top-level member written from key_at (its first byte after the
+ * quote) on: offsets for now, out may move while the rest is written. */
+static void note_member(struct enc *e, int depth, size_t key_at, size_t key_end, size_t val_at)
+{
+    if (depth != 0 || !e->members || e->nmembers++ >= e->max_members)
+        return;
+    struct json_member *m = &e->members[e->nmembers - 1];
+    m->key = (const char *)(uintptr_t)key_at;
+    m->key_len = key_end - key_at;
+    m->val = (const char *)(uintptr_t)val_at;
+    m->val_len = e->out->len - val_at;
+}
+
+/* Writes the member whose key and value are on top of the stack (both
+ * left there), a comma first unless *first. */
+static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
+{
+    struct buf *out = e->out;
+    int kt = lua_type(L, -2);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+        if (e->o->cjson_arrays)
+            snprintf(e->err, e->errlen, "Cannot serialise %s: table key must be a number or string",
+                     lua_typename(L, kt));
+        else
+            snprintf(e->err, e->errlen, "table key of type %s cannot be a JSON key", lua_typename(L, kt));
+        return -1;
+    }
+    if (!*first)
+        buf_putc(out, ',');
+    *first = false;
+    size_t key_at = out->len + 1;
+    if (kt == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, -2, &kl);
+        buf_json_str(out, k, kl);
+    } else {
+        char tmp[64];
+        if (lua_isinteger(L, -2))
+            snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, -2));
+        else
+            snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, -2));
+        buf_json_cstr(out, tmp);
+    }
+    size_t key_end = out->len - 1;
+    buf_putc(out, ':');
+    size_t val_at = out->len;
+    if (encode(L, lua_gettop(L), e, depth + 1) < 0)
+        return -1;
+    note_member(e, depth, key_at, key_end, val_at);
+    return 0;
+}
+
+int lua_json_lazy_find(const struct lua_json_lazy *z, const char *k, size_t kl)
+{
+    const char *text = lua_json_lazy_text(z);
+    for (uint32_t i = 0; i < z->n; i++)
+        if (z->span[i].key_len == kl && memcmp(text + z->span[i].key, k, kl) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* A lazy object (lua_json.h) written back: its members in their order,
+ * each one nobody read copied from its text, each one read (or set) as
+ * the table now has it, one deleted left out; then any key set that is no
+ * member. With every member gone, what is left is written as any table
+ * (it may now be an array). */
+static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z)
+{
+    struct buf *out = e->out;
+    if (depth > e->o->max_depth) {
+        snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+        return -1;
+    }
+    if (!lua_checkstack(L, 4)) {
+        snprintf(e->err, e->errlen, "out of Lua stack");
+        return -1;
+    }
+    const char *text = lua_json_lazy_text(z);
+    size_t start = out->len, nmembers = e->nmembers;
+    bool first = true;
+    buf_putc(out, '{');
+    for (uint32_t i = 0; i < z->n; i++) {
+        const struct lua_json_span *sp = &z->span[i];
+        if (z->loaded >> i & 1) {
+            lua_pushlstring(L, text + sp->key, sp->key_len);
+            if (lua_rawget(L, idx) == LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pushlstring(L, text + sp->key, sp->key_len);
+            lua_insert(L, -2);
+            int rc = put_member(L, e, depth, &first);
+            lua_pop(L, 2);
+            if (rc < 0)
+                return -1;
+            continue;
+        }
+        if (e->o->check && ++e->values >= CHECK_EVERY) {
+            e->values = 0;
+            e->o->check(L);
         }
         if (!first)
             buf_putc(out, ',');
-        first = 0;
+        first = false;
         size_t key_at = out->len + 1;
-        if (kt == LUA_TSTRING) {
-            size_t kl;
-            const char *k = lua_tolstring(L, -2, &kl);
-            buf_json_str(out, k, kl);
-        } else {
-            char tmp[64];
-            if (lua_isinteger(L, -2))
-                snprintf(tmp, sizeof tmp, "%lld", (long long)lua_tointeger(L, -2));
-            else
-                snprintf(tmp, sizeof tmp, "%.17g", lua_tonumber(L, -2));
-            buf_json_cstr(out, tmp);
-        }
-        size_t key_end = out->len - 1;
-        buf_putc(out, ':');
+        buf_putc(out, '"');
+        buf_append(out, text + sp->key, sp->key_len);
+        buf_append(out, "\":", 2);
         size_t val_at = out->len;
-        int rc = encode(L, lua_gettop(L), e, depth + 1);
-        lua_pop(L, 1);
-        if (rc < 0) {
-            lua_pop(L, 1);
+        buf_append(out, text + sp->val, sp->val_len);
+        note_member(e, depth, key_at, key_at + sp->key_len, val_at);
+        if (e->o->max_len && out->len > e->o->max_len) {
+            snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
             return -1;
         }
-        if (note && e->nmembers++ < e->max_members) {
-            /* offsets for now: out may move while the rest is written */
-            struct json_member *m = &e->members[e->nmembers - 1];
-            m->key = (const char *)(uintptr_t)key_at;
-            m->key_len = key_end - key_at;
-            m->val = (const char *)(uintptr_t)val_at;
-            m->val_len = out->len - val_at;
+    }
+    if (z->extra) {
+        if (first) {                      /* no member left */
+            out->len = start;
+            e->nmembers = nmembers;
+            return encode_table(L, idx, e, depth);
+        }
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            bool member = false;
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                size_t kl;
+                const char *k = lua_tolstring(L, -2, &kl);
+                member = lua_json_lazy_find(z, k, kl) >= 0;
+            }
+            if (member || at_lazy_tag(L)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            if (put_member(L, e, depth, &first) < 0) {
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_pop(L, 1);
         }
     }
     return buf_putc(out, '}');
@@ -192,8 +320,10 @@ static int encode_value(lua_State *L, int idx, struct enc *e, int depth)
         const char *s = lua_tolstring(L, idx, &l);
         return buf_json_str(out, s, l);
     }
-    case LUA_TTABLE:
-        return encode_table(L, idx, e, depth);
+    case LUA_TTABLE: {
+        const struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
+        return z ? encode_lazy(L, idx, e, depth, z) : encode_table(L, idx, e, depth);
+    }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)        /* cjson.null */
             return buf_append(out, "null", 4);
@@ -595,13 +725,12 @@ int lua_json_decode_opts(lua_State *L, const char *s, size_t n, void (*check)(lu
     return decode(L, s, n, check, NULL, 0, err) < 0 ? -1 : 0;
 }
 
-/* Returns the count of top-level members noted (0 unless m and an object),
- * or -1. */
-static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
-                  struct json_member *m, size_t max, const char **err)
+/* Pushes the value of s[0..n), text known to be valid JSON (json_scan
+ * said so); returns the count of top-level members noted (0 unless m and
+ * an object). */
+static int decode_valid(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                        struct json_member *m, size_t max)
 {
-    if (json_validate(s, n, err) == JSON_INVALID)
-        return -1;
     luaL_checkstack(L, 4, "JSON nested too deep");
     size_t at = 0;
     while (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t')
@@ -625,6 +754,51 @@ static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State
     dec_value(&d);
     lua_remove(L, -2);                          /* the keys' table */
     return (int)d.nmembers;
+}
+
+/* Returns the count of top-level members noted (0 unless m and an object),
+ * or -1. */
+static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State *L),
+                  struct json_member *m, size_t max, const char **err)
+{
+    if (json_validate(s, n, err) == JSON_INVALID)
+        return -1;
+    return decode_valid(L, s, n, check, m, max);
+}
+
+struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return NULL;
+    struct lua_json_lazy *z = NULL;
+    if (lua_rawgetp(L, idx, &lua_json_lazy_tag) == LUA_TUSERDATA)
+        z = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return z;
+}
+
+void lua_json_lazy_push(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
+{
+    const struct lua_json_span *sp = &z->span[i];
+    const char *v = lua_json_lazy_text(z) + sp->val;
+    switch (v[0]) {
+    case '"':
+        if (!memchr(v, '\\', sp->val_len)) {     /* the common string: no escapes */
+            lua_pushlstring(L, v + 1, sp->val_len - 2);
+            return;
+        }
+        break;
+    case 't':
+        lua_pushboolean(L, 1);
+        return;
+    case 'f':
+        lua_pushboolean(L, 0);
+        return;
+    case 'n':
+        lua_pushlightuserdata(L, NULL);
+        return;
+    }
+    decode_valid(L, v, sp->val_len, NULL, NULL, 0);
 }
 
 int lua_json_decode_fn(lua_State *L)

@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "lib/buf.h"
 
 /* Encodes the value at idx. Tables with keys 1..n are arrays, others objects
@@ -56,5 +57,46 @@ int lua_json_decode_members(lua_State *L, const char *s, size_t n, struct json_m
 
 /* The same as a Lua function: decode(text) -> value; raises on bad text. */
 int lua_json_decode_fn(lua_State *L);
+
+/* ---- lazy objects (made and served by lua_event.c) ----
+ *
+ * A table that stands for a JSON object whose text it keeps: a member is
+ * decoded into the table when it is first read, and the encoder copies a
+ * member nobody read from the text as it came. The table holds its state
+ * (this userdata) under the light userdata key &lua_json_lazy_tag, which no
+ * plugin can make or see (lua_event.c). The text was validated when the
+ * table was made and is never changed, so a member's value is decoded
+ * without being validated again. */
+struct lua_json_span {
+    uint32_t key, key_len, val, val_len;   /* offsets into the text */
+};
+struct lua_json_lazy {
+    uint64_t loaded;       /* bit i: member i is in the table, or was deleted
+                            * from it: its text no longer speaks for it */
+    uint32_t n;            /* members (<= 64; keys plain, none twice) */
+    uint32_t len;          /* the text's length */
+    bool extra;            /* a key that is no member was set */
+    const char *text;      /* the object's text: after the spans (a copy of
+                            * the event's), or inside the text of the lazy
+                            * object it is a member of, whose state this
+                            * one's user value keeps alive */
+    struct lua_json_span span[];
+};
+#define LUA_JSON_LAZY_MAX 64
+static inline const char *lua_json_lazy_text(const struct lua_json_lazy *z)
+{
+    return z->text;
+}
+extern const char lua_json_lazy_tag;
+
+/* The lazy object's state if the value at idx is one, else NULL. */
+struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx);
+
+/* z's member whose key is k[0..kl), or -1. */
+int lua_json_lazy_find(const struct lua_json_lazy *z, const char *k, size_t kl);
+
+/* Pushes the value of z's member i, decoded from its text. Raises only
+ * when out of memory. */
+void lua_json_lazy_push(lua_State *L, const struct lua_json_lazy *z, uint32_t i);
 
 #endif

@@ -5,6 +5,7 @@
  *
  * Uses: Lua 5.4, buf. */
 #include "runtime/lua_pack.h"
+#include "runtime/lua_event.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -63,6 +64,7 @@ static int pack_one(lua_State *L, int idx, int depth, struct buf *out, char *err
             snprintf(err, errlen, "out of stack");
             return -1;
         }
+        lua_event_settle(L, idx);               /* a lazy event table travels whole */
         int rc = buf_putc(out, T_TABLE);
         size_t at = out->len;
         rc |= put_u32(out, 0);

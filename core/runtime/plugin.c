@@ -11,6 +11,7 @@
 #include "wire/json_scan.h"
 #include "lib/log.h"
 #include "runtime/lua_json.h"
+#include "runtime/lua_event.h"
 #include "runtime/port.h"
 #include "lib/clock.h"
 #include "lib/stats.h"
@@ -393,7 +394,10 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
     /* one buffer: the eventId, then the rest encoded right after it, its
      * opening brace turned into the comma between them */
     struct buf b = BUF_INIT;
-    if (buf_puts(&b, "{\"eventId\":") < 0 || buf_json_u64(&b, id) < 0) {
+    /* room for what comes back, usually about what went in: grown a few
+     * bytes at a time it cost more reallocs than the encode itself */
+    if (buf_reserve(&b, e->len + 64) < 0 || buf_puts(&b, "{\"eventId\":") < 0 ||
+        buf_json_u64(&b, id) < 0) {
         buf_free(&b);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -652,7 +656,8 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
-/* The strategy driver's read(): the running call's event as a table,
+/* The strategy driver's read(): the running call's event as a table with
+ * its eventId,
  * decoded from the envelope's own bytes (no copy of them made a Lua
  * string first). The first read also notes where the event's identity
  * members are, so the restamp of a returned table need not look for them.
@@ -668,9 +673,13 @@ static int read_event(lua_State *L)
     struct envelope *e = c->e;
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
-    int n = lua_json_decode_members(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
+    int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
+    /* its eventId as the daemon read it (an id past 2^63 wraps, as
+     * lua_pushinteger does any) */
+    lua_pushinteger(L, (lua_Integer)e->ev.id);
+    lua_event_set(L, -2, "eventId");
     if (c->nident < 0) {
         int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX);
         c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);

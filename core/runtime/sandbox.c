@@ -26,6 +26,7 @@
  *
  * Uses: Lua 5.4 C API, lua_strmatch, bind_json. */
 #include "runtime/sandbox.h"
+#include "runtime/lua_event.h"
 #include "lib/clock.h"
 #include "runtime/bind_json.h"
 #include "runtime/lua_strmatch.h"
@@ -358,6 +359,7 @@ static int safe_load(lua_State *L)
 
 static int safe_setmetatable(lua_State *L)
 {
+    lua_event_settle(L, 1);                  /* a lazy event table's metatable is the runtime's */
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "__gc");
         bool has_gc = !lua_isnil(L, -1);
@@ -435,6 +437,7 @@ static void build_globals(lua_State *L)
     };
     lua_pushcfunction(L, luaopen_base);
     lua_call(L, 0, 1);
+    lua_event_open(L, -1);                   /* next, pairs, raw*: event tables look plain */
     lua_getfield(L, -1, "setmetatable");
     lua_pushcclosure(L, safe_setmetatable, 1);
     lua_setglobal(L, "_polaris_setmetatable");

@@ -36,11 +36,11 @@ end
 -- The strategy handlers for one event, in order (DESIGN 5.2): each gets the
 -- event table; false drops it, a table replaces it, nil keeps it. Returns
 -- false (dropped), the new event table, or nil plus whether nil hid edits.
--- read() gives the event's table, a fresh one each call (the runtime's
--- decodes it from the event's bytes as they came).
+-- read(id) gives the event's table with its eventId, a fresh one each
+-- call (the runtime's reads it from the event's bytes as they came, lazily:
+-- core/runtime/lua_event.c).
 function M.strategy(read, id, ...)
-  local ev = read()
-  ev.eventId = id
+  local ev = read(id)
   local changed = false
   for i = 1, select("#", ...) do
     local r = (select(i, ...))(ev)
@@ -54,8 +54,7 @@ function M.strategy(read, id, ...)
   if changed then return ev end
   checks = checks + 1
   if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
-  local orig = read()
-  orig.eventId = id
+  local orig = read(id)
   return nil, not same(ev, orig, 0)
 end
 

@@ -11,6 +11,8 @@
 #include "wire/json_scan.h"
 #include "wire/lsp_codec.h"
 #include "runtime/lua_json.h"
+#include "runtime/lua_event.h"
+#include "runtime/bind_json.h"
 #include "wire/plp_codec.h"
 
 #include <lauxlib.h>
@@ -318,7 +320,66 @@ static int l_json_encode(lua_State *L)
     return push_buf(L, &b);
 }
 
+/* A strategy's event table as the runtime makes it (lua_event.c):
+ * lazy_event(text) -> table or nil, message; event_env() -> a table with
+ * the plugins' next, pairs, rawget, rawset, getmetatable and a
+ * setmetatable that settles first, as the sandbox has them;
+ * lazy_state(t) -> nil for a plain table, else its members read or set
+ * (a bit mask) and whether a key that is no member was set. */
+static int l_lazy_event(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *err;
+    struct json_member m[LUA_JSON_LAZY_MAX];
+    if (lua_event_push(L, s, len, m, LUA_JSON_LAZY_MAX, &err) < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+static int l_settling_setmetatable(lua_State *L)
+{
+    lua_event_settle(L, 1);
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_event_env(lua_State *L)
+{
+    lua_newtable(L);
+    lua_getglobal(L, "getmetatable");
+    lua_setfield(L, -2, "getmetatable");
+    lua_event_open(L, -1);
+    lua_pushcfunction(L, l_settling_setmetatable);
+    lua_setfield(L, -2, "setmetatable");
+    return 1;
+}
+
+/* The plugins' cjson (bind_json.c) from this module's own copy of the
+ * codec: a lazy table is known by an address in the codec that made it. */
+static int l_plugin_cjson(lua_State *L)
+{
+    bind_json_push(L, NULL);
+    return 1;
+}
+
+static int l_lazy_state(lua_State *L)
+{
+    const struct lua_json_lazy *z = lua_json_lazy_of(L, 1);
+    if (!z)
+        return 0;
+    lua_pushinteger(L, (lua_Integer)z->loaded);
+    lua_pushboolean(L, z->extra);
+    return 2;
+}
+
 static const luaL_Reg funcs[] = {
+    {"lazy_event", l_lazy_event}, {"event_env", l_event_env}, {"lazy_state", l_lazy_state},
+    {"plugin_cjson", l_plugin_cjson},
     {"lsp_encode", l_lsp_encode}, {"lsp_decoder", l_lsp_decoder},
     {"plp_encode", l_plp_encode}, {"plp_decoder", l_plp_decoder},
     {"crc32", l_crc32}, {"gzip", l_gzip}, {"gunzip", l_gunzip},

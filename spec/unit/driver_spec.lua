@@ -10,8 +10,11 @@ local function load_driver()
 end
 
 local EV = '{"eventName":"crash","params":{"n":9007199254740993,"s":"x"},"pid":4}'
--- what the runtime hands the driver for an event: read() decodes it anew
-local function R(json) return function() return codec.json_decode(json) end end
+-- what the runtime hands the driver for an event: read(id) decodes it anew
+-- and sets its eventId
+local function R(json)
+  return function(id) local t = codec.json_decode(json); t.eventId = id; return t end
+end
 
 describe("driver.strategy", function()
   it("runs the handlers in order on one event table, with eventId set", function()

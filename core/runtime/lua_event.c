@@ -1,0 +1,299 @@
+/* lua_event.c - the event table a strategy handler gets (DESIGN 5.4's
+ * `ev`), made lazy: the handler pays for the members it reads, not for the
+ * whole event, and the write-back copies every member it did not touch
+ * from the event's text (lua_json.c's encode_lazy). A typical strategy
+ * reads one or two members of an event's seven or more; decoding all of
+ * them and encoding them again was most of its cost (docs/performance.md,
+ * session 10).
+ *
+ * The table is a real Lua table with a metatable: __index decodes a member
+ * into it on first read, __newindex notes which members were set, __len
+ * and __pairs settle it. Every way Lua has to see a table's raw part
+ * (next, rawget, rawset, getmetatable, setmetatable, and the runtime's own
+ * C: JSON, the plugin-host channel) settles it first: the members all
+ * decoded in, the metatable and state gone, a plain table from then on.
+ * The state hangs in the table under a light userdata key only C can make,
+ * and since the raw `next` a plugin could use is replaced too (pairs of a
+ * plain table hands out this file's next), no plugin can see it.
+ *
+ * Uses: lua_json (lazy objects, decoding), json_scan, Lua 5.4 C API. */
+#include "runtime/lua_event.h"
+#include "runtime/lua_json.h"
+#include "wire/json_scan.h"
+
+#include <lauxlib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+static const char mt_tag = 0;
+
+static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i);
+
+static int lazy_index(lua_State *L)
+{
+    struct lua_json_lazy *z = lua_json_lazy_of(L, 1);
+    if (!z || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    size_t kl;
+    const char *k = lua_tolstring(L, 2, &kl);
+    int i = lua_json_lazy_find(z, k, kl);
+    if (i < 0 || (z->loaded >> i & 1))
+        return 0;                            /* no such member, or deleted */
+    push_member(L, z, (uint32_t)i);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    z->loaded |= UINT64_C(1) << i;           /* only once it is in the table */
+    return 1;
+}
+
+static int lazy_newindex(lua_State *L)
+{
+    struct lua_json_lazy *z = lua_json_lazy_of(L, 1);
+    lua_settop(L, 3);
+    int i = -1;
+    if (z && lua_type(L, 2) == LUA_TSTRING) {
+        size_t kl;
+        const char *k = lua_tolstring(L, 2, &kl);
+        i = lua_json_lazy_find(z, k, kl);
+    }
+    bool is_nil = lua_isnil(L, 3);
+    lua_rawset(L, 1);                        /* raises for a nil or NaN key, as t[k] = v does */
+    if (z) {
+        if (i >= 0)
+            z->loaded |= UINT64_C(1) << i;  /* set or deleted: its text is stale */
+        else if (!is_nil)
+            z->extra = true;
+    }
+    return 0;
+}
+
+void lua_event_set(lua_State *L, int idx, const char *key)
+{
+    idx = lua_absindex(L, idx);
+    struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
+    int i = z ? lua_json_lazy_find(z, key, strlen(key)) : -1;
+    bool is_nil = lua_isnil(L, -1);
+    lua_pushstring(L, key);
+    lua_insert(L, -2);
+    lua_rawset(L, idx);                    /* no __newindex: a lazy table's note is made here */
+    if (z) {
+        if (i >= 0)
+            z->loaded |= UINT64_C(1) << i;
+        else if (!is_nil)
+            z->extra = true;
+    }
+}
+
+void lua_event_settle(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
+    if (!z)
+        return;
+    luaL_checkstack(L, 4, "no Lua stack to settle an event table");
+    lua_rawgetp(L, idx, &lua_json_lazy_tag);    /* z stays alive while its members go in */
+    const char *text = lua_json_lazy_text(z);
+    for (uint32_t i = 0; i < z->n; i++) {
+        if (z->loaded >> i & 1)
+            continue;
+        lua_pushlstring(L, text + z->span[i].key, z->span[i].key_len);
+        lua_json_lazy_push(L, z, i);
+        lua_rawset(L, idx);
+        z->loaded |= UINT64_C(1) << i;
+    }
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+    lua_pushnil(L);
+    lua_rawsetp(L, idx, &lua_json_lazy_tag);
+    lua_pop(L, 1);
+}
+
+static int lazy_len(lua_State *L)
+{
+    lua_event_settle(L, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+    return 1;
+}
+
+static int event_next(lua_State *L)
+{
+    lua_event_settle(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int lazy_pairs(lua_State *L)
+{
+    lua_event_settle(L, 1);
+    lua_pushcfunction(L, event_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+static void push_mt(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_tag) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    static const luaL_Reg mm[] = {
+        {"__index", lazy_index}, {"__newindex", lazy_newindex}, {"__len", lazy_len},
+        {"__pairs", lazy_pairs}, {NULL, NULL},
+    };
+    lua_createtable(L, 0, 4);
+    luaL_setfuncs(L, mm, 0);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_tag);
+}
+
+static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n)
+{
+    if (k > LUA_JSON_LAZY_MAX || (size_t)k > max || n >= UINT32_MAX)
+        return false;
+    for (int i = 0; i < k; i++) {
+        if (m[i].key_escaped)
+            return false;
+        for (int j = 0; j < i; j++)
+            if (m[j].key_len == m[i].key_len && memcmp(m[j].key, m[i].key, m[i].key_len) == 0)
+                return false;                /* the last would win: decode it whole */
+    }
+    return true;
+}
+
+/* Pushes a lazy table for the object s[0..n) whose k members are m. With
+ * anchor 0 it keeps a copy of s; else s lies in the text of the lazy
+ * object whose state is at anchor, kept alive as this one's user value. */
+static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_member *m, int k,
+                      int anchor)
+{
+    luaL_checkstack(L, 4, "no Lua stack for an event table");
+    /* room for every member and two more keys: the state's and one a
+     * handler adds (the common edit), so neither rehashes */
+    lua_createtable(L, 0, k + 2);
+    size_t size = sizeof(struct lua_json_lazy) + (size_t)k * sizeof(struct lua_json_span);
+    struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), anchor ? 1 : 0);
+    z->loaded = 0;
+    z->n = (uint32_t)k;
+    z->len = (uint32_t)n;
+    z->extra = false;
+    for (int i = 0; i < k; i++)
+        z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
+                                            (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
+    if (anchor) {
+        z->text = s;
+        lua_pushvalue(L, anchor);
+        lua_setiuservalue(L, -2, 1);
+    } else {
+        char *text = (char *)z + size;
+        memcpy(text, s, n);
+        text[n] = '\0';
+        z->text = text;
+    }
+    lua_rawsetp(L, -2, &lua_json_lazy_tag);
+    push_mt(L);
+    lua_setmetatable(L, -2);
+}
+
+int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
+                   const char **err)
+{
+    int k = json_object_members(s, n, m, max, err);
+    if (k < 0)
+        return -1;
+    if (!can_be_lazy(m, k, max, n))
+        return lua_json_decode_members(L, s, n, m, max, err);
+    push_lazy(L, s, n, m, k, 0);
+    return k;
+}
+
+/* Pushes member i of the lazy table at 1 (state z): an object lazy in its
+ * turn (a handler that sets ev.params.x then touches none of params'
+ * other members), anything else decoded. */
+static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
+{
+    const struct lua_json_span *sp = &z->span[i];
+    const char *v = lua_json_lazy_text(z) + sp->val;
+    if (v[0] == '{' && sp->val_len > 2) {
+        struct json_member m[LUA_JSON_LAZY_MAX];
+        const char *err;
+        int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
+        if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
+            lua_rawgetp(L, 1, &lua_json_lazy_tag);
+            push_lazy(L, v, sp->val_len, m, k, lua_gettop(L));
+            lua_remove(L, -2);
+            return;
+        }
+    }
+    lua_json_lazy_push(L, z, i);
+}
+
+/* ---- the globals that see a table's raw part ---- */
+
+static int event_rawget(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    lua_event_settle(L, 1);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static int event_rawset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    lua_event_settle(L, 1);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static int pairs_done(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L, (void)status, (void)ctx;
+    return 3;
+}
+
+static int event_pairs(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_event_settle(L, 1);
+    if (luaL_getmetafield(L, 1, "__pairs") == LUA_TNIL) {
+        lua_pushcfunction(L, event_next);
+        lua_pushvalue(L, 1);
+        lua_pushnil(L);
+        return 3;
+    }
+    lua_pushvalue(L, 1);                     /* the plugin's own __pairs */
+    lua_callk(L, 1, 3, 0, pairs_done);
+    return 3;
+}
+
+static int event_getmetatable(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_event_settle(L, 1);
+    lua_CFunction orig = lua_tocfunction(L, lua_upvalueindex(1));
+    return orig(L);
+}
+
+void lua_event_open(lua_State *L, int idx)
+{
+    static const luaL_Reg raw[] = {
+        {"next", event_next}, {"pairs", event_pairs}, {"rawget", event_rawget},
+        {"rawset", event_rawset}, {NULL, NULL},
+    };
+    idx = lua_absindex(L, idx);
+    luaL_setfuncs(L, raw, 0);
+    lua_getfield(L, idx, "getmetatable");
+    lua_pushcclosure(L, event_getmetatable, 1);
+    lua_setfield(L, idx, "getmetatable");
+}

@@ -1,0 +1,37 @@
+/* lua_event.h - the table a strategy handler gets for its event: filled as
+ * it is read, written back by copying what nobody touched (lua_json.h's
+ * lazy objects), and a plain table to every way Lua can look at it. */
+#ifndef POLARIS_LUA_EVENT_H
+#define POLARIS_LUA_EVENT_H
+
+#include <lua.h>
+#include <stddef.h>
+
+struct json_member;
+
+/* Pushes a table for the JSON object s[0..n), lazy when it can be (at most
+ * LUA_JSON_LAZY_MAX members, no key escaped or given twice), else decoded
+ * whole. Its top-level members go to m (up to max), as json_object_members
+ * finds them. Returns their count, or -1 with *err set (s is not a valid
+ * JSON object) and nothing pushed. Raises only when out of memory. */
+int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
+                   const char **err);
+
+/* t[key] = v for the table t at idx and the value v on top of the stack
+ * (popped), as an assignment would do it but with no metamethod call.
+ * Raises only when out of memory. */
+void lua_event_set(lua_State *L, int idx, const char *key);
+
+/* Makes the value at idx, if it is a lazy table, a plain one: every member
+ * decoded into it, its metatable and state gone. Anything else is left as
+ * it is. Raises only when out of memory. */
+void lua_event_settle(lua_State *L, int idx);
+
+/* Replaces next, pairs, rawget, rawset and getmetatable in the table at
+ * idx (a plugin's globals: the base library's are there) with ones that
+ * settle a lazy table first (what they see of a table is its raw part),
+ * so a plugin cannot tell a lazy table from a plain one. setmetatable is
+ * the sandbox's, which calls lua_event_settle itself. */
+void lua_event_open(lua_State *L, int idx);
+
+#endif
