@@ -121,4 +121,93 @@ describe("a strategy's returned event", function()
     end)
     H.stop_ok(d)
   end)
+
+  -- the event table a handler gets is lazy (core/runtime/lua_event.c): what
+  -- it does not touch goes on as the app wrote it, and nothing of how it
+  -- is made shows
+  for _, mode in ipairs({"manifest", "process"}) do
+    it("passes on each member a handler did not touch byte for byte (" .. mode .. ")", function()
+      local d = H.start_daemon({config = {plugins = {isolation = mode}}, plugins = {
+        editor = {lua = [[
+          polaris.on_event(1, function(ev) ev.params.seen = true; return ev end)
+          polaris.on_event(2, function(ev) ev.processName = "renamed"; return ev end)
+        ]]},
+      }})
+      local g = H.guest_connected(d)
+      local app = H.app(d)
+      for id = 1, 2 do
+        app:send_event(('{"eventId":%d,"timestamp":1732262400123,"pid":%d,"processName":"spec",' ..
+          '"processVer":"1.0","params":{"f":1.50,"e":1e2,"s":"caf\\u00e9","big":123456789012345678901234567890,' ..
+          '"list":[ 1, 2 ]}}'):format(id, ptest.getpid()))
+      end
+      for id = 1, 2 do
+        local ev, f = g:event()
+        assert.are.equal(id, ev.eventId)
+        assert.is_nil(ev.strategyError)
+        if id == 1 then
+          assert.truthy(f.payload:find('"params":{"f":1.50,"e":1e2,"s":"caf\\u00e9",' ..
+            '"big":123456789012345678901234567890,"list":[ 1, 2 ],"seen":true}', 1, true), f.payload)
+        else
+          assert.are.equal("renamed", ev.processName)
+          assert.truthy(f.payload:find('"params":{"f":1.50,"e":1e2,"s":"caf\\u00e9",' ..
+            '"big":123456789012345678901234567890,"list":[ 1, 2 ]}', 1, true), f.payload)
+        end
+      end
+      H.stop_ok(d)
+    end)
+  end
+
+  it("reads and encodes an event table kept past its call as it came, after a collection", function()
+    local d = H.start_daemon({plugins = {
+      keeper = {lua = [[
+        local kept, kept_params
+        polaris.on_event(1, function(ev) kept, kept_params = ev, ev.params end)
+        polaris.on_event(2, function(ev)
+          collectgarbage("collect")
+          ev.params.kept_n = kept_params.n
+          ev.params.kept = cjson.decode(cjson.encode(kept))
+          return kept_params.n == 1 and kept.eventId == 1 and ev or false
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1))
+    app:send_event(H.event(2))
+    assert.are.equal(1, g:event().eventId)
+    local ev = g:event()
+    assert.are.equal(2, ev.eventId)
+    assert.are.equal(1, ev.params.kept_n)
+    assert.are.equal(1, ev.params.kept.eventId)
+    assert.are.same({n = 1}, ev.params.kept.params)
+    assert.are.equal("spec", ev.params.kept.processName)
+    H.stop_ok(d)
+  end)
+
+  it("shows a handler no metatable and no key but the event's members", function()
+    local d = H.start_daemon({plugins = {
+      prober = {lua = [[
+        polaris.on_event("*", function(ev)
+          local rawnext = pairs({})          -- the iterator a plain table's pairs hands out
+          local keys = {}
+          for k in rawnext, ev do keys[#keys + 1] = type(k) .. ":" .. tostring(k) end
+          table.sort(keys)
+          local probe = {keys = table.concat(keys, ","), mt = tostring(getmetatable(ev)),
+                         params_mt = tostring(getmetatable(ev.params)), len = #ev}
+          ev.params.probe = probe
+          return ev
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    H.app(d):send_event(H.event(7))
+    local ev = g:event()
+    local p = ev.params.probe
+    assert.are.equal("string:eventId,string:params,string:pid,string:processName,string:processVer," ..
+                     "string:timestamp,string:uid", p.keys)
+    assert.are.equal("nil", p.mt)
+    assert.are.equal("nil", p.params_mt)
+    assert.are.equal(0, p.len)
+    H.stop_ok(d)
+  end)
 end)
