@@ -216,13 +216,41 @@ int lua_json_lazy_find(const struct lua_json_lazy *z, const char *k, size_t kl)
     return -1;
 }
 
-/* A lazy object (lua_json.h) written back: its members in their order,
- * each one nobody read copied from its text, each one read (or set) as
- * the table now has it, one deleted left out; then any key set that is no
- * member. With every member gone, what is left is written as any table
- * (it may now be an array). */
+/* How deep the containers in valid JSON text s[0..n) nest (0 for a
+ * scalar). */
+static int nesting(const char *s, size_t n)
+{
+    int d = 0, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '"':
+            for (i++; s[i] != '"'; i++)
+                i += s[i] == '\\';
+            break;
+        case '{':
+        case '[':
+            if (++d > max)
+                max = d;
+            break;
+        case '}':
+        case ']':
+            d--;
+            break;
+        }
+    }
+    return max;
+}
+
+/* A lazy object (lua_json.h) written back: first each member nobody read
+ * or set, copied from its text in its order, then what the table itself
+ * holds (the members read or set, and new keys), as any table's members
+ * are. With no member left to copy it is written as any table (it may
+ * now be an array). Nothing here allocates from the state, so it cannot
+ * raise where no call protects it (reencode, a command's result). */
 static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z)
 {
+    if (z->loaded == (z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1))
+        return encode_table(L, idx, e, depth);
     struct buf *out = e->out;
     if (depth > e->o->max_depth) {
         snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
@@ -233,24 +261,17 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
         return -1;
     }
     const char *text = lua_json_lazy_text(z);
-    size_t start = out->len, nmembers = e->nmembers;
     bool first = true;
     buf_putc(out, '{');
     for (uint32_t i = 0; i < z->n; i++) {
         const struct lua_json_span *sp = &z->span[i];
-        if (z->loaded >> i & 1) {
-            lua_pushlstring(L, text + sp->key, sp->key_len);
-            if (lua_rawget(L, idx) == LUA_TNIL) {
-                lua_pop(L, 1);
-                continue;
-            }
-            lua_pushlstring(L, text + sp->key, sp->key_len);
-            lua_insert(L, -2);
-            int rc = put_member(L, e, depth, &first);
-            lua_pop(L, 2);
-            if (rc < 0)
-                return -1;
+        if (z->loaded >> i & 1)
             continue;
+        /* held to the depth a table written here would be */
+        const char *v = text + sp->val;
+        if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, sp->val_len) > e->o->max_depth) {
+            snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+            return -1;
         }
         if (e->o->check && ++e->values >= CHECK_EVERY) {
             e->values = 0;
@@ -264,37 +285,24 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
         buf_append(out, text + sp->key, sp->key_len);
         buf_append(out, "\":", 2);
         size_t val_at = out->len;
-        buf_append(out, text + sp->val, sp->val_len);
+        buf_append(out, v, sp->val_len);
         note_member(e, depth, key_at, key_at + sp->key_len, val_at);
         if (e->o->max_len && out->len > e->o->max_len) {
             snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
             return -1;
         }
     }
-    if (z->extra) {
-        if (first) {                      /* no member left */
-            out->len = start;
-            e->nmembers = nmembers;
-            return encode_table(L, idx, e, depth);
-        }
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            bool member = false;
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                size_t kl;
-                const char *k = lua_tolstring(L, -2, &kl);
-                member = lua_json_lazy_find(z, k, kl) >= 0;
-            }
-            if (member || at_lazy_tag(L)) {
-                lua_pop(L, 1);
-                continue;
-            }
-            if (put_member(L, e, depth, &first) < 0) {
-                lua_pop(L, 2);
-                return -1;
-            }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (at_lazy_tag(L)) {
             lua_pop(L, 1);
+            continue;
         }
+        if (put_member(L, e, depth, &first) < 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
     }
     return buf_putc(out, '}');
 }

@@ -359,7 +359,10 @@ static int safe_load(lua_State *L)
 
 static int safe_setmetatable(lua_State *L)
 {
-    lua_event_settle(L, 1);                  /* a lazy event table's metatable is the runtime's */
+    /* a lazy event table's metatable is the runtime's, and one used as a
+     * metatable would be read raw by Lua (its members not there yet) */
+    lua_event_settle(L, 1);
+    lua_event_settle(L, 2);
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "__gc");
         bool has_gc = !lua_isnil(L, -1);

@@ -210,4 +210,68 @@ describe("a strategy's returned event", function()
     assert.are.equal(0, p.len)
     H.stop_ok(d)
   end)
+
+  it("writes a read member back without memory of the plugin's: a strategy at its limit cannot abort the daemon", function()
+    -- the write-back runs outside any protected call: were it to allocate
+    -- from a full state (a key over 40 bytes is a new string each time),
+    -- Lua would abort the process
+    local LONG = string.rep("k", 300)
+    local d = H.start_daemon({plugins = {
+      hog = {lua = [[
+        local LONG = string.rep("k", 300)
+        local function fill()
+          local chain, cur
+          local function grow() chain = {string.rep("y", cur) .. "", chain} end
+          local function grow_t() chain = {chain} end
+          for _, sz in ipairs{1048576, 65536, 4096, 512, 64} do
+            cur = sz
+            while pcall(grow) do end
+          end
+          while pcall(grow_t) do end
+          return chain
+        end
+        polaris.on_event(1, function(ev)
+          local _ = ev.params[LONG]
+          HOLD = fill()
+          return ev
+        end)
+      ]], manifest = {sandbox = {memory_limit = 4 * 1024 * 1024}}},
+    }})
+    local g = H.guest_connected(d)
+    H.app(d):send_event(H.event(1, {params = {n = 1, [LONG] = 1}}))
+    local ev = assert(g:event())
+    assert.are.equal(1, ev.eventId)
+    assert.are.equal(1, ev.params[LONG])
+    assert.is_table(d:status().plugins)                 -- still up
+    H.stop_ok(d)
+  end)
+
+  it("refuses a returned event nested deeper than the encoder allows, untouched members counted", function()
+    local d = H.start_daemon({plugins = {
+      deepener = {lua = [[
+        polaris.on_event(1, function(ev)
+          local w = ev.params.d
+          for _ = 1, 40 do w = {w} end
+          ev.params.d = w
+          return ev
+        end)
+        polaris.on_event(2, function(ev) ev.processName = "x"; return ev end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local deep = string.rep("[", 100) .. string.rep("]", 100)
+    for id = 1, 2 do
+      app:send_event(('{"eventId":%d,"timestamp":1,"pid":%d,"processName":"spec","params":{"d":%s}}')
+        :format(id, ptest.getpid(), deep))
+    end
+    for id = 1, 2 do
+      local ev = assert(g:event())
+      assert.are.equal(id, ev.eventId)
+      assert.are.equal("deepener", ev.strategyError and ev.strategyError.plugin)
+      assert.truthy(ev.strategyError.reason:find("nested deeper than 64", 1, true), ev.strategyError.reason)
+      assert.are.equal("spec", ev.processName)          -- forwarded as it came
+    end
+    H.stop_ok(d)
+  end)
 end)

@@ -343,6 +343,7 @@ static int l_lazy_event(lua_State *L)
 static int l_settling_setmetatable(lua_State *L)
 {
     lua_event_settle(L, 1);
+    lua_event_settle(L, 2);
     lua_settop(L, 2);
     lua_setmetatable(L, 1);
     return 1;
