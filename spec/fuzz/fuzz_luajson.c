@@ -8,11 +8,17 @@
  *     members json_object_members finds in it (the restamp of a strategy's
  *     event trusts those notes instead of scanning);
  *   - lua_json_decode_members notes the same members (keys and values) as
- *     json_object_members. */
+ *     json_object_members;
+ *   - a lazy event table of an object (lua_event.c) encodes to valid JSON
+ *     with the same value as the plain table, untouched, with its first
+ *     member read and a key added, and settled; its member notes are the
+ *     ones json_object_members finds in what it wrote. */
 #include "wire/json_scan.h"
 #include "runtime/lua_json.h"
+#include "runtime/lua_event.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +94,106 @@ static void check_members(const char *text, size_t len)
     buf_free(&b);
 }
 
+/* Whether the values at a and b are the same JSON value. */
+static bool same(lua_State *S, int a, int b, int depth)
+{
+    a = lua_absindex(S, a);
+    b = lua_absindex(S, b);
+    int t = lua_type(S, a);
+    /* a number too big for a double reads as an infinity, which the
+     * encoder writes as null: a member copied as written keeps its digits */
+    for (int i = 0; i < 2; i++) {
+        int x = i ? b : a, y = i ? a : b;
+        if (lua_type(S, x) == LUA_TNUMBER && !lua_isinteger(S, x) && !isfinite(lua_tonumber(S, x)) &&
+            lua_type(S, y) == LUA_TLIGHTUSERDATA && !lua_touserdata(S, y))
+            return true;
+    }
+    if (t != lua_type(S, b) || depth > 200)
+        return false;
+    if (t == LUA_TNUMBER)           /* by value: the encoder writes 2.5e3 as 2500 */
+        return lua_compare(S, a, b, LUA_OPEQ);
+    if (t != LUA_TTABLE)
+        return lua_rawequal(S, a, b);
+    if (!lua_checkstack(S, 6))
+        abort();
+    size_t na = 0, nb = 0;
+    lua_pushnil(S);
+    while (lua_next(S, a)) {
+        na++;
+        lua_pushvalue(S, -2);
+        lua_rawget(S, b);
+        bool ok = same(S, -2, -1, depth + 1);
+        lua_pop(S, 2);
+        if (!ok) {
+            lua_pop(S, 1);
+            return false;
+        }
+    }
+    lua_pushnil(S);
+    while (lua_next(S, b)) {
+        nb++;
+        lua_pop(S, 1);
+    }
+    return na == nb;
+}
+
+static int lazy_protected(lua_State *S)
+{
+    const char *p = lua_touserdata(S, 1);
+    size_t n = (size_t)lua_tointeger(S, 2);
+    int how = (int)lua_tointeger(S, 3);
+    struct json_member m[MEMBERS];
+    const char *err;
+    lua_settop(S, 0);
+    if (lua_json_decode(S, p, n, &err) < 0)           /* 1: the plain table */
+        abort();
+    if (lua_event_push(S, p, n, m, MEMBERS, &err) < 0) /* 2: the lazy one */
+        abort();
+    if (how == 1 && m[0].key_len < 1000 && !m[0].key_escaped) {
+        /* the first member read (through __index), a key added */
+        lua_pushlstring(S, m[0].key, m[0].key_len);
+        lua_gettable(S, 2);
+        lua_pop(S, 1);
+        lua_pushliteral(S, "fuzz");
+        lua_pushinteger(S, 7);
+        lua_settable(S, 2);
+        lua_pushliteral(S, "fuzz");
+        lua_pushinteger(S, 7);
+        lua_rawset(S, 1);
+    } else if (how == 2) {
+        lua_event_settle(S, 2);
+    }
+    struct buf b = BUF_INIT;
+    struct json_member got[MEMBERS], want[MEMBERS];
+    char msg[256];
+    int k = lua_json_encode_members(S, 2, &b, got, MEMBERS, msg, sizeof msg);
+    if (k < 0) {
+        /* only what the plain table cannot be written as either */
+        struct buf c = BUF_INIT;
+        if (lua_json_encode(S, 1, &c, msg, sizeof msg) == 0)
+            abort();
+        buf_free(&c);
+        return 0;
+    }
+    char *copy = malloc(b.len ? b.len : 1);
+    if (!copy)
+        abort();
+    memcpy(copy, b.p, b.len);
+    int w = json_object_members(copy, b.len, want, MEMBERS, &err);
+    if (w != k)
+        abort();
+    for (int i = 0; i < k && i < MEMBERS; i++)
+        if (got[i].key - b.p != want[i].key - copy || got[i].key_len != want[i].key_len ||
+            got[i].val - b.p != want[i].val - copy || got[i].val_len != want[i].val_len ||
+            got[i].kind != want[i].kind || got[i].is_uint != want[i].is_uint)
+            abort();
+    if (lua_json_decode(S, copy, b.len, &err) < 0 || !same(S, 1, -1, 0))
+        abort();
+    free(copy);
+    buf_free(&b);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!L)
@@ -121,6 +227,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(copy);
     }
     buf_free(&b);
+    lua_settop(L, 0);
+    const char *at = s;
+    while (at < s + size && (*at == ' ' || *at == '\n' || *at == '\r' || *at == '\t'))
+        at++;
+    if (at < s + size && *at == '{' && json_object_members(s, size, NULL, 0, &err) > 0) {
+        for (int how = 0; how < 3; how++) {
+            lua_settop(L, 0);
+            lua_pushcfunction(L, lazy_protected);
+            lua_pushlightuserdata(L, (void *)s);
+            lua_pushinteger(L, (lua_Integer)size);
+            lua_pushinteger(L, how);
+            if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+                abort();
+        }
+    }
     lua_settop(L, 0);
     return 0;
 }
