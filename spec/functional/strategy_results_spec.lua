@@ -246,6 +246,43 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  it("looks for the eventId of a returned table without memory of the plugin's", function()
+    -- reencode pushes the key "eventId" where nothing protects the push:
+    -- were the string gone from the state and the state full, making it
+    -- anew would raise and abort the daemon (read_event keeps one alive;
+    -- this staging could not make the string go without that, so it holds
+    -- the outcome, not the anchor)
+    local d = H.start_daemon({plugins = {
+      hog = {lua = [[
+        local function fill()
+          local chain, cur
+          local function grow() chain = {string.rep("y", cur) .. "", chain} end
+          local function grow_t() chain = {chain} end
+          for _, sz in ipairs{1048576, 65536, 4096, 512, 64} do
+            cur = sz
+            while pcall(grow) do end
+          end
+          while pcall(grow_t) do end
+          return chain
+        end
+        polaris.on_event(1, function(ev)
+          ev["event" .. "Id"] = nil         -- no "eventId" among this chunk's constants
+          ev = nil
+          collectgarbage("collect")
+          HOLD = fill()
+          return {}
+        end)
+      ]], manifest = {sandbox = {memory_limit = 4 * 1024 * 1024}}},
+    }})
+    local g = H.guest_connected(d)
+    H.app(d):send_event(H.event(1))
+    local ev = assert(g:event())
+    assert.are.equal(1, ev.eventId)
+    assert.truthy(ev.strategyError.reason:find("no integer eventId", 1, true), ev.strategyError.reason)
+    assert.is_table(d:status().plugins)                 -- still up
+    H.stop_ok(d)
+  end)
+
   it("refuses a returned event nested deeper than the encoder allows, untouched members counted", function()
     local d = H.start_daemon({plugins = {
       deepener = {lua = [[
