@@ -236,14 +236,6 @@ int worker_pool_start(struct worker_pool *p)
     return 0;
 }
 
-unsigned worker_pool_abandoned(struct worker_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    unsigned n = p->abandoned;
-    pthread_mutex_unlock(&p->mu);
-    return n;
-}
-
 void worker_pool_submit_job(struct worker_pool *p, struct job *j)
 {
     pthread_mutex_lock(&p->mu);

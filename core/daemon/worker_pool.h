@@ -18,6 +18,5 @@ bool worker_pool_stopped(struct worker_pool *p);
 /* Before start: a worker inside one job longer than ms is abandoned and
  * replaced, and stuck(job, how long) is called (from the watchdog's thread). */
 void worker_pool_watchdog(struct worker_pool *p, unsigned ms, void (*stuck)(struct job *, uint64_t ms));
-unsigned worker_pool_abandoned(struct worker_pool *p);
 
 #endif
