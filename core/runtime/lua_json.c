@@ -101,6 +101,7 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
 }
 
 static int put_member(lua_State *L, struct enc *e, int depth, bool *first);
+static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *first);
 
 static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
 {
@@ -140,19 +141,28 @@ static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
     }
     buf_putc(out, '{');
     bool first = true;
+    if (put_members(L, idx, e, depth, &first) < 0)
+        return -1;
+    return buf_putc(out, '}');
+}
+
+/* Writes the members the table at idx holds (a lazy one's state key
+ * skipped), a comma before each but the first. */
+static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *first)
+{
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         if (at_lazy_tag(L)) {
             lua_pop(L, 1);
             continue;
         }
-        if (put_member(L, e, depth, &first) < 0) {
+        if (put_member(L, e, depth, first) < 0) {
             lua_pop(L, 2);
             return -1;
         }
         lua_pop(L, 1);
     }
-    return buf_putc(out, '}');
+    return 0;
 }
 
 /* Notes a top-level member written from key_at (its first byte after the
@@ -292,18 +302,8 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             return -1;
         }
     }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (at_lazy_tag(L)) {
-            lua_pop(L, 1);
-            continue;
-        }
-        if (put_member(L, e, depth, &first) < 0) {
-            lua_pop(L, 2);
-            return -1;
-        }
-        lua_pop(L, 1);
-    }
+    if (put_members(L, idx, e, depth, &first) < 0)
+        return -1;
     return buf_putc(out, '}');
 }
 

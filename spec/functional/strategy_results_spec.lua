@@ -211,25 +211,30 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  -- plugin code that takes all its memory limit leaves (pcall catches each
+  -- refusal, from 1 MiB strings down to empty tables) and keeps it
+  local FILL = [[
+    local function fill()
+      local chain, cur
+      local function grow() chain = {string.rep("y", cur) .. "", chain} end
+      local function grow_t() chain = {chain} end
+      for _, sz in ipairs{1048576, 65536, 4096, 512, 64} do
+        cur = sz
+        while pcall(grow) do end
+      end
+      while pcall(grow_t) do end
+      return chain
+    end
+  ]]
+
   it("writes a read member back without memory of the plugin's: a strategy at its limit cannot abort the daemon", function()
     -- the write-back runs outside any protected call: were it to allocate
     -- from a full state (a key over 40 bytes is a new string each time),
     -- Lua would abort the process
     local LONG = string.rep("k", 300)
     local d = H.start_daemon({plugins = {
-      hog = {lua = [[
+      hog = {lua = FILL .. [[
         local LONG = string.rep("k", 300)
-        local function fill()
-          local chain, cur
-          local function grow() chain = {string.rep("y", cur) .. "", chain} end
-          local function grow_t() chain = {chain} end
-          for _, sz in ipairs{1048576, 65536, 4096, 512, 64} do
-            cur = sz
-            while pcall(grow) do end
-          end
-          while pcall(grow_t) do end
-          return chain
-        end
         polaris.on_event(1, function(ev)
           local _ = ev.params[LONG]
           HOLD = fill()
@@ -253,18 +258,7 @@ describe("a strategy's returned event", function()
     -- this staging could not make the string go without that, so it holds
     -- the outcome, not the anchor)
     local d = H.start_daemon({plugins = {
-      hog = {lua = [[
-        local function fill()
-          local chain, cur
-          local function grow() chain = {string.rep("y", cur) .. "", chain} end
-          local function grow_t() chain = {chain} end
-          for _, sz in ipairs{1048576, 65536, 4096, 512, 64} do
-            cur = sz
-            while pcall(grow) do end
-          end
-          while pcall(grow_t) do end
-          return chain
-        end
+      hog = {lua = FILL .. [[
         polaris.on_event(1, function(ev)
           ev["event" .. "Id"] = nil         -- no "eventId" among this chunk's constants
           ev = nil
