@@ -205,14 +205,12 @@ static bool tsc_is_clocksource(void)
  * kept (each a few tens of ns). */
 static void tsc_pair(clockid_t clk, uint64_t *tsc, int64_t *ns)
 {
-    uint64_t best = UINT64_MAX;
-    *tsc = 0;
-    *ns = 0;
+    uint64_t best = 0;
     for (int i = 0; i < 4; i++) {
         uint64_t a = tsc_read();
         int64_t t = now_ns(clk);
         uint64_t b = tsc_read();
-        if (b - a < best) {
+        if (i == 0 || b - a < best) {
             best = b - a;
             *tsc = a + (b - a) / 2;
             *ns = t;

@@ -190,13 +190,39 @@ static int rpc(lua_State *L, const char *name, const char *args, size_t alen)
     }
 }
 
+/* lua_pack of every argument, run under lua_pcall: packing settles a lazy
+ * event table, which allocates and so may raise, and the bytes packed by
+ * then are malloc's, to be freed either way. */
+struct pack_call {
+    struct buf *out;
+    char *err;
+    size_t errlen;
+    int rc;
+};
+
+static int pack_args(lua_State *L)
+{
+    struct pack_call *pc = lua_touserdata(L, lua_upvalueindex(1));
+    pc->rc = lua_pack(L, 1, lua_gettop(L), pc->out, pc->err, pc->errlen);
+    return 0;
+}
+
 /* The proxy: polaris.<name>(...) run by the daemon. Upvalue 1 is the name. */
 static int l_remote(lua_State *L)
 {
     const char *name = lua_tostring(L, lua_upvalueindex(1));
     struct buf args = BUF_INIT;
     char err[256];
-    if (lua_pack(L, 1, lua_gettop(L), &args, err, sizeof err) < 0) {
+    struct pack_call pc = {&args, err, sizeof err, -1};
+    int nargs = lua_gettop(L);
+    lua_pushlightuserdata(L, &pc);
+    lua_pushcclosure(L, pack_args, 1);
+    lua_insert(L, 1);
+    if (lua_pcall(L, nargs, 0, 0) != LUA_OK) {
+        buf_free(&args);
+        return lua_error(L);
+    }
+    if (pc.rc < 0) {
         buf_free(&args);
         return luaL_error(L, "polaris.%s: %s", name, err);
     }

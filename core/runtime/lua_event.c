@@ -58,14 +58,9 @@ static int lazy_newindex(lua_State *L)
         const char *k = lua_tolstring(L, 2, &kl);
         i = lua_json_lazy_find(z, k, kl);
     }
-    bool is_nil = lua_isnil(L, 3);
     lua_rawset(L, 1);                        /* raises for a nil or NaN key, as t[k] = v does */
-    if (z) {
-        if (i >= 0)
-            z->loaded |= UINT64_C(1) << i;  /* set or deleted: its text is stale */
-        else if (!is_nil)
-            z->extra = true;
-    }
+    if (i >= 0)
+        z->loaded |= UINT64_C(1) << i;      /* set or deleted: its text is stale */
     return 0;
 }
 
@@ -74,16 +69,11 @@ void lua_event_set(lua_State *L, int idx, const char *key)
     idx = lua_absindex(L, idx);
     struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
     int i = z ? lua_json_lazy_find(z, key, strlen(key)) : -1;
-    bool is_nil = lua_isnil(L, -1);
     lua_pushstring(L, key);
     lua_insert(L, -2);
     lua_rawset(L, idx);                    /* no __newindex: a lazy table's note is made here */
-    if (z) {
-        if (i >= 0)
-            z->loaded |= UINT64_C(1) << i;
-        else if (!is_nil)
-            z->extra = true;
-    }
+    if (i >= 0)
+        z->loaded |= UINT64_C(1) << i;
 }
 
 void lua_event_settle(lua_State *L, int idx)
@@ -180,8 +170,6 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), anchor ? 1 : 0);
     z->loaded = 0;
     z->n = (uint32_t)k;
-    z->len = (uint32_t)n;
-    z->extra = false;
     for (int i = 0; i < k; i++)
         z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
                                             (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
@@ -292,7 +280,9 @@ void lua_event_open(lua_State *L, int idx)
         {"rawset", event_rawset}, {NULL, NULL},
     };
     idx = lua_absindex(L, idx);
+    lua_pushvalue(L, idx);
     luaL_setfuncs(L, raw, 0);
+    lua_pop(L, 1);
     lua_getfield(L, idx, "getmetatable");
     lua_pushcclosure(L, event_getmetatable, 1);
     lua_setfield(L, idx, "getmetatable");

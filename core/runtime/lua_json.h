@@ -74,8 +74,6 @@ struct lua_json_lazy {
     uint64_t loaded;       /* bit i: member i is in the table, or was deleted
                             * from it: its text no longer speaks for it */
     uint32_t n;            /* members (<= 64; keys plain, none twice) */
-    uint32_t len;          /* the text's length */
-    bool extra;            /* a key that is no member was set */
     const char *text;      /* the object's text: after the spans (a copy of
                             * the event's), or inside the text of the lazy
                             * object it is a member of, whose state this

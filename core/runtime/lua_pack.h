@@ -15,7 +15,10 @@
 
 /* Appends values idx .. idx+n-1 of L to out. Returns 0, or -1 with err
  * naming the first value that cannot travel (a function, userdata, a
- * cycle or nesting deeper than LUA_PACK_MAX_DEPTH, or no memory). */
+ * cycle or nesting deeper than LUA_PACK_MAX_DEPTH, or no memory). A lazy
+ * event table (lua_event.c) travels settled, and settling allocates from
+ * L: out of memory there raises, so a caller that may meet one packs
+ * under lua_pcall and frees out either way (plugin_host_home.c). */
 int lua_pack(lua_State *L, int idx, int n, struct buf *out, char *err, size_t errlen);
 
 /* Pushes every value packed in p[0..len) and returns how many; raises a

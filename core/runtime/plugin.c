@@ -379,13 +379,31 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here */
+    uint64_t id;
     lua_pushliteral(S, "eventId");
-    if (lua_rawget(S, -2) != LUA_TNUMBER || !lua_isinteger(S, -1)) {
+    int t = lua_rawget(S, -2);
+    struct lua_json_lazy *z = t == LUA_TNIL ? lua_json_lazy_of(S, -2) : NULL;
+    int mi = z ? lua_json_lazy_find(z, "eventId", 7) : -1;
+    if (mi >= 0 && !(z->loaded >> mi & 1)) {
+        /* a lazy table nobody read the eventId of (an object member
+         * returned as the event): read from its text, as a decode would
+         * have made it (an integer when it fits in 64 signed bits) */
+        int64_t v;
+        const struct lua_json_span *sp = &z->span[mi];
+        if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
+            lua_pop(S, 1);
+            snprintf(err, errlen, "the returned event has no integer eventId");
+            return NULL;
+        }
+        id = (uint64_t)v;
+        z->loaded |= UINT64_C(1) << mi;        /* written below, not copied */
+    } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
         lua_pop(S, 1);
         snprintf(err, errlen, "the returned event has no integer eventId");
         return NULL;
+    } else {
+        id = (uint64_t)lua_tointeger(S, -1);
     }
-    uint64_t id = (uint64_t)lua_tointeger(S, -1);
     lua_pop(S, 1);
     /* the eventId is written by us, unsigned, first; the rest by the encoder */
     lua_pushliteral(S, "eventId");
@@ -656,8 +674,8 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
-/* The strategy driver's read(): the running call's event as a table with
- * its eventId,
+/* The strategy driver's read(id): the running call's event as a table with
+ * its eventId (the envelope's: the argument is for driver_spec's stand-ins),
  * decoded from the envelope's own bytes (no copy of them made a Lua
  * string first). The first read also notes where the event's identity
  * members are, so the restamp of a returned table need not look for them.

@@ -251,12 +251,12 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
-  it("looks for the eventId of a returned table without memory of the plugin's", function()
+  it("refuses a table without eventId from a strategy at its memory limit, and carries on", function()
     -- reencode pushes the key "eventId" where nothing protects the push:
     -- were the string gone from the state and the state full, making it
-    -- anew would raise and abort the daemon (read_event keeps one alive;
-    -- this staging could not make the string go without that, so it holds
-    -- the outcome, not the anchor)
+    -- anew would raise and abort the daemon. read_event keeps one alive;
+    -- this staging could not make the string go without that either, so
+    -- it holds the outcome, not the anchor.
     local d = H.start_daemon({plugins = {
       hog = {lua = FILL .. [[
         polaris.on_event(1, function(ev)
@@ -303,6 +303,28 @@ describe("a strategy's returned event", function()
       assert.truthy(ev.strategyError.reason:find("nested deeper than 64", 1, true), ev.strategyError.reason)
       assert.are.equal("spec", ev.processName)          -- forwarded as it came
     end
+    H.stop_ok(d)
+  end)
+
+  it("takes an object member returned as the event, its eventId unread, as a decoded table would be", function()
+    local d = H.start_daemon({plugins = {
+      unwrap = {lua = [[
+        polaris.on_event(1, function(ev) return ev.params.inner end)
+        polaris.on_event(2, function(ev) return ev.params.inner end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1, {params = {inner = H.event(1, {processName = "inner"})}}))
+    app:send_event(H.event(2, {params = {inner = {eventId = 1.5, timestamp = 1, params = {}}}}))
+    local a, fa = g:event()
+    assert.are.equal(1, a.eventId)
+    assert.is_nil(a.strategyError)
+    assert.are.equal("inner", a.processName)
+    assert.are.equal(1, select(2, fa.payload:gsub('"eventId"', "")))   -- written once
+    local b = g:event()
+    assert.are.equal(2, b.eventId)
+    assert.truthy(b.strategyError.reason:find("no integer eventId", 1, true), b.strategyError.reason)
     H.stop_ok(d)
   end)
 end)

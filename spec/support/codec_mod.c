@@ -325,7 +325,7 @@ static int l_json_encode(lua_State *L)
  * the plugins' next, pairs, rawget, rawset, getmetatable and a
  * setmetatable that settles first, as the sandbox has them;
  * lazy_state(t) -> nil for a plain table, else its members read or set
- * (a bit mask) and whether a key that is no member was set. */
+ * (a bit mask). */
 static int l_lazy_event(lua_State *L)
 {
     size_t len;
@@ -374,8 +374,7 @@ static int l_lazy_state(lua_State *L)
     if (!z)
         return 0;
     lua_pushinteger(L, (lua_Integer)z->loaded);
-    lua_pushboolean(L, z->extra);
-    return 2;
+    return 1;
 }
 
 static const luaL_Reg funcs[] = {
