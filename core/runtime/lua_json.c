@@ -33,8 +33,20 @@ struct enc {
 };
 
 static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
+/* an event written back: no longer than an app may send one, whatever a
+ * table refers to many times (the text is the daemon's memory, not the
+ * plugin's) */
+static const struct lua_json_opts event_opts = {MAX_DEPTH, LUA_JSON_EVENT_MAX, false, false, NULL};
 
 static int encode(lua_State *L, int idx, struct enc *e, int depth);
+
+static void too_long(struct enc *e)
+{
+    if (e->o->cjson_arrays)                /* the plugins' cjson: the cap is their memory */
+        snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
+    else
+        snprintf(e->err, e->errlen, "the JSON text passes %zu bytes", e->o->max_len);
+}
 
 const char lua_json_lazy_tag = 0;
 
@@ -298,7 +310,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
         buf_append(out, v, sp->val_len);
         note_member(e, depth, key_at, key_at + sp->key_len, val_at);
         if (e->o->max_len && out->len > e->o->max_len) {
-            snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
+            too_long(e);
             return -1;
         }
     }
@@ -357,7 +369,7 @@ static int encode(lua_State *L, int idx, struct enc *e, int depth)
     if (encode_value(L, idx, e, depth) < 0)
         return -1;
     if (e->o->max_len && e->out->len > e->o->max_len) {
-        snprintf(e->err, e->errlen, "not enough memory: the JSON text passes %zu bytes", e->o->max_len);
+        too_long(e);
         return -1;
     }
     return 0;
@@ -408,7 +420,7 @@ int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {&runtime_opts, out, 0, err, errlen, m, max, 0};
+    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0};
     if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)

@@ -28,11 +28,14 @@ struct lua_json_opts {
 int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lua_json_opts *o,
                          char *err, size_t errlen);
 
-/* The same as lua_json_encode, and for a table written as an object, each
- * of its members as json_object_members would find them in out (up to
- * max; pointers into out, good until it next grows). Returns the count of
- * members (which may exceed max; 0 for anything but an object with
- * members), or -1 with a message in err. */
+/* The same as lua_json_encode for an event (a strategy's result), and for
+ * a table written as an object, each of its members as json_object_members
+ * would find them in out (up to max; pointers into out, good until it next
+ * grows). The text is refused past LUA_JSON_EVENT_MAX bytes (what an app's
+ * LSP frame may carry). Returns the count of members (which may exceed
+ * max; 0 for anything but an object with members), or -1 with a message
+ * in err. */
+#define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
 int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
                             size_t max, char *err, size_t errlen);

@@ -327,4 +327,36 @@ describe("a strategy's returned event", function()
     assert.truthy(b.strategyError.reason:find("no integer eventId", 1, true), b.strategyError.reason)
     H.stop_ok(d)
   end)
+
+  it("refuses a returned event longer than an app may send, whatever it refers to many times", function()
+    -- one 1 MiB string referred to five times is 1 MiB of the plugin's
+    -- memory and 5 MiB of text: the text is the daemon's memory
+    local d = H.start_daemon({plugins = {
+      echo = {lua = [[
+        local big = string.rep("z", 1024 * 1024)
+        polaris.on_event(1, function(ev)
+          ev.params.copies = {big, big, big, big, big}
+          return ev
+        end)
+        polaris.on_event(2, function(ev)
+          ev.params.copies = {big, big, big}
+          return ev
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1))
+    app:send_event(H.event(2))
+    local a = assert(g:event())
+    assert.are.equal(1, a.eventId)
+    assert.truthy(a.strategyError and a.strategyError.reason:find("passes 4194304 bytes", 1, true),
+                  a.strategyError and a.strategyError.reason)
+    assert.are.same({n = 1}, a.params)                       -- as it came
+    local b = assert(g:event(10000))
+    assert.are.equal(2, b.eventId)
+    assert.is_nil(b.strategyError)
+    assert.are.equal(3, #b.params.copies)
+    H.stop_ok(d)
+  end)
 end)
