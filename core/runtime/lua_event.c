@@ -27,8 +27,10 @@
 #include <string.h>
 
 static const char mt_tag = 0;
+static const char eventid_anchor = 0;
 
 static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i);
+static int event_pairs(lua_State *L);
 
 static int lazy_index(lua_State *L)
 {
@@ -48,32 +50,36 @@ static int lazy_index(lua_State *L)
     return 1;
 }
 
-static int lazy_newindex(lua_State *L)
+/* t[k] = v, raw, for the key and value on top of the stack (popped) and
+ * the table at t; a lazy table notes a member set or deleted (its text is
+ * stale from then on). Raises for a nil or NaN key, as t[k] = v does. */
+static void set_noting(lua_State *L, int t)
 {
-    struct lua_json_lazy *z = lua_json_lazy_of(L, 1);
-    lua_settop(L, 3);
+    struct lua_json_lazy *z = lua_json_lazy_of(L, t);
     int i = -1;
-    if (z && lua_type(L, 2) == LUA_TSTRING) {
+    if (z && lua_type(L, -2) == LUA_TSTRING) {
         size_t kl;
-        const char *k = lua_tolstring(L, 2, &kl);
+        const char *k = lua_tolstring(L, -2, &kl);
         i = lua_json_lazy_find(z, k, kl);
     }
-    lua_rawset(L, 1);                        /* raises for a nil or NaN key, as t[k] = v does */
+    lua_rawset(L, t);
     if (i >= 0)
-        z->loaded |= UINT64_C(1) << i;      /* set or deleted: its text is stale */
+        z->loaded |= UINT64_C(1) << i;
+}
+
+static int lazy_newindex(lua_State *L)
+{
+    lua_settop(L, 3);
+    set_noting(L, 1);
     return 0;
 }
 
 void lua_event_set(lua_State *L, int idx, const char *key)
 {
     idx = lua_absindex(L, idx);
-    struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
-    int i = z ? lua_json_lazy_find(z, key, strlen(key)) : -1;
     lua_pushstring(L, key);
     lua_insert(L, -2);
-    lua_rawset(L, idx);                    /* no __newindex: a lazy table's note is made here */
-    if (i >= 0)
-        z->loaded |= UINT64_C(1) << i;
+    set_noting(L, idx);                    /* no __newindex: the note is made here */
 }
 
 void lua_event_settle(lua_State *L, int idx)
@@ -118,15 +124,6 @@ static int event_next(lua_State *L)
     return 1;
 }
 
-static int lazy_pairs(lua_State *L)
-{
-    lua_event_settle(L, 1);
-    lua_pushcfunction(L, event_next);
-    lua_pushvalue(L, 1);
-    lua_pushnil(L);
-    return 3;
-}
-
 static void push_mt(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_tag) == LUA_TTABLE)
@@ -134,7 +131,7 @@ static void push_mt(lua_State *L)
     lua_pop(L, 1);
     static const luaL_Reg mm[] = {
         {"__index", lazy_index}, {"__newindex", lazy_newindex}, {"__len", lazy_len},
-        {"__pairs", lazy_pairs}, {NULL, NULL},
+        {"__pairs", event_pairs}, {NULL, NULL},
     };
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, mm, 0);
@@ -290,4 +287,11 @@ void lua_event_open(lua_State *L, int idx)
     lua_getfield(L, idx, "getmetatable");
     lua_pushcclosure(L, event_getmetatable, 1);
     lua_setfield(L, idx, "getmetatable");
+    /* the key every event table gets (read_event) and every write-back
+     * looks for where no call protects it (reencode): a short string Lua
+     * has interned is found, not allocated, so one is kept alive for the
+     * state's life (a plugin at its memory limit must not make that push
+     * raise: Lua would abort the daemon) */
+    lua_pushliteral(L, "eventId");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &eventid_anchor);
 }

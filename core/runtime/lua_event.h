@@ -31,7 +31,9 @@ void lua_event_settle(lua_State *L, int idx);
  * idx (a plugin's globals: the base library's are there) with ones that
  * settle a lazy table first (what they see of a table is its raw part),
  * so a plugin cannot tell a lazy table from a plain one. setmetatable is
- * the sandbox's, which calls lua_event_settle itself. */
+ * the sandbox's, which calls lua_event_settle itself. Also keeps the
+ * string "eventId" alive in the state, so pushing it never allocates.
+ * Called while the state has no memory limit yet (sandbox_open). */
 void lua_event_open(lua_State *L, int idx);
 
 #endif

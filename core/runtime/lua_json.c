@@ -800,25 +800,7 @@ struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx)
 void lua_json_lazy_push(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
 {
     const struct lua_json_span *sp = &z->span[i];
-    const char *v = lua_json_lazy_text(z) + sp->val;
-    switch (v[0]) {
-    case '"':
-        if (!memchr(v, '\\', sp->val_len)) {     /* the common string: no escapes */
-            lua_pushlstring(L, v + 1, sp->val_len - 2);
-            return;
-        }
-        break;
-    case 't':
-        lua_pushboolean(L, 1);
-        return;
-    case 'f':
-        lua_pushboolean(L, 0);
-        return;
-    case 'n':
-        lua_pushlightuserdata(L, NULL);
-        return;
-    }
-    decode_valid(L, v, sp->val_len, NULL, NULL, 0);
+    decode_valid(L, lua_json_lazy_text(z) + sp->val, sp->val_len, NULL, NULL, 0);
 }
 
 int lua_json_decode_fn(lua_State *L)

@@ -378,7 +378,9 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
                                  int nident, char *err, size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
-     * the plugin's may run here */
+     * the plugin's may run here; and outside any protected call, so
+     * nothing may allocate from the state ("eventId" is kept alive by
+     * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
     lua_pushliteral(S, "eventId");
     int t = lua_rawget(S, -2);
@@ -680,8 +682,6 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
  * string first). The first read also notes where the event's identity
  * members are, so the restamp of a returned table need not look for them.
  * Only the driver holds it; a plugin cannot reach it. */
-static const char eventid_anchor = 0;
-
 static int read_event(lua_State *L)
 {
     void *ud;
@@ -696,15 +696,6 @@ static int read_event(lua_State *L)
     int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
-    /* reencode pushes the key "eventId" where no call protects it: a short
-     * string Lua has interned is found, not allocated, so the state keeps
-     * one alive (a plugin at its memory limit must not make that push
-     * raise: Lua would abort the daemon) */
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &eventid_anchor) == LUA_TNIL) {
-        lua_pushliteral(L, "eventId");
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &eventid_anchor);
-    }
-    lua_pop(L, 1);
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any) */
     lua_pushinteger(L, (lua_Integer)e->ev.id);
