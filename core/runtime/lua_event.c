@@ -34,8 +34,11 @@ static int event_pairs(lua_State *L);
 
 static int lazy_index(lua_State *L)
 {
-    struct lua_json_lazy *z = lua_json_lazy_of(L, 1);
-    if (!z || lua_type(L, 2) != LUA_TSTRING)
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    lua_settop(L, 2);
+    struct lua_json_lazy *z = lua_json_lazy_at(L, 1);      /* its state at 3 */
+    if (!z)
         return 0;
     size_t kl;
     const char *k = lua_tolstring(L, 2, &kl);
@@ -124,6 +127,7 @@ static int event_next(lua_State *L)
     return 1;
 }
 
+/* Pushes the metatable of lazy tables (made once per state). */
 static void push_mt(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_tag) == LUA_TTABLE)
@@ -155,9 +159,10 @@ static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n
 
 /* Pushes a lazy table for the object s[0..n) whose k members are m. With
  * anchor 0 it keeps a copy of s; else s lies in the text of the lazy
- * object whose state is at anchor, kept alive as this one's user value. */
+ * object whose state is at anchor, kept alive as this one's user value,
+ * and that object's metatable (this one's too) is at mt. */
 static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_member *m, int k,
-                      int anchor)
+                      int anchor, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
     /* room for four keys, not one for each member: the state's, the
@@ -185,7 +190,10 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
         z->text = text;
     }
     lua_rawsetp(L, -2, &lua_json_lazy_tag);
-    push_mt(L);
+    if (mt)
+        lua_pushvalue(L, mt);
+    else
+        push_mt(L);
     lua_setmetatable(L, -2);
 }
 
@@ -197,13 +205,13 @@ int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m,
         return -1;
     if (!can_be_lazy(m, k, max, n))
         return lua_json_decode_members(L, s, n, m, max, err);
-    push_lazy(L, s, n, m, k, 0);
+    push_lazy(L, s, n, m, k, 0, 0);
     return k;
 }
 
-/* Pushes member i of the lazy table at 1 (state z): an object lazy in its
- * turn (a handler that sets ev.params.x then touches none of params'
- * other members), anything else decoded. */
+/* Pushes member i of the lazy table at 1 (state z, its userdata at 3): an
+ * object lazy in its turn (a handler that sets ev.params.x then touches
+ * none of params' other members), anything else decoded. */
 static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
 {
     const struct lua_json_span *sp = &z->span[i];
@@ -213,8 +221,8 @@ static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
         const char *err;
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
         if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
-            lua_rawgetp(L, 1, &lua_json_lazy_tag);
-            push_lazy(L, v, sp->val_len, m, k, lua_gettop(L));
+            lua_getmetatable(L, 1);
+            push_lazy(L, v, sp->val_len, m, k, 3, lua_gettop(L));
             lua_remove(L, -2);
             return;
         }

@@ -415,13 +415,18 @@ static void note_kind(struct json_member *m)
     m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
 }
 
-int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
-                            size_t max, char *err, size_t errlen)
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, struct buf *out,
+                            struct json_member *m, size_t max, char *err, size_t errlen)
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
     struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0};
-    if (encode(L, idx, &e, 0) < 0) {
+    int rc = z ? encode_lazy(L, idx, &e, 0, z) : encode(L, idx, &e, 0);
+    if (rc == 0 && out->len > event_opts.max_len) {
+        too_long(&e);
+        rc = -1;
+    }
+    if (rc < 0) {
         out->len = start;
         if (out->p)
             out->p[start] = '\0';
@@ -786,13 +791,18 @@ static int decode(lua_State *L, const char *s, size_t n, void (*check)(lua_State
     return decode_valid(L, s, n, check, m, max);
 }
 
+struct lua_json_lazy *lua_json_lazy_at(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    return lua_rawgetp(L, idx, &lua_json_lazy_tag) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+}
+
 struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx)
 {
-    if (lua_type(L, idx) != LUA_TTABLE)
-        return NULL;
-    struct lua_json_lazy *z = NULL;
-    if (lua_rawgetp(L, idx, &lua_json_lazy_tag) == LUA_TUSERDATA)
-        z = lua_touserdata(L, -1);
+    struct lua_json_lazy *z = lua_json_lazy_at(L, idx);
     lua_pop(L, 1);
     return z;
 }

@@ -34,11 +34,12 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * grows). The text is refused past LUA_JSON_EVENT_MAX bytes (what an app's
  * LSP frame may carry). Returns the count of members (which may exceed
  * max; 0 for anything but an object with members), or -1 with a message
- * in err. */
+ * in err. z is lua_json_lazy_of(L, idx), which the caller has looked up. */
 #define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
-int lua_json_encode_members(lua_State *L, int idx, struct buf *out, struct json_member *m,
-                            size_t max, char *err, size_t errlen);
+struct lua_json_lazy;
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, struct buf *out,
+                            struct json_member *m, size_t max, char *err, size_t errlen);
 
 /* Pushes the Lua value of the JSON text s[0..n): objects and arrays as
  * tables, integers that fit in 64 bits as integers, other numbers as floats,
@@ -92,6 +93,9 @@ extern const char lua_json_lazy_tag;
 
 /* The lazy object's state if the value at idx is one, else NULL. */
 struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx);
+/* The same, its userdata (or nil) left on the stack, for whoever must keep
+ * the state alive (the stack needs room for one more value). */
+struct lua_json_lazy *lua_json_lazy_at(lua_State *L, int idx);
 
 /* z's member whose key is k[0..kl), or -1. */
 int lua_json_lazy_find(const struct lua_json_lazy *z, const char *k, size_t kl);

@@ -382,35 +382,41 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
+    struct lua_json_lazy *z = lua_json_lazy_of(S, -1);
     lua_pushliteral(S, "eventId");
-    int t = lua_rawget(S, -2);
-    struct lua_json_lazy *z = t == LUA_TNIL ? lua_json_lazy_of(S, -2) : NULL;
-    int mi = z ? lua_json_lazy_find(z, "eventId", 7) : -1;
+    lua_pushvalue(S, -1);
+    int t = lua_rawget(S, -3);                 /* table, "eventId", value */
+    int mi = z && t == LUA_TNIL ? lua_json_lazy_find(z, "eventId", 7) : -1;
     if (mi >= 0 && !(z->loaded >> mi & 1)) {
-        /* a lazy table nobody read the eventId of (an object member
-         * returned as the event): read from its text, as a decode would
-         * have made it (an integer when it fits in 64 signed bits) */
+        /* a lazy table nobody read the eventId of (the event as it came,
+         * or an object member returned as the event): read from its
+         * text, as a decode would have made it (an integer when it fits
+         * in 64 signed bits) */
         int64_t v;
         const struct lua_json_span *sp = &z->span[mi];
         if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
-            lua_pop(S, 1);
+            lua_pop(S, 2);
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
         }
         id = (uint64_t)v;
         z->loaded |= UINT64_C(1) << mi;        /* written below, not copied */
     } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
-        lua_pop(S, 1);
+        lua_pop(S, 2);
         snprintf(err, errlen, "the returned event has no integer eventId");
         return NULL;
     } else {
         id = (uint64_t)lua_tointeger(S, -1);
     }
     lua_pop(S, 1);
-    /* the eventId is written by us, unsigned, first; the rest by the encoder */
-    lua_pushliteral(S, "eventId");
-    lua_pushnil(S);
-    lua_rawset(S, -3);
+    /* the eventId is written by us, unsigned, first; the rest by the
+     * encoder (a lazy one's unread eventId was marked written above) */
+    if (t != LUA_TNIL) {
+        lua_pushnil(S);
+        lua_rawset(S, -3);
+    } else {
+        lua_pop(S, 1);
+    }
     /* one buffer: the eventId, then the rest encoded right after it, its
      * opening brace turned into the comma between them */
     struct buf b = BUF_INIT;
@@ -428,7 +434,7 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
     m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
                                 .kind = JSON_NUMBER, .is_uint = true};
     size_t at = b.len;
-    int rc = lua_json_encode_members(S, -1, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
+    int rc = lua_json_encode_members(S, -1, z, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
         if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
@@ -697,9 +703,19 @@ static int read_event(lua_State *L)
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
-     * lua_pushinteger does any) */
-    lua_pushinteger(L, (lua_Integer)e->ev.id);
-    lua_event_set(L, -2, "eventId");
+     * lua_pushinteger does any), set only where the text's would read as
+     * something else: the text's, read lazily or decoded, is that integer
+     * already (the last "eventId" is the one a decode keeps) */
+    const struct json_member *idm = NULL;
+    for (int i = 0; i < n && i < EVENT_MEMBERS_MAX; i++)
+        if (m[i].key_len == 7 && memcmp(m[i].key, "eventId", 7) == 0)
+            idm = &m[i];
+    uint64_t text_id;
+    if (!idm || !idm->is_uint || e->ev.id > INT64_MAX ||
+        json_to_u64(idm->val, idm->val_len, &text_id) < 0 || text_id != e->ev.id) {
+        lua_pushinteger(L, (lua_Integer)e->ev.id);
+        lua_event_set(L, -2, "eventId");
+    }
     if (c->nident < 0) {
         int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX);
         c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
