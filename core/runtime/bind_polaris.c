@@ -672,6 +672,10 @@ void bind_polaris(struct plugin *p)
     }
     lua_pushvalue(L, -1);
     p->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "strategy");
+    p->strategy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "strategy1");
+    p->strategy1_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int drivers = lua_gettop(L);
 
     lua_newtable(L);

@@ -753,7 +753,9 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         return;
     }
     c->nident = -1;
-    drivers_push(p, c->co, "strategy");
+    /* the drivers are kept by reference: finding them by name cost a
+     * string lookup an event */
+    lua_rawgeti(c->co, LUA_REGISTRYINDEX, matching == 1 ? p->strategy1_ref : p->strategy_ref);
     lua_pushcfunction(c->co, read_event);
     lua_pushinteger(c->co, (lua_Integer)e->ev.id);
     int n = 2;

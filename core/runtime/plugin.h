@@ -133,6 +133,7 @@ struct plugin {
     bool cmd_scheduled;
     bool job_running;
     int driver_ref;               /* runs a plugin's strategy handlers in order */
+    int strategy_ref, strategy1_ref;   /* its strategy drivers: any handlers, one */
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
     struct call *idle;            /* finished calls kept with their coroutine */

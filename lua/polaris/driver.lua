@@ -33,6 +33,17 @@ local function same(a, b, depth)
   return true
 end
 
+-- A handler that returned nil: were its edits lost?
+local function unchanged(read, id, ev)
+  checks = checks + 1
+  if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
+  return nil, not same(ev, read(id), 0)
+end
+
+local function bad_result(r)
+  error("on_event handler returned a " .. type(r) .. " (want the event, nil or false)", 0)
+end
+
 -- The strategy handlers for one event, in order (DESIGN 5.2): each gets the
 -- event table; false drops it, a table replaces it, nil keeps it. Returns
 -- false (dropped), the new event table, or nil plus whether nil hid edits.
@@ -48,14 +59,20 @@ function M.strategy(read, id, ...)
     if type(r) == "table" then
       ev, changed = r, true
     elseif r ~= nil then
-      error("on_event handler returned a " .. type(r) .. " (want the event, nil or false)", 0)
+      bad_result(r)
     end
   end
   if changed then return ev end
-  checks = checks + 1
-  if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
-  local orig = read(id)
-  return nil, not same(ev, orig, 0)
+  return unchanged(read, id, ev)
+end
+
+-- The same for one handler, the usual case: no walk of the arguments.
+function M.strategy1(read, id, fn)
+  local ev = read(id)
+  local r = fn(ev)
+  if r == nil then return unchanged(read, id, ev) end
+  if r == false or type(r) == "table" then return r end
+  bad_result(r)
 end
 
 function M.command(json, fn, req)

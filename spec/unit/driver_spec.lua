@@ -83,6 +83,40 @@ describe("driver.strategy", function()
   end)
 end)
 
+describe("driver.strategy1 (one handler)", function()
+  -- every kind of handler result, through both drivers: the same outcome
+  local handlers = {
+    ["nil, no edits"] = function(ev) local _ = ev.params.s end,
+    ["nil after edits"] = function(ev) ev.params.s = "y" end,
+    ["false"] = function() return false end,
+    ["the event"] = function(ev) ev.x = 1; return ev end,
+    ["another table"] = function() return {eventName = "other"} end,
+    ["a table with __eq"] = function()
+      return setmetatable({eventName = "eq"}, {__eq = function() error("__eq ran") end})
+    end,
+    ["a number"] = function() return 42 end,
+    ["true"] = function() return true end,
+    ["a raise"] = function() error("boom", 0) end,
+  }
+  for name, h in pairs(handlers) do
+    it("gives what driver.strategy gives for a handler returning " .. name, function()
+      local a = table.pack(pcall(load_driver().strategy, R(EV), 9, h))
+      local b = table.pack(pcall(load_driver().strategy1, R(EV), 9, h))
+      assert.are.same(a, b)
+    end)
+  end
+
+  it("samples lost edits as driver.strategy does", function()
+    local d = load_driver()
+    local reported = 0
+    for _ = 1, 100 + 64 * 3 do
+      local _, edited = d.strategy1(R(EV), 1, function(ev) ev.params.s = "changed" end)
+      if edited then reported = reported + 1 end
+    end
+    assert.are.equal(100 + 3, reported)
+  end)
+end)
+
 describe("driver.command and driver.message", function()
   it("decode their JSON and call the handler", function()
     local d = load_driver()
