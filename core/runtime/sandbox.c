@@ -67,7 +67,8 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > osize && sb->mem_limit && sb->mem_used - osize + nsize > sb->mem_limit)
         return NULL;
-    void *p = realloc(ptr, nsize);
+    /* malloc for a new block: realloc(NULL, n) is its slow path */
+    void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
     if (p)
         sb->mem_used = sb->mem_used - osize + nsize;
     return p;
