@@ -9,9 +9,10 @@
  * Threads: posting happens on any thread, under the host's mutex; reading
  * and the watchers belong to the core loop.
  *
- * Uses: plugin_host_proto, lua_pack, plugin, port (home_*), json_scan, libev. */
+ * Uses: plugin_host_proto, lua_pack, plugin, port (home_*), json_scan, event_json, libev. */
 #include "daemon/plugin_host_link.h"
 #include "wire/command_msg.h"
+#include "wire/event_json.h"
 #include "daemon/daemon.h"
 #include "wire/json_scan.h"
 #include "lib/log.h"
@@ -385,13 +386,10 @@ static bool on_result(struct plugin_host *h, const struct plugin_host_frame *f)
         return true;
     }
     /* a rewritten event: an object whose eventId is the one stated */
-    const char *json = (const char *)r.p, *err = NULL;
+    const char *json = (const char *)r.p;
     size_t len = (size_t)(r.end - r.p);
-    struct json_member m[64];
-    int n = json_validate(json, len, &err) == JSON_OBJECT ? json_object_members(json, len, m, 64, &err) : -1;
-    const struct json_member *idm = n >= 0 ? json_find(m, (size_t)n, "eventId") : NULL;
     uint64_t id;
-    if (!idm || json_to_u64(idm->val, idm->val_len, &id) < 0 || id != event_id) {
+    if (event_json_rewritten_id(json, len, &id) < 0 || id != event_id) {
         plugin_strategy_failed(p, e, "the plugin host returned an event that is not a JSON object with its eventId");
         return plugin_host_link_violation(h, "an invalid rewritten event");
     }

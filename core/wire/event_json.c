@@ -257,6 +257,17 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     return 0;
 }
 
+int event_json_rewritten_id(const char *json, size_t len, uint64_t *id)
+{
+    struct json_member m[MAX_MEMBERS];
+    const char *err;
+    int n = json_object_members(json, len, m, MAX_MEMBERS, &err);
+    if (n < 0 || n > MAX_MEMBERS)             /* past the array: never searched */
+        return -1;
+    const struct json_member *idm = json_find(m, (size_t)n, "eventId");
+    return idm && json_to_u64(idm->val, idm->val_len, id) == 0 ? 0 : -1;
+}
+
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
                 struct buf *out, uint64_t *event_id, const char **err)
 {

@@ -56,6 +56,13 @@ int event_identity_spans(const char *text, const struct json_member *m, int n,
 int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
                           const struct json_member *m, int n, struct buf *json, const char **err);
 
+/* The eventId of an event a plugin host returned in place of one it was
+ * given (its reencode made and checked it; the daemon, which treats the
+ * host as hostile, checks only this): json must be one JSON object of at
+ * most EVENT_MEMBERS_MAX members whose "eventId" (the last, keys decoded)
+ * is an integer in 0..2^64-1. Returns 0 with *id, or -1. */
+int event_json_rewritten_id(const char *json, size_t len, uint64_t *id);
+
 /* Who an event comes from when the daemon is its source: the values an
  * emitted event takes for what the plugin left out, and the drop notice's. */
 struct event_source {

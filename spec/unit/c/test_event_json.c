@@ -5,6 +5,8 @@
 #include "wire/json_scan.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int stamp(const char *in, struct buf *out, uint64_t *id, const char **err)
@@ -295,4 +297,52 @@ TEST(restamp_members_agrees_with_restamp)
             CHECK(restamp_both(origs[i], rets[j], false) == 0);
             CHECK(restamp_both(origs[i], rets[j], true) == 0);
         }
+}
+
+/* An object of n members "k0".."k{n-1}" (numbers), with "eventId":7 as
+ * member at (or none when at >= n). */
+static char *members_object(int n, int at)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '{');
+    for (int i = 0; i < n; i++) {
+        char t[48];
+        if (i == at)
+            snprintf(t, sizeof t, "%s\"eventId\":7", i ? "," : "");
+        else
+            snprintf(t, sizeof t, "%s\"k%d\":%d", i ? "," : "", i, i);
+        buf_puts(&b, t);
+    }
+    buf_putc(&b, '}');
+    return b.p;
+}
+
+/* What a plugin host sends back is hostile: more members than an event
+ * may have are refused before any is looked at (the daemon's array holds
+ * 64; json_object_members counts past it). */
+TEST(rewritten_id_holds_a_host_to_the_member_limit)
+{
+    uint64_t id = 0;
+    char *ok = members_object(EVENT_MEMBERS_MAX, EVENT_MEMBERS_MAX - 1);
+    CHECK(event_json_rewritten_id(ok, strlen(ok), &id) == 0 && id == 7);
+    free(ok);
+    for (int at = 0; at <= EVENT_MEMBERS_MAX + 1; at += EVENT_MEMBERS_MAX / 2) {
+        char *big = members_object(EVENT_MEMBERS_MAX + 2, at);
+        CHECK(event_json_rewritten_id(big, strlen(big), &id) < 0);
+        free(big);
+    }
+    static const char *bad[] = {
+        "[1]", "{\"eventId\":-1}", "{\"eventId\":1.5}", "{\"eventId\":\"7\"}", "{\"eventid\":7}",
+        "{\"eventId\":18446744073709551616}", "{\"eventId\":7", "{\"eventId\":7}x",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(event_json_rewritten_id(bad[i], strlen(bad[i]), &id) < 0);
+    static const char *good[] = {
+        "{\"eventId\":7}", "{\"eventId\":1,\"eventId\":7}", "{\"event\\u0049d\":7}",
+        "{\"x\":{\"eventId\":8},\"eventId\":7}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        id = 0;
+        CHECK(event_json_rewritten_id(good[i], strlen(good[i]), &id) == 0 && id == 7);
+    }
 }
