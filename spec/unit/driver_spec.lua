@@ -115,6 +115,22 @@ describe("driver.strategy1 (one handler)", function()
     end
     assert.are.equal(100 + 3, reported)
   end)
+
+  it("shares one sampling count with driver.strategy (one plugin, one warning budget)", function()
+    local d = load_driver()
+    local edit = function(ev) ev.params.s = "changed" end
+    local reported = 0
+    for i = 1, 100 + 64 * 3 do
+      local _, edited
+      if i % 2 == 0 then
+        _, edited = d.strategy1(R(EV), 1, edit)
+      else
+        _, edited = d.strategy(R(EV), 1, edit, function() end)
+      end
+      if edited then reported = reported + 1 end
+    end
+    assert.are.equal(100 + 3, reported)
+  end)
 end)
 
 describe("driver.command and driver.message", function()
