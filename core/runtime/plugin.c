@@ -705,18 +705,11 @@ static int read_event(lua_State *L)
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any), set only where the text's would read as
      * something else: the text's, read lazily or decoded, is that integer
-     * already (the last "eventId" is the one a decode keeps; past 64
-     * members not all are noted, and an escaped key may decode to it) */
-    const struct json_member *idm = NULL;
-    bool sure = n <= EVENT_MEMBERS_MAX;
-    for (int i = 0; i < n && sure; i++) {
-        if (m[i].key_escaped)
-            sure = false;
-        else if (m[i].key_len == 7 && memcmp(m[i].key, "eventId", 7) == 0)
-            idm = &m[i];
-    }
+     * already (json_find keeps the last, keys decoded, as a decode does;
+     * past 64 members not all are noted) */
+    const struct json_member *idm = n <= EVENT_MEMBERS_MAX ? json_find(m, (size_t)n, "eventId") : NULL;
     uint64_t text_id;
-    if (!sure || !idm || !idm->is_uint || e->ev.id > INT64_MAX ||
+    if (!idm || !idm->is_uint || e->ev.id > INT64_MAX ||
         json_to_u64(idm->val, idm->val_len, &text_id) < 0 || text_id != e->ev.id) {
         lua_pushinteger(L, (lua_Integer)e->ev.id);
         lua_event_set(L, -2, "eventId");
