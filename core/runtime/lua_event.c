@@ -147,12 +147,18 @@ static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n
 {
     if (k > LUA_JSON_LAZY_MAX || (size_t)k > max || n >= UINT32_MAX)
         return false;
+    /* a key is compared with the ones before it only when one of them
+     * has its length and first byte (a bit of 64 for each pair) */
+    uint64_t seen = 0;
     for (int i = 0; i < k; i++) {
         if (m[i].key_escaped)
             return false;
-        for (int j = 0; j < i; j++)
-            if (m[j].key_len == m[i].key_len && memcmp(m[j].key, m[i].key, m[i].key_len) == 0)
-                return false;                /* the last would win: decode it whole */
+        uint64_t bit = UINT64_C(1) << ((m[i].key_len * 31u + (m[i].key_len ? (unsigned char)m[i].key[0] : 0u)) & 63u);
+        if (seen & bit)
+            for (int j = 0; j < i; j++)
+                if (m[j].key_len == m[i].key_len && memcmp(m[j].key, m[i].key, m[i].key_len) == 0)
+                    return false;            /* the last would win: decode it whole */
+        seen |= bit;
     }
     return true;
 }

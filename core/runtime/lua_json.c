@@ -179,15 +179,16 @@ static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *fi
 
 /* Notes a top-level member written from key_at (its first byte after the
  * quote) on: offsets for now, out may move while the rest is written. */
-static void note_member(struct enc *e, int depth, size_t key_at, size_t key_end, size_t val_at)
+static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len, size_t val_at,
+                        size_t val_len)
 {
     if (depth != 0 || !e->members || e->nmembers++ >= e->max_members)
         return;
     struct json_member *m = &e->members[e->nmembers - 1];
     m->key = (const char *)(uintptr_t)key_at;
-    m->key_len = key_end - key_at;
+    m->key_len = key_len;
     m->val = (const char *)(uintptr_t)val_at;
-    m->val_len = e->out->len - val_at;
+    m->val_len = val_len;
 }
 
 /* Writes the member whose key and value are on top of the stack (both
@@ -225,7 +226,7 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
     size_t val_at = out->len;
     if (encode(L, lua_gettop(L), e, depth + 1) < 0)
         return -1;
-    note_member(e, depth, key_at, key_end, val_at);
+    note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at);
     return 0;
 }
 
@@ -263,6 +264,12 @@ static int nesting(const char *s, size_t n)
     return max;
 }
 
+/* "key":value, nothing around the colon */
+static inline bool compact_member(const struct lua_json_span *sp)
+{
+    return sp->val == sp->key + sp->key_len + 2;
+}
+
 /* A lazy object (lua_json.h) written back: first each member nobody read
  * or set, copied from its text in its order, then what the table itself
  * holds (the members read or set, and new keys), as any table's members
@@ -286,10 +293,10 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
     bool first = true;
     buf_putc(out, '{');
     for (uint32_t i = 0; i < z->n; i++) {
-        const struct lua_json_span *sp = &z->span[i];
         if (z->loaded >> i & 1)
             continue;
         /* held to the depth a table written here would be */
+        const struct lua_json_span *sp = &z->span[i];
         const char *v = text + sp->val;
         if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, sp->val_len) > e->o->max_depth) {
             snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
@@ -302,13 +309,37 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
         if (!first)
             buf_putc(out, ',');
         first = false;
-        size_t key_at = out->len + 1;
-        buf_putc(out, '"');
-        buf_append(out, text + sp->key, sp->key_len);
-        buf_append(out, "\":", 2);
-        size_t val_at = out->len;
-        buf_append(out, v, sp->val_len);
-        note_member(e, depth, key_at, key_at + sp->key_len, val_at);
+        size_t at = out->len;
+        if (!compact_member(sp)) {               /* blanks around the colon go */
+            buf_putc(out, '"');
+            buf_append(out, text + sp->key, sp->key_len);
+            buf_append(out, "\":", 2);
+            buf_append(out, v, sp->val_len);
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len);
+        } else {
+            /* it and the compact members right after it that nobody read
+             * or set go as one run of the text (a daemon-made event's text
+             * is all compact: every member of an event nobody touched) */
+            buf_append(out, text + sp->key - 1, sp->val + sp->val_len - (sp->key - 1));
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len);
+            while (i + 1 < z->n && !(z->loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
+                   sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
+                i++;
+                sp++;
+                v = text + sp->val;
+                if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, sp->val_len) > e->o->max_depth) {
+                    snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+                    return -1;
+                }
+                if (e->o->check && ++e->values >= CHECK_EVERY) {
+                    e->values = 0;
+                    e->o->check(L);
+                }
+                size_t from = out->len;
+                buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
+                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len);
+            }
+        }
         if (e->o->max_len && out->len > e->o->max_len) {
             too_long(e);
             return -1;

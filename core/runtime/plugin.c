@@ -685,8 +685,8 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
 /* The strategy driver's read(id): the running call's event as a table with
  * its eventId (the envelope's: the argument is for driver_spec's stand-ins),
  * decoded from the envelope's own bytes (no copy of them made a Lua
- * string first). The first read also notes where the event's identity
- * members are, so the restamp of a returned table need not look for them.
+ * string first). It also notes where the event's identity members are,
+ * so the restamp of a returned table need not look for them.
  * Only the driver holds it; a plugin cannot reach it. */
 static int read_event(lua_State *L)
 {
@@ -702,21 +702,22 @@ static int read_event(lua_State *L)
     int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
+    /* one pass over the members for where the identity members are (the
+     * restamp of a returned table need not look for them) and for the
+     * member a decode takes the eventId from (the last, keys decoded;
+     * none past 64 members, not all of which are noted) */
+    const struct json_member *idm;
+    int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX, &idm);
+    c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any), set only where the text's would read as
      * something else: the text's, read lazily or decoded, is that integer
-     * already (json_find keeps the last, keys decoded, as a decode does;
-     * past 64 members not all are noted) */
-    const struct json_member *idm = n <= EVENT_MEMBERS_MAX ? json_find(m, (size_t)n, "eventId") : NULL;
+     * already */
     uint64_t text_id;
     if (!idm || !idm->is_uint || e->ev.id > INT64_MAX ||
         json_to_u64(idm->val, idm->val_len, &text_id) < 0 || text_id != e->ev.id) {
         lua_pushinteger(L, (lua_Integer)e->ev.id);
         lua_event_set(L, -2, "eventId");
-    }
-    if (c->nident < 0) {
-        int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX);
-        c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
     }
     return 1;
 }

@@ -325,17 +325,45 @@ static const char *restamp_bad(const struct json_member *const *f)
 }
 
 int event_identity_spans(const char *text, const struct json_member *m, int n,
-                         struct event_span *out, int max)
+                         struct event_span *out, int max, const struct json_member **event_id)
 {
     int k = 0;
-    for (int i = 0; i < n && i < MAX_MEMBERS; i++)
-        if (identity(classify(&m[i]))) {
+    const struct json_member *id = NULL;
+    for (int i = 0; i < n && i < MAX_MEMBERS; i++) {
+        enum field f = classify(&m[i]);
+        if (f == F_EVENT_ID)
+            id = &m[i];                        /* the last wins, as a decode keeps it */
+        if (identity(f)) {
             if (k < max)
                 out[k] = (struct event_span){(uint32_t)(m[i].key - text), (uint32_t)m[i].key_len,
                                              (uint32_t)(m[i].val - text), (uint32_t)m[i].val_len};
             k++;
         }
+    }
+    if (event_id)
+        *event_id = n > MAX_MEMBERS ? NULL : id;
     return n > MAX_MEMBERS ? max + 1 : k;
+}
+
+/* Whether the identity members among m[0..n) are, in order, byte for
+ * byte the original's (ident, nident): then the returned event already
+ * says what the daemon stamped, where it stands. */
+static bool identity_as_orig(const char *orig, const struct event_span *ident, int nident,
+                             const struct json_member *m, const enum field *kind, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!identity(kind[i]))
+            continue;
+        if (k >= nident)
+            return false;
+        const struct event_span *x = &ident[k++];
+        if (m[i].key_len != x->key_len || m[i].val_len != x->val_len ||
+            memcmp(m[i].key, orig + x->key, x->key_len) != 0 ||
+            memcmp(m[i].val, orig + x->val, x->val_len) != 0)
+            return false;
+    }
+    return k == nident;
 }
 
 /* Appends orig's identity members (the original was stamped by us: valid,
@@ -364,10 +392,17 @@ static int put_identity(const char *orig, size_t olen, struct buf *out, bool fir
 static int restamp(const char *orig, size_t olen, const struct json_member *m, const enum field *kind,
                    int n, size_t len, struct buf *out, const char **err)
 {
+    struct json_member o[MAX_MEMBERS];
+    struct event_span ident[MAX_MEMBERS];
+    int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
+    if (no < 0)
+        return -1;
+    int nident = event_identity_spans(orig, o, no, ident, MAX_MEMBERS, NULL);
+    bool as_orig = nident <= MAX_MEMBERS && identity_as_orig(orig, ident, nident, m, kind, n);
     int rc = buf_reserve(out, len + 64) | buf_putc(out, '{');
     bool first = true;
     for (int i = 0; i < n; i++)
-        if (!identity(kind[i])) {
+        if (as_orig || !identity(kind[i])) {
             rc |= put_member(out, &m[i], first);
             first = false;
         }
@@ -375,7 +410,7 @@ static int restamp(const char *orig, size_t olen, const struct json_member *m, c
         *err = "out of memory";
         return -1;
     }
-    if (put_identity(orig, olen, out, first, err) < 0)
+    if (!as_orig && put_identity(orig, olen, out, first, err) < 0)
         return -1;
     if (buf_putc(out, '}') < 0) {
         *err = "out of memory";
@@ -415,6 +450,22 @@ int event_restamp_members(const char *orig, size_t olen, const struct event_span
     }
     if ((*err = restamp_bad(f)))
         return -1;
+    struct event_span own[MAX_MEMBERS];
+    if (nident < 0) {
+        struct json_member o[MAX_MEMBERS];
+        int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
+        if (no < 0)
+            return -1;
+        int k = event_identity_spans(orig, o, no, own, MAX_MEMBERS, NULL);
+        if (k <= MAX_MEMBERS) {
+            ident = own;
+            nident = k;
+        }
+    }
+    /* the usual case: a strategy that left pid and uid alone (nothing to
+     * move: the members stay where they are) */
+    if (nident >= 0 && identity_as_orig(orig, ident, nident, m, kind, n))
+        return 0;
     /* in place: the returned identity members taken out (what is kept
      * only moves toward the start), orig's put in before the close; the
      * members are in text order and written "key":value, as the encoder

@@ -24,7 +24,10 @@ int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
  * (params an object, timestamp a non-negative integer, processName,
  * processVer and logf strings) and writes it to out with the identity the
  * daemon stamped (pid, uid, claimedPid) taken from orig, whatever the
- * strategy did to them. Returns 0, or -1 with *err naming the problem.
+ * strategy did to them: where the returned event's identity members are,
+ * in order, byte for byte orig's, they stay where they stand; else they
+ * are taken out and orig's put in before the close. Returns 0, or -1 with
+ * *err naming the problem.
  * The daemon calls event_restamp_members (below); this general form is what
  * test_event_json holds that one to, case by case. */
 int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
@@ -42,10 +45,12 @@ struct event_span {
 /* The identity members (pid, uid, claimedPid) among the top-level members
  * m[0..n) of text (as json_object_members finds them): up to max of them
  * into out. Returns how many there are; more than max (then out is not
- * all of them) also when n is more than an event may have. */
+ * all of them) also when n is more than an event may have. With event_id,
+ * also the member a decode would take the eventId from (the last, keys
+ * decoded), or NULL (none, or n more than an event may have). */
 struct json_member;
 int event_identity_spans(const char *text, const struct json_member *m, int n,
-                         struct event_span *out, int max);
+                         struct event_span *out, int max, const struct json_member **event_id);
 
 /* The same as event_restamp for a returned event whose n (>= 1) top-level
  * members the caller has in hand (m, as json_object_members would find

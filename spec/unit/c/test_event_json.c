@@ -256,7 +256,7 @@ static int restamp_both(const char *orig, const char *ret, bool spans)
     int no = json_object_members(orig, strlen(orig), o, EVENT_MEMBERS_MAX, &err_a);
     if (n < 1 || no < 0)
         return -1;
-    int nident = spans ? event_identity_spans(orig, o, no, ident, 4) : -1;
+    int nident = spans ? event_identity_spans(orig, o, no, ident, 4, NULL) : -1;
     int ra = event_restamp(orig, strlen(orig), ret, strlen(ret), &a, &err_a);
     buf_append(&b, ret, strlen(ret));
     /* the members as they sit in b's copy of the text */
@@ -297,6 +297,48 @@ TEST(restamp_members_agrees_with_restamp)
             CHECK(restamp_both(origs[i], rets[j], false) == 0);
             CHECK(restamp_both(origs[i], rets[j], true) == 0);
         }
+}
+
+/* The identity a strategy left alone stays where it stands; any change to
+ * it (a value, the order, one missing or added) puts the original's at the
+ * end instead. Both forms, with the original's spans known. */
+static int restamped_to(const char *orig, const char *ret, const char *want)
+{
+    struct json_member m[EVENT_MEMBERS_MAX], o[EVENT_MEMBERS_MAX];
+    struct event_span ident[4];
+    const char *err = NULL;
+    struct buf a = BUF_INIT, b = BUF_INIT;
+    int n = json_object_members(ret, strlen(ret), m, EVENT_MEMBERS_MAX, &err);
+    int no = json_object_members(orig, strlen(orig), o, EVENT_MEMBERS_MAX, &err);
+    int nident = event_identity_spans(orig, o, no, ident, 4, NULL);
+    int ra = event_restamp(orig, strlen(orig), ret, strlen(ret), &a, &err);
+    buf_append(&b, ret, strlen(ret));
+    for (int i = 0; i < n; i++) {
+        m[i].key = b.p + (m[i].key - ret);
+        m[i].val = b.p + (m[i].val - ret);
+    }
+    int rb = event_restamp_members(orig, strlen(orig), ident, nident, m, n, &b, &err);
+    int ok = ra == 0 && rb == 0 && strcmp(a.p, want) == 0 && strcmp(b.p, want) == 0;
+    if (!ok)
+        fprintf(stderr, "  %s\n  -> %s\n  /  %s\n  want %s\n", ret, a.p, b.p, want);
+    buf_free(&a);
+    buf_free(&b);
+    return ok ? 0 : 1;
+}
+
+TEST(restamp_keeps_the_identity_a_strategy_left_alone_in_place)
+{
+    const char *orig = "{\"eventId\":7,\"timestamp\":5,\"pid\":12,\"uid\":10,\"params\":{}}";
+    const char *moved = "{\"eventId\":7,\"timestamp\":5,\"params\":{},\"pid\":12,\"uid\":10}";
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"uid\":10,\"timestamp\":5,\"params\":{\"s\":1}}",
+                       "{\"eventId\":7,\"pid\":12,\"uid\":10,\"timestamp\":5,\"params\":{\"s\":1}}") == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"uid\":1,\"timestamp\":5,\"params\":{}}", moved) == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"uid\":10,\"pid\":12,\"timestamp\":5,\"params\":{}}", moved) == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"timestamp\":5,\"params\":{}}", moved) == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"uid\":10,\"claimedPid\":3,\"timestamp\":5,\"params\":{}}",
+                       moved) == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"u\\u0069d\":10,\"timestamp\":5,\"params\":{}}", moved) == 0);
+    CHECK(restamped_to(orig, "{\"eventId\":7,\"pid\":12,\"uid\":10.0,\"timestamp\":5,\"params\":{}}", moved) == 0);
 }
 
 /* An object of n members "k0".."k{n-1}" (numbers), with "eventId":7 as
