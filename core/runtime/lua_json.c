@@ -30,6 +30,8 @@ struct enc {
     struct json_member *members; /* the top-level object's members, as offsets into out */
     size_t max_members;
     size_t nmembers;
+    bool skip_event_id;          /* the top-level "eventId" is the caller's to write */
+    uint64_t skip_mask;          /* the top-level lazy object's members left out for it */
 };
 
 static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
@@ -115,6 +117,15 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
 static int put_member(lua_State *L, struct enc *e, int depth, bool *first);
 static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *first);
 
+/* The key at idx is the string "eventId". */
+static inline bool is_event_id(lua_State *L, int idx)
+{
+    size_t kl;
+    const char *k;
+    return lua_type(L, idx) == LUA_TSTRING && (k = lua_tolstring(L, idx, &kl)) && kl == 7 &&
+           memcmp(k, "eventId", 7) == 0;
+}
+
 static int encode_table(lua_State *L, int idx, struct enc *e, int depth)
 {
     struct buf *out = e->out;
@@ -164,7 +175,7 @@ static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *fi
 {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        if (at_lazy_tag(L)) {
+        if (at_lazy_tag(L) || (depth == 0 && e->skip_event_id && is_event_id(L, -2))) {
             lua_pop(L, 1);
             continue;
         }
@@ -180,7 +191,7 @@ static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *fi
 /* Notes a top-level member written from key_at (its first byte after the
  * quote) on: offsets for now, out may move while the rest is written. */
 static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len, size_t val_at,
-                        size_t val_len)
+                        size_t val_len, bool key_escaped)
 {
     if (depth != 0 || !e->members || e->nmembers++ >= e->max_members)
         return;
@@ -189,6 +200,7 @@ static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len,
     m->key_len = key_len;
     m->val = (const char *)(uintptr_t)val_at;
     m->val_len = val_len;
+    m->key_escaped = key_escaped;
 }
 
 /* Writes the member whose key and value are on top of the stack (both
@@ -226,7 +238,8 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
     size_t val_at = out->len;
     if (encode(L, lua_gettop(L), e, depth + 1) < 0)
         return -1;
-    note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at);
+    note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at,
+                kt == LUA_TSTRING && memchr(out->p + key_at, '\\', key_end - key_at) != NULL);
     return 0;
 }
 
@@ -278,7 +291,8 @@ static inline bool compact_member(const struct lua_json_span *sp)
  * raise where no call protects it (reencode, a command's result). */
 static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z)
 {
-    if (z->loaded == (z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1))
+    uint64_t loaded = z->loaded | (depth == 0 ? e->skip_mask : 0);
+    if (loaded == (z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1))
         return encode_table(L, idx, e, depth);
     struct buf *out = e->out;
     if (depth > e->o->max_depth) {
@@ -293,7 +307,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
     bool first = true;
     buf_putc(out, '{');
     for (uint32_t i = 0; i < z->n; i++) {
-        if (z->loaded >> i & 1)
+        if (loaded >> i & 1)
             continue;
         /* held to the depth a table written here would be */
         const struct lua_json_span *sp = &z->span[i];
@@ -315,14 +329,14 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
             buf_append(out, v, sp->val_len);
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len);
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false);
         } else {
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text (a daemon-made event's text
              * is all compact: every member of an event nobody touched) */
             buf_append(out, text + sp->key - 1, sp->val + sp->val_len - (sp->key - 1));
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len);
-            while (i + 1 < z->n && !(z->loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false);
+            while (i + 1 < z->n && !(loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
                    sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
                 i++;
                 sp++;
@@ -337,7 +351,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                 }
                 size_t from = out->len;
                 buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
-                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len);
+                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len, false);
             }
         }
         if (e->o->max_len && out->len > e->o->max_len) {
@@ -416,7 +430,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0};
+    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0, false, 0};
     if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)
@@ -428,7 +442,9 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 
 /* What json_scan would say of a value this encoder wrote (valid JSON by
  * construction: strings come out as valid UTF-8, nothing nests past
- * MAX_DEPTH), read from its first byte; uint as the scanner means it. */
+ * MAX_DEPTH), read from its first byte; uint as the scanner means it.
+ * (Whether its key has an escape was noted as it was written: a lazy
+ * object's keys have none.) */
 static void note_kind(struct json_member *m)
 {
     switch (m->val[0]) {
@@ -443,15 +459,19 @@ static void note_kind(struct json_member *m)
     m->is_uint = m->kind == JSON_NUMBER;
     for (size_t i = 0; i < m->val_len && m->is_uint; i++)
         m->is_uint = m->val[i] >= '0' && m->val[i] <= '9';
-    m->key_escaped = memchr(m->key, '\\', m->key_len) != NULL;
 }
 
-int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, struct buf *out,
-                            struct json_member *m, size_t max, char *err, size_t errlen)
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,
+                            struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen)
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0};
+    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0};
+    if (skip_event_id && z) {
+        int mi = lua_json_lazy_find(z, "eventId", 7);
+        if (mi >= 0)
+            e.skip_mask = UINT64_C(1) << mi;
+    }
     int rc = z ? encode_lazy(L, idx, &e, 0, z) : encode(L, idx, &e, 0);
     if (rc == 0 && out->len > event_opts.max_len) {
         too_long(&e);

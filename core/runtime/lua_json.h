@@ -34,12 +34,15 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * grows). The text is refused past LUA_JSON_EVENT_MAX bytes (what an app's
  * LSP frame may carry). Returns the count of members (which may exceed
  * max; 0 for anything but an object with members), or -1 with a message
- * in err. z is lua_json_lazy_of(L, idx), which the caller has looked up. */
+ * in err. z is lua_json_lazy_of(L, idx), which the caller has looked up.
+ * With skip_event_id the top-level "eventId" (a key of the table, or a
+ * member of z's text) is left out, for the caller to write; the table is
+ * not changed. */
 #define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
 struct lua_json_lazy;
-int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, struct buf *out,
-                            struct json_member *m, size_t max, char *err, size_t errlen);
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,
+                            struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen);
 
 /* Pushes the Lua value of the JSON text s[0..n): objects and arrays as
  * tables, integers that fit in 64 bits as integers, other numbers as floats,

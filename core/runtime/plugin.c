@@ -384,8 +384,7 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
     uint64_t id;
     struct lua_json_lazy *z = lua_json_lazy_of(S, -1);
     lua_pushliteral(S, "eventId");
-    lua_pushvalue(S, -1);
-    int t = lua_rawget(S, -3);                 /* table, "eventId", value */
+    int t = lua_rawget(S, -2);                 /* table, value */
     int mi = z && t == LUA_TNIL ? lua_json_lazy_find(z, "eventId", 7) : -1;
     if (mi >= 0 && !(z->loaded >> mi & 1)) {
         /* a lazy table nobody read the eventId of (the event as it came,
@@ -395,28 +394,19 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
         int64_t v;
         const struct lua_json_span *sp = &z->span[mi];
         if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
-            lua_pop(S, 2);
+            lua_pop(S, 1);
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
         }
         id = (uint64_t)v;
-        z->loaded |= UINT64_C(1) << mi;        /* written below, not copied */
     } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
-        lua_pop(S, 2);
+        lua_pop(S, 1);
         snprintf(err, errlen, "the returned event has no integer eventId");
         return NULL;
     } else {
         id = (uint64_t)lua_tointeger(S, -1);
     }
     lua_pop(S, 1);
-    /* the eventId is written by us, unsigned, first; the rest by the
-     * encoder (a lazy one's unread eventId was marked written above) */
-    if (t != LUA_TNIL) {
-        lua_pushnil(S);
-        lua_rawset(S, -3);
-    } else {
-        lua_pop(S, 1);
-    }
     /* one buffer: the eventId, then the rest encoded right after it, its
      * opening brace turned into the comma between them */
     struct buf b = BUF_INIT;
@@ -434,7 +424,10 @@ static struct envelope *reencode(lua_State *S, struct envelope *e, const struct 
     m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
                                 .kind = JSON_NUMBER, .is_uint = true};
     size_t at = b.len;
-    int rc = lua_json_encode_members(S, -1, z, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
+    /* the eventId is written by us, unsigned, first; the rest by the
+     * encoder, which leaves the table's (or its text's) out and the table
+     * as it is (a plugin that keeps its event still reads its eventId) */
+    int rc = lua_json_encode_members(S, -1, z, true, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
         if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");

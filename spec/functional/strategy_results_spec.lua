@@ -184,6 +184,38 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  it("leaves the returned table as the plugin has it, and the identity it left alone where it stood", function()
+    local d = H.start_daemon({plugins = {
+      keeper = {lua = [[
+        local kept = {}
+        polaris.on_event(1, function(ev) ev.params.seen = true; kept[#kept + 1] = ev; return ev end)
+        polaris.on_event(2, function(ev)
+          local ids = {}
+          for i, k in ipairs(kept) do ids[i] = k.eventId end
+          ev.params.ids = ids
+          return ev
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1))
+    app:send_event(H.event(1))
+    app:send_event(H.event(2))
+    for _ = 1, 2 do
+      local ev, f = g:event()
+      assert.are.equal(1, ev.eventId)
+      assert.are.same({n = 1, seen = true}, ev.params)
+      -- pid and uid as the daemon stamped them, right after the timestamp
+      assert.is_truthy(f.payload:find('^{"eventId":1,"timestamp":1732262400123,"pid":' .. ptest.getpid() ..
+        ',"uid":%d+,'), f.payload)
+    end
+    local ev = g:event()
+    assert.are.equal(2, ev.eventId)
+    assert.are.same({1, 1}, ev.params.ids)          -- the kept tables still read their eventId
+    H.stop_ok(d)
+  end)
+
   it("shows a handler no metatable and no key but the event's members", function()
     local d = H.start_daemon({plugins = {
       prober = {lua = [[

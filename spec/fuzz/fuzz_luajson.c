@@ -75,7 +75,7 @@ static void check_members(const char *text, size_t len)
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
     const char *err;
-    int n = lua_json_encode_members(L, 1, lua_json_lazy_of(L, 1), &b, got, MEMBERS, msg, sizeof msg);
+    int n = lua_json_encode_members(L, 1, lua_json_lazy_of(L, 1), false, &b, got, MEMBERS, msg, sizeof msg);
     if (n < 0 || b.len != len || memcmp(b.p, text, len) != 0)
         abort();
     if (text[0] == '{') {
@@ -166,7 +166,7 @@ static int lazy_protected(lua_State *S)
     struct buf b = BUF_INIT;
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
-    int k = lua_json_encode_members(S, 2, lua_json_lazy_of(S, 2), &b, got, MEMBERS, msg, sizeof msg);
+    int k = lua_json_encode_members(S, 2, lua_json_lazy_of(S, 2), false, &b, got, MEMBERS, msg, sizeof msg);
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
