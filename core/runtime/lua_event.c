@@ -29,7 +29,7 @@
 static const char mt_tag = 0;
 static const char eventid_anchor = 0;
 
-static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i);
+static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i);
 static int event_pairs(lua_State *L);
 
 static int lazy_index(lua_State *L)
@@ -60,6 +60,8 @@ static void set_noting(lua_State *L, int t)
 {
     struct lua_json_lazy *z = lua_json_lazy_of(L, t);
     int i = -1;
+    if (z)
+        z->root->written = true;
     if (z && lua_type(L, -2) == LUA_TSTRING) {
         size_t kl;
         const char *k = lua_tolstring(L, -2, &kl);
@@ -168,7 +170,7 @@ static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n
  * object whose state is at anchor, kept alive as this one's user value,
  * and that object's metatable (this one's too) is at mt. */
 static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_member *m, int k,
-                      int anchor, int mt)
+                      int anchor, struct lua_json_lazy *parent, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
     /* room for four keys, not one for each member: the state's, the
@@ -182,6 +184,9 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), anchor ? 1 : 0);
     z->loaded = 0;
     z->n = (uint32_t)k;
+    z->len = (uint32_t)n;
+    z->written = false;
+    z->root = parent ? parent->root : z;
     for (int i = 0; i < k; i++)
         z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
                                             (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
@@ -211,14 +216,14 @@ int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m,
         return -1;
     if (!can_be_lazy(m, k, max, n))
         return lua_json_decode_members(L, s, n, m, max, err);
-    push_lazy(L, s, n, m, k, 0, 0);
+    push_lazy(L, s, n, m, k, 0, NULL, 0);
     return k;
 }
 
 /* Pushes member i of the lazy table at 1 (state z, its userdata at 3): an
  * object lazy in its turn (a handler that sets ev.params.x then touches
  * none of params' other members), anything else decoded. */
-static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
+static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 {
     const struct lua_json_span *sp = &z->span[i];
     const char *v = lua_json_lazy_text(z) + sp->val;
@@ -228,12 +233,88 @@ static void push_member(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
         if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
             lua_getmetatable(L, 1);
-            push_lazy(L, v, sp->val_len, m, k, 3, lua_gettop(L));
+            push_lazy(L, v, sp->val_len, m, k, 3, z, lua_gettop(L));
             lua_remove(L, -2);
             return;
         }
     }
     lua_json_lazy_push(L, z, i);
+}
+
+/* ---- a returned table that says what its text says ---- */
+
+static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct lua_json_span *sp,
+                           int depth);
+
+/* Whether the lazy table at t (state z) holds nothing but members of its
+ * text, each as it was read, and lacks none it read. */
+static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, int depth)
+{
+    if (depth > 16 || !lua_checkstack(L, 4))
+        return false;                           /* deep enough: the encoder decides */
+    uint32_t members = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -2) == &lua_json_lazy_tag) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int i = -1;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            i = lua_json_lazy_find(z, k, kl);
+        }
+        if (i < 0 || !(z->loaded >> i & 1) || !member_as_text(L, z, &z->span[i], depth)) {
+            lua_pop(L, 2);
+            return false;                       /* a new key, or a member changed */
+        }
+        members++;
+        lua_pop(L, 1);
+    }
+    /* a member read (or deleted) and not in the table now was deleted */
+    return members == (uint32_t)__builtin_popcountll(z->loaded);
+}
+
+/* Whether the value on top of the stack reads as z's member sp decodes:
+ * the same lazy table (as its text), the same string (no escape in the
+ * text), integer, boolean or null. Anything else, a float included,
+ * counts as changed, and the write-back encodes it. */
+static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct lua_json_span *sp,
+                           int depth)
+{
+    const char *v = lua_json_lazy_text(z) + sp->val;
+    size_t vl = sp->val_len;
+    switch (lua_type(L, -1)) {
+    case LUA_TSTRING: {
+        size_t l;
+        const char *s = lua_tolstring(L, -1, &l);
+        return vl == l + 2 && v[0] == '"' && memchr(v + 1, '\\', l) == NULL && memcmp(v + 1, s, l) == 0;
+    }
+    case LUA_TNUMBER: {
+        int64_t n;
+        return lua_isinteger(L, -1) && json_to_i64(v, vl, &n) == 0 && n == (int64_t)lua_tointeger(L, -1);
+    }
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, -1) ? vl == 4 && memcmp(v, "true", 4) == 0
+                                    : vl == 5 && memcmp(v, "false", 5) == 0;
+    case LUA_TLIGHTUSERDATA:
+        return lua_touserdata(L, -1) == NULL && vl == 4 && memcmp(v, "null", 4) == 0;
+    case LUA_TTABLE: {
+        struct lua_json_lazy *c = lua_json_lazy_of(L, -1);
+        return c && c->root == z->root && c->text == v && c->len == vl &&
+               table_as_text(L, lua_gettop(L), c, depth + 1);
+    }
+    default:
+        return false;
+    }
+}
+
+bool lua_event_as_text(lua_State *L, int idx, const struct lua_json_lazy *z, const char *text,
+                       size_t len)
+{
+    return z && z->root == z && !z->written && z->len == len && memcmp(z->text, text, len) == 0 &&
+           table_as_text(L, lua_absindex(L, idx), z, 0);
 }
 
 /* ---- the globals that see a table's raw part ---- */

@@ -5,6 +5,7 @@
 #define POLARIS_LUA_EVENT_H
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct json_member;
@@ -21,6 +22,17 @@ int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m,
  * (popped), as an assignment would do it but with no metamethod call.
  * Raises only when out of memory. */
 void lua_event_set(lua_State *L, int idx, const char *key);
+
+/* Whether the value at idx (z: lua_json_lazy_of it, looked up by the
+ * caller) is the lazy table made from the JSON object
+ * text[0..len) and still says exactly what the text says: no key set in it
+ * or in any lazy table made from its members, nothing deleted, every
+ * member read since then still holding what was read (a read object
+ * member: the same lazy table, holding what it read). Then the text
+ * itself is the table's JSON. Raw access only; allocates nothing. */
+struct lua_json_lazy;
+bool lua_event_as_text(lua_State *L, int idx, const struct lua_json_lazy *z, const char *text,
+                       size_t len);
 
 /* Makes the value at idx, if it is a lazy table, a plain one: every member
  * decoded into it, its metatable and state gone. Anything else is left as

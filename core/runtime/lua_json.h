@@ -81,6 +81,11 @@ struct lua_json_lazy {
     uint64_t loaded;       /* bit i: member i is in the table, or was deleted
                             * from it: its text no longer speaks for it */
     uint32_t n;            /* members (<= 64; keys plain, none twice) */
+    uint32_t len;          /* the text's length */
+    bool written;          /* (the root's) a key was set through __newindex in
+                            * this table or any lazy table made from its text */
+    struct lua_json_lazy *root;  /* the outermost lazy object of this text: this
+                            * one's, or kept alive through the user values */
     const char *text;      /* the object's text: after the spans (a copy of
                             * the event's), or inside the text of the lazy
                             * object it is a member of, whose state this

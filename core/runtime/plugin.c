@@ -372,17 +372,17 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
-/* Replaces e's payload with the JSON of the table on top of S's stack;
- * ident, nident: e's identity members if known (struct call). */
-static struct envelope *reencode(lua_State *S, struct envelope *e, const struct event_span *ident,
-                                 int nident, char *err, size_t errlen)
+/* Replaces e's payload with the JSON of the table on top of S's stack
+ * (z: its lazy state, or NULL); ident, nident: e's identity members if
+ * known (struct call). */
+static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct envelope *e,
+                                 const struct event_span *ident, int nident, char *err, size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here; and outside any protected call, so
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
-    struct lua_json_lazy *z = lua_json_lazy_of(S, -1);
     lua_pushliteral(S, "eventId");
     int t = lua_rawget(S, -2);                 /* table, value */
     int mi = z && t == LUA_TNIL ? lua_json_lazy_find(z, "eventId", 7) : -1;
@@ -572,7 +572,15 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             home_chain_drop(p->home, e);
         } else if (nres >= 1 && lua_istable(co, -nres)) {
             lua_settop(co, lua_gettop(co) - nres + 1);
-            struct envelope *n = reencode(co, e, c->ident, c->nident, why, sizeof why);
+            struct lua_json_lazy *z = lua_json_lazy_of(co, -1);
+            if (lua_event_as_text(co, -1, z, e->data, e->len)) {
+                /* its own event, as it came (what it read, unchanged):
+                 * the bytes go on as they are, as for nil */
+                p->consecutive_errors = 0;
+                pass_on(p, e);
+                break;
+            }
+            struct envelope *n = reencode(co, z, e, c->ident, c->nident, why, sizeof why);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));

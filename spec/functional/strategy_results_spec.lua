@@ -216,6 +216,26 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  it("goes on byte for byte as it came when the handler only read it, as nil would have it", function()
+    local d = H.start_daemon({plugins = {
+      reader = {lua = [[
+        polaris.on_event(1, function(ev)
+          if ev.timestamp < 0 or ev.params.n ~= 1 or ev.processName == "" then return false end
+          return ev
+        end)
+        polaris.on_event(2, function(ev) local _ = ev.timestamp end)   -- nil: the bytes as they came
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1, {params = {n = 1}}))
+    app:send_event(H.event(2, {params = {n = 1}}))
+    local _, f1 = g:event()
+    local _, f2 = g:event()
+    assert.are.equal(f2.payload:gsub('^{"eventId":2,', '{"eventId":1,'), f1.payload)
+    H.stop_ok(d)
+  end)
+
   it("shows a handler no metatable and no key but the event's members", function()
     local d = H.start_daemon({plugins = {
       prober = {lua = [[

@@ -377,8 +377,18 @@ static int l_lazy_state(lua_State *L)
     return 1;
 }
 
+/* lazy_as_text(t, text) -> whether the write-back may send text itself */
+static int l_lazy_as_text(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    lua_pushboolean(L, lua_event_as_text(L, 1, lua_json_lazy_of(L, 1), s, len));
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"lazy_event", l_lazy_event}, {"event_env", l_event_env}, {"lazy_state", l_lazy_state},
+    {"lazy_as_text", l_lazy_as_text},
     {"plugin_cjson", l_plugin_cjson},
     {"lsp_encode", l_lsp_encode}, {"lsp_decoder", l_lsp_decoder},
     {"plp_encode", l_plp_encode}, {"plp_decoder", l_plp_decoder},

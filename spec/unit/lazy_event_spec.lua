@@ -115,9 +115,17 @@ local OP_NAMES = {}
 for name in pairs(OPS) do OP_NAMES[#OP_NAMES + 1] = name end
 table.sort(OP_NAMES)
 
+-- scripts after which the write-back sent the text itself (lazy_as_text)
+local as_text_runs = 0
+
 local function run(json, script, lazy)
   local ev, log = make(json, lazy), {}
   for _, step in ipairs(script) do OPS[step[1]](ev, log, table.unpack(step, 2)) end
+  if lazy and codec.lazy_as_text(ev, json) then
+    -- the text stands for the table only if the table says what it says
+    as_text_runs = as_text_runs + 1
+    assert.are.equal(canon(codec.json_decode(json)), seen(ev), "sent as it came: " .. json)
+  end
   log[#log + 1] = "final " .. seen(ev)
   log[#log + 1] = "final cjson " .. (function()
     local ok, text = pcall(cjson.encode, ev)
@@ -274,6 +282,46 @@ describe("a strategy's event table", function()
     end
   end)
 
+  it("sends the text itself only for its own table, read and not changed", function()
+    local function fresh() return codec.lazy_event(EVENTS.bench) end
+    local yes = {
+      function() end,
+      function(ev) local _ = ev.processName, ev.eventId, ev.pid, ev.uid end,
+      function(ev) local _ = ev.params.thread, ev.params.pad end,
+      function(ev) ev.processName = ev.processName end,             -- read, then the same
+      function(ev) ev.params = ev.params end,
+      function(ev) local p = ev.params; p.thread = p.thread end,
+    }
+    local no = {
+      function(ev) ev.params.seen = true end,
+      function(ev) ev.pid = nil end,                                  -- never read
+      function(ev) local _ = ev.pid; ev.pid = nil end,                -- read, then deleted
+      function(ev) ev.extra = 1 end,
+      function(ev) local _ = ev.processName; ev.processName = "other" end,
+      function(ev) local _ = ev.timestamp; ev.timestamp = 1732262400123.0 end,   -- a float now
+      function(ev) local _ = ev.timestamp; ev.timestamp = nil; ev.timestamp = 1732262400123 end,
+      function(ev) ev.timestamp = 1732262400123 end,                  -- set unread: noted
+      function(ev) ev.params = {thread = 1, pad = ev.params.pad} end,  -- equal, not the same
+      function(ev) for _ in E.pairs(ev) do end end,                   -- settled: plain now
+      function(ev) for _ in E.pairs(ev.params) do end end,
+      function(ev) ev.params = codec.lazy_event(EVENTS.bench).params end,   -- another event's
+      function(ev) local p = ev.params; p.thread = 2 end,
+    }
+    for i, f in ipairs(yes) do
+      local ev = fresh()
+      f(ev)
+      assert.is_true(codec.lazy_as_text(ev, EVENTS.bench), "yes " .. i)
+      assert.is_false(codec.lazy_as_text(ev, EVENTS.bench .. " "), "yes " .. i .. ", other text")
+    end
+    for i, f in ipairs(no) do
+      local ev = fresh()
+      f(ev)
+      assert.is_false(codec.lazy_as_text(ev, EVENTS.bench), "no " .. i)
+    end
+    assert.is_false(codec.lazy_as_text(fresh().params, EVENTS.bench))  -- a member, not the event
+    assert.is_false(codec.lazy_as_text(codec.json_decode(EVENTS.bench), EVENTS.bench))
+  end)
+
   for name, json in pairs(EVENTS) do
     it("agrees with the plain table on 1,500 random scripts: " .. name, function()
       math.randomseed(#json * 7919)
@@ -302,4 +350,8 @@ describe("a strategy's event table", function()
       end
     end)
   end
+
+  it("sent the text itself after some of those scripts (the check above was put to work)", function()
+    assert.is_true(as_text_runs >= 20, "only " .. as_text_runs)
+  end)
 end)
