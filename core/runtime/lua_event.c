@@ -129,8 +129,7 @@ static int event_next(lua_State *L)
     return 1;
 }
 
-/* Pushes the metatable of lazy tables (made once per state). */
-static void push_mt(lua_State *L)
+void lua_event_push_metatable(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &mt_tag) == LUA_TTABLE)
         return;
@@ -204,19 +203,19 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     if (mt)
         lua_pushvalue(L, mt);
     else
-        push_mt(L);
+        lua_event_push_metatable(L);
     lua_setmetatable(L, -2);
 }
 
 int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
-                   const char **err)
+                   const char **err, int mt)
 {
     int k = json_object_members(s, n, m, max, err);
     if (k < 0)
         return -1;
     if (!can_be_lazy(m, k, max, n))
         return lua_json_decode_members(L, s, n, m, max, err);
-    push_lazy(L, s, n, m, k, 0, NULL, 0);
+    push_lazy(L, s, n, m, k, 0, NULL, mt ? lua_absindex(L, mt) : 0);
     return k;
 }
 

@@ -13,10 +13,16 @@ struct json_member;
 /* Pushes a table for the JSON object s[0..n), lazy when it can be (at most
  * LUA_JSON_LAZY_MAX members, no key escaped or given twice), else decoded
  * whole. Its top-level members go to m (up to max), as json_object_members
- * finds them. Returns their count, or -1 with *err set (s is not a valid
- * JSON object) and nothing pushed. Raises only when out of memory. */
+ * finds them. mt: the index of lua_event_push_metatable's table, or 0 (it
+ * is looked up). Returns their count, or -1 with *err set (s is not a
+ * valid JSON object) and nothing pushed. Raises only when out of memory. */
 int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
-                   const char **err);
+                   const char **err, int mt);
+
+/* Pushes the metatable of the state's lazy tables (made the first time),
+ * for whoever makes many and would keep it at hand (read_event's
+ * upvalue). Raises only when out of memory. */
+void lua_event_push_metatable(lua_State *L);
 
 /* t[key] = v for the table t at idx and the value v on top of the stack
  * (popped), as an assignment would do it but with no metamethod call.

@@ -700,7 +700,7 @@ static int read_event(lua_State *L)
     struct envelope *e = c->e;
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
-    int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err);
+    int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err, lua_upvalueindex(1));
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
     /* one pass over the members for where the identity members are (the
@@ -721,6 +721,13 @@ static int read_event(lua_State *L)
         lua_event_set(L, -2, "eventId");
     }
     return 1;
+}
+
+int plugin_reader_ref(lua_State *L)
+{
+    lua_event_push_metatable(L);               /* at hand: not a registry lookup an event */
+    lua_pushcclosure(L, read_event, 1);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 static void start_strategy(struct plugin *p, struct envelope *e)
@@ -756,7 +763,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
     /* the drivers are kept by reference: finding them by name cost a
      * string lookup an event */
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, matching == 1 ? p->strategy1_ref : p->strategy_ref);
-    lua_pushcfunction(c->co, read_event);
+    lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->reader_ref);
     lua_pushinteger(c->co, (lua_Integer)e->ev.id);
     int n = 2;
     for (size_t i = 0; i < p->nhandlers; i++) {

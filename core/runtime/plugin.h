@@ -134,6 +134,7 @@ struct plugin {
     bool job_running;
     int driver_ref;               /* runs a plugin's strategy handlers in order */
     int strategy_ref, strategy1_ref;   /* its strategy drivers: any handlers, one */
+    int reader_ref;               /* read_event, the lazy tables' metatable its upvalue */
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
     struct call *idle;            /* finished calls kept with their coroutine */
@@ -193,6 +194,9 @@ void plugin_command_done(struct plugin *p, struct envelope *req, int code, const
                          const char *data, size_t data_len);
 void plugin_ref(struct plugin *p);
 void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
+/* The strategy drivers' read(id), made once per state (bind_polaris.c):
+ * its registry reference. Raises only when out of memory. */
+int  plugin_reader_ref(lua_State *L);
 /* The worker pool's watchdog: j (a plugin's job or command lane) has been
  * running for ms, far past any budget. The plugin goes to Error and what
  * waits for it goes on without it. */

@@ -332,7 +332,7 @@ static int l_lazy_event(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     const char *err;
     struct json_member m[LUA_JSON_LAZY_MAX];
-    if (lua_event_push(L, s, len, m, LUA_JSON_LAZY_MAX, &err) < 0) {
+    if (lua_event_push(L, s, len, m, LUA_JSON_LAZY_MAX, &err, 0) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
