@@ -276,9 +276,10 @@ static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, in
 }
 
 /* Whether the value on top of the stack reads as z's member sp decodes:
- * the same lazy table (as its text), the same string (no escape in the
- * text), integer, boolean or null. Anything else, a float included,
- * counts as changed, and the write-back encodes it. */
+ * the same lazy table (as its text), an empty table for an empty object or
+ * array, the same string (no escape in the text), integer, boolean or
+ * null. Anything else (a float, a non-empty array, an object a lazy table
+ * could not stand for) counts as changed, and the write-back encodes it. */
 static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct lua_json_span *sp,
                            int depth)
 {
@@ -301,8 +302,26 @@ static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const st
         return lua_touserdata(L, -1) == NULL && vl == 4 && memcmp(v, "null", 4) == 0;
     case LUA_TTABLE: {
         struct lua_json_lazy *c = lua_json_lazy_of(L, -1);
-        return c && c->root == z->root && c->text == v && c->len == vl &&
-               table_as_text(L, lua_gettop(L), c, depth + 1);
+        if (c)
+            return c->root == z->root && c->text == v && c->len == vl &&
+                   table_as_text(L, lua_gettop(L), c, depth + 1);
+        /* an empty object or array is decoded, not lazy (the "params":{}
+         * of an event sent without): still empty, with no metatable */
+        if ((v[0] != '{' && v[0] != '[') || vl < 2)
+            return false;
+        for (size_t j = 1; j + 1 < vl; j++)
+            if (v[j] != ' ' && v[j] != '\t' && v[j] != '\n' && v[j] != '\r')
+                return false;
+        if (lua_getmetatable(L, -1)) {
+            lua_pop(L, 1);
+            return false;
+        }
+        lua_pushnil(L);
+        if (lua_next(L, -2)) {
+            lua_pop(L, 2);
+            return false;
+        }
+        return true;
     }
     default:
         return false;

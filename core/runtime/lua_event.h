@@ -35,7 +35,8 @@ void lua_event_set(lua_State *L, int idx, const char *key);
  * or in any lazy table made from its members, nothing deleted, every
  * member read since then still holding what was read (a read object
  * member: the same lazy table, holding what it read). Then the text
- * itself is the table's JSON. Raw access only; allocates nothing. */
+ * itself is the table's JSON. Raw access only; raises nothing (a stack it
+ * cannot grow, at the plugin's memory limit, counts as changed). */
 struct lua_json_lazy;
 bool lua_event_as_text(lua_State *L, int idx, const struct lua_json_lazy *z, const char *text,
                        size_t len);

@@ -11,8 +11,11 @@
  *     json_object_members;
  *   - a lazy event table of an object (lua_event.c) encodes to valid JSON
  *     with the same value as the plain table, untouched, with its first
- *     member read and a key added, and settled; its member notes are the
- *     ones json_object_members finds in what it wrote. */
+ *     member read and a key added, settled, and with its first member read
+ *     and the top-level "eventId" left out as the write-back leaves it
+ *     (skip_event_id); its member notes are the ones json_object_members
+ *     finds in what it wrote; an untouched one, or one only read, is sent
+ *     as its text (lua_event_as_text) only when that says the same. */
 #include "wire/json_scan.h"
 #include "runtime/lua_json.h"
 #include "runtime/lua_event.h"
@@ -149,11 +152,30 @@ static int lazy_protected(lua_State *S)
         abort();
     if (lua_event_push(S, p, n, m, MEMBERS, &err, 0) < 0) /* 2: the lazy one */
         abort();
-    if (how == 1 && m[0].key_len < 1000 && !m[0].key_escaped) {
-        /* the first member read (through __index), a key added */
+    bool skip = how == 3;
+    if ((how == 1 || how == 3) && m[0].key_len < 1000 && !m[0].key_escaped) {
+        /* the first member read (through __index) */
         lua_pushlstring(S, m[0].key, m[0].key_len);
         lua_gettable(S, 2);
         lua_pop(S, 1);
+    }
+    if (how == 0 || how == 3) {
+        /* nothing set: sent as its text exactly when a lazy table says the
+         * same as the text (a table it could not be lazy for never is) */
+        const struct lua_json_lazy *z = lua_json_lazy_of(S, 2);
+        bool as_text = lua_event_as_text(S, 2, z, p, n);
+        lua_pushcfunction(S, decode_protected);
+        lua_pushlightuserdata(S, (void *)p);
+        lua_pushinteger(S, (lua_Integer)n);
+        lua_call(S, 2, 1);
+        if (as_text && (!z || !same(S, 1, -1, 0)))
+            abort();
+        if (how == 0 && z && !as_text)
+            abort();                                 /* untouched: always */
+        lua_pop(S, 1);
+    }
+    if (how == 1 && m[0].key_len < 1000 && !m[0].key_escaped) {
+        /* a key added */
         lua_pushliteral(S, "fuzz");
         lua_pushinteger(S, 7);
         lua_settable(S, 2);
@@ -163,10 +185,16 @@ static int lazy_protected(lua_State *S)
     } else if (how == 2) {
         lua_event_settle(S, 2);
     }
+    if (skip) {
+        /* what the write-back leaves out for its own eventId */
+        lua_pushliteral(S, "eventId");
+        lua_pushnil(S);
+        lua_rawset(S, 1);
+    }
     struct buf b = BUF_INIT;
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
-    int k = lua_json_encode_members(S, 2, lua_json_lazy_of(S, 2), false, &b, got, MEMBERS, msg, sizeof msg);
+    int k = lua_json_encode_members(S, 2, lua_json_lazy_of(S, 2), skip, &b, got, MEMBERS, msg, sizeof msg);
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
@@ -185,7 +213,8 @@ static int lazy_protected(lua_State *S)
     for (int i = 0; i < k && i < MEMBERS; i++)
         if (got[i].key - b.p != want[i].key - copy || got[i].key_len != want[i].key_len ||
             got[i].val - b.p != want[i].val - copy || got[i].val_len != want[i].val_len ||
-            got[i].kind != want[i].kind || got[i].is_uint != want[i].is_uint)
+            got[i].kind != want[i].kind || got[i].is_uint != want[i].is_uint ||
+            got[i].key_escaped != want[i].key_escaped)
             abort();
     if (lua_json_decode(S, copy, b.len, &err) < 0 || !same(S, 1, -1, 0))
         abort();
@@ -232,7 +261,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (at < s + size && (*at == ' ' || *at == '\n' || *at == '\r' || *at == '\t'))
         at++;
     if (at < s + size && *at == '{' && json_object_members(s, size, NULL, 0, &err) > 0) {
-        for (int how = 0; how < 3; how++) {
+        for (int how = 0; how < 4; how++) {
             lua_settop(L, 0);
             lua_pushcfunction(L, lazy_protected);
             lua_pushlightuserdata(L, (void *)s);

@@ -320,6 +320,18 @@ describe("a strategy's event table", function()
     end
     assert.is_false(codec.lazy_as_text(fresh().params, EVENTS.bench))  -- a member, not the event
     assert.is_false(codec.lazy_as_text(codec.json_decode(EVENTS.bench), EVENTS.bench))
+    assert.is_false(codec.lazy_as_text(fresh(), EVENTS.small))          -- another event's text
+    -- an empty object or array is a plain table: still empty, it says the same
+    local text = '{"eventId":1,"params":{ },"list":[]}'
+    local ev = codec.lazy_event(text)
+    assert.is_nil(ev.params.level)
+    assert.are.equal(0, #ev.list)
+    assert.is_true(codec.lazy_as_text(ev, text))
+    ev.params.level = "debug"
+    assert.is_false(codec.lazy_as_text(ev, text))
+    ev = codec.lazy_event(text)
+    setmetatable(ev.list, {})
+    assert.is_false(codec.lazy_as_text(ev, text))
   end)
 
   for name, json in pairs(EVENTS) do
