@@ -286,8 +286,8 @@ describe("a strategy's event table", function()
     local function fresh() return codec.lazy_event(EVENTS.bench) end
     local yes = {
       function() end,
-      function(ev) local _ = ev.processName, ev.eventId, ev.pid, ev.uid end,
-      function(ev) local _ = ev.params.thread, ev.params.pad end,
+      function(ev) local _, _, _, _ = ev.processName, ev.eventId, ev.pid, ev.uid end,
+      function(ev) local _, _ = ev.params.thread, ev.params.pad end,
       function(ev) ev.processName = ev.processName end,             -- read, then the same
       function(ev) ev.params = ev.params end,
       function(ev) local p = ev.params; p.thread = p.thread end,
