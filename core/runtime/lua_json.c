@@ -277,6 +277,21 @@ static int nesting(const char *s, size_t n)
     return max;
 }
 
+/* A member copied from a lazy object's text: held to the depth a table
+ * written there would be, and counted toward the budget check. */
+static int copy_check(lua_State *L, struct enc *e, int depth, const char *v, size_t vl)
+{
+    if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, vl) > e->o->max_depth) {
+        snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+        return -1;
+    }
+    if (e->o->check && ++e->values >= CHECK_EVERY) {
+        e->values = 0;
+        e->o->check(L);
+    }
+    return 0;
+}
+
 /* "key":value, nothing around the colon */
 static inline bool compact_member(const struct lua_json_span *sp)
 {
@@ -309,17 +324,10 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
     for (uint32_t i = 0; i < z->n; i++) {
         if (loaded >> i & 1)
             continue;
-        /* held to the depth a table written here would be */
         const struct lua_json_span *sp = &z->span[i];
         const char *v = text + sp->val;
-        if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, sp->val_len) > e->o->max_depth) {
-            snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+        if (copy_check(L, e, depth, v, sp->val_len) < 0)
             return -1;
-        }
-        if (e->o->check && ++e->values >= CHECK_EVERY) {
-            e->values = 0;
-            e->o->check(L);
-        }
         if (!first)
             buf_putc(out, ',');
         first = false;
@@ -340,15 +348,8 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                    sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
                 i++;
                 sp++;
-                v = text + sp->val;
-                if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, sp->val_len) > e->o->max_depth) {
-                    snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
+                if (copy_check(L, e, depth, text + sp->val, sp->val_len) < 0)
                     return -1;
-                }
-                if (e->o->check && ++e->values >= CHECK_EVERY) {
-                    e->values = 0;
-                    e->o->check(L);
-                }
                 size_t from = out->len;
                 buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
                 note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len, false);
