@@ -389,15 +389,22 @@ static int put_identity(const char *orig, size_t olen, struct buf *out, bool fir
     return 0;
 }
 
+/* orig's identity spans, found by scanning it: how many (more than
+ * MAX_MEMBERS when orig has more members than an event may), or -1. */
+static int scan_identity(const char *orig, size_t olen, struct event_span *ident, const char **err)
+{
+    struct json_member o[MAX_MEMBERS];
+    int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
+    return no < 0 ? -1 : event_identity_spans(orig, o, no, ident, MAX_MEMBERS, NULL);
+}
+
 static int restamp(const char *orig, size_t olen, const struct json_member *m, const enum field *kind,
                    int n, size_t len, struct buf *out, const char **err)
 {
-    struct json_member o[MAX_MEMBERS];
     struct event_span ident[MAX_MEMBERS];
-    int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
-    if (no < 0)
+    int nident = scan_identity(orig, olen, ident, err);
+    if (nident < 0)
         return -1;
-    int nident = event_identity_spans(orig, o, no, ident, MAX_MEMBERS, NULL);
     bool as_orig = nident <= MAX_MEMBERS && identity_as_orig(orig, ident, nident, m, kind, n);
     int rc = buf_reserve(out, len + 64) | buf_putc(out, '{');
     bool first = true;
@@ -452,11 +459,9 @@ int event_restamp_members(const char *orig, size_t olen, const struct event_span
         return -1;
     struct event_span own[MAX_MEMBERS];
     if (nident < 0) {
-        struct json_member o[MAX_MEMBERS];
-        int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
-        if (no < 0)
+        int k = scan_identity(orig, olen, own, err);
+        if (k < 0)
             return -1;
-        int k = event_identity_spans(orig, o, no, own, MAX_MEMBERS, NULL);
         if (k <= MAX_MEMBERS) {
             ident = own;
             nident = k;
