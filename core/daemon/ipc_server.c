@@ -245,8 +245,9 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
     const char *err = NULL;
     if (f->type == LSP_EVENT_REPORT) {
         uint64_t event_id;
+        struct json_index ix;
         buf_reset(&s->scratch);
-        if (event_stamp(f->payload, f->len, c->pid, c->uid, &s->scratch, &event_id, &err) < 0) {
+        if (event_stamp(f->payload, f->len, c->pid, c->uid, &s->scratch, &event_id, &ix, &err) < 0) {
             STAT_INC(ipc_frames_rejected);
             log_debug("client pid %d: event rejected: %s", (int)c->pid, err);
             return true;
@@ -259,6 +260,7 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
             return true;
         }
         e->ev.id = event_id;
+        e->ev.index = ix;
         e->pid = c->pid;
         e->uid = c->uid;
         if (s->d->spool && !(e->ev.spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))

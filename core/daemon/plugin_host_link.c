@@ -401,6 +401,7 @@ static bool on_result(struct plugin_host *h, const struct plugin_host_frame *f)
     memcpy(ne, e, offsetof(struct envelope, len));
     ne->ev.id = id;
     ne->ev.rewritten = 1;
+    ne->ev.index.n = 0;                              /* e's, not this payload's */
     envelope_free(e);
     plugin_strategy_done(p, ne);
     return true;

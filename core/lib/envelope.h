@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/json_index.h"
+
 enum env_type {
     ENV_IPC_EVENT = 1,        /* ingress -> core: an app's event */
     ENV_MONITOR_EVENT,        /* monitor/plugin -> core: an event of our own */
@@ -60,6 +62,8 @@ struct env_event {
     size_t   wend;            /* egress: where its frame ends, in bytes since the session began */
     uint64_t notice_dropped;  /* egress: a drop notice's count (0: any other event) */
     uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
+    struct json_index index;  /* where the payload's members are, if its writer noted them
+                               * (n = 0: not); cleared wherever a payload is replaced */
 };
 
 struct env_cmd {

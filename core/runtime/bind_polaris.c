@@ -188,7 +188,8 @@ static int l_emit(lua_State *L)
     const struct event_source daemon = {getpid(), "polarisd", polaris_version};
     uint64_t id;
     const char *err = NULL;
-    if (event_json_emitted(b.p, b.len, &daemon, &out, &id, &err) < 0) {
+    struct json_index ix;
+    if (event_json_emitted(b.p, b.len, &daemon, &out, &id, &ix, &err) < 0) {
         buf_free(&b);
         buf_free(&out);
         return luaL_error(L, "polaris.emit: %s", err);
@@ -199,6 +200,7 @@ static int l_emit(lua_State *L)
     if (!e)
         return luaL_error(L, "polaris.emit: out of memory");
     e->ev.id = id;
+    e->ev.index = ix;
     snprintf(e->from, sizeof e->from, "%s", p->id);
     if (!emit_allowed(p)) {
         envelope_free(e);

@@ -164,12 +164,13 @@ static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n
     return true;
 }
 
-/* Pushes a lazy table for the object s[0..n) whose k members are m. With
+/* Pushes a lazy table for the object s[0..n) whose k members are m
+ * (unchecked: found by an index, their values not validated). With
  * anchor 0 it keeps a copy of s; else s lies in the text of the lazy
  * object whose state is at anchor, kept alive as this one's user value,
  * and that object's metatable (this one's too) is at mt. */
 static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_member *m, int k,
-                      int anchor, struct lua_json_lazy *parent, int mt)
+                      bool unchecked, int anchor, struct lua_json_lazy *parent, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
     /* room for four keys, not one for each member: the state's, the
@@ -185,6 +186,7 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     z->n = (uint32_t)k;
     z->len = (uint32_t)n;
     z->written = false;
+    z->unchecked = unchecked;
     z->root = parent ? parent->root : z;
     for (int i = 0; i < k; i++)
         z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
@@ -207,15 +209,16 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     lua_setmetatable(L, -2);
 }
 
-int lua_event_push(lua_State *L, const char *s, size_t n, struct json_member *m, size_t max,
-                   const char **err, int mt)
+int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
+                   struct json_member *m, size_t max, const char **err, int mt)
 {
-    int k = json_object_members(s, n, m, max, err);
-    if (k < 0)
+    int k = ix ? json_index_members(ix, s, n, m, max) : -1;
+    bool indexed = k >= 0;
+    if (!indexed && (k = json_object_members(s, n, m, max, err)) < 0)
         return -1;
     if (!can_be_lazy(m, k, max, n))
-        return lua_json_decode_members(L, s, n, m, max, err);
-    push_lazy(L, s, n, m, k, 0, NULL, mt ? lua_absindex(L, mt) : 0);
+        return lua_json_decode_members(L, s, n, m, max, err);    /* validates it */
+    push_lazy(L, s, n, m, k, indexed, 0, NULL, mt ? lua_absindex(L, mt) : 0);
     return k;
 }
 
@@ -232,7 +235,7 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
         if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
             lua_getmetatable(L, 1);
-            push_lazy(L, v, sp->val_len, m, k, 3, z, lua_gettop(L));
+            push_lazy(L, v, sp->val_len, m, k, false, 3, z, lua_gettop(L));
             lua_remove(L, -2);
             return;
         }

@@ -260,7 +260,7 @@ static int nesting(const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         switch (s[i]) {
         case '"':
-            for (i++; s[i] != '"'; i++)
+            for (i++; i < n && s[i] != '"'; i++)
                 i += s[i] == '\\';
             break;
         case '{':
@@ -862,7 +862,13 @@ struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx)
 void lua_json_lazy_push(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
 {
     const struct lua_json_span *sp = &z->span[i];
-    decode_valid(L, lua_json_lazy_text(z) + sp->val, sp->val_len, NULL, NULL, 0);
+    const char *v = lua_json_lazy_text(z) + sp->val, *err;
+    /* the decoder trusts its text; an index's spans are checked only
+     * where they meet (its writer is the daemon, but a bug there must
+     * not make the decoder read past a value) */
+    if (z->unchecked && json_validate(v, sp->val_len, &err) == JSON_INVALID)
+        luaL_error(L, "an event member's text is not valid JSON (%s): its index is wrong", err);
+    decode_valid(L, v, sp->val_len, NULL, NULL, 0);
 }
 
 int lua_json_decode_fn(lua_State *L)

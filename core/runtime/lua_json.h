@@ -84,6 +84,9 @@ struct lua_json_lazy {
     uint32_t len;          /* the text's length */
     bool written;          /* (the root's) a key was set through __newindex in
                             * this table or any lazy table made from its text */
+    bool unchecked;        /* the spans came from an index (lib/json_index.h), not
+                            * a validating scan: a value is validated before it
+                            * is decoded */
     struct lua_json_lazy *root;  /* the outermost lazy object of this text: this
                             * one's, or kept alive through the user values */
     const char *text;      /* the object's text: after the spans (a copy of

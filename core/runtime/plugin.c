@@ -461,6 +461,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
     n->ev.id = id;
     n->ev.rewritten = 1;
+    n->ev.index.n = 0;                               /* e's, not this payload's */
     envelope_free(e);
     return n;
 }
@@ -486,6 +487,7 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
         return e;
     memcpy(n, e, offsetof(struct envelope, len));
     n->ev.rewritten = 1;
+    n->ev.index.n = 0;                               /* e's, not this payload's */
     envelope_free(e);
     return n;
 }
@@ -700,7 +702,8 @@ static int read_event(lua_State *L)
     struct envelope *e = c->e;
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
-    int n = lua_event_push(L, e->data, e->len, m, EVENT_MEMBERS_MAX, &err, lua_upvalueindex(1));
+    int n = lua_event_push(L, e->data, e->len, &e->ev.index, m, EVENT_MEMBERS_MAX, &err,
+                           lua_upvalueindex(1));
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
     /* one pass over the members for where the identity members are (the

@@ -9,6 +9,7 @@
 #include "wire/event_json.h"
 #include "wire/event_ids.h"
 #include "wire/json_scan.h"
+#include "lib/json_index.h"
 
 #include <fcntl.h>
 #include <stddef.h>
@@ -140,9 +141,19 @@ static const char *strings_bad(const struct json_member *const *f)
 /* The one pass both app events (pid >= 0: identity stamped) and emitted
  * events (src: the daemon's defaults for what the plugin left out) take, so
  * the two cannot drift apart in what they check or how they write it. */
+/* Notes, in ix, that a member of the text being written begins with the
+ * key whose opening quote is at offset at. */
+static inline void index_note(struct json_index *ix, size_t at)
+{
+    if (ix->n < JSON_INDEX_MAX && at <= UINT16_MAX)
+        ix->key_at[ix->n] = (uint16_t)at;
+    if (ix->n <= JSON_INDEX_MAX)
+        ix->n++;                               /* past the max: not indexed (at the end) */
+}
+
 static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
                        const struct event_source *src, struct buf *out, uint64_t *event_id,
-                       const char **err)
+                       struct json_index *ix, const char **err)
 {
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
@@ -178,9 +189,19 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     if ((*err = strings_bad(f)))
         return -1;
 
+    /* every member below is written "key":value after a comma, none with
+     * a key escaped unless copied from the app's: the stamped text can be
+     * indexed (lib/json_index.h) as it is written */
+    struct json_index none;
+    if (!ix)
+        ix = &none;
+    ix->n = 0;
+    size_t base = out->len;
     int rc = buf_reserve(out, len + 128);
+    index_note(ix, 1);
     rc |= buf_append(out, "{\"eventId\":", 11);
     rc |= buf_append(out, id->val, id->val_len);
+    index_note(ix, out->len + 1 - base);
     rc |= buf_append(out, ",\"timestamp\":", 13);
     if (ts)
         rc |= buf_append(out, ts->val, ts->val_len);
@@ -190,32 +211,41 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     if (stamp) {
         /* a connection's events all carry the same pid and uid: their text
          * is made once per change, not per event */
-        static __thread struct { pid_t pid; uid_t uid; int len; char text[48]; } ident = {.pid = -1};
+        static __thread struct { pid_t pid; uid_t uid; int len, uid_at; char text[48]; } ident = {.pid = -1};
         if (ident.pid != pid || ident.uid != uid) {
             ident.len = snprintf(ident.text, sizeof ident.text, ",\"pid\":%d,\"uid\":%u", (int)pid,
                                  (unsigned)uid);
+            ident.uid_at = (int)(strchr(ident.text + 1, ',') - ident.text) + 1;
             ident.pid = pid;
             ident.uid = uid;
         }
+        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + (size_t)ident.uid_at - base);
         rc |= buf_append(out, ident.text, (size_t)ident.len);
         if (p && claimed != (int64_t)pid) {
+            index_note(ix, out->len + 1 - base);
             rc |= buf_append(out, ",\"claimedPid\":", 14);
             rc |= buf_json_i64(out, claimed);
         }
     }
-    if (!params)
+    if (!params) {
+        index_note(ix, out->len + 1 - base);
         rc |= buf_append(out, ",\"params\":{}", 12);
+    }
     if (src && !p) {
+        index_note(ix, out->len + 1 - base);
         rc |= buf_append(out, ",\"pid\":", 7);
         rc |= buf_json_i64(out, src->pid);
     }
     if (src && !f[F_PROCESS_NAME]) {
+        index_note(ix, out->len + 1 - base);
         rc |= buf_puts(out, ",\"processName\":");
         rc |= buf_json_cstr(out, src->process_name);
     }
     if (!f[F_PROCESS_NAME] && stamp) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
+            index_note(ix, out->len + 1 - base);
             rc |= buf_puts(out, ",\"processName\":");
             rc |= buf_json_cstr(out, comm);
         }
@@ -223,9 +253,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     /* DESIGN 6: a process that gives no version is "unknown", on every path;
      * only an absent one takes the source's (null was the plugin's say) */
     if (src && !f[F_PROCESS_VER]) {
+        index_note(ix, out->len + 1 - base);
         rc |= buf_puts(out, ",\"processVer\":");
         rc |= buf_json_cstr(out, src->process_ver);
     } else if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL) {
+        index_note(ix, out->len + 1 - base);
         rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
     }
     for (int i = 0; i < n; i++) {
@@ -234,6 +266,9 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         /* a member written "key":value goes out with the kept members
          * after it written the same way, as one run of the input */
         const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
+        if (m[i].key_escaped)
+            ix->n = JSON_INDEX_MAX + 1;           /* a key a reader must decode: not indexed */
+        index_note(ix, out->len + 1 - base);
         if (!compact(&m[i])) {
             rc |= buf_putc(out, ',');             /* spaces around the colon */
             rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
@@ -245,6 +280,9 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
                kept(m, kind, f, i + 1, stamp)) {
             i++;
             to = m[i].val + m[i].val_len;
+            if (m[i].key_escaped)
+                ix->n = JSON_INDEX_MAX + 1;
+            index_note(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base);
         }
         rc |= buf_putc(out, ',');
         rc |= buf_append(out, from, (size_t)(to - from));
@@ -254,6 +292,9 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "out of memory";
         return -1;
     }
+    if (ix->n > JSON_INDEX_MAX || out->len - base > UINT16_MAX)
+        ix->n = 0;                                /* too many members, or too long, to index */
+    ix->len = (uint16_t)(out->len - base);
     return 0;
 }
 
@@ -269,15 +310,15 @@ int event_json_rewritten_id(const char *json, size_t len, uint64_t *id)
 }
 
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, const char **err)
+                struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err)
 {
-    return stamp_event(json, len, pid, uid, NULL, out, event_id, err);
+    return stamp_event(json, len, pid, uid, NULL, out, event_id, ix, err);
 }
 
 int event_json_emitted(const char *json, size_t len, const struct event_source *src,
-                       struct buf *out, uint64_t *event_id, const char **err)
+                       struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err)
 {
-    return stamp_event(json, len, -1, 0, src, out, event_id, err);
+    return stamp_event(json, len, -1, 0, src, out, event_id, ix, err);
 }
 
 int event_json_drop_notice(struct buf *out, uint64_t timestamp, const struct event_source *src,

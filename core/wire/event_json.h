@@ -15,9 +15,11 @@
  * uid, timestamp is added when absent, params {} when absent, processName
  * from /proc when absent. pid < 0 validates and normalises without stamping
  * identity (events a trusted plugin emits about other processes).
- * Returns 0, or -1 with *err naming the problem. */
+ * ix (or NULL) gets the written text's index (lib/json_index.h; n = 0
+ * when it cannot have one). Returns 0, or -1 with *err naming the problem. */
+struct json_index;
 int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, const char **err);
+                struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err);
 
 /* For an event a strategy returned (json, encoded by the daemon) in place of
  * orig (an event already stamped): checks it as event_stamp checks an app's
@@ -85,7 +87,7 @@ struct event_source {
  * plugin's members as it wrote them. Returns 0, or -1 with *err naming the
  * problem. */
 int event_json_emitted(const char *json, size_t len, const struct event_source *src,
-                       struct buf *out, uint64_t *event_id, const char **err);
+                       struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err);
 
 /* What a drop notice reports: events dropped for good while the guest was
  * away (buffer_full) and events a session without acks may not have

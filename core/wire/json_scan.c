@@ -8,6 +8,7 @@
  * cannot hold every u64, which DESIGN 3.1 forbids. Tested against lua-cjson
  * and dkjson in spec/unit. */
 #include "wire/json_scan.h"
+#include "lib/json_index.h"
 #include "lib/json_plain.h"
 
 #include <string.h>
@@ -472,6 +473,61 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
                         const char **err)
 {
     return top_level(s, n, m, max, err, true);
+}
+
+int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
+                       size_t max)
+{
+    if (ix->n == 0 || ix->n > JSON_INDEX_MAX || ix->n > max || ix->len != n || n < 2 || s[0] != '{' ||
+        s[n - 1] != '}' || ix->key_at[0] != 1)
+        return -1;
+    for (int i = 0; i < ix->n; i++) {
+        size_t k = ix->key_at[i];
+        /* where the value ends: the comma before the next key, or the close */
+        size_t end = i + 1 < ix->n ? (size_t)ix->key_at[i + 1] - 1 : n - 1;
+        if (end <= k + 3 || end >= n || s[k] != '"' || (i + 1 < ix->n && s[end] != ','))
+            return -1;
+        const char *key = s + k + 1;
+        /* the key's closing quote, which must come before any backslash:
+         * 16 bytes at a time to the first that may need a look, then
+         * byte by byte (UTF-8; a run too short for the 16) */
+        size_t qi = json_plain_run((const unsigned char *)s, k + 1, end);
+        while (qi < end && s[qi] != '"' && s[qi] != '\\')
+            qi++;
+        const char *q = s + qi;
+        /* "key": and at least one byte of value before the end */
+        if (qi + 2 >= end || *q != '"' || q[1] != ':')
+            return -1;
+        const char *v = q + 2;
+        size_t vl = (size_t)(s + end - v);
+        enum json_kind kind;
+        bool is_uint = false;
+        switch (v[0]) {
+        case '{': kind = JSON_OBJECT; break;
+        case '[': kind = JSON_ARRAY; break;
+        case '"': kind = JSON_STRING; break;
+        case 't': kind = JSON_TRUE; break;
+        case 'f': kind = JSON_FALSE; break;
+        case 'n': kind = JSON_NULL; break;
+        default:
+            kind = JSON_NUMBER;
+            if (vl >= 8) {
+                /* 8 digits at a time, the last 8 overlapping the ones before */
+                size_t j = 0;
+                while (j + 8 <= vl && eight_digits(v + j))
+                    j += 8;
+                is_uint = j == vl || (j + 8 > vl && eight_digits(v + vl - 8));
+            } else {
+                size_t j = 0;
+                while (j < vl && (unsigned char)(v[j] - '0') < 10)
+                    j++;
+                is_uint = j == vl;
+            }
+            break;
+        }
+        m[i] = (struct json_member){key, (size_t)(q - key), v, vl, kind, false, is_uint};
+    }
+    return ix->n;
 }
 
 bool json_key_is(const struct json_member *m, const char *key)

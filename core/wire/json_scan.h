@@ -39,6 +39,17 @@ int json_object_members(const char *s, size_t n, struct json_member *m,
 int json_array_elements(const char *s, size_t n, struct json_member *m, size_t max,
                         const char **err);
 
+/* The members of the object s[0..n) as the index its writer made notes
+ * (lib/json_index.h), each checked against the text: the key's quotes,
+ * the colon right after it, the comma or closing brace right after its
+ * value. Returns the count, as json_object_members would find them, or -1
+ * when the index is empty or does not fit the text (scan it then). It does
+ * not validate the values: the text must be the valid JSON its writer
+ * made (the daemon's own, from validated parts). */
+struct json_index;
+int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
+                       size_t max);
+
 /* Compares a member's key, decoding escapes first. */
 bool json_key_is(const struct json_member *m, const char *key);
 /* Finds a member by key (keys with escapes are decoded before comparing). */

@@ -2,11 +2,14 @@
  * them. The first byte picks the read size, so frames split at every
  * boundary; every frame goes where the daemon would send it (event
  * stamping, command parsing). Invariants: a frame never exceeds the limit,
- * stamped events are valid JSON objects carrying the exact eventId. */
+ * stamped events are valid JSON objects carrying the exact eventId, and
+ * their index (lib/json_index.h), when they have one, gives the members
+ * the scanner finds, field for field. */
 #include "wire/event_json.h"
 #include "wire/command_msg.h"
 #include "wire/json_scan.h"
 #include "wire/lsp_codec.h"
+#include "lib/json_index.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,13 +40,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 uint64_t id;
                 const char *err;
                 buf_reset(&out);
-                if (event_stamp((const char *)f.payload, f.len, 42, 1000, &out, &id, &err) == 0) {
-                    struct json_member m[64];
+                struct json_index ix;
+                if (event_stamp((const char *)f.payload, f.len, 42, 1000, &out, &id, &ix, &err) == 0) {
+                    struct json_member m[64], im[64];
                     int k = json_object_members(out.p, out.len, m, 64, &err);
                     const struct json_member *e = k > 0 ? json_find(m, k > 64 ? 64 : (size_t)k, "eventId") : NULL;
                     uint64_t again;
                     if (!e || json_to_u64(e->val, e->val_len, &again) < 0 || again != id)
                         abort();
+                    if (ix.n) {
+                        if (json_index_members(&ix, out.p, out.len, im, 64) != k)
+                            abort();
+                        for (int i = 0; i < k; i++)
+                            if (im[i].key != m[i].key || im[i].key_len != m[i].key_len ||
+                                im[i].val != m[i].val || im[i].val_len != m[i].val_len ||
+                                im[i].kind != m[i].kind || im[i].key_escaped != m[i].key_escaped ||
+                                im[i].is_uint != m[i].is_uint)
+                                abort();
+                    } else if (k <= JSON_INDEX_MAX && out.len <= UINT16_MAX) {
+                        bool escaped = false;         /* the one other reason for none */
+                        for (int i = 0; i < k; i++)
+                            escaped |= m[i].key_escaped;
+                        if (!escaped)
+                            abort();
+                    }
                 }
             } else if (f.type == LSP_CMD_REQ) {
                 struct cmd_request r;

@@ -6,6 +6,7 @@
  * safe state before anything can fail, freed by __gc or __close. Misuse
  * raises; a protocol error is returned as nil, message, code. */
 #include "lib/buf.h"
+#include "lib/json_index.h"
 #include "wire/event_json.h"
 #include "wire/gzip_codec.h"
 #include "wire/json_scan.h"
@@ -272,7 +273,7 @@ static int l_event_stamp(lua_State *L)
     struct buf b = BUF_INIT;
     uint64_t id;
     const char *err = NULL;
-    if (event_stamp(s, len, (pid_t)pid, (uid_t)uid, &b, &id, &err) < 0) {
+    if (event_stamp(s, len, (pid_t)pid, (uid_t)uid, &b, &id, NULL, &err) < 0) {
         buf_free(&b);
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -321,7 +322,11 @@ static int l_json_encode(lua_State *L)
 }
 
 /* A strategy's event table as the runtime makes it (lua_event.c):
- * lazy_event(text) -> table or nil, message; event_env() -> a table with
+ * lazy_event(text [, index]) -> table or nil, message; index true: text
+ * must be an event as the ingress stamps it (pid -1), made with the
+ * index the stamp notes, as the worker makes an app's event, and a
+ * second result says whether the index was taken; index a list of key
+ * offsets (0-based): that index, right or wrong. event_env() -> a table with
  * the plugins' next, pairs, rawget, rawset, getmetatable and a
  * setmetatable that settles first, as the sandbox has them;
  * lazy_state(t) -> nil for a plain table, else its members read or set
@@ -332,12 +337,35 @@ static int l_lazy_event(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     const char *err;
     struct json_member m[LUA_JSON_LAZY_MAX];
-    if (lua_event_push(L, s, len, m, LUA_JSON_LAZY_MAX, &err, 0) < 0) {
+    struct json_index ix = {0};
+    if (lua_istable(L, 2)) {
+        ix.len = (uint16_t)len;
+        ix.n = (uint8_t)luaL_len(L, 2);
+        luaL_argcheck(L, ix.n <= JSON_INDEX_MAX, 2, "too many offsets");
+        for (int i = 0; i < ix.n; i++) {
+            lua_rawgeti(L, 2, i + 1);
+            ix.key_at[i] = (uint16_t)luaL_checkinteger(L, -1);
+            lua_pop(L, 1);
+        }
+    } else if (lua_toboolean(L, 2)) {
+        struct buf b = BUF_INIT;
+        uint64_t id;
+        int rc = event_stamp(s, len, -1, 0, &b, &id, &ix, &err);
+        bool same = rc == 0 && b.len == len && memcmp(b.p, s, len) == 0;
+        buf_free(&b);
+        if (!same)
+            return luaL_error(L, "lazy_event: not an event as the ingress stamps it: %s",
+                              rc < 0 ? err : "stamped, it reads otherwise");
+    }
+    if (lua_event_push(L, s, len, lua_isnoneornil(L, 2) ? NULL : &ix, m, LUA_JSON_LAZY_MAX, &err, 0) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    return 1;
+    if (lua_isnoneornil(L, 2))
+        return 1;
+    lua_pushboolean(L, json_index_members(&ix, s, len, m, LUA_JSON_LAZY_MAX) >= 0);
+    return 2;
 }
 
 static int l_settling_setmetatable(lua_State *L)

@@ -22,6 +22,8 @@ local EVENTS = {
   escaped_key = '{"a\\u0062":1,"params":{"x":1}}',
   twice = '{"a":1,"params":{"x":1},"a":2}',
   inner_escaped = '{"params":{"k\\"":1,"z":2},"q":3}',
+  kinds = '{"eventId":3, "a" : true,"b":false,"c":null,"d":[1,{"e":"f"}],"g":-1.5,' ..
+          '"params":{"h":{"i":[]}},"k":"caf\\u00e9","timestamp":0}',
 }
 do -- more members than a lazy table takes: decoded whole
   local parts = {}
@@ -52,9 +54,23 @@ local function seen(v)
   return canon(codec.json_decode(text))
 end
 
+-- lazy "indexed": as the worker makes an app's event, its members found by
+-- the index the ingress's stamp noted (lib/json_index.h), not a scan
 local function make(json, lazy)
+  if lazy == "indexed" then
+    local ev, indexed = codec.lazy_event(json, true)
+    assert(indexed, "the index was not taken")
+    return ev
+  end
   if lazy then return assert(codec.lazy_event(json)) end
   return codec.json_decode(json)
+end
+
+-- the events above as the ingress writes them (those it accepts)
+local STAMPED = {}
+for name, json in pairs(EVENTS) do
+  local stamped = codec.event_stamp(json, -1, 0)
+  if stamped then STAMPED[name] = stamped end
 end
 
 local VALUES = {
@@ -334,7 +350,40 @@ describe("a strategy's event table", function()
     assert.is_false(codec.lazy_as_text(ev, text))
   end)
 
-  for name, json in pairs(EVENTS) do
+  it("finds an app's event's members by its index as a scan finds them", function()
+    assert.is_not_nil(STAMPED.bench)
+    assert.is_not_nil(STAMPED.varied)
+    for name, json in pairs(STAMPED) do
+      local ev, indexed = codec.lazy_event(json, true)
+      local plain = codec.json_decode(json)
+      assert.are.equal(name ~= "escaped_key" and name ~= "wide", indexed, name)
+      for k, v in pairs(plain) do assert.are.equal(seen(v), seen(ev[k]), name .. " " .. k) end
+      assert.are.equal(canon(plain), seen(ev), name)
+    end
+  end)
+
+  it("validates a member an index found before decoding it, so a wrong index cannot misread", function()
+    local json = '{"eventId":1,"a":{"x":"p\\"q","y":2},"b":[1,"]"]}'
+    local at = {1, json:find('"a"', 1, true) - 1, json:find('"y"', 1, true) - 1}
+    local ev = assert(codec.lazy_event(json, at))    -- the checks where members meet pass
+    assert.are.equal(1, ev.eventId)
+    local ok, err = pcall(function() return ev.a end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("its index is wrong", 1, true), err)
+    -- an index that does not fit is not taken: the text is scanned
+    local ev2, taken = codec.lazy_event(json, {1, 5})
+    assert.is_false(taken)
+    assert.are.equal(2, ev2.a.y)
+    assert.are.equal("]", ev2.b[2])
+  end)
+
+  local RUNS = {}
+  for name, json in pairs(EVENTS) do RUNS[#RUNS + 1] = {name, json, true} end
+  for _, name in ipairs({"bench", "varied", "kinds"}) do
+    RUNS[#RUNS + 1] = {"indexed " .. name, STAMPED[name], "indexed"}
+  end
+  for _, r in ipairs(RUNS) do
+    local name, json, lazy = r[1], r[2], r[3]
     it("agrees with the plain table on 1,500 random scripts: " .. name, function()
       math.randomseed(#json * 7919)
       for n = 1, 1500 do
@@ -355,7 +404,7 @@ describe("a strategy's event table", function()
             s[2], s[3], s[4] = nil, nil, nil
           end
         end
-        local a, b = run(json, script, true), run(json, script, false)
+        local a, b = run(json, script, lazy), run(json, script, false)
         if not (#a == #b and table.concat(a, "\n") == table.concat(b, "\n")) then
           assert.are.same(b, a, ("script %d: %s"):format(n, describe_script(script)))
         end

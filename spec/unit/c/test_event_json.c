@@ -3,6 +3,7 @@
 #include "harness.h"
 #include "wire/event_json.h"
 #include "wire/json_scan.h"
+#include "lib/json_index.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 static int stamp(const char *in, struct buf *out, uint64_t *id, const char **err)
 {
     buf_reset(out);
-    return event_stamp(in, strlen(in), 1234, 1000, out, id, err);
+    return event_stamp(in, strlen(in), 1234, 1000, out, id, NULL, err);
 }
 
 TEST(stamp_replaces_pid_keeps_claim_and_u64)
@@ -82,7 +83,7 @@ static int emitted(const char *in, struct buf *out, uint64_t *id, const char **e
 {
     buf_reset(out);
     *err = NULL;
-    return event_json_emitted(in, strlen(in), &daemon_src, out, id, err);
+    return event_json_emitted(in, strlen(in), &daemon_src, out, id, NULL, err);
 }
 
 /* the members of an event, looked up by key: the text must be one object */
@@ -174,7 +175,7 @@ TEST(emitted_escapes_the_source_and_rejects_bad_events)
     const struct event_source odd = {-1, "a\"b", "v\n"};
     const char *in = "{\"eventId\":1,\"timestamp\":2}";
     buf_reset(&b);
-    REQUIRE(event_json_emitted(in, strlen(in), &odd, &b, &id, &err) == 0);
+    REQUIRE(event_json_emitted(in, strlen(in), &odd, &b, &id, NULL, &err) == 0);
     CHECK(strcmp(b.p, "{\"eventId\":1,\"timestamp\":2,\"params\":{},\"pid\":-1,"
                       "\"processName\":\"a\\\"b\",\"processVer\":\"v\\n\"}") == 0);
     CHECK(json_validate(b.p, b.len, &err) == JSON_OBJECT);
@@ -235,7 +236,7 @@ TEST(drop_notice_lost_only_and_round_trip)
     CHECK(member_is(p, np, "last_drop_ts", JSON_NUMBER, "0"));
     /* what the guest gets is an event the ingress itself would accept */
     struct buf s = BUF_INIT;
-    REQUIRE(event_stamp(ev, len, -1, 0, &s, &v, &err) == 0);
+    REQUIRE(event_stamp(ev, len, -1, 0, &s, &v, NULL, &err) == 0);
     CHECK(v == 1000001);
     buf_free(&s);
     buf_free(&b);
@@ -387,4 +388,102 @@ TEST(rewritten_id_holds_a_host_to_the_member_limit)
         id = 0;
         CHECK(event_json_rewritten_id(good[i], strlen(good[i]), &id) == 0 && id == 7);
     }
+}
+
+/* The index the stamp notes (lib/json_index.h) against the scanner: the
+ * same members, field for field, or none where the text cannot have one. */
+static int index_agrees(const char *in, pid_t pid, bool want_index)
+{
+    static const struct event_source src = {77, "plug", "2.0"};
+    struct buf b = BUF_INIT;
+    struct json_index ix;
+    uint64_t id;
+    const char *err;
+    int rc = pid >= 0 ? event_stamp(in, strlen(in), pid, 1000, &b, &id, &ix, &err)
+                      : event_json_emitted(in, strlen(in), &src, &b, &id, &ix, &err);
+    if (rc < 0) {
+        buf_free(&b);
+        return 1;
+    }
+    struct json_member m[EVENT_MEMBERS_MAX], im[EVENT_MEMBERS_MAX];
+    int k = json_object_members(b.p, b.len, m, EVENT_MEMBERS_MAX, &err);
+    int bad = (ix.n != 0) != want_index || ix.len != (b.len <= UINT16_MAX ? b.len : ix.len);
+    if (ix.n) {
+        bad |= json_index_members(&ix, b.p, b.len, im, EVENT_MEMBERS_MAX) != k;
+        for (int i = 0; !bad && i < k; i++)
+            bad |= im[i].key != m[i].key || im[i].key_len != m[i].key_len || im[i].val != m[i].val ||
+                   im[i].val_len != m[i].val_len || im[i].kind != m[i].kind ||
+                   im[i].key_escaped != m[i].key_escaped || im[i].is_uint != m[i].is_uint;
+    }
+    if (bad)
+        fprintf(stderr, "  index of %s (pid %d): %d members, index %d\n", b.p, (int)pid, k, ix.n);
+    buf_free(&b);
+    return bad;
+}
+
+TEST(stamp_index_gives_the_scanners_members)
+{
+    static const char *const indexed[] = {
+        "{\"eventId\":1}",
+        "{\"eventId\":7,\"timestamp\":5,\"pid\":99,\"processName\":\"x\",\"params\":{\"k\":\"v\"}}",
+        "{\"eventId\":7,\"pid\":1234,\"params\":{\"a\":[1,{\"b\":\"c,\\\"d\\\":1\"}]},\"x\":-1.5e3,\"y\":0}",
+        " { \"eventId\" : 7 , \"a\" : true ,\"b\":false,\"c\" :null, \"s\": \"q\\\"r\" } ",
+        "{\"eventId\":7,\"a\":1,\"a\":2,\"processVer\":null,\"params\":{}}",
+        "{\"eventId\":7,\"processVer\":\"1\",\"params\":{},\"processName\":\"n\",\"logf\":\"/l\"}",
+        "{\"eventId\":7,\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8}",
+    };
+    for (size_t i = 0; i < sizeof indexed / sizeof indexed[0]; i++) {
+        CHECK(index_agrees(indexed[i], 1234, true) == 0);
+        CHECK(index_agrees(indexed[i], -1, true) == 0);
+    }
+    /* a key a reader must decode, too many members, too long: none */
+    CHECK(index_agrees("{\"eventId\":7,\"p\\u0061d\":1}", 1234, false) == 0);
+    CHECK(index_agrees("{\"eventId\":7,\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,"
+                       "\"i\":9,\"j\":10,\"k\":11}", 1234, false) == 0);
+    struct buf big = BUF_INIT;
+    buf_puts(&big, "{\"eventId\":7,\"pad\":\"");
+    for (int i = 0; i < 70000; i++)
+        buf_putc(&big, 'x');
+    buf_puts(&big, "\"}");
+    CHECK(index_agrees(big.p, 1234, false) == 0);
+    buf_free(&big);
+}
+
+TEST(index_that_does_not_fit_its_text_is_refused)
+{
+    struct buf b = BUF_INIT;
+    struct json_index ix;
+    uint64_t id;
+    const char *err;
+    const char *in = "{\"eventId\":7,\"params\":{\"k\":\"v,\\\"w\\\":1\"},\"a\":{\"x\":1,\"y\":2}}";
+    REQUIRE(event_stamp(in, strlen(in), 5, 6, &b, &id, &ix, &err) == 0);
+    REQUIRE(ix.n > 2);
+    struct json_member m[EVENT_MEMBERS_MAX];
+    REQUIRE(json_index_members(&ix, b.p, b.len, m, EVENT_MEMBERS_MAX) == ix.n);
+    CHECK(json_index_members(&ix, b.p, b.len, m, 2) == -1);       /* more than asked for */
+    struct json_index t = ix;
+    t.len--;                                                      /* another text's */
+    CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+    /* every offset moved by one either way, and one pointing into a
+     * nested object's key ("y") or a string's (\"w\") */
+    for (int i = 0; i < ix.n; i++)
+        for (int d = -1; d <= 1; d += 2) {
+            t = ix;
+            t.key_at[i] = (uint16_t)(t.key_at[i] + d);
+            CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+        }
+    /* what the checks cannot see: a comma and a key inside a nested
+     * object. The values are not validated here: a reader decodes each
+     * with a validating decode first (lua_json_lazy_push) */
+    t = ix;
+    t.key_at[t.n - 1] = (uint16_t)(strstr(b.p, "\"y\"") - b.p);
+    CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == t.n);
+    CHECK(json_validate(m[t.n - 2].val, m[t.n - 2].val_len, &err) == JSON_INVALID);
+    t = ix;
+    t.key_at[1] = (uint16_t)(strstr(b.p, "\\\"w") + 1 - b.p);
+    CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+    t = ix;
+    t.n = 0;
+    CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+    buf_free(&b);
 }

@@ -1,0 +1,29 @@
+/* json_index.h - where the top-level members of an object the daemon wrote
+ * itself begin, carried with its text so that a later reader on another
+ * thread need not scan the text again to find them.
+ *
+ * The ingress scans an app's event once (it must: to validate it and find
+ * the fields it stamps) and writes the stamped text; the worker that hands
+ * the event to a Lua strategy needed the same members again and scanned
+ * the whole text a second time (a tenth of a trivial strategy's cost,
+ * docs/performance.md). The writer notes each member's offset as it
+ * writes it; json_index_members (wire/json_scan.c) turns the notes back
+ * into members, checking each against the text.
+ *
+ * Only text written compact between its members ("k":v,"k":v), with no
+ * key escaped, shorter than 64 KiB and of at most JSON_INDEX_MAX members
+ * is indexed: every event the ingress stamps from an ordinary app. */
+#ifndef POLARIS_JSON_INDEX_H
+#define POLARIS_JSON_INDEX_H
+
+#include <stdint.h>
+
+#define JSON_INDEX_MAX 16
+
+struct json_index {
+    uint16_t len;                     /* the text's length, to check it is the one indexed */
+    uint8_t n;                        /* members noted; 0: none (not indexed) */
+    uint16_t key_at[JSON_INDEX_MAX];  /* each member's key's opening quote */
+};
+
+#endif
