@@ -457,9 +457,7 @@ static void note_kind(struct json_member *m)
     case 'n': m->kind = JSON_NULL; break;
     default: m->kind = JSON_NUMBER; break;
     }
-    m->is_uint = m->kind == JSON_NUMBER;
-    for (size_t i = 0; i < m->val_len && m->is_uint; i++)
-        m->is_uint = m->val[i] >= '0' && m->val[i] <= '9';
+    m->is_uint = m->kind == JSON_NUMBER && json_digits_only(m->val, m->val_len);
 }
 
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,

@@ -475,6 +475,21 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
     return top_level(s, n, m, max, err, true);
 }
 
+bool json_digits_only(const char *v, size_t n)
+{
+    if (n < 8) {
+        size_t j = 0;
+        while (j < n && (unsigned char)(v[j] - '0') < 10)
+            j++;
+        return j == n && n > 0;
+    }
+    /* 8 at a time, the last 8 overlapping the ones before */
+    size_t j = 0;
+    while (j + 8 <= n && eight_digits(v + j))
+        j += 8;
+    return j == n || (j + 8 > n && eight_digits(v + n - 8));
+}
+
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
                        size_t max)
 {
@@ -511,18 +526,7 @@ int json_index_members(const struct json_index *ix, const char *s, size_t n, str
         case 'n': kind = JSON_NULL; break;
         default:
             kind = JSON_NUMBER;
-            if (vl >= 8) {
-                /* 8 digits at a time, the last 8 overlapping the ones before */
-                size_t j = 0;
-                while (j + 8 <= vl && eight_digits(v + j))
-                    j += 8;
-                is_uint = j == vl || (j + 8 > vl && eight_digits(v + vl - 8));
-            } else {
-                size_t j = 0;
-                while (j < vl && (unsigned char)(v[j] - '0') < 10)
-                    j++;
-                is_uint = j == vl;
-            }
+            is_uint = json_digits_only(v, vl);
             break;
         }
         m[i] = (struct json_member){key, (size_t)(q - key), v, vl, kind, false, is_uint};

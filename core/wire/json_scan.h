@@ -50,6 +50,10 @@ struct json_index;
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
                        size_t max);
 
+/* Whether v[0..n) is one or more ASCII digits and nothing else (a number
+ * token json_member calls is_uint). */
+bool json_digits_only(const char *v, size_t n);
+
 /* Compares a member's key, decoding escapes first. */
 bool json_key_is(const struct json_member *m, const char *key);
 /* Finds a member by key (keys with escapes are decoded before comparing). */

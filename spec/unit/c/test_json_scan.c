@@ -185,3 +185,23 @@ TEST(json_numbers_end_where_their_digits_end)
     CHECK(json_object_members("{\"a\":0}", 7, m, 4, &err) == 1 && m[0].is_uint);
     CHECK(json_object_members("{\"a\":\"1\"}", 9, m, 4, &err) == 1 && !m[0].is_uint);
 }
+
+/* json_digits_only (8 bytes at a time, the last 8 overlapping) against a
+ * byte-by-byte loop, on every length to 40 with a non-digit at each place
+ * in turn and none at all. */
+TEST(json_digits_only_agrees_with_a_byte_loop)
+{
+    char s[41];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t bad = 0; bad <= n; bad++) {
+            for (size_t i = 0; i < n; i++)
+                s[i] = (char)('0' + (i * 7 + n) % 10);
+            if (bad < n)
+                s[bad] = (bad & 1) ? ':' : '/';      /* the digits' two neighbours */
+            bool want = n > 0;
+            for (size_t i = 0; i < n; i++)
+                want = want && s[i] >= '0' && s[i] <= '9';
+            CHECK(json_digits_only(s, n) == want);
+        }
+    }
+}
