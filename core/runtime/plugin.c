@@ -372,6 +372,23 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
+/* e with the payload b (freed here), whose eventId is id; e is freed. */
+static struct envelope *replaced(struct envelope *e, struct buf *b, uint64_t id, char *err, size_t errlen)
+{
+    struct envelope *n = envelope_new(e->type, b->p, b->len);
+    buf_free(b);
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
+    n->ev.id = id;
+    n->ev.rewritten = 1;
+    n->ev.index.n = 0;                               /* e's, not this payload's */
+    envelope_free(e);
+    return n;
+}
+
 /* Replaces e's payload with the JSON of the table on top of S's stack
  * (z: its lazy state, or NULL); ident, nident: e's identity members if
  * known (struct call). */
@@ -383,9 +400,41 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
+    struct buf b = BUF_INIT;
+    struct json_member m[EVENT_MEMBERS_MAX];
+    const char *why = NULL;
+    int mi = z ? lua_json_lazy_find(z, "eventId", 7) : -1;
+    if (mi == 0 && !(z->loaded & 1) && json_digits_only(lua_json_lazy_text(z) + z->span[0].val,
+                                                        z->span[0].val_len)) {
+        /* the eventId is the text's first member, untouched (an id past
+         * 2^63 would have been set by read), in digits: it goes on in its
+         * place as the encoder copies it, as buf_json_u64 would write it
+         * (with no key "eventId" in the table but through the text) */
+        const struct lua_json_span *sp = &z->span[0];
+        if (json_to_u64(lua_json_lazy_text(z) + sp->val, sp->val_len, &id) < 0 || id > INT64_MAX) {
+            snprintf(err, errlen, "the returned event has no integer eventId");
+            return NULL;
+        }
+        if (buf_reserve(&b, e->len + 64) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        int rc = lua_json_encode_members(S, -1, z, false, &b, m, EVENT_MEMBERS_MAX, err, errlen);
+        if (rc < 0) {
+            buf_free(&b);
+            return NULL;
+        }
+        if (event_restamp_members(e->data, e->len, ident, nident, m, rc, &b, &why) < 0) {
+            snprintf(err, errlen, "the returned event is invalid: %s", why);
+            buf_free(&b);
+            return NULL;
+        }
+        return replaced(e, &b, id, err, errlen);
+    }
     lua_pushliteral(S, "eventId");
     int t = lua_rawget(S, -2);                 /* table, value */
-    int mi = z && t == LUA_TNIL ? lua_json_lazy_find(z, "eventId", 7) : -1;
+    if (t != LUA_TNIL)
+        mi = -1;
     if (mi >= 0 && !(z->loaded >> mi & 1)) {
         /* a lazy table nobody read the eventId of (the event as it came,
          * or an object member returned as the event): read from its
@@ -409,7 +458,6 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     lua_pop(S, 1);
     /* one buffer: the eventId, then the rest encoded right after it, its
      * opening brace turned into the comma between them */
-    struct buf b = BUF_INIT;
     /* room for what comes back, usually about what went in: grown a few
      * bytes at a time it cost more reallocs than the encode itself */
     if (buf_reserve(&b, e->len + 64) < 0 || buf_puts(&b, "{\"eventId\":") < 0 ||
@@ -420,7 +468,6 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     }
     /* the encoder notes the top-level members as it writes them, so the
      * text it wrote (valid by construction) is not scanned again */
-    struct json_member m[EVENT_MEMBERS_MAX];
     m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
                                 .kind = JSON_NUMBER, .is_uint = true};
     size_t at = b.len;
@@ -446,24 +493,12 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     m[0].val = b.p + 11;
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
-    const char *why = NULL;
     if (event_restamp_members(e->data, e->len, ident, nident, m, rc + 1, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
         return NULL;
     }
-    struct envelope *n = envelope_new(e->type, b.p, b.len);
-    buf_free(&b);
-    if (!n) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
-    n->ev.id = id;
-    n->ev.rewritten = 1;
-    n->ev.index.n = 0;                               /* e's, not this payload's */
-    envelope_free(e);
-    return n;
+    return replaced(e, &b, id, err, errlen);
 }
 
 /* Adds "strategyError" to the event as it came in. */
