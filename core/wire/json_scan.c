@@ -149,17 +149,6 @@ static inline __attribute__((always_inline)) int scan_string(struct scanner *sc)
     return scan_string_from(sc, i);
 }
 
-/* Whether the 8 bytes at p are all ASCII digits: each has high nibble 3,
- * and still has it after adding 6 (0x3a..0x3f become 0x40..0x45). A carry
- * out of a byte needs 0xfa or more, which the first test already failed. */
-static inline bool eight_digits(const char *p)
-{
-    uint64_t x;
-    memcpy(&x, p, 8);
-    const uint64_t hi_nibbles = 0xF0F0F0F0F0F0F0F0ull, threes = 0x3030303030303030ull;
-    return (x & hi_nibbles) == threes && ((x + 0x0606060606060606ull) & hi_nibbles) == threes;
-}
-
 static int scan_number(struct scanner *sc)
 {
     size_t i = sc->i;
@@ -173,7 +162,7 @@ static int scan_number(struct scanner *sc)
     } else if (s[i] >= '1' && s[i] <= '9') {
         i++;
         /* timestamps and ids are long runs of digits: 8 at a time */
-        while (i + 8 <= sc->n && eight_digits(s + i))
+        while (i + 8 <= sc->n && json_eight_digits(s + i))
             i += 8;
         while (i < sc->n && (unsigned char)(s[i] - '0') < 10)
             i++;
@@ -295,7 +284,7 @@ static int scan_object_body(struct scanner *sc, int depth, struct json_member *m
         } else if (i < n && (unsigned char)(s[i] - '1') < 9) {
             /* an integer from 1 up: its digits, 8 at a time while they last */
             size_t j = i + 1;
-            while (j + 8 <= n && eight_digits(s + j))
+            while (j + 8 <= n && json_eight_digits(s + j))
                 j += 8;
             while (j < n && (unsigned char)(s[j] - '0') < 10)
                 j++;
@@ -473,21 +462,6 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
                         const char **err)
 {
     return top_level(s, n, m, max, err, true);
-}
-
-bool json_digits_only(const char *v, size_t n)
-{
-    if (n < 8) {
-        size_t j = 0;
-        while (j < n && (unsigned char)(v[j] - '0') < 10)
-            j++;
-        return j == n && n > 0;
-    }
-    /* 8 at a time, the last 8 overlapping the ones before */
-    size_t j = 0;
-    while (j + 8 <= n && eight_digits(v + j))
-        j += 8;
-    return j == n || (j + 8 > n && eight_digits(v + n - 8));
 }
 
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
