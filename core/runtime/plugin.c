@@ -625,6 +625,12 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
                 p->consecutive_errors = 0;
                 pass_on(p, n);
             }
+        } else if (nres >= 1 && !lua_isnil(co, -nres)) {
+            /* driver.strategy1 leaves this check to us (driver.lua) */
+            snprintf(why, sizeof why, "on_event handler returned a %s (want the event, nil or false)",
+                     luaL_typename(co, -nres));
+            count_failure(p, "on_event", why);
+            pass_on(p, with_strategy_error(p, e, why));
         } else {
             p->consecutive_errors = 0;
             /* the driver's second result: a handler edited the event and

@@ -10,6 +10,40 @@ after_each(function() H.stop_all() end)
 local function plugin(d, id) return H.plugin_by_id(d:status(), id) end
 
 describe("a strategy's returned event", function()
+  it("is refused, named by type, when a handler returns anything but the event, nil or false", function()
+    -- one handler for an event (the runtime checks the result) and two
+    -- (the driver does): the same words, the event forwarded as it came
+    local d = H.start_daemon({plugins = {
+      odd = {lua = [[
+        polaris.on_event(1, function() return 42 end)
+        polaris.on_event(2, function() return true end)
+        polaris.on_event(3, function() return "text" end)
+        polaris.on_event(4, function(ev) return ev end)
+        polaris.on_event(4, function() return 42 end)
+        polaris.on_event(5, function(ev) ev.params.fine = true; return ev end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local want = {"a number", "a boolean", "a string", "a number"}
+    for id = 1, 5 do app:send_event(H.event(id)) end
+    for id = 1, 5 do
+      local ev = g:event()
+      assert.are.equal(id, ev.eventId)
+      if want[id] then
+        assert.are.same({n = id}, ev.params)
+        assert.are.equal("odd", ev.strategyError.plugin)
+        assert.are.equal("on_event handler returned " .. want[id] .. " (want the event, nil or false)",
+                         ev.strategyError.reason)
+      else
+        assert.are.same({n = id, fine = true}, ev.params)
+        assert.is_nil(ev.strategyError)
+      end
+    end
+    assert.are.equal(4, plugin(d, "odd").errors)
+    H.stop_ok(d)
+  end)
+
   it("is forwarded as it came in, with strategyError, when it is not a valid event; the error is counted", function()
     local d = H.start_daemon({plugins = {
       breaker = {lua = [[
