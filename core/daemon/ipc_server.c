@@ -123,13 +123,15 @@ static void submit(struct client *c, struct envelope *e)
  * event back for a full guest link buffer (then this one waits behind
  * them, in the core: backpressure). An event routed to
  * strategies may be overtaken, as it is on the core's path. */
-static bool can_skip_core(struct client *c, uint64_t event_id)
+/* may_route: route_index_may_route for the event, asked once (the stamp
+ * asked it whether to index the event). */
+static bool can_skip_core(struct client *c, bool may_route)
 {
     struct ipc_server *s = c->srv;
     return !c->pend_events && !s->stopping && !c->draining &&
            atomic_load_explicit(&s->d->core_events_unrouted, memory_order_acquire) == 0 &&
            atomic_load(&s->d->core_held) == 0 && !egress_full_with(s->d, c->direct_n, c->direct_bytes) &&
-           !route_index_may_route(&s->routes, event_id);
+           !may_route;
 }
 
 static unsigned count_events(const struct envelope *e)
@@ -238,6 +240,21 @@ static void reject_cmd(struct client *c, uint32_t req_id, int code, const char *
         send_resp(c, req_id, b->p, b->len);
 }
 
+/* The stamp's question, whether to index an event (only for one some
+ * plugin may take), answered from the routing index and kept for
+ * can_skip_core. */
+struct route_ask {
+    const struct route_index *routes;
+    bool may_route;
+};
+
+static bool index_wanted(void *ctx, uint64_t event_id)
+{
+    struct route_ask *a = ctx;
+    a->may_route = route_index_may_route(a->routes, event_id);
+    return a->may_route;
+}
+
 /* Returns false when processing must stop (client paused or closed). */
 static bool handle_frame(struct client *c, const struct lsp_frame *f)
 {
@@ -245,9 +262,13 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
     const char *err = NULL;
     if (f->type == LSP_EVENT_REPORT) {
         uint64_t event_id;
+        /* the index spares a strategy's read a scan: made only for an
+         * event some plugin may take (the plain path pays nothing for it) */
         struct json_index ix;
+        struct route_ask route = {&s->routes, true};
+        const struct event_index_ask ask = {&ix, index_wanted, &route};
         buf_reset(&s->scratch);
-        if (event_stamp(f->payload, f->len, c->pid, c->uid, &s->scratch, &event_id, &ix, &err) < 0) {
+        if (event_stamp(f->payload, f->len, c->pid, c->uid, &s->scratch, &event_id, &ask, &err) < 0) {
             STAT_INC(ipc_frames_rejected);
             log_debug("client pid %d: event rejected: %s", (int)c->pid, err);
             return true;
@@ -260,13 +281,14 @@ static bool handle_frame(struct client *c, const struct lsp_frame *f)
             return true;
         }
         e->ev.id = event_id;
-        e->ev.index = ix;
+        if (ix.n)
+            e->ev.index = ix;                  /* else none: envelope_new zeroed it */
         e->pid = c->pid;
         e->uid = c->uid;
         if (s->d->spool && !(e->ev.spool_ticket = spool_append(s->d->spool, event_id, e->data, e->len)))
             STAT_INC(spool_errors);            /* accepted all the same, in memory only */
         s->accepted++;
-        if (can_skip_core(c, event_id)) {
+        if (can_skip_core(c, route.may_route)) {
             e->type = ENV_FORWARD_EVENT;
             envlist_push(&c->direct, e);
             c->direct_n++;

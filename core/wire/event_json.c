@@ -141,10 +141,12 @@ static const char *strings_bad(const struct json_member *const *f)
 /* The one pass both app events (pid >= 0: identity stamped) and emitted
  * events (src: the daemon's defaults for what the plugin left out) take, so
  * the two cannot drift apart in what they check or how they write it. */
-/* Notes, in ix, that a member of the text being written begins with the
- * key whose opening quote is at offset at. */
+/* Notes, in ix (if any), that a member of the text being written begins
+ * with the key whose opening quote is at offset at. */
 static inline void index_note(struct json_index *ix, size_t at)
 {
+    if (!ix)
+        return;
     if (ix->n < JSON_INDEX_MAX && at <= UINT16_MAX)
         ix->key_at[ix->n] = (uint16_t)at;
     if (ix->n <= JSON_INDEX_MAX)
@@ -153,8 +155,11 @@ static inline void index_note(struct json_index *ix, size_t at)
 
 static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
                        const struct event_source *src, struct buf *out, uint64_t *event_id,
-                       struct json_index *ix, const char **err)
+                       const struct event_index_ask *ask, const char **err)
 {
+    struct json_index *ix = ask ? ask->ix : NULL;
+    if (ix)
+        ix->n = 0;
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
     const struct json_member *f[F_COUNT] = {0};
@@ -192,10 +197,8 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     /* every member below is written "key":value after a comma, none with
      * a key escaped unless copied from the app's: the stamped text can be
      * indexed (lib/json_index.h) as it is written */
-    struct json_index none;
-    if (!ix)
-        ix = &none;
-    ix->n = 0;
+    if (ix && ask->wanted && !ask->wanted(ask->ctx, *event_id))
+        ix = NULL;                                /* not wanted: none, and no notes taken */
     size_t base = out->len;
     int rc = buf_reserve(out, len + 128);
     index_note(ix, 1);
@@ -266,7 +269,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         /* a member written "key":value goes out with the kept members
          * after it written the same way, as one run of the input */
         const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
-        if (m[i].key_escaped)
+        if (ix && m[i].key_escaped)
             ix->n = JSON_INDEX_MAX + 1;           /* a key a reader must decode: not indexed */
         index_note(ix, out->len + 1 - base);
         if (!compact(&m[i])) {
@@ -280,7 +283,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
                kept(m, kind, f, i + 1, stamp)) {
             i++;
             to = m[i].val + m[i].val_len;
-            if (m[i].key_escaped)
+            if (ix && m[i].key_escaped)
                 ix->n = JSON_INDEX_MAX + 1;
             index_note(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base);
         }
@@ -292,9 +295,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         *err = "out of memory";
         return -1;
     }
-    if (ix->n > JSON_INDEX_MAX || out->len - base > UINT16_MAX)
-        ix->n = 0;                                /* too many members, or too long, to index */
-    ix->len = (uint16_t)(out->len - base);
+    if (ix) {
+        if (ix->n > JSON_INDEX_MAX || out->len - base > UINT16_MAX)
+            ix->n = 0;                            /* too many members, or too long, to index */
+        ix->len = (uint16_t)(out->len - base);
+    }
     return 0;
 }
 
@@ -309,16 +314,17 @@ int event_json_rewritten_id(const char *json, size_t len, uint64_t *id)
     return idm && json_to_u64(idm->val, idm->val_len, id) == 0 ? 0 : -1;
 }
 
-int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err)
+int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid, struct buf *out, uint64_t *event_id,
+                const struct event_index_ask *ask, const char **err)
 {
-    return stamp_event(json, len, pid, uid, NULL, out, event_id, ix, err);
+    return stamp_event(json, len, pid, uid, NULL, out, event_id, ask, err);
 }
 
 int event_json_emitted(const char *json, size_t len, const struct event_source *src,
                        struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err)
 {
-    return stamp_event(json, len, -1, 0, src, out, event_id, ix, err);
+    const struct event_index_ask ask = {ix, NULL, NULL};
+    return stamp_event(json, len, -1, 0, src, out, event_id, &ask, err);
 }
 
 int event_json_drop_notice(struct buf *out, uint64_t timestamp, const struct event_source *src,

@@ -5,6 +5,7 @@
 #ifndef POLARIS_EVENT_JSON_H
 #define POLARIS_EVENT_JSON_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "lib/buf.h"
@@ -16,10 +17,17 @@
  * from /proc when absent. pid < 0 validates and normalises without stamping
  * identity (events a trusted plugin emits about other processes).
  * ix (or NULL) gets the written text's index (lib/json_index.h; n = 0
- * when it cannot have one). Returns 0, or -1 with *err naming the problem. */
+ * when it cannot have one, or when wanted, if given, says an event with
+ * this id needs none: the ingress asks its routing index). Returns 0, or
+ * -1 with *err naming the problem. */
 struct json_index;
-int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid,
-                struct buf *out, uint64_t *event_id, struct json_index *ix, const char **err);
+struct event_index_ask {
+    struct json_index *ix;
+    bool (*wanted)(void *ctx, uint64_t event_id);
+    void *ctx;
+};
+int event_stamp(const char *json, size_t len, pid_t pid, uid_t uid, struct buf *out, uint64_t *event_id,
+                const struct event_index_ask *ask, const char **err);
 
 /* For an event a strategy returned (json, encoded by the daemon) in place of
  * orig (an event already stamped): checks it as event_stamp checks an app's

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 const char *err;
                 buf_reset(&out);
                 struct json_index ix;
-                if (event_stamp((const char *)f.payload, f.len, 42, 1000, &out, &id, &ix, &err) == 0) {
+                if (event_stamp((const char *)f.payload, f.len, 42, 1000, &out, &id, &(struct event_index_ask){&ix, NULL, NULL}, &err) == 0) {
                     struct json_member m[64], im[64];
                     int k = json_object_members(out.p, out.len, m, 64, &err);
                     const struct json_member *e = k > 0 ? json_find(m, k > 64 ? 64 : (size_t)k, "eventId") : NULL;

@@ -350,7 +350,7 @@ static int l_lazy_event(lua_State *L)
     } else if (lua_toboolean(L, 2)) {
         struct buf b = BUF_INIT;
         uint64_t id;
-        int rc = event_stamp(s, len, -1, 0, &b, &id, &ix, &err);
+        int rc = event_stamp(s, len, -1, 0, &b, &id, &(struct event_index_ask){&ix, NULL, NULL}, &err);
         bool same = rc == 0 && b.len == len && memcmp(b.p, s, len) == 0;
         buf_free(&b);
         if (!same)

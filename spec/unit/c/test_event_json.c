@@ -399,7 +399,7 @@ static int index_agrees(const char *in, pid_t pid, bool want_index)
     struct json_index ix;
     uint64_t id;
     const char *err;
-    int rc = pid >= 0 ? event_stamp(in, strlen(in), pid, 1000, &b, &id, &ix, &err)
+    int rc = pid >= 0 ? event_stamp(in, strlen(in), pid, 1000, &b, &id, &(struct event_index_ask){&ix, NULL, NULL}, &err)
                       : event_json_emitted(in, strlen(in), &src, &b, &id, &ix, &err);
     if (rc < 0) {
         buf_free(&b);
@@ -456,7 +456,7 @@ TEST(index_that_does_not_fit_its_text_is_refused)
     uint64_t id;
     const char *err;
     const char *in = "{\"eventId\":7,\"params\":{\"k\":\"v,\\\"w\\\":1\"},\"a\":{\"x\":1,\"y\":2}}";
-    REQUIRE(event_stamp(in, strlen(in), 5, 6, &b, &id, &ix, &err) == 0);
+    REQUIRE(event_stamp(in, strlen(in), 5, 6, &b, &id, &(struct event_index_ask){&ix, NULL, NULL}, &err) == 0);
     REQUIRE(ix.n > 2);
     struct json_member m[EVENT_MEMBERS_MAX];
     REQUIRE(json_index_members(&ix, b.p, b.len, m, EVENT_MEMBERS_MAX) == ix.n);
@@ -485,5 +485,31 @@ TEST(index_that_does_not_fit_its_text_is_refused)
     t = ix;
     t.n = 0;
     CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+    buf_free(&b);
+}
+
+static bool only_seven(void *ctx, uint64_t event_id)
+{
+    (void)ctx;
+    return event_id == 7;
+}
+
+TEST(stamp_indexes_only_what_the_caller_wants)
+{
+    struct buf a = BUF_INIT, b = BUF_INIT;
+    struct json_index ix;
+    uint64_t id;
+    const char *err;
+    const struct event_index_ask ask = {&ix, only_seven, NULL};
+    const char *seven = "{\"eventId\":7,\"timestamp\":1,\"params\":{\"k\":1}}",
+               *eight = "{\"eventId\":8,\"timestamp\":1,\"params\":{\"k\":1}}";
+    REQUIRE(event_stamp(seven, strlen(seven), -1, 0, &a, &id, &ask, &err) == 0);
+    CHECK(ix.n == 4);                                   /* eventId, timestamp, processVer, params */
+    ix.n = 99;
+    REQUIRE(event_stamp(eight, strlen(eight), -1, 0, &b, &id, &ask, &err) == 0);
+    CHECK(ix.n == 0);                                   /* none, and said so */
+    /* the text is the same either way */
+    CHECK(a.len == b.len && memcmp(a.p + 12, b.p + 12, a.len - 12) == 0);
+    buf_free(&a);
     buf_free(&b);
 }
