@@ -23,6 +23,9 @@
 struct json_index {
     uint16_t len;                     /* the text's length, to check it is the one indexed */
     uint8_t n;                        /* members noted; 0: none (not indexed) */
+    uint8_t ident_at, ident_n;        /* an event's writer that stamped its identity: members
+                                       * ident_at.. are all of it (pid, uid, claimedPid), and
+                                       * member 0 is its eventId; ident_n 0: not known */
     uint16_t key_at[JSON_INDEX_MAX];  /* each member's key's opening quote */
 };
 

@@ -210,10 +210,12 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
 }
 
 int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
-                   struct json_member *m, size_t max, const char **err, int mt)
+                   struct json_member *m, size_t max, const char **err, int mt, bool *indexed_out)
 {
     int k = ix ? json_index_members(ix, s, n, m, max) : -1;
     bool indexed = k >= 0;
+    if (indexed_out)
+        *indexed_out = indexed;
     if (!indexed && (k = json_object_members(s, n, m, max, err)) < 0)
         return -1;
     if (!can_be_lazy(m, k, max, n))

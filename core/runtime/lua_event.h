@@ -17,11 +17,11 @@ struct json_member;
  * is looked up). Returns their count, or -1 with *err set (s is not a
  * valid JSON object) and nothing pushed. Raises only when out of memory.
  * ix (or NULL): the index its writer made of s (lib/json_index.h), which
- * spares the scan for its members when it fits s; s must then be the
- * valid JSON its writer made. */
+ * spares the scan for its members when it fits s (then *indexed, if
+ * given, is set); s must then be the valid JSON its writer made. */
 struct json_index;
 int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
-                   struct json_member *m, size_t max, const char **err, int mt);
+                   struct json_member *m, size_t max, const char **err, int mt, bool *indexed);
 
 /* Pushes the metatable of the state's lazy tables (made the first time),
  * for whoever makes many and would keep it at hand (read_event's

@@ -743,16 +743,30 @@ static int read_event(lua_State *L)
     struct envelope *e = c->e;
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
+    bool indexed;
     int n = lua_event_push(L, e->data, e->len, &e->ev.index, m, EVENT_MEMBERS_MAX, &err,
-                           lua_upvalueindex(1));
+                           lua_upvalueindex(1), &indexed);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
-    /* one pass over the members for where the identity members are (the
-     * restamp of a returned table need not look for them) and for the
-     * member a decode takes the eventId from (the last, keys decoded;
-     * none past 64 members, not all of which are noted) */
+    /* where the identity members are (the restamp of a returned table need
+     * not look for them) and the member a decode takes the eventId from:
+     * as the ingress's stamp noted them, or one pass over the members (the
+     * last eventId, keys decoded; none past 64 members, not all of which
+     * are noted) */
     const struct json_member *idm;
-    int k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX, &idm);
+    const struct json_index *ix = &e->ev.index;
+    int k;
+    if (indexed && ix->ident_n && ix->ident_n <= CALL_IDENT_MAX && ix->ident_at + ix->ident_n <= n &&
+        m[0].key_len == 7 && memcmp(m[0].key, "eventId", 7) == 0) {
+        for (k = 0; k < ix->ident_n; k++) {
+            const struct json_member *im = &m[ix->ident_at + k];
+            c->ident[k] = (struct event_span){(uint32_t)(im->key - e->data), (uint32_t)im->key_len,
+                                              (uint32_t)(im->val - e->data), (uint32_t)im->val_len};
+        }
+        idm = &m[0];
+    } else {
+        k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX, &idm);
+    }
     c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any), set only where the text's would read as

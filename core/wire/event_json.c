@@ -159,7 +159,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
 {
     struct json_index *ix = ask ? ask->ix : NULL;
     if (ix)
-        ix->n = 0;
+        ix->n = ix->ident_n = 0;
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
     const struct json_member *f[F_COUNT] = {0};
@@ -222,6 +222,9 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
             ident.pid = pid;
             ident.uid = uid;
         }
+        /* the app's own pid, uid and claimedPid are not kept: these
+         * are all the identity the text has */
+        uint8_t ident_at = ix ? ix->n : 0;
         index_note(ix, out->len + 1 - base);
         index_note(ix, out->len + (size_t)ident.uid_at - base);
         rc |= buf_append(out, ident.text, (size_t)ident.len);
@@ -229,6 +232,10 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
             index_note(ix, out->len + 1 - base);
             rc |= buf_append(out, ",\"claimedPid\":", 14);
             rc |= buf_json_i64(out, claimed);
+        }
+        if (ix) {
+            ix->ident_at = ident_at;
+            ix->ident_n = (uint8_t)(ix->n - ident_at);
         }
     }
     if (!params) {

@@ -57,6 +57,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 im[i].kind != m[i].kind || im[i].key_escaped != m[i].key_escaped ||
                                 im[i].is_uint != m[i].is_uint)
                                 abort();
+                        /* the identity the stamp noted is all the scan finds */
+                        struct event_span spans[8];
+                        const struct json_member *idm;
+                        int ni = event_identity_spans(out.p, m, k, spans, 8, &idm);
+                        if (ni != ix.ident_n || idm != &m[0])
+                            abort();
+                        for (int i = 0; i < ni; i++)
+                            if (spans[i].key != (uint32_t)(m[ix.ident_at + i].key - out.p))
+                                abort();
                     } else if (k <= JSON_INDEX_MAX && out.len <= UINT16_MAX) {
                         bool escaped = false;         /* the one other reason for none */
                         for (int i = 0; i < k; i++)

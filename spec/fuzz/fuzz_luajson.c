@@ -150,7 +150,7 @@ static int lazy_protected(lua_State *S)
     lua_settop(S, 0);
     if (lua_json_decode(S, p, n, &err) < 0)           /* 1: the plain table */
         abort();
-    if (lua_event_push(S, p, n, NULL, m, MEMBERS, &err, 0) < 0) /* 2: the lazy one */
+    if (lua_event_push(S, p, n, NULL, m, MEMBERS, &err, 0, NULL) < 0) /* 2: the lazy one */
         abort();
     bool skip = how == 3;
     if ((how == 1 || how == 3) && m[0].key_len < 1000 && !m[0].key_escaped) {

@@ -357,7 +357,7 @@ static int l_lazy_event(lua_State *L)
             return luaL_error(L, "lazy_event: not an event as the ingress stamps it: %s",
                               rc < 0 ? err : "stamped, it reads otherwise");
     }
-    if (lua_event_push(L, s, len, lua_isnoneornil(L, 2) ? NULL : &ix, m, LUA_JSON_LAZY_MAX, &err, 0) < 0) {
+    if (lua_event_push(L, s, len, lua_isnoneornil(L, 2) ? NULL : &ix, m, LUA_JSON_LAZY_MAX, &err, 0, NULL) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

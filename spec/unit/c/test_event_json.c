@@ -414,6 +414,18 @@ static int index_agrees(const char *in, pid_t pid, bool want_index)
             bad |= im[i].key != m[i].key || im[i].key_len != m[i].key_len || im[i].val != m[i].val ||
                    im[i].val_len != m[i].val_len || im[i].kind != m[i].kind ||
                    im[i].key_escaped != m[i].key_escaped || im[i].is_uint != m[i].is_uint;
+        /* the identity the stamp noted: all of it, as the scan finds it,
+         * and the eventId first; none noted where none was stamped */
+        struct event_span spans[8];
+        const struct json_member *idm;
+        int ni = event_identity_spans(b.p, m, k, spans, 8, &idm);
+        bad |= (ix.ident_n != 0) != (pid >= 0);
+        if (ix.ident_n) {
+            bad |= ni != ix.ident_n || idm != &m[0];
+            for (int i = 0; !bad && i < ni; i++)
+                bad |= spans[i].key != (uint32_t)(m[ix.ident_at + i].key - b.p) ||
+                       spans[i].val_len != (uint32_t)m[ix.ident_at + i].val_len;
+        }
     }
     if (bad)
         fprintf(stderr, "  index of %s (pid %d): %d members, index %d\n", b.p, (int)pid, k, ix.n);
