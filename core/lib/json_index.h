@@ -26,6 +26,8 @@ struct json_index {
     uint8_t ident_at, ident_n;        /* an event's writer that stamped its identity: members
                                        * ident_at.. are all of it (pid, uid, claimedPid), and
                                        * member 0 is its eventId; ident_n 0: not known */
+    uint16_t uint_mask;               /* bit i: member i's value is digits only (json_member's
+                                       * is_uint), as the writer knew without looking */
     uint16_t key_at[JSON_INDEX_MAX];  /* each member's key's opening quote */
 };
 

@@ -142,13 +142,16 @@ static const char *strings_bad(const struct json_member *const *f)
  * events (src: the daemon's defaults for what the plugin left out) take, so
  * the two cannot drift apart in what they check or how they write it. */
 /* Notes, in ix (if any), that a member of the text being written begins
- * with the key whose opening quote is at offset at. */
-static inline void index_note(struct json_index *ix, size_t at)
+ * with the key whose opening quote is at offset at, its value digits only
+ * or not (is_uint). */
+static inline void index_note(struct json_index *ix, size_t at, bool is_uint)
 {
     if (!ix)
         return;
-    if (ix->n < JSON_INDEX_MAX && at <= UINT16_MAX)
+    if (ix->n < JSON_INDEX_MAX && at <= UINT16_MAX) {
         ix->key_at[ix->n] = (uint16_t)at;
+        ix->uint_mask |= (uint16_t)(is_uint << ix->n);
+    }
     if (ix->n <= JSON_INDEX_MAX)
         ix->n++;                               /* past the max: not indexed (at the end) */
 }
@@ -159,7 +162,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
 {
     struct json_index *ix = ask ? ask->ix : NULL;
     if (ix)
-        ix->n = ix->ident_n = 0;
+        ix->n = ix->ident_n = 0, ix->uint_mask = 0;
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
     const struct json_member *f[F_COUNT] = {0};
@@ -201,10 +204,10 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         ix = NULL;                                /* not wanted: none, and no notes taken */
     size_t base = out->len;
     int rc = buf_reserve(out, len + 128);
-    index_note(ix, 1);
+    index_note(ix, 1, true);                      /* json_to_u64 took it: digits */
     rc |= buf_append(out, "{\"eventId\":", 11);
     rc |= buf_append(out, id->val, id->val_len);
-    index_note(ix, out->len + 1 - base);
+    index_note(ix, out->len + 1 - base, true);    /* timestamp_ok, or wall_ms */
     rc |= buf_append(out, ",\"timestamp\":", 13);
     if (ts)
         rc |= buf_append(out, ts->val, ts->val_len);
@@ -225,11 +228,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         /* the app's own pid, uid and claimedPid are not kept: these
          * are all the identity the text has */
         uint8_t ident_at = ix ? ix->n : 0;
-        index_note(ix, out->len + 1 - base);
-        index_note(ix, out->len + (size_t)ident.uid_at - base);
+        index_note(ix, out->len + 1 - base, true);
+        index_note(ix, out->len + (size_t)ident.uid_at - base, true);
         rc |= buf_append(out, ident.text, (size_t)ident.len);
         if (p && claimed != (int64_t)pid) {
-            index_note(ix, out->len + 1 - base);
+            index_note(ix, out->len + 1 - base, claimed >= 0);
             rc |= buf_append(out, ",\"claimedPid\":", 14);
             rc |= buf_json_i64(out, claimed);
         }
@@ -239,23 +242,23 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         }
     }
     if (!params) {
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, false);
         rc |= buf_append(out, ",\"params\":{}", 12);
     }
     if (src && !p) {
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, src->pid >= 0);
         rc |= buf_append(out, ",\"pid\":", 7);
         rc |= buf_json_i64(out, src->pid);
     }
     if (src && !f[F_PROCESS_NAME]) {
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, false);
         rc |= buf_puts(out, ",\"processName\":");
         rc |= buf_json_cstr(out, src->process_name);
     }
     if (!f[F_PROCESS_NAME] && stamp) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
-            index_note(ix, out->len + 1 - base);
+            index_note(ix, out->len + 1 - base, false);
             rc |= buf_puts(out, ",\"processName\":");
             rc |= buf_json_cstr(out, comm);
         }
@@ -263,11 +266,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     /* DESIGN 6: a process that gives no version is "unknown", on every path;
      * only an absent one takes the source's (null was the plugin's say) */
     if (src && !f[F_PROCESS_VER]) {
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, false);
         rc |= buf_puts(out, ",\"processVer\":");
         rc |= buf_json_cstr(out, src->process_ver);
     } else if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL) {
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, false);
         rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
     }
     for (int i = 0; i < n; i++) {
@@ -278,7 +281,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
         if (ix && m[i].key_escaped)
             ix->n = JSON_INDEX_MAX + 1;           /* a key a reader must decode: not indexed */
-        index_note(ix, out->len + 1 - base);
+        index_note(ix, out->len + 1 - base, m[i].is_uint);
         if (!compact(&m[i])) {
             rc |= buf_putc(out, ',');             /* spaces around the colon */
             rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
@@ -292,7 +295,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
             to = m[i].val + m[i].val_len;
             if (ix && m[i].key_escaped)
                 ix->n = JSON_INDEX_MAX + 1;
-            index_note(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base);
+            index_note(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base, m[i].is_uint);
         }
         rc |= buf_putc(out, ',');
         rc |= buf_append(out, from, (size_t)(to - from));

@@ -500,7 +500,7 @@ int json_index_members(const struct json_index *ix, const char *s, size_t n, str
         case 'n': kind = JSON_NULL; break;
         default:
             kind = JSON_NUMBER;
-            is_uint = json_digits_only(v, vl);
+            is_uint = ix->uint_mask >> i & 1;
             break;
         }
         m[i] = (struct json_member){key, (size_t)(q - key), v, vl, kind, false, is_uint};
