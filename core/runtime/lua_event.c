@@ -183,14 +183,17 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     size_t size = sizeof(struct lua_json_lazy) + (size_t)k * sizeof(struct lua_json_span);
     struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), anchor ? 1 : 0);
     z->loaded = 0;
+    z->uint_mask = 0;
     z->n = (uint32_t)k;
     z->len = (uint32_t)n;
     z->written = false;
     z->unchecked = unchecked;
     z->root = parent ? parent->root : z;
-    for (int i = 0; i < k; i++)
+    for (int i = 0; i < k; i++) {
         z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
                                             (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
+        z->uint_mask |= (uint64_t)m[i].is_uint << i;
+    }
     if (anchor) {
         z->text = s;
         lua_pushvalue(L, anchor);

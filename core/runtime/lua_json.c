@@ -189,9 +189,11 @@ static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *fi
 }
 
 /* Notes a top-level member written from key_at (its first byte after the
- * quote) on: offsets for now, out may move while the rest is written. */
+ * quote) on: offsets for now, out may move while the rest is written.
+ * is_uint: whether its value is digits only, when known (a member copied
+ * from a lazy text), else -1 (note_kind looks). */
 static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len, size_t val_at,
-                        size_t val_len, bool key_escaped)
+                        size_t val_len, bool key_escaped, int is_uint)
 {
     if (depth != 0 || !e->members || e->nmembers++ >= e->max_members)
         return;
@@ -201,6 +203,8 @@ static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len,
     m->val = (const char *)(uintptr_t)val_at;
     m->val_len = val_len;
     m->key_escaped = key_escaped;
+    m->kind = is_uint < 0 ? JSON_INVALID : JSON_NUMBER;  /* note_kind's: is_uint known or not */
+    m->is_uint = is_uint > 0;
 }
 
 /* Writes the member whose key and value are on top of the stack (both
@@ -239,7 +243,7 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
     if (encode(L, lua_gettop(L), e, depth + 1) < 0)
         return -1;
     note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at,
-                kt == LUA_TSTRING && memchr(out->p + key_at, '\\', key_end - key_at) != NULL);
+                kt == LUA_TSTRING && memchr(out->p + key_at, '\\', key_end - key_at) != NULL, -1);
     return 0;
 }
 
@@ -337,13 +341,15 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
             buf_append(out, v, sp->val_len);
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false);
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false,
+                        (int)(z->uint_mask >> i & 1));
         } else {
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text (a daemon-made event's text
              * is all compact: every member of an event nobody touched) */
             buf_append(out, text + sp->key - 1, sp->val + sp->val_len - (sp->key - 1));
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false);
+            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false,
+                        (int)(z->uint_mask >> i & 1));
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
                    sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
                 i++;
@@ -352,7 +358,8 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                     return -1;
                 size_t from = out->len;
                 buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
-                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len, false);
+                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len, false,
+                            (int)(z->uint_mask >> i & 1));
             }
         }
         if (e->o->max_len && out->len > e->o->max_len) {
@@ -448,6 +455,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * object's keys have none.) */
 static void note_kind(struct json_member *m)
 {
+    bool known = m->kind != JSON_INVALID;           /* note_member's mark */
     switch (m->val[0]) {
     case '{': m->kind = JSON_OBJECT; break;
     case '[': m->kind = JSON_ARRAY; break;
@@ -457,7 +465,7 @@ static void note_kind(struct json_member *m)
     case 'n': m->kind = JSON_NULL; break;
     default: m->kind = JSON_NUMBER; break;
     }
-    m->is_uint = m->kind == JSON_NUMBER && json_digits_only(m->val, m->val_len);
+    m->is_uint = m->kind == JSON_NUMBER && (known ? m->is_uint : json_digits_only(m->val, m->val_len));
 }
 
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,

@@ -80,6 +80,7 @@ struct lua_json_span {
 struct lua_json_lazy {
     uint64_t loaded;       /* bit i: member i is in the table, or was deleted
                             * from it: its text no longer speaks for it */
+    uint64_t uint_mask;    /* bit i: member i's value is digits only (json_member's is_uint) */
     uint32_t n;            /* members (<= 64; keys plain, none twice) */
     uint32_t len;          /* the text's length */
     bool written;          /* (the root's) a key was set through __newindex in
