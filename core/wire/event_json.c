@@ -138,9 +138,6 @@ static const char *strings_bad(const struct json_member *const *f)
     return NULL;
 }
 
-/* The one pass both app events (pid >= 0: identity stamped) and emitted
- * events (src: the daemon's defaults for what the plugin left out) take, so
- * the two cannot drift apart in what they check or how they write it. */
 /* Notes, in ix (if any), that a member of the text being written begins
  * with the key whose opening quote is at offset at, its value digits only
  * or not (is_uint). */
@@ -156,6 +153,9 @@ static inline void index_note(struct json_index *ix, size_t at, bool is_uint)
         ix->n++;                               /* past the max: not indexed (at the end) */
 }
 
+/* The one pass both app events (pid >= 0: identity stamped) and emitted
+ * events (src: the daemon's defaults for what the plugin left out) take, so
+ * the two cannot drift apart in what they check or how they write it. */
 static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
                        const struct event_source *src, struct buf *out, uint64_t *event_id,
                        const struct event_index_ask *ask, const char **err)

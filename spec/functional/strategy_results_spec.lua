@@ -21,13 +21,14 @@ describe("a strategy's returned event", function()
         polaris.on_event(4, function(ev) return ev end)
         polaris.on_event(4, function() return 42 end)
         polaris.on_event(5, function(ev) ev.params.fine = true; return ev end)
+        polaris.on_event(6, function() return function() end end)
       ]]},
     }})
     local g = H.guest_connected(d)
     local app = H.app(d)
-    local want = {"a number", "a boolean", "a string", "a number"}
-    for id = 1, 5 do app:send_event(H.event(id)) end
-    for id = 1, 5 do
+    local want = {"a number", "a boolean", "a string", "a number", nil, "a function"}
+    for id = 1, 6 do app:send_event(H.event(id)) end
+    for id = 1, 6 do
       local ev = g:event()
       assert.are.equal(id, ev.eventId)
       if want[id] then
@@ -40,7 +41,7 @@ describe("a strategy's returned event", function()
         assert.is_nil(ev.strategyError)
       end
     end
-    assert.are.equal(4, plugin(d, "odd").errors)
+    assert.are.equal(5, plugin(d, "odd").errors)
     H.stop_ok(d)
   end)
 

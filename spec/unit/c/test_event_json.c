@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int stamp(const char *in, struct buf *out, uint64_t *id, const char **err)
 {
@@ -447,6 +448,7 @@ TEST(stamp_index_gives_the_scanners_members)
     for (size_t i = 0; i < sizeof indexed / sizeof indexed[0]; i++) {
         CHECK(index_agrees(indexed[i], 1234, true) == 0);
         CHECK(index_agrees(indexed[i], -1, true) == 0);
+        CHECK(index_agrees(indexed[i], getpid(), true) == 0);    /* processName from /proc */
     }
     /* a key a reader must decode, too many members, too long: none */
     CHECK(index_agrees("{\"eventId\":7,\"p\\u0061d\":1}", 1234, false) == 0);
