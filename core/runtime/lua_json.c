@@ -207,6 +207,15 @@ static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len,
     m->is_uint = is_uint > 0;
 }
 
+/* Notes member i of the lazy text z, copied "key":value with its key's
+ * first byte at key_at. */
+static void note_copied(struct enc *e, int depth, const struct lua_json_lazy *z, uint32_t i, size_t key_at)
+{
+    const struct lua_json_span *sp = &z->span[i];
+    note_member(e, depth, key_at, sp->key_len, key_at + sp->key_len + 2, sp->val_len, false,
+                (int)(z->uint_mask >> i & 1));
+}
+
 /* Writes the member whose key and value are on top of the stack (both
  * left there), a comma first unless *first. */
 static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
@@ -341,15 +350,13 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
             buf_append(out, v, sp->val_len);
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false,
-                        (int)(z->uint_mask >> i & 1));
+            note_copied(e, depth, z, i, at + 1);
         } else {
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text (a daemon-made event's text
              * is all compact: every member of an event nobody touched) */
             buf_append(out, text + sp->key - 1, sp->val + sp->val_len - (sp->key - 1));
-            note_member(e, depth, at + 1, sp->key_len, at + 3 + sp->key_len, sp->val_len, false,
-                        (int)(z->uint_mask >> i & 1));
+            note_copied(e, depth, z, i, at + 1);
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
                    sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
                 i++;
@@ -358,8 +365,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                     return -1;
                 size_t from = out->len;
                 buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
-                note_member(e, depth, from + 2, sp->key_len, from + 4 + sp->key_len, sp->val_len, false,
-                            (int)(z->uint_mask >> i & 1));
+                note_copied(e, depth, z, i, from + 2);
             }
         }
         if (e->o->max_len && out->len > e->o->max_len) {
@@ -456,15 +462,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 static void note_kind(struct json_member *m)
 {
     bool known = m->kind != JSON_INVALID;           /* note_member's mark */
-    switch (m->val[0]) {
-    case '{': m->kind = JSON_OBJECT; break;
-    case '[': m->kind = JSON_ARRAY; break;
-    case '"': m->kind = JSON_STRING; break;
-    case 't': m->kind = JSON_TRUE; break;
-    case 'f': m->kind = JSON_FALSE; break;
-    case 'n': m->kind = JSON_NULL; break;
-    default: m->kind = JSON_NUMBER; break;
-    }
+    m->kind = json_kind_of(m->val[0]);
     m->is_uint = m->kind == JSON_NUMBER && (known ? m->is_uint : json_digits_only(m->val, m->val_len));
 }
 

@@ -489,20 +489,8 @@ int json_index_members(const struct json_index *ix, const char *s, size_t n, str
             return -1;
         const char *v = q + 2;
         size_t vl = (size_t)(s + end - v);
-        enum json_kind kind;
-        bool is_uint = false;
-        switch (v[0]) {
-        case '{': kind = JSON_OBJECT; break;
-        case '[': kind = JSON_ARRAY; break;
-        case '"': kind = JSON_STRING; break;
-        case 't': kind = JSON_TRUE; break;
-        case 'f': kind = JSON_FALSE; break;
-        case 'n': kind = JSON_NULL; break;
-        default:
-            kind = JSON_NUMBER;
-            is_uint = ix->uint_mask >> i & 1;
-            break;
-        }
+        enum json_kind kind = json_kind_of(v[0]);
+        bool is_uint = kind == JSON_NUMBER && (ix->uint_mask >> i & 1);
         m[i] = (struct json_member){key, (size_t)(q - key), v, vl, kind, false, is_uint};
     }
     return ix->n;

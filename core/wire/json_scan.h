@@ -51,6 +51,21 @@ struct json_index;
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
                        size_t max);
 
+/* The kind of the JSON value whose text starts with c (valid text: the
+ * first byte decides). */
+static inline enum json_kind json_kind_of(char c)
+{
+    switch (c) {
+    case '{': return JSON_OBJECT;
+    case '[': return JSON_ARRAY;
+    case '"': return JSON_STRING;
+    case 't': return JSON_TRUE;
+    case 'f': return JSON_FALSE;
+    case 'n': return JSON_NULL;
+    default: return JSON_NUMBER;
+    }
+}
+
 /* Whether the 8 bytes at p are all ASCII digits: each has high nibble 3,
  * and still has it after adding 6 (0x3a..0x3f become 0x40..0x45). A carry
  * out of a byte needs 0xfa or more, which the first test already failed. */
