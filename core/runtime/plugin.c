@@ -372,23 +372,6 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
-/* e with the payload b (freed here), whose eventId is id; e is freed. */
-static struct envelope *replaced(struct envelope *e, struct buf *b, uint64_t id, char *err, size_t errlen)
-{
-    struct envelope *n = envelope_new(e->type, b->p, b->len);
-    buf_free(b);
-    if (!n) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
-    n->ev.id = id;
-    n->ev.rewritten = 1;
-    n->ev.index.n = 0;                               /* e's, not this payload's */
-    envelope_free(e);
-    return n;
-}
-
 /* Replaces e's payload with the JSON of the table on top of S's stack
  * (z: its lazy state, or NULL); ident, nident: e's identity members if
  * known (struct call). */
@@ -400,105 +383,108 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
-    struct buf b = BUF_INIT;
-    struct json_member m[EVENT_MEMBERS_MAX];
-    const char *why = NULL;
     int mi = z ? lua_json_lazy_find(z, "eventId", 7) : -1;
-    if (mi == 0 && !(z->loaded & 1) && json_digits_only(lua_json_lazy_text(z) + z->span[0].val,
-                                                        z->span[0].val_len)) {
-        /* the eventId is the text's first member, untouched (an id past
-         * 2^63 would have been set by read), in digits: it goes on in its
-         * place as the encoder copies it, as buf_json_u64 would write it
-         * (with no key "eventId" in the table but through the text) */
+    /* the eventId is the lazy text's first member, untouched (an id past
+     * 2^63 would have been set by read), in digits: it stays in its place,
+     * copied by the encoder as buf_json_u64 would write it (the table has
+     * no key "eventId" but through the text) */
+    bool in_place = mi == 0 && !(z->loaded & 1) &&
+                    json_digits_only(lua_json_lazy_text(z) + z->span[0].val, z->span[0].val_len);
+    if (in_place) {
         const struct lua_json_span *sp = &z->span[0];
         if (json_to_u64(lua_json_lazy_text(z) + sp->val, sp->val_len, &id) < 0 || id > INT64_MAX) {
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
         }
-        if (buf_reserve(&b, e->len + 64) < 0) {
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-        int rc = lua_json_encode_members(S, -1, z, false, &b, m, EVENT_MEMBERS_MAX, err, errlen);
-        if (rc < 0) {
-            buf_free(&b);
-            return NULL;
-        }
-        if (event_restamp_members(e->data, e->len, ident, nident, m, rc, &b, &why) < 0) {
-            snprintf(err, errlen, "the returned event is invalid: %s", why);
-            buf_free(&b);
-            return NULL;
-        }
-        return replaced(e, &b, id, err, errlen);
-    }
-    lua_pushliteral(S, "eventId");
-    int t = lua_rawget(S, -2);                 /* table, value */
-    if (t != LUA_TNIL)
-        mi = -1;
-    if (mi >= 0 && !(z->loaded >> mi & 1)) {
-        /* a lazy table nobody read the eventId of (the event as it came,
-         * or an object member returned as the event): read from its
-         * text, as a decode would have made it (an integer when it fits
-         * in 64 signed bits) */
-        int64_t v;
-        const struct lua_json_span *sp = &z->span[mi];
-        if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
+    } else {
+        lua_pushliteral(S, "eventId");
+        int t = lua_rawget(S, -2);             /* table, value */
+        if (t != LUA_TNIL)
+            mi = -1;
+        if (mi >= 0 && !(z->loaded >> mi & 1)) {
+            /* a lazy table nobody read the eventId of (the event as it
+             * came, or an object member returned as the event): read from
+             * its text, as a decode would have made it (an integer when it
+             * fits in 64 signed bits) */
+            int64_t v;
+            const struct lua_json_span *sp = &z->span[mi];
+            if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
+                lua_pop(S, 1);
+                snprintf(err, errlen, "the returned event has no integer eventId");
+                return NULL;
+            }
+            id = (uint64_t)v;
+        } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
             lua_pop(S, 1);
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
+        } else {
+            id = (uint64_t)lua_tointeger(S, -1);
         }
-        id = (uint64_t)v;
-    } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
         lua_pop(S, 1);
-        snprintf(err, errlen, "the returned event has no integer eventId");
-        return NULL;
-    } else {
-        id = (uint64_t)lua_tointeger(S, -1);
     }
-    lua_pop(S, 1);
-    /* one buffer: the eventId, then the rest encoded right after it, its
-     * opening brace turned into the comma between them */
-    /* room for what comes back, usually about what went in: grown a few
-     * bytes at a time it cost more reallocs than the encode itself */
-    if (buf_reserve(&b, e->len + 64) < 0 || buf_puts(&b, "{\"eventId\":") < 0 ||
-        buf_json_u64(&b, id) < 0) {
+    /* one buffer: the eventId (unless it stays in place), then the rest
+     * encoded right after it, its opening brace turned into the comma
+     * between them. Room for what comes back, usually about what went
+     * in: grown a few bytes at a time it cost more reallocs than the
+     * encode itself */
+    struct buf b = BUF_INIT;
+    if (buf_reserve(&b, e->len + 64) < 0 ||
+        (!in_place && (buf_puts(&b, "{\"eventId\":") < 0 || buf_json_u64(&b, id) < 0))) {
         buf_free(&b);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     /* the encoder notes the top-level members as it writes them, so the
      * text it wrote (valid by construction) is not scanned again */
-    m[0] = (struct json_member){.key = b.p + 2, .key_len = 7, .val = b.p + 11, .val_len = b.len - 11,
-                                .kind = JSON_NUMBER, .is_uint = true};
+    struct json_member m[EVENT_MEMBERS_MAX];
+    int ours = in_place ? 0 : 1;                     /* the eventId member written here */
+    if (!in_place)
+        m[0] = (struct json_member){.key_len = 7, .val_len = b.len - 11, .kind = JSON_NUMBER,
+                                    .is_uint = true};
     size_t at = b.len;
-    /* the eventId is written by us, unsigned, first; the rest by the
-     * encoder, which leaves the table's (or its text's) out and the table
-     * as it is (a plugin that keeps its event still reads its eventId) */
-    int rc = lua_json_encode_members(S, -1, z, true, &b, m + 1, EVENT_MEMBERS_MAX - 1, err, errlen);
+    /* the rest by the encoder, which leaves the table's (or its text's)
+     * eventId out where it was written here, and the table as it is (a
+     * plugin that keeps its event still reads its eventId) */
+    int rc = lua_json_encode_members(S, -1, z, !in_place, &b, m + ours, EVENT_MEMBERS_MAX - ours, err,
+                                     errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
         if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
         buf_free(&b);
         return NULL;
     }
-    if (b.len - at == 2) {                           /* {} */
-        b.p[at] = '}';
-        b.p[at + 1] = '\0';
-        b.len = at + 1;
-    } else {
-        b.p[at] = ',';
+    if (!in_place) {
+        if (b.len - at == 2) {                       /* {} */
+            b.p[at] = '}';
+            b.p[at + 1] = '\0';
+            b.len = at + 1;
+        } else {
+            b.p[at] = ',';
+        }
+        m[0].key = b.p + 2;                          /* b may have moved while it grew */
+        m[0].val = b.p + 11;
     }
-    /* b may have moved since eventId's member was noted */
-    m[0].key = b.p + 2;
-    m[0].val = b.p + 11;
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
-    if (event_restamp_members(e->data, e->len, ident, nident, m, rc + 1, &b, &why) < 0) {
+    const char *why = NULL;
+    if (event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
         return NULL;
     }
-    return replaced(e, &b, id, err, errlen);
+    struct envelope *n = envelope_new(e->type, b.p, b.len);
+    buf_free(&b);
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
+    n->ev.id = id;
+    n->ev.rewritten = 1;
+    n->ev.index.n = 0;                               /* e's, not this payload's */
+    envelope_free(e);
+    return n;
 }
 
 /* Adds "strategyError" to the event as it came in. */
