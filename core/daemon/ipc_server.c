@@ -122,9 +122,9 @@ static void submit(struct client *c, struct envelope *e)
  * was given (global, so cheap and conservative), and the core holds no
  * event back for a full guest link buffer (then this one waits behind
  * them, in the core: backpressure). An event routed to
- * strategies may be overtaken, as it is on the core's path. */
-/* may_route: route_index_may_route for the event, asked once (the stamp
- * asked it whether to index the event). */
+ * strategies may be overtaken, as it is on the core's path. may_route:
+ * route_index_may_route for the event (the stamp asked it, whether to
+ * index the event, and the answer is kept: asked once). */
 static bool can_skip_core(struct client *c, bool may_route)
 {
     struct ipc_server *s = c->srv;

@@ -153,35 +153,67 @@ static inline void index_note(struct json_index *ix, size_t at, bool is_uint)
         ix->n++;                               /* past the max: not indexed (at the end) */
 }
 
-/* What stamp_event checked, for the writing half. */
-struct stamped {
-    const struct json_member *m, *const *f, *id, *ts, *p, *params;
-    const enum field *kind;
-    int n;
-    int64_t claimed;
-    pid_t pid;
-    uid_t uid;
-    const struct event_source *src;
-    size_t len;
-};
-
-/* stamp_event's writing half. In line twice, with ix and with NULL, so
- * that an event nobody indexes pays nothing for the notes. Every member
- * is written "key":value after a comma, none with a key escaped unless
- * copied from the app's: the stamped text can be indexed
- * (lib/json_index.h) as it is written. */
-static inline __attribute__((always_inline)) int stamp_write(const struct stamped *in, struct buf *out,
-                                                             struct json_index *ix, const char **err)
+/* The same for the app's member m, copied as it came: a key with an
+ * escape, which a reader would have to decode, leaves the text without
+ * an index. */
+static inline void index_note_kept(struct json_index *ix, size_t at, const struct json_member *m)
 {
-    const struct json_member *m = in->m, *const *f = in->f, *id = in->id, *ts = in->ts, *p = in->p,
-                             *params = in->params;
-    const enum field *kind = in->kind;
-    int n = in->n;
-    int64_t claimed = in->claimed;
-    pid_t pid = in->pid;
-    uid_t uid = in->uid;
-    const struct event_source *src = in->src;
-    size_t len = in->len;
+    if (ix && m->key_escaped)
+        ix->n = JSON_INDEX_MAX + 1;
+    index_note(ix, at, m->is_uint);
+}
+
+/* The one pass both app events (pid >= 0: identity stamped) and emitted
+ * events (src: the daemon's defaults for what the plugin left out) take, so
+ * the two cannot drift apart in what they check or how they write it. */
+static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
+                       const struct event_source *src, struct buf *out, uint64_t *event_id,
+                       const struct event_index_ask *ask, const char **err)
+{
+    struct json_index *ix = ask ? ask->ix : NULL;
+    if (ix) {
+        ix->n = ix->ident_n = 0;
+        ix->uint_mask = 0;
+    }
+    struct json_member m[MAX_MEMBERS];
+    enum field kind[MAX_MEMBERS];
+    const struct json_member *f[F_COUNT] = {0};
+    int n = scan_members(json, len, m, kind, f, err);
+    if (n < 0)
+        return -1;
+    const struct json_member *id = f[F_EVENT_ID];
+    if (!id) {
+        *err = "missing eventId";
+        return -1;
+    }
+    if (id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, event_id) < 0) {
+        *err = "eventId must be an integer in 0..18446744073709551615";
+        return -1;
+    }
+    const struct json_member *ts = f[F_TIMESTAMP];
+    if (ts && !timestamp_ok(ts)) {                /* only checked, never read */
+        *err = "timestamp must be a non-negative integer (ms since the epoch)";
+        return -1;
+    }
+    const struct json_member *p = f[F_PID];
+    int64_t claimed = 0;
+    if (p && (p->kind != JSON_NUMBER || json_to_i64(p->val, p->val_len, &claimed) < 0)) {
+        *err = "pid must be an integer";
+        return -1;
+    }
+    const struct json_member *params = f[F_PARAMS];
+    if (params && params->kind != JSON_OBJECT) {
+        *err = "params must be an object";
+        return -1;
+    }
+    if ((*err = strings_bad(f)))
+        return -1;
+
+    if (ix && ask->wanted && !ask->wanted(ask->ctx, *event_id))
+        ix = NULL;                                /* not wanted: none, and no notes taken */
+    /* every member below is written "key":value after a comma, none with
+     * a key escaped unless copied from the app's: the stamped text can be
+     * indexed (lib/json_index.h) as it is written */
     size_t base = out->len;
     int rc = buf_reserve(out, len + 128);
     index_note(ix, 1, true);                      /* json_to_u64 took it: digits */
@@ -259,9 +291,7 @@ static inline __attribute__((always_inline)) int stamp_write(const struct stampe
         /* a member written "key":value goes out with the kept members
          * after it written the same way, as one run of the input */
         const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
-        if (ix && m[i].key_escaped)
-            ix->n = JSON_INDEX_MAX + 1;           /* a key a reader must decode: not indexed */
-        index_note(ix, out->len + 1 - base, m[i].is_uint);
+        index_note_kept(ix, out->len + 1 - base, &m[i]);
         if (!compact(&m[i])) {
             rc |= buf_putc(out, ',');             /* spaces around the colon */
             rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
@@ -273,9 +303,7 @@ static inline __attribute__((always_inline)) int stamp_write(const struct stampe
                kept(m, kind, f, i + 1, stamp)) {
             i++;
             to = m[i].val + m[i].val_len;
-            if (ix && m[i].key_escaped)
-                ix->n = JSON_INDEX_MAX + 1;
-            index_note(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base, m[i].is_uint);
+            index_note_kept(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base, &m[i]);
         }
         rc |= buf_putc(out, ',');
         rc |= buf_append(out, from, (size_t)(to - from));
@@ -291,56 +319,6 @@ static inline __attribute__((always_inline)) int stamp_write(const struct stampe
         ix->len = (uint16_t)(out->len - base);
     }
     return 0;
-}
-
-/* The one pass both app events (pid >= 0: identity stamped) and emitted
- * events (src: the daemon's defaults for what the plugin left out) take, so
- * the two cannot drift apart in what they check or how they write it. */
-static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
-                       const struct event_source *src, struct buf *out, uint64_t *event_id,
-                       const struct event_index_ask *ask, const char **err)
-{
-    struct json_index *ix = ask ? ask->ix : NULL;
-    if (ix)
-        ix->n = ix->ident_n = 0, ix->uint_mask = 0;
-    struct json_member m[MAX_MEMBERS];
-    enum field kind[MAX_MEMBERS];
-    const struct json_member *f[F_COUNT] = {0};
-    int n = scan_members(json, len, m, kind, f, err);
-    if (n < 0)
-        return -1;
-    const struct json_member *id = f[F_EVENT_ID];
-    if (!id) {
-        *err = "missing eventId";
-        return -1;
-    }
-    if (id->kind != JSON_NUMBER || json_to_u64(id->val, id->val_len, event_id) < 0) {
-        *err = "eventId must be an integer in 0..18446744073709551615";
-        return -1;
-    }
-    const struct json_member *ts = f[F_TIMESTAMP];
-    if (ts && !timestamp_ok(ts)) {                /* only checked, never read */
-        *err = "timestamp must be a non-negative integer (ms since the epoch)";
-        return -1;
-    }
-    const struct json_member *p = f[F_PID];
-    int64_t claimed = 0;
-    if (p && (p->kind != JSON_NUMBER || json_to_i64(p->val, p->val_len, &claimed) < 0)) {
-        *err = "pid must be an integer";
-        return -1;
-    }
-    const struct json_member *params = f[F_PARAMS];
-    if (params && params->kind != JSON_OBJECT) {
-        *err = "params must be an object";
-        return -1;
-    }
-    if ((*err = strings_bad(f)))
-        return -1;
-
-    if (ix && ask->wanted && !ask->wanted(ask->ctx, *event_id))
-        ix = NULL;                                /* not wanted: none, and no notes taken */
-    const struct stamped in = {m, f, id, ts, p, params, kind, n, claimed, pid, uid, src, len};
-    return ix ? stamp_write(&in, out, ix, err) : stamp_write(&in, out, NULL, err);
 }
 
 int event_json_rewritten_id(const char *json, size_t len, uint64_t *id)
