@@ -61,7 +61,7 @@ ALL_CFLAGS  := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
 # sandboxed lua_State per plugin, and its bindings), then its two homes:
 # daemon (polarisd's four domains) and isolate (polaris-plugin-host).
 LIB_SRCS := $(addprefix core/lib/,version.c buf.c rxbuf.c log.c stats.c sysinfo.c fs_beneath.c sd_notify.c \
-              transport.c envelope.c envq.c targz.c) \
+              transport.c envelope.c envq.c targz.c block_cache.c) \
             $(addprefix core/wire/,json_scan.c gzip_codec.c lsp_codec.c plp_codec.c command_msg.c \
               event_json.c plugin_host_proto.c) \
             $(addprefix core/runtime/,lua_json.c lua_event.c lua_strmatch.c bind_json.c lua_pack.c plugin_trust.c) \

@@ -3,6 +3,8 @@
 #ifndef POLARIS_SANDBOX_H
 #define POLARIS_SANDBOX_H
 
+#include "lib/block_cache.h"
+
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -10,8 +12,9 @@
 
 struct sandbox {
     lua_State *L;
-    size_t mem_used;
+    size_t mem_used;             /* what Lua holds; the cache's blocks are not in it */
     size_t mem_limit;
+    struct block_cache cache;    /* small blocks freed, kept for the next */
     uint64_t budget_ns;          /* CPU time allowed per call */
     uint64_t call_start_wall;    /* CLOCK_MONOTONIC when the call began */
     uint64_t cpu_mark;           /* thread CPU clock at the call's first hook */
