@@ -372,11 +372,56 @@ static void call_free(struct plugin *p, struct call *c)
     free(c);
 }
 
+/* Whether the restamp would find nothing to do in a returned table's
+ * text: m[0..n), the members the encoder wrote for the lazy table z, the
+ * ones it copied from z's text first (all but those skip or z's loaded
+ * bits leave out). So when z's text is e's, which the daemon stamped
+ * itself (stamped: valid as the stamp checks an app's event), and neither
+ * a member the table wrote nor one of the text it read, set or deleted is
+ * one the daemon stamps or checks (but params, still an object): then the
+ * identity members are e's, in e's order and byte for byte, and the
+ * checked members are as the stamp checked them. The eventId is reencode's
+ * own. Anything else, or any doubt, goes through the restamp. */
+static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool stamped,
+                             const struct envelope *e, const struct json_member *m, int n)
+{
+    if (!stamped || !z || z->root != z || n > EVENT_MEMBERS_MAX || z->len != e->len ||
+        memcmp(z->text, e->data, e->len) != 0)
+        return false;
+    uint64_t all = z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1;
+    int copied = (int)z->n - __builtin_popcountll((z->loaded | skip) & all);
+    bool params_read = false, params_object = false;
+    for (uint64_t b = z->loaded & all; b; b &= b - 1) {
+        const struct lua_json_span *sp = &z->span[__builtin_ctzll(b)];
+        enum event_key_role r = event_key_role(z->text + sp->key, sp->key_len);
+        if (r == EVENT_KEY_CHECKED)
+            return false;
+        params_read |= r == EVENT_KEY_PARAMS;
+    }
+    for (int i = copied; i < n; i++) {
+        if (m[i].key_escaped)
+            return false;
+        switch (event_key_role(m[i].key, m[i].key_len)) {
+        case EVENT_KEY_OTHER:
+            break;
+        case EVENT_KEY_PARAMS:
+            if (m[i].kind != JSON_OBJECT)
+                return false;
+            params_object = true;
+            break;
+        default:
+            return false;
+        }
+    }
+    return !params_read || params_object;
+}
+
 /* Replaces e's payload with the JSON of the table on top of S's stack
  * (z: its lazy state, or NULL); ident, nident: e's identity members if
- * known (struct call). */
+ * known, stamped: e's text is the daemon's stamp (struct call). */
 static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct envelope *e,
-                                 const struct event_span *ident, int nident, char *err, size_t errlen)
+                                 const struct event_span *ident, int nident, bool stamped, char *err,
+                                 size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here; and outside any protected call, so
@@ -468,7 +513,10 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
     const char *why = NULL;
-    if (event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
+    int skipped = !in_place && z ? lua_json_lazy_find(z, "eventId", 7) : -1;   /* as the encoder does */
+    uint64_t skip = skipped >= 0 ? UINT64_C(1) << skipped : 0;
+    if (!restamp_needless(z, skip, stamped, e, m + ours, rc) &&
+        event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);
         return NULL;
@@ -603,7 +651,7 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
                 pass_on(p, e);
                 break;
             }
-            struct envelope *n = reencode(co, z, e, c->ident, c->nident, why, sizeof why);
+            struct envelope *n = reencode(co, z, e, c->ident, c->nident, c->stamped, why, sizeof why);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));
@@ -754,6 +802,7 @@ static int read_event(lua_State *L)
         k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX, &idm);
     }
     c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
+    c->stamped = indexed;
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any), set only where the text's would read as
      * something else: the text's, read lazily or decoded, is that integer
@@ -804,6 +853,7 @@ static void start_strategy(struct plugin *p, struct envelope *e)
         return;
     }
     c->nident = -1;
+    c->stamped = false;
     /* the drivers are kept by reference: finding them by name cost a
      * string lookup an event */
     lua_rawgeti(c->co, LUA_REGISTRYINDEX, matching == 1 ? p->strategy1_ref : p->strategy_ref);

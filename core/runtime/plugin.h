@@ -88,6 +88,9 @@ struct call {
     /* a strategy's event: its identity members as its decode found them
      * (nident < 0: not known; the restamp then looks for them) */
     int8_t nident;
+    /* its text is the daemon's own stamp, as the index it carries says
+     * (read_event): valid as event_stamp checks an app's */
+    bool stamped;
     struct event_span ident[CALL_IDENT_MAX];
 };
 

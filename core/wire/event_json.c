@@ -505,6 +505,21 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
     return restamp(orig, olen, m, kind, n, len, out, err);
 }
 
+enum event_key_role event_key_role(const char *key, size_t len)
+{
+    struct json_member m = {.key = key, .key_len = len};
+    switch (classify(&m)) {
+    case F_OTHER:
+        return EVENT_KEY_OTHER;
+    case F_PARAMS:
+        return EVENT_KEY_PARAMS;
+    case F_EVENT_ID:
+        return EVENT_KEY_EVENT_ID;
+    default:
+        return EVENT_KEY_CHECKED;
+    }
+}
+
 int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
                           const struct json_member *m, int n, struct buf *json, const char **err)
 {

@@ -71,6 +71,13 @@ int event_identity_spans(const char *text, const struct json_member *m, int n,
 int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
                           const struct json_member *m, int n, struct buf *json, const char **err);
 
+/* What the daemon makes of a top-level key of an event (plain, without
+ * escapes): one of the members it stamps or checks (timestamp, pid, uid,
+ * claimedPid, processName, processVer, logf), params, the eventId, or
+ * any other, which it passes as it is. */
+enum event_key_role { EVENT_KEY_OTHER, EVENT_KEY_PARAMS, EVENT_KEY_EVENT_ID, EVENT_KEY_CHECKED };
+enum event_key_role event_key_role(const char *key, size_t len);
+
 /* The eventId of an event a plugin host returned in place of one it was
  * given (its reencode made and checked it; the daemon, which treats the
  * host as hostile, checks only this): json must be one JSON object of at

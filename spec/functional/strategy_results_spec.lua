@@ -112,6 +112,70 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  -- the write-back skips the restamp only where it could change nothing
+  -- (plugin.c's restamp_needless): every member a handler read, set,
+  -- deleted or added that the daemon stamps or checks, and any table whose
+  -- text is not this event's own, still goes through it
+  it("restamps whatever a handler touched of the identity and the checked members", function()
+    local d = H.start_daemon({plugins = {
+      toucher = {lua = [[
+        local kept
+        local edits = {
+          [1] = function(ev) ev.pid = nil end,                       -- put back
+          [2] = function(ev) ev.timestamp = nil end,                 -- refused
+          [3] = function(ev) ev.processName = 5 end,                 -- refused
+          [4] = function(ev) local _ = ev.pid, ev.uid end,           -- read only
+          [5] = function(ev) ev.params = {1, 2} end,                 -- an array: refused
+          [6] = function(ev) ev.claimedPid = 5 end,                  -- added: taken out
+          [7] = function(ev) ev.logf = "/tmp/x" end,                 -- added, valid
+          [8] = function(ev) ev.params = nil end,                    -- refused
+          [9] = function(ev) ev.processVer = nil end,                -- deleted: allowed
+          [10] = function(ev) ev.uid = 1 end,                        -- put back
+        }
+        polaris.on_event("*", function(ev)
+          if ev.eventId == 20 then kept = ev; ev.params.first = true; return ev end
+          if ev.eventId == 21 then kept.params.second = true; kept.eventId = 21; return kept end
+          edits[ev.eventId](ev)
+          ev.other = true
+          return ev
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for id = 1, 10 do app:send_event(H.event(id)) end
+    app:send_event(H.event(20, {pid = 31337}))      -- a claim: claimedPid 31337
+    app:send_event(H.event(21))                     -- none: returned the table of 20
+    local refused = {[2] = "timestamp must be", [3] = "processName must be a string",
+                     [5] = "params must be an object", [8] = "params must be an object"}
+    local me = ptest.getpid()
+    local uid
+    for id = 1, 10 do
+      local ev = g:event()
+      assert.are.equal(id, ev.eventId)
+      assert.are.equal(me, ev.pid, id)
+      assert.is_nil(ev.claimedPid, id)
+      uid = uid or ev.uid
+      assert.are.equal(uid, ev.uid, id)
+      if refused[id] then
+        assert.is_truthy(ev.strategyError and ev.strategyError.reason:find(refused[id], 1, true), id)
+        assert.is_nil(ev.other)
+      else
+        assert.is_nil(ev.strategyError, id)
+        assert.is_true(ev.other, id)
+      end
+    end
+    local a, b = g:event(), g:event()
+    assert.are.equal(31337, a.claimedPid)
+    assert.is_true(a.params.first)
+    assert.are.equal(21, b.eventId)
+    assert.is_true(b.params.second)
+    assert.is_nil(b.claimedPid)                     -- 21's identity, not 20's
+    assert.are.equal(me, b.pid)
+    assert.are.equal(4, plugin(d, "toucher").errors)
+    H.stop_ok(d)
+  end)
+
   it("a handler that edits its event and returns nil: forwarded as it came, warned once, counted", function()
     local d = H.start_daemon({plugins = {
       forgetful = {lua = [[
