@@ -751,8 +751,11 @@ static void route_event(struct core *c, struct envlist *out, struct envelope *e)
         forward_event(out, e);
         return;
     }
-    e->ev.chain = malloc(n * sizeof *e->ev.chain);
-    if (!e->ev.chain) {
+    if (n == 1) {
+        e->ev.chain_one = chain[0];
+    } else if ((e->ev.chain = malloc(n * sizeof *e->ev.chain))) {
+        memcpy(e->ev.chain, chain, n * sizeof *chain);
+    } else {
         for (size_t i = 0; i < n; i++)
             plugin_unref(chain[i]);
         log_error("out of memory routing event %llu; forwarding it without strategies",
@@ -760,7 +763,6 @@ static void route_event(struct core *c, struct envlist *out, struct envelope *e)
         forward_event(out, e);
         return;
     }
-    memcpy(e->ev.chain, chain, n * sizeof *chain);
     e->ev.chain_len = (uint8_t)n;
     e->ev.chain_pos = 0;
     /* while in strategies the event still counts against core_queue_max,

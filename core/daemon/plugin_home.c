@@ -107,8 +107,9 @@ int home_emit(struct plugin_home *h, struct envelope *e)
 static void release_chain(struct envelope *e)
 {
     for (unsigned i = 0; i < e->ev.chain_len; i++)
-        plugin_unref(e->ev.chain[i]);
-    free(e->ev.chain);
+        plugin_unref(env_chain_at(e, i));
+    if (e->ev.chain_len > 1)
+        free(e->ev.chain);
     e->ev.chain = NULL;
     e->ev.chain_len = e->ev.chain_pos = 0;
 }

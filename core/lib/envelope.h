@@ -58,7 +58,10 @@ struct env_event {
     uint32_t seq;             /* PLP seq_id, given at first send (0: not yet) */
     uint8_t  chain_len, chain_pos;
     uint8_t  rewritten;       /* a strategy replaced the payload */
-    struct plugin **chain;    /* strategies still to run, each holding a ref */
+    union {                   /* strategies still to run, each holding a ref: */
+        struct plugin **chain;    /* chain_len > 1: an array */
+        struct plugin *chain_one; /* chain_len 1 (most events): no array to allocate */
+    };
     size_t   wend;            /* egress: where its frame ends, in bytes since the session began */
     uint64_t notice_dropped;  /* egress: a drop notice's count (0: any other event) */
     uint64_t spool_ticket;    /* its record in the disk spool; 0: not spooled */
@@ -140,6 +143,12 @@ static inline enum env_kind env_kind(unsigned type)
 struct envlist {
     struct envelope *head, *tail;
 };
+
+/* The event's strategy at position i of its chain. */
+static inline struct plugin *env_chain_at(const struct envelope *e, unsigned i)
+{
+    return e->ev.chain_len == 1 ? e->ev.chain_one : e->ev.chain[i];
+}
 
 static inline void envlist_push(struct envlist *l, struct envelope *e)
 {

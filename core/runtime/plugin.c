@@ -588,7 +588,7 @@ static void pass_on(struct plugin *p, struct envelope *e)
 {
     e->ev.chain_pos++;
     if (e->ev.chain_pos < e->ev.chain_len) {
-        plugin_post(e->ev.chain[e->ev.chain_pos], e);
+        plugin_post(env_chain_at(e, e->ev.chain_pos), e);
         return;
     }
     home_chain_done(p->home, e);
