@@ -49,8 +49,50 @@ static int lazy_index(lua_State *L)
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
+    if (z->nkeys < LUA_JSON_LAZY_KEYS) {
+        lua_pushvalue(L, 2);
+        lua_setiuservalue(L, 3, 2 + z->nkeys++);
+    } else {
+        z->walk = true;
+    }
     z->loaded |= UINT64_C(1) << i;           /* only once it is in the table */
     return 1;
+}
+
+/* For set_noting: the key at -3 is being set in the lazy table whose state
+ * z is at -1. A key the table does not hold yet is kept in the next free
+ * user value (lua_json.h); past those, or for a key not a string, the
+ * encoder must walk the table. Returns the member it is (its bit in loaded
+ * is the caller's to set, once the key is in the table), or -1. */
+static int note_key(lua_State *L, struct lua_json_lazy *z)
+{
+    if (lua_type(L, -3) != LUA_TSTRING) {
+        z->walk = true;
+        return -1;
+    }
+    size_t kl;
+    const char *k = lua_tolstring(L, -3, &kl);
+    int i = lua_json_lazy_find(z, k, kl);
+    if (z->walk || (i >= 0 && (z->loaded >> i & 1)))
+        return i;                            /* walked, or noted when read or set */
+    if (i < 0) {
+        /* set again after it was deleted (t.k = nil leaves no raw value,
+         * so __newindex sees it again): noted already */
+        for (int j = 0; j < z->nkeys; j++) {
+            lua_getiuservalue(L, -1, 2 + j);
+            bool same = lua_rawequal(L, -1, -4);
+            lua_pop(L, 1);
+            if (same)
+                return -1;
+        }
+    }
+    if (z->nkeys >= LUA_JSON_LAZY_KEYS) {
+        z->walk = true;
+        return i;
+    }
+    lua_pushvalue(L, -3);
+    lua_setiuservalue(L, -2, 2 + z->nkeys++);
+    return i;
 }
 
 /* t[k] = v, raw, for the key and value on top of the stack (popped) and
@@ -58,15 +100,13 @@ static int lazy_index(lua_State *L)
  * stale from then on). Raises for a nil or NaN key, as t[k] = v does. */
 static void set_noting(lua_State *L, int t)
 {
-    struct lua_json_lazy *z = lua_json_lazy_of(L, t);
+    struct lua_json_lazy *z = lua_json_lazy_at(L, t);       /* its state on top */
     int i = -1;
-    if (z)
+    if (z) {
         z->root->written = true;
-    if (z && lua_type(L, -2) == LUA_TSTRING) {
-        size_t kl;
-        const char *k = lua_tolstring(L, -2, &kl);
-        i = lua_json_lazy_find(z, k, kl);
+        i = note_key(L, z);
     }
+    lua_pop(L, 1);
     lua_rawset(L, t);
     if (i >= 0)
         z->loaded |= UINT64_C(1) << i;
@@ -181,8 +221,10 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
      * collector's work and the write-back's walk over empty nodes. */
     lua_createtable(L, 0, k + 2 < 4 ? k + 2 : 4);
     size_t size = sizeof(struct lua_json_lazy) + (size_t)k * sizeof(struct lua_json_span);
-    struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), anchor ? 1 : 0);
+    struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), LUA_JSON_LAZY_UVS);
     z->loaded = 0;
+    z->nkeys = 0;
+    z->walk = false;
     z->uint_mask = 0;
     z->n = (uint32_t)k;
     z->len = (uint32_t)n;

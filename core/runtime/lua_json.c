@@ -317,7 +317,36 @@ static inline bool compact_member(const struct lua_json_span *sp)
  * are. With no member left to copy it is written as any table (it may
  * now be an array). Nothing here allocates from the state, so it cannot
  * raise where no call protects it (reencode, a command's result). */
-static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z)
+/* The members a lazy table (state z, its userdata at zi) holds, as
+ * put_members writes them, each key taken from the state's user values
+ * (lua_json.h) in the order the table took it: the table is not walked
+ * and no string made. A table holding keys the state does not know
+ * (walk) is walked. */
+static int put_lazy_members(lua_State *L, int idx, struct enc *e, int depth, bool *first,
+                            const struct lua_json_lazy *z, int zi)
+{
+    if (z->walk)
+        return put_members(L, idx, e, depth, first);
+    for (int j = 0; j < z->nkeys; j++) {
+        if (lua_getiuservalue(L, zi, 2 + j) != LUA_TSTRING ||
+            (depth == 0 && e->skip_event_id && is_event_id(L, -1))) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, idx) == LUA_TNIL) {            /* deleted */
+            lua_pop(L, 2);
+            continue;
+        }
+        int rc = put_member(L, e, depth, first);
+        lua_pop(L, 2);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z, int zi)
 {
     uint64_t loaded = z->loaded | (depth == 0 ? e->skip_mask : 0);
     if (loaded == (z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1))
@@ -327,7 +356,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
         snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
         return -1;
     }
-    if (!lua_checkstack(L, 4)) {
+    if (!lua_checkstack(L, 6)) {
         snprintf(e->err, e->errlen, "out of Lua stack");
         return -1;
     }
@@ -373,7 +402,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             return -1;
         }
     }
-    if (put_members(L, idx, e, depth, &first) < 0)
+    if (put_lazy_members(L, idx, e, depth, &first, z, zi) < 0)
         return -1;
     return buf_putc(out, '}');
 }
@@ -400,8 +429,14 @@ static int encode_value(lua_State *L, int idx, struct enc *e, int depth)
         return buf_json_str(out, s, l);
     }
     case LUA_TTABLE: {
-        const struct lua_json_lazy *z = lua_json_lazy_of(L, idx);
-        return z ? encode_lazy(L, idx, e, depth, z) : encode_table(L, idx, e, depth);
+        if (!lua_checkstack(L, 1)) {
+            snprintf(e->err, e->errlen, "out of Lua stack");
+            return -1;
+        }
+        const struct lua_json_lazy *z = lua_json_lazy_at(L, idx);   /* kept on the stack */
+        int rc = z ? encode_lazy(L, idx, e, depth, z, lua_gettop(L)) : encode_table(L, idx, e, depth);
+        lua_pop(L, 1);
+        return rc;
     }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)        /* cjson.null */
@@ -477,7 +512,17 @@ int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z
         if (mi >= 0)
             e.skip_mask = UINT64_C(1) << mi;
     }
-    int rc = z ? encode_lazy(L, idx, &e, 0, z) : encode(L, idx, &e, 0);
+    int rc;
+    if (!z) {
+        rc = encode(L, idx, &e, 0);
+    } else if (!lua_checkstack(L, 1)) {
+        snprintf(err, errlen, "out of Lua stack");
+        rc = -1;
+    } else {
+        lua_rawgetp(L, idx, &lua_json_lazy_tag);         /* z's userdata */
+        rc = encode_lazy(L, idx, &e, 0, z, lua_gettop(L));
+        lua_pop(L, 1);
+    }
     if (rc == 0 && out->len > event_opts.max_len) {
         too_long(&e);
         rc = -1;

@@ -88,6 +88,10 @@ struct lua_json_lazy {
     bool unchecked;        /* the spans came from an index (lib/json_index.h), not
                             * a validating scan: a value is validated before it
                             * is decoded */
+    uint8_t nkeys;         /* keys the table holds (members read or set, and keys
+                            * set that are not members), each in a user value */
+    bool walk;             /* more keys than LUA_JSON_LAZY_KEYS, or one not a
+                            * string: the encoder walks the table for them */
     struct lua_json_lazy *root;  /* the outermost lazy object of this text: this
                             * one's, or kept alive through the user values */
     const char *text;      /* the object's text: after the spans (a copy of
@@ -97,6 +101,15 @@ struct lua_json_lazy {
     struct lua_json_span span[];
 };
 #define LUA_JSON_LAZY_MAX 64
+/* The state's user values: 1, the state whose text this one's lies in
+ * (nil for a root); 2 to LUA_JSON_LAZY_KEYS + 1, the keys the table holds
+ * (members once read or set, other keys once set: nkeys of them, in that
+ * order), a deleted one's too. With them the encoder finds what the table
+ * holds without walking it (lua_next, ~200 instructions a key), and
+ * without making a string: it runs where no call protects an
+ * allocation. */
+#define LUA_JSON_LAZY_KEYS 4
+#define LUA_JSON_LAZY_UVS (1 + LUA_JSON_LAZY_KEYS)
 static inline const char *lua_json_lazy_text(const struct lua_json_lazy *z)
 {
     return z->text;

@@ -45,12 +45,39 @@ local function canon(v)
   return "{" .. table.concat(out, ",") .. "}"
 end
 
+-- the first key any object in valid JSON text has twice, or nil (a decode
+-- keeps the last, so comparing decoded values cannot see a key written
+-- twice)
+local function twice(text)
+  local i, stack = 1, {}
+  while i <= #text do
+    local c = text:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while text:sub(j, j) ~= '"' do j = j + (text:sub(j, j) == "\\" and 2 or 1) end
+      local s = text:sub(i, j)
+      local top = stack[#stack]
+      if top and top.object and text:sub(j + 1):match("^%s*:") then
+        if top[s] then return s end
+        top[s] = true
+      end
+      i = j + 1
+    else
+      if c == "{" or c == "[" then stack[#stack + 1] = {object = c == "{"}
+      elseif c == "}" or c == "]" then stack[#stack] = nil end
+      i = i + 1
+    end
+  end
+end
+
 -- what encoding a table says of it, as a value (numbers written either way
 -- read back the same)
 local function seen(v)
   if type(v) ~= "table" then return canon(v) end
   local text, err = codec.json_encode(v)
   if not text then return "error: " .. err end
+  local dup = twice(text)
+  if dup then return "key written twice: " .. dup .. " in " .. text end
   return canon(codec.json_decode(text))
 end
 
