@@ -20,6 +20,7 @@
 #include "runtime/lua_event.h"
 #include "runtime/lua_json.h"
 #include "wire/json_scan.h"
+#include "lib/json_index.h"
 
 #include <lauxlib.h>
 #include <stdbool.h>
@@ -204,13 +205,14 @@ static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n
     return true;
 }
 
-/* Pushes a lazy table for the object s[0..n) whose k members are m
- * (unchecked: found by an index, their values not validated). With
- * anchor 0 it keeps a copy of s; else s lies in the text of the lazy
- * object whose state is at anchor, kept alive as this one's user value,
- * and that object's metatable (this one's too) is at mt. */
-static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_member *m, int k,
-                      bool unchecked, int anchor, struct lua_json_lazy *parent, int mt)
+/* Pushes a lazy table for the object s[0..n) of k members and returns its
+ * state, whose spans and uint_mask the caller fills (unchecked: found by
+ * an index, their values not validated). With anchor 0 it keeps a copy
+ * of s; else s lies in the text of the lazy object whose state is at
+ * anchor, kept alive as this one's user value, and that object's
+ * metatable (this one's too) is at mt. */
+static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, int k, bool unchecked,
+                                       int anchor, struct lua_json_lazy *parent, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
     /* room for four keys, not one for each member: the state's, the
@@ -220,7 +222,7 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
      * up front cost ~2% of an event (callgrind), in memory and in the
      * collector's work and the write-back's walk over empty nodes. */
     lua_createtable(L, 0, k + 2 < 4 ? k + 2 : 4);
-    size_t size = sizeof(struct lua_json_lazy) + (size_t)k * sizeof(struct lua_json_span);
+    size_t size = sizeof(struct lua_json_lazy) + (size_t)k * sizeof(struct json_span);
     struct lua_json_lazy *z = lua_newuserdatauv(L, size + (anchor ? 0 : n + 1), LUA_JSON_LAZY_UVS);
     z->loaded = 0;
     z->nkeys = 0;
@@ -231,11 +233,6 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     z->written = false;
     z->unchecked = unchecked;
     z->root = parent ? parent->root : z;
-    for (int i = 0; i < k; i++) {
-        z->span[i] = (struct lua_json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
-                                            (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
-        z->uint_mask |= (uint64_t)m[i].is_uint << i;
-    }
     if (anchor) {
         z->text = s;
         lua_pushvalue(L, anchor);
@@ -252,20 +249,61 @@ static void push_lazy(lua_State *L, const char *s, size_t n, const struct json_m
     else
         lua_event_push_metatable(L);
     lua_setmetatable(L, -2);
+    return z;
+}
+
+/* z's spans and digits-only marks from the k members m of its text s. */
+static void spans_of(struct lua_json_lazy *z, const char *s, const struct json_member *m, int k)
+{
+    for (int i = 0; i < k; i++) {
+        z->span[i] = (struct json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
+                                        (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
+        z->uint_mask |= (uint64_t)m[i].is_uint << i;
+    }
+}
+
+/* can_be_lazy for members an index found (no key escaped: an escaped key
+ * leaves a text unindexed, and no more than JSON_INDEX_MAX) */
+static bool spans_unique(const char *s, const struct json_span *sp, int k)
+{
+    uint64_t seen = 0;
+    for (int i = 0; i < k; i++) {
+        const char *key = s + sp[i].key;
+        uint64_t bit = UINT64_C(1) << ((sp[i].key_len * 31u + (unsigned char)key[0]) & 63u);
+        if (seen & bit)
+            for (int j = 0; j < i; j++)
+                if (sp[j].key_len == sp[i].key_len && memcmp(s + sp[j].key, key, sp[i].key_len) == 0)
+                    return false;            /* the last would win: decode it whole */
+        seen |= bit;
+    }
+    return true;
 }
 
 int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
-                   struct json_member *m, size_t max, const char **err, int mt, bool *indexed_out)
+                   struct json_member *m, size_t max, const char **err, int mt,
+                   struct lua_json_lazy **indexed)
 {
-    int k = ix ? json_index_members(ix, s, n, m, max) : -1;
-    bool indexed = k >= 0;
-    if (indexed_out)
-        *indexed_out = indexed;
-    if (!indexed && (k = json_object_members(s, n, m, max, err)) < 0)
+    struct json_span sp[JSON_INDEX_MAX];
+    int k = ix ? json_index_spans(ix, s, n, sp, max < JSON_INDEX_MAX ? max : JSON_INDEX_MAX) : -1;
+    if (indexed)
+        *indexed = NULL;
+    if (k >= 0 && spans_unique(s, sp, k)) {
+        /* the members as the stamp noted them, straight into the state:
+         * not scanned, and not made json_members on the way */
+        struct lua_json_lazy *z = push_lazy(L, s, n, k, true, 0, NULL, mt ? lua_absindex(L, mt) : 0);
+        memcpy(z->span, sp, (size_t)k * sizeof *sp);
+        for (int i = 0; i < k; i++)
+            if ((ix->uint_mask >> i & 1) && json_kind_of(s[sp[i].val]) == JSON_NUMBER)
+                z->uint_mask |= UINT64_C(1) << i;
+        if (indexed)
+            *indexed = z;
+        return k;
+    }
+    if ((k = json_object_members(s, n, m, max, err)) < 0)
         return -1;
     if (!can_be_lazy(m, k, max, n))
         return lua_json_decode_members(L, s, n, m, max, err);    /* validates it */
-    push_lazy(L, s, n, m, k, indexed, 0, NULL, mt ? lua_absindex(L, mt) : 0);
+    spans_of(push_lazy(L, s, n, k, false, 0, NULL, mt ? lua_absindex(L, mt) : 0), s, m, k);
     return k;
 }
 
@@ -274,7 +312,7 @@ int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_inde
  * none of params' other members), anything else decoded. */
 static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 {
-    const struct lua_json_span *sp = &z->span[i];
+    const struct json_span *sp = &z->span[i];
     const char *v = lua_json_lazy_text(z) + sp->val;
     if (v[0] == '{' && sp->val_len > 2) {
         struct json_member m[LUA_JSON_LAZY_MAX];
@@ -282,7 +320,7 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
         if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
             lua_getmetatable(L, 1);
-            push_lazy(L, v, sp->val_len, m, k, false, 3, z, lua_gettop(L));
+            spans_of(push_lazy(L, v, sp->val_len, k, false, 3, z, lua_gettop(L)), v, m, k);
             lua_remove(L, -2);
             return;
         }
@@ -292,7 +330,7 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 
 /* ---- a returned table that says what its text says ---- */
 
-static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct lua_json_span *sp,
+static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct json_span *sp,
                            int depth);
 
 /* Whether the lazy table at t (state z) holds nothing but members of its
@@ -330,7 +368,7 @@ static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, in
  * array, the same string (no escape in the text), integer, boolean or
  * null. Anything else (a float, a non-empty array, an object a lazy table
  * could not stand for) counts as changed, and the write-back encodes it. */
-static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct lua_json_span *sp,
+static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct json_span *sp,
                            int depth)
 {
     const char *v = lua_json_lazy_text(z) + sp->val;

@@ -12,16 +12,20 @@ struct json_member;
 
 /* Pushes a table for the JSON object s[0..n), lazy when it can be (at most
  * LUA_JSON_LAZY_MAX members, no key escaped or given twice), else decoded
- * whole. Its top-level members go to m (up to max), as json_object_members
- * finds them. mt: the index of lua_event_push_metatable's table, or 0 (it
- * is looked up). Returns their count, or -1 with *err set (s is not a
- * valid JSON object) and nothing pushed. Raises only when out of memory.
+ * whole. mt: the index of lua_event_push_metatable's table, or 0 (it is
+ * looked up). Returns the count of its top-level members, or -1 with *err
+ * set (s is not a valid JSON object) and nothing pushed. Raises only when
+ * out of memory.
  * ix (or NULL): the index its writer made of s (lib/json_index.h), which
- * spares the scan for its members when it fits s (then *indexed, if
- * given, is set); s must then be the valid JSON its writer made. */
+ * spares the scan for its members when it fits s (s must then be the
+ * valid JSON its writer made): the table is lazy, and *indexed (if given)
+ * is its state, whose spans are the members. Else (*indexed NULL) the
+ * members go to m (up to max), as json_object_members finds them. */
 struct json_index;
+struct lua_json_lazy;
 int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
-                   struct json_member *m, size_t max, const char **err, int mt, bool *indexed);
+                   struct json_member *m, size_t max, const char **err, int mt,
+                   struct lua_json_lazy **indexed);
 
 /* Pushes the metatable of the state's lazy tables (made the first time),
  * for whoever makes many and would keep it at hand (read_event's

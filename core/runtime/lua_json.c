@@ -209,9 +209,12 @@ static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len,
 
 /* Notes member i of the lazy text z, copied "key":value with its key's
  * first byte at key_at. */
-static void note_copied(struct enc *e, int depth, const struct lua_json_lazy *z, uint32_t i, size_t key_at)
+static inline void note_copied(struct enc *e, int depth, const struct lua_json_lazy *z, uint32_t i,
+                               size_t key_at)
 {
-    const struct lua_json_span *sp = &z->span[i];
+    if (depth != 0 || !e->members)
+        return;                                  /* only the top level's are noted */
+    const struct json_span *sp = &z->span[i];
     note_member(e, depth, key_at, sp->key_len, key_at + sp->key_len + 2, sp->val_len, false,
                 (int)(z->uint_mask >> i & 1));
 }
@@ -292,7 +295,7 @@ static int nesting(const char *s, size_t n)
 
 /* A member copied from a lazy object's text: held to the depth a table
  * written there would be, and counted toward the budget check. */
-static int copy_check(lua_State *L, struct enc *e, int depth, const char *v, size_t vl)
+static inline int copy_check(lua_State *L, struct enc *e, int depth, const char *v, size_t vl)
 {
     if ((v[0] == '{' || v[0] == '[') && depth + nesting(v, vl) > e->o->max_depth) {
         snprintf(e->err, e->errlen, "table nested deeper than %d (or a cycle)", e->o->max_depth);
@@ -306,7 +309,7 @@ static int copy_check(lua_State *L, struct enc *e, int depth, const char *v, siz
 }
 
 /* "key":value, nothing around the colon */
-static inline bool compact_member(const struct lua_json_span *sp)
+static inline bool compact_member(const struct json_span *sp)
 {
     return sp->val == sp->key + sp->key_len + 2;
 }
@@ -366,7 +369,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
     for (uint32_t i = 0; i < z->n; i++) {
         if (loaded >> i & 1)
             continue;
-        const struct lua_json_span *sp = &z->span[i];
+        const struct json_span *sp = &z->span[i];
         const char *v = text + sp->val;
         if (copy_check(L, e, depth, v, sp->val_len) < 0)
             return -1;
@@ -382,9 +385,10 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             note_copied(e, depth, z, i, at + 1);
         } else {
             /* it and the compact members right after it that nobody read
-             * or set go as one run of the text (a daemon-made event's text
-             * is all compact: every member of an event nobody touched) */
-            buf_append(out, text + sp->key - 1, sp->val + sp->val_len - (sp->key - 1));
+             * or set go as one run of the text, in one copy (a daemon-made
+             * event's text is all compact: every member of an event nobody
+             * touched) */
+            uint32_t from = sp->key - 1;
             note_copied(e, depth, z, i, at + 1);
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
                    sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
@@ -392,10 +396,9 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                 sp++;
                 if (copy_check(L, e, depth, text + sp->val, sp->val_len) < 0)
                     return -1;
-                size_t from = out->len;
-                buf_append(out, text + sp->key - 2, sp->val + sp->val_len - (sp->key - 2));
-                note_copied(e, depth, z, i, from + 2);
+                note_copied(e, depth, z, i, at + (sp->key - from));
             }
+            buf_append(out, text + from, sp->val + sp->val_len - from);
         }
         if (e->o->max_len && out->len > e->o->max_len) {
             too_long(e);
@@ -910,7 +913,7 @@ struct lua_json_lazy *lua_json_lazy_of(lua_State *L, int idx)
 
 void lua_json_lazy_push(lua_State *L, const struct lua_json_lazy *z, uint32_t i)
 {
-    const struct lua_json_span *sp = &z->span[i];
+    const struct json_span *sp = &z->span[i];
     const char *v = lua_json_lazy_text(z) + sp->val, *err;
     /* the decoder trusts its text; an index's spans are checked only
      * where they meet (its writer is the daemon, but a bug there must

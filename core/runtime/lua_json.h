@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lib/buf.h"
+#include "wire/json_scan.h"               /* struct json_span */
 
 /* Encodes the value at idx. Tables with keys 1..n are arrays, others objects
  * (string or number keys); depth is limited. Returns 0, or -1 with a message
@@ -74,9 +75,6 @@ int lua_json_decode_fn(lua_State *L);
  * plugin can make or see (lua_event.c). The text was validated when the
  * table was made and is never changed, so a member's value is decoded
  * without being validated again. */
-struct lua_json_span {
-    uint32_t key, key_len, val, val_len;   /* offsets into the text */
-};
 struct lua_json_lazy {
     uint64_t loaded;       /* bit i: member i is in the table, or was deleted
                             * from it: its text no longer speaks for it */
@@ -98,7 +96,7 @@ struct lua_json_lazy {
                             * the event's), or inside the text of the lazy
                             * object it is a member of, whose state this
                             * one's user value keeps alive */
-    struct lua_json_span span[];
+    struct json_span span[];
 };
 #define LUA_JSON_LAZY_MAX 64
 /* The state's user values: 1, the state whose text this one's lies in

@@ -392,7 +392,7 @@ static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool 
     int copied = (int)z->n - __builtin_popcountll((z->loaded | skip) & all);
     bool params_read = false, params_object = false;
     for (uint64_t b = z->loaded & all; b; b &= b - 1) {
-        const struct lua_json_span *sp = &z->span[__builtin_ctzll(b)];
+        const struct json_span *sp = &z->span[__builtin_ctzll(b)];
         enum event_key_role r = event_key_role(z->text + sp->key, sp->key_len);
         if (r == EVENT_KEY_CHECKED)
             return false;
@@ -420,7 +420,7 @@ static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool 
  * (z: its lazy state, or NULL); ident, nident: e's identity members if
  * known, stamped: e's text is the daemon's stamp (struct call). */
 static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct envelope *e,
-                                 const struct event_span *ident, int nident, bool stamped, char *err,
+                                 const struct json_span *ident, int nident, bool stamped, char *err,
                                  size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
@@ -436,7 +436,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     bool in_place = mi == 0 && !(z->loaded & 1) &&
                     json_digits_only(lua_json_lazy_text(z) + z->span[0].val, z->span[0].val_len);
     if (in_place) {
-        const struct lua_json_span *sp = &z->span[0];
+        const struct json_span *sp = &z->span[0];
         if (json_to_u64(lua_json_lazy_text(z) + sp->val, sp->val_len, &id) < 0 || id > INT64_MAX) {
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
@@ -452,7 +452,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
              * its text, as a decode would have made it (an integer when it
              * fits in 64 signed bits) */
             int64_t v;
-            const struct lua_json_span *sp = &z->span[mi];
+            const struct json_span *sp = &z->span[mi];
             if (json_to_i64(lua_json_lazy_text(z) + sp->val, sp->val_len, &v) < 0) {
                 lua_pop(S, 1);
                 snprintf(err, errlen, "the returned event has no integer eventId");
@@ -777,39 +777,53 @@ static int read_event(lua_State *L)
     struct envelope *e = c->e;
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
-    bool indexed;
+    struct lua_json_lazy *z;
     int n = lua_event_push(L, e->data, e->len, &e->ev.index, m, EVENT_MEMBERS_MAX, &err,
-                           lua_upvalueindex(1), &indexed);
+                           lua_upvalueindex(1), &z);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
     /* where the identity members are (the restamp of a returned table need
      * not look for them) and the member a decode takes the eventId from:
-     * as the ingress's stamp noted them, or one pass over the members (the
-     * last eventId, keys decoded; none past 64 members, not all of which
-     * are noted) */
-    const struct json_member *idm;
+     * as the ingress's stamp noted them (an indexed table's spans), or one
+     * pass over the members (the last eventId, keys decoded; none past 64
+     * members, not all of which are noted) */
     const struct json_index *ix = &e->ev.index;
+    const char *id_val = NULL;
+    size_t id_len = 0;
+    bool id_digits = false;
     int k;
-    if (indexed && ix->ident_n && ix->ident_n <= CALL_IDENT_MAX && ix->ident_at + ix->ident_n <= n &&
-        m[0].key_len == 7 && memcmp(m[0].key, "eventId", 7) == 0) {
-        for (k = 0; k < ix->ident_n; k++) {
-            const struct json_member *im = &m[ix->ident_at + k];
-            c->ident[k] = (struct event_span){(uint32_t)(im->key - e->data), (uint32_t)im->key_len,
-                                              (uint32_t)(im->val - e->data), (uint32_t)im->val_len};
-        }
-        idm = &m[0];
+    if (z && ix->ident_n && ix->ident_n <= CALL_IDENT_MAX && ix->ident_at + ix->ident_n <= n &&
+        z->span[0].key_len == 7 && memcmp(e->data + z->span[0].key, "eventId", 7) == 0) {
+        k = ix->ident_n;
+        memcpy(c->ident, &z->span[ix->ident_at], (size_t)k * sizeof *c->ident);
+        id_val = e->data + z->span[0].val;
+        id_len = z->span[0].val_len;
+        id_digits = z->uint_mask & 1;
     } else {
+        if (z)                                 /* indexed, its identity not noted (emitted) */
+            for (int i = 0; i < n; i++) {
+                const struct json_span *sp = &z->span[i];
+                const char *v = e->data + sp->val;
+                m[i] = (struct json_member){e->data + sp->key, sp->key_len, v, sp->val_len,
+                                            json_kind_of(v[0]), false, z->uint_mask >> i & 1};
+            }
+        const struct json_member *idm;
         k = event_identity_spans(e->data, m, n, c->ident, CALL_IDENT_MAX, &idm);
+        if (idm) {
+            id_val = idm->val;
+            id_len = idm->val_len;
+            id_digits = idm->is_uint;
+        }
     }
-    c->nident = (int8_t)(k <= CALL_IDENT_MAX ? k : -1);
-    c->stamped = indexed;
+    c->nident = (int8_t)(k >= 0 && k <= CALL_IDENT_MAX ? k : -1);
+    c->stamped = z != NULL;
     /* its eventId as the daemon read it (an id past 2^63 wraps, as
      * lua_pushinteger does any), set only where the text's would read as
      * something else: the text's, read lazily or decoded, is that integer
      * already */
     uint64_t text_id;
-    if (!idm || !idm->is_uint || e->ev.id > INT64_MAX ||
-        json_to_u64(idm->val, idm->val_len, &text_id) < 0 || text_id != e->ev.id) {
+    if (!id_digits || e->ev.id > INT64_MAX || json_to_u64(id_val, id_len, &text_id) < 0 ||
+        text_id != e->ev.id) {
         lua_pushinteger(L, (lua_Integer)e->ev.id);
         lua_event_set(L, -2, "eventId");
     }

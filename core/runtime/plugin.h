@@ -91,7 +91,7 @@ struct call {
     /* its text is the daemon's own stamp, as the index it carries says
      * (read_event): valid as event_stamp checks an app's */
     bool stamped;
-    struct event_span ident[CALL_IDENT_MAX];
+    struct json_span ident[CALL_IDENT_MAX];
 };
 
 enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST };

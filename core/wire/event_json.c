@@ -390,7 +390,7 @@ static const char *restamp_bad(const struct json_member *const *f)
 }
 
 int event_identity_spans(const char *text, const struct json_member *m, int n,
-                         struct event_span *out, int max, const struct json_member **event_id)
+                         struct json_span *out, int max, const struct json_member **event_id)
 {
     int k = 0;
     const struct json_member *id = NULL;
@@ -400,7 +400,7 @@ int event_identity_spans(const char *text, const struct json_member *m, int n,
             id = &m[i];                        /* the last wins, as a decode keeps it */
         if (identity(f)) {
             if (k < max)
-                out[k] = (struct event_span){(uint32_t)(m[i].key - text), (uint32_t)m[i].key_len,
+                out[k] = (struct json_span){(uint32_t)(m[i].key - text), (uint32_t)m[i].key_len,
                                              (uint32_t)(m[i].val - text), (uint32_t)m[i].val_len};
             k++;
         }
@@ -413,7 +413,7 @@ int event_identity_spans(const char *text, const struct json_member *m, int n,
 /* Whether the identity members among m[0..n) are, in order, byte for
  * byte the original's (ident, nident): then the returned event already
  * says what the daemon stamped, where it stands. */
-static bool identity_as_orig(const char *orig, const struct event_span *ident, int nident,
+static bool identity_as_orig(const char *orig, const struct json_span *ident, int nident,
                              const struct json_member *m, const enum field *kind, int n)
 {
     int k = 0;
@@ -422,7 +422,7 @@ static bool identity_as_orig(const char *orig, const struct event_span *ident, i
             continue;
         if (k >= nident)
             return false;
-        const struct event_span *x = &ident[k++];
+        const struct json_span *x = &ident[k++];
         if (m[i].key_len != x->key_len || m[i].val_len != x->val_len ||
             memcmp(m[i].key, orig + x->key, x->key_len) != 0 ||
             memcmp(m[i].val, orig + x->val, x->val_len) != 0)
@@ -456,7 +456,7 @@ static int put_identity(const char *orig, size_t olen, struct buf *out, bool fir
 
 /* orig's identity spans, found by scanning it: how many (more than
  * MAX_MEMBERS when orig has more members than an event may), or -1. */
-static int scan_identity(const char *orig, size_t olen, struct event_span *ident, const char **err)
+static int scan_identity(const char *orig, size_t olen, struct json_span *ident, const char **err)
 {
     struct json_member o[MAX_MEMBERS];
     int no = json_object_members(orig, olen, o, MAX_MEMBERS, err);
@@ -466,7 +466,7 @@ static int scan_identity(const char *orig, size_t olen, struct event_span *ident
 static int restamp(const char *orig, size_t olen, const struct json_member *m, const enum field *kind,
                    int n, size_t len, struct buf *out, const char **err)
 {
-    struct event_span ident[MAX_MEMBERS];
+    struct json_span ident[MAX_MEMBERS];
     int nident = scan_identity(orig, olen, ident, err);
     if (nident < 0)
         return -1;
@@ -520,7 +520,7 @@ enum event_key_role event_key_role(const char *key, size_t len)
     }
 }
 
-int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
+int event_restamp_members(const char *orig, size_t olen, const struct json_span *ident, int nident,
                           const struct json_member *m, int n, struct buf *json, const char **err)
 {
     if (n > MAX_MEMBERS) {
@@ -537,7 +537,7 @@ int event_restamp_members(const char *orig, size_t olen, const struct event_span
     }
     if ((*err = restamp_bad(f)))
         return -1;
-    struct event_span own[MAX_MEMBERS];
+    struct json_span own[MAX_MEMBERS];
     if (nident < 0) {
         int k = scan_identity(orig, olen, own, err);
         if (k < 0)
@@ -573,7 +573,7 @@ int event_restamp_members(const char *orig, size_t olen, const struct event_span
     } else {
         int rc = 0;
         for (int i = 0; i < nident; i++) {
-            const struct event_span *x = &ident[i];
+            const struct json_span *x = &ident[i];
             if (!first)
                 rc |= buf_putc(json, ',');
             first = false;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "lib/buf.h"
+#include "wire/json_scan.h"          /* struct json_span: where a member is */
 
 /* Writes the stamped event JSON to out. The original members are copied
  * byte for byte (eventId is never converted), except: pid is replaced by the
@@ -46,12 +47,6 @@ int event_restamp(const char *orig, size_t olen, const char *json, size_t len,
 /* An event has at most this many top-level members. */
 #define EVENT_MEMBERS_MAX 64
 
-/* Where one member of an event's text is: its key (between the quotes)
- * and its value, as offsets. */
-struct event_span {
-    uint32_t key, key_len, val, val_len;
-};
-
 /* The identity members (pid, uid, claimedPid) among the top-level members
  * m[0..n) of text (as json_object_members finds them): up to max of them
  * into out. Returns how many there are; more than max (then out is not
@@ -60,7 +55,7 @@ struct event_span {
  * decoded), or NULL (none, or n more than an event may have). */
 struct json_member;
 int event_identity_spans(const char *text, const struct json_member *m, int n,
-                         struct event_span *out, int max, const struct json_member **event_id);
+                         struct json_span *out, int max, const struct json_member **event_id);
 
 /* The same as event_restamp for a returned event whose n (>= 1) top-level
  * members the caller has in hand (m, as json_object_members would find
@@ -68,7 +63,7 @@ int event_identity_spans(const char *text, const struct json_member *m, int n,
  * scanned again; nor is orig when its identity members are given (ident,
  * nident: event_identity_spans of orig; nident < 0: not known). The result
  * replaces json's text (made in place). */
-int event_restamp_members(const char *orig, size_t olen, const struct event_span *ident, int nident,
+int event_restamp_members(const char *orig, size_t olen, const struct json_span *ident, int nident,
                           const struct json_member *m, int n, struct buf *json, const char **err);
 
 /* What the daemon makes of a top-level key of an event (plain, without

@@ -464,8 +464,8 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
     return top_level(s, n, m, max, err, true);
 }
 
-int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
-                       size_t max)
+int json_index_spans(const struct json_index *ix, const char *s, size_t n, struct json_span *sp,
+                     size_t max)
 {
     if (ix->n == 0 || ix->n > JSON_INDEX_MAX || ix->n > max || ix->len != n || n < 2 || s[0] != '{' ||
         s[n - 1] != '}' || ix->key_at[0] != 1)
@@ -476,24 +476,33 @@ int json_index_members(const struct json_index *ix, const char *s, size_t n, str
         size_t end = i + 1 < ix->n ? (size_t)ix->key_at[i + 1] - 1 : n - 1;
         if (end <= k + 3 || end >= n || s[k] != '"' || (i + 1 < ix->n && s[end] != ','))
             return -1;
-        const char *key = s + k + 1;
         /* the key's closing quote, which must come before any backslash:
          * 16 bytes at a time to the first that may need a look, then
          * byte by byte (UTF-8; a run too short for the 16) */
         size_t qi = json_plain_run((const unsigned char *)s, k + 1, end);
         while (qi < end && s[qi] != '"' && s[qi] != '\\')
             qi++;
-        const char *q = s + qi;
         /* "key": and at least one byte of value before the end */
-        if (qi + 2 >= end || *q != '"' || q[1] != ':')
+        if (qi + 2 >= end || s[qi] != '"' || s[qi + 1] != ':')
             return -1;
-        const char *v = q + 2;
-        size_t vl = (size_t)(s + end - v);
-        enum json_kind kind = json_kind_of(v[0]);
-        bool is_uint = kind == JSON_NUMBER && (ix->uint_mask >> i & 1);
-        m[i] = (struct json_member){key, (size_t)(q - key), v, vl, kind, false, is_uint};
+        sp[i] = (struct json_span){(uint32_t)(k + 1), (uint32_t)(qi - (k + 1)), (uint32_t)(qi + 2),
+                                   (uint32_t)(end - (qi + 2))};
     }
     return ix->n;
+}
+
+int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
+                       size_t max)
+{
+    struct json_span sp[JSON_INDEX_MAX];
+    int k = json_index_spans(ix, s, n, sp, max < JSON_INDEX_MAX ? max : JSON_INDEX_MAX);
+    for (int i = 0; i < k; i++) {
+        const char *v = s + sp[i].val;
+        enum json_kind kind = json_kind_of(v[0]);
+        m[i] = (struct json_member){s + sp[i].key, sp[i].key_len, v, sp[i].val_len, kind, false,
+                                    kind == JSON_NUMBER && (ix->uint_mask >> i & 1)};
+    }
+    return k;
 }
 
 bool json_key_is(const struct json_member *m, const char *key)

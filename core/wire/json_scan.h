@@ -40,6 +40,12 @@ int json_object_members(const char *s, size_t n, struct json_member *m,
 int json_array_elements(const char *s, size_t n, struct json_member *m, size_t max,
                         const char **err);
 
+/* Where a member of a JSON text is: its key (between the quotes) and its
+ * value, as offsets into the text. */
+struct json_span {
+    uint32_t key, key_len, val, val_len;
+};
+
 /* The members of the object s[0..n) as the index its writer made notes
  * (lib/json_index.h), each checked against the text: the key's quotes,
  * the colon right after it, the comma or closing brace right after its
@@ -50,6 +56,10 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
 struct json_index;
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
                        size_t max);
+
+/* The same as spans (the form a lazy table keeps), up to max. */
+int json_index_spans(const struct json_index *ix, const char *s, size_t n, struct json_span *sp,
+                     size_t max);
 
 /* The kind of the JSON value whose text starts with c (valid text: the
  * first byte decides). */

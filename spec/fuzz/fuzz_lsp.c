@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 im[i].is_uint != m[i].is_uint)
                                 abort();
                         /* the identity the stamp noted is all the scan finds */
-                        struct event_span spans[8];
+                        struct json_span spans[8];
                         const struct json_member *idm;
                         int ni = event_identity_spans(out.p, m, k, spans, 8, &idm);
                         if (ni != ix.ident_n || idm != &m[0])

@@ -357,14 +357,16 @@ static int l_lazy_event(lua_State *L)
             return luaL_error(L, "lazy_event: not an event as the ingress stamps it: %s",
                               rc < 0 ? err : "stamped, it reads otherwise");
     }
-    if (lua_event_push(L, s, len, lua_isnoneornil(L, 2) ? NULL : &ix, m, LUA_JSON_LAZY_MAX, &err, 0, NULL) < 0) {
+    struct lua_json_lazy *indexed;
+    if (lua_event_push(L, s, len, lua_isnoneornil(L, 2) ? NULL : &ix, m, LUA_JSON_LAZY_MAX, &err, 0,
+                       &indexed) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
     if (lua_isnoneornil(L, 2))
         return 1;
-    lua_pushboolean(L, json_index_members(&ix, s, len, m, LUA_JSON_LAZY_MAX) >= 0);
+    lua_pushboolean(L, indexed != NULL);
     return 2;
 }
 

@@ -251,7 +251,7 @@ TEST(drop_notice_lost_only_and_round_trip)
 static int restamp_both(const char *orig, const char *ret, bool spans)
 {
     struct json_member m[EVENT_MEMBERS_MAX], o[EVENT_MEMBERS_MAX];
-    struct event_span ident[4];
+    struct json_span ident[4];
     const char *err_a = NULL, *err_b = NULL;
     struct buf a = BUF_INIT, b = BUF_INIT;
     int n = json_object_members(ret, strlen(ret), m, EVENT_MEMBERS_MAX, &err_a);
@@ -307,7 +307,7 @@ TEST(restamp_members_agrees_with_restamp)
 static int restamped_to(const char *orig, const char *ret, const char *want)
 {
     struct json_member m[EVENT_MEMBERS_MAX], o[EVENT_MEMBERS_MAX];
-    struct event_span ident[4];
+    struct json_span ident[4];
     const char *err = NULL;
     struct buf a = BUF_INIT, b = BUF_INIT;
     int n = json_object_members(ret, strlen(ret), m, EVENT_MEMBERS_MAX, &err);
@@ -417,7 +417,7 @@ static int index_agrees(const char *in, pid_t pid, bool want_index)
                    im[i].key_escaped != m[i].key_escaped || im[i].is_uint != m[i].is_uint;
         /* the identity the stamp noted: all of it, as the scan finds it,
          * and the eventId first; none noted where none was stamped */
-        struct event_span spans[8];
+        struct json_span spans[8];
         const struct json_member *idm;
         int ni = event_identity_spans(b.p, m, k, spans, 8, &idm);
         bad |= (ix.ident_n != 0) != (pid >= 0);
