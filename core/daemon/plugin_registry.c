@@ -162,6 +162,7 @@ void registry_free(struct plugin_registry *r)
     }
     free(r->leaving);
     free(r->handled);
+    free(r->strategists);
     while (r->kv) {
         struct kv *k = r->kv;
         r->kv = k->next;

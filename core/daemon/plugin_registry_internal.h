@@ -65,6 +65,9 @@ struct plugin_registry {
      * every plugin. */
     uint64_t *handled;             /* sorted eventIds some plugin takes */
     size_t nhandled;
+    struct plugin **strategists;   /* the plugins with an on_event handler, in load
+                                    * order: the ones an event may go to */
+    size_t nstrategists;
     bool any_handler;              /* a plugin takes "*" */
     bool any_routes;               /* a router has rules */
     _Atomic uint64_t index_gen;    /* +1 per rebuild: route_index copies follow it */

@@ -33,12 +33,22 @@ void routing_index_rebuild(struct plugin_registry *r)
         r->any_routes |= r->plugins[i]->nroutes > 0;
     }
     free(r->handled);
+    free(r->strategists);
     r->handled = total ? malloc(total * sizeof *r->handled) : NULL;
-    r->nhandled = 0;
-    if (total && !r->handled) {
+    r->strategists = r->n ? malloc(r->n * sizeof *r->strategists) : NULL;
+    r->nhandled = r->nstrategists = 0;
+    if ((total && !r->handled) || (r->n && !r->strategists)) {
+        /* no room for the index: every event is routed, through every
+         * plugin (registry_route walks plugins[] then) */
+        free(r->strategists);
+        r->strategists = NULL;
         r->any_handler = true;
+        atomic_fetch_add_explicit(&r->index_gen, 1, memory_order_release);
         return;
     }
+    for (size_t i = 0; i < r->n; i++)
+        if (r->plugins[i]->nhandlers)
+            r->strategists[r->nstrategists++] = r->plugins[i];
     for (size_t i = 0; i < r->n; i++)
         for (size_t k = 0; k < r->plugins[i]->nhandlers; k++) {
             const struct handler *h = &r->plugins[i]->handlers[k];
@@ -157,11 +167,15 @@ size_t registry_route(struct plugin_registry *r, uint64_t event_id, const char *
                     out[n++] = r->plugins[i];
                 }
     } else if (!rule || rule->verdict != ROUTE_FORWARD) {
-        for (size_t i = 0; i < r->n && n < max; i++) {
-            if (!usable(r->plugins[i], event_id, from))
+        /* only the plugins with handlers, unless there was no room to
+         * note them */
+        struct plugin **set = r->strategists ? r->strategists : r->plugins;
+        size_t nset = r->strategists ? r->nstrategists : r->n;
+        for (size_t i = 0; i < nset && n < max; i++) {
+            if (!usable(set[i], event_id, from))
                 continue;
-            plugin_ref(r->plugins[i]);
-            out[n++] = r->plugins[i];
+            plugin_ref(set[i]);
+            out[n++] = set[i];
         }
     }
     pthread_mutex_unlock(&r->mu);
