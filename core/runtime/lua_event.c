@@ -333,12 +333,33 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const struct json_span *sp,
                            int depth);
 
-/* Whether the lazy table at t (state z) holds nothing but members of its
- * text, each as it was read, and lacks none it read. */
-static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, int depth)
+/* Whether the lazy table at t (state z, its userdata at zi) holds nothing
+ * but members of its text, each as it was read, and lacks none it read.
+ * The keys it holds are the state's (lua_json.h), unless it took more
+ * than those (walk): then the table is walked. */
+static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, int zi, int depth)
 {
     if (depth > 16 || !lua_checkstack(L, 4))
         return false;                           /* deep enough: the encoder decides */
+    if (!z->walk) {
+        for (int j = 0; j < z->nkeys; j++) {
+            size_t kl;
+            const char *k;
+            int i = -1;
+            if (lua_getiuservalue(L, zi, 2 + j) == LUA_TSTRING && (k = lua_tolstring(L, -1, &kl)))
+                i = lua_json_lazy_find(z, k, kl);
+            if (i < 0) {
+                lua_pop(L, 1);
+                return false;                   /* a new key */
+            }
+            /* a member read (or deleted) and not in the table now was deleted */
+            bool same = lua_rawget(L, t) != LUA_TNIL && member_as_text(L, z, &z->span[i], depth);
+            lua_pop(L, 1);
+            if (!same)
+                return false;
+        }
+        return true;
+    }
     uint32_t members = 0;
     lua_pushnil(L);
     while (lua_next(L, t)) {
@@ -389,10 +410,14 @@ static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const st
     case LUA_TLIGHTUSERDATA:
         return lua_touserdata(L, -1) == NULL && vl == 4 && memcmp(v, "null", 4) == 0;
     case LUA_TTABLE: {
-        struct lua_json_lazy *c = lua_json_lazy_of(L, -1);
-        if (c)
-            return c->root == z->root && c->text == v && c->len == vl &&
-                   table_as_text(L, lua_gettop(L), c, depth + 1);
+        struct lua_json_lazy *c = lua_json_lazy_at(L, -1);     /* its userdata on top */
+        if (c) {
+            bool same = c->root == z->root && c->text == v && c->len == vl &&
+                        table_as_text(L, lua_gettop(L) - 1, c, lua_gettop(L), depth + 1);
+            lua_pop(L, 1);
+            return same;
+        }
+        lua_pop(L, 1);
         /* an empty object or array is decoded, not lazy (the "params":{}
          * of an event sent without): still empty, with no metatable */
         if ((v[0] != '{' && v[0] != '[') || vl < 2)
@@ -419,8 +444,14 @@ static bool member_as_text(lua_State *L, const struct lua_json_lazy *z, const st
 bool lua_event_as_text(lua_State *L, int idx, const struct lua_json_lazy *z, const char *text,
                        size_t len)
 {
-    return z && z->root == z && !z->written && z->len == len && memcmp(z->text, text, len) == 0 &&
-           table_as_text(L, lua_absindex(L, idx), z, 0);
+    if (!z || z->root != z || z->written || z->len != len || memcmp(z->text, text, len) != 0 ||
+        !lua_checkstack(L, 1))
+        return false;
+    idx = lua_absindex(L, idx);
+    lua_rawgetp(L, idx, &lua_json_lazy_tag);                   /* z's userdata */
+    bool same = table_as_text(L, idx, z, lua_gettop(L), 0);
+    lua_pop(L, 1);
+    return same;
 }
 
 /* ---- the globals that see a table's raw part ---- */
