@@ -63,8 +63,12 @@ static int lazy_index(lua_State *L)
 /* For set_noting: the key at -3 is being set in the lazy table whose state
  * z is at -1. A key the table does not hold yet is kept in the next free
  * user value (lua_json.h); past those, or for a key not a string, the
- * encoder must walk the table. Returns the member it is (its bit in loaded
- * is the caller's to set, once the key is in the table), or -1. */
+ * encoder must walk the table. Noted before the rawset, which may raise
+ * (out of memory): a key noted is looked for among the noted ones first,
+ * so one set again after that is not noted twice; and a key noted and
+ * not in the table reads as nil (deleted) wherever a note is read.
+ * Returns the member it is (its bit in loaded is the caller's to set,
+ * once the key is in the table), or -1. */
 static int note_key(lua_State *L, struct lua_json_lazy *z)
 {
     if (lua_type(L, -3) != LUA_TSTRING) {
@@ -76,16 +80,14 @@ static int note_key(lua_State *L, struct lua_json_lazy *z)
     int i = lua_json_lazy_find(z, k, kl);
     if (z->walk || (i >= 0 && (z->loaded >> i & 1)))
         return i;                            /* walked, or noted when read or set */
-    if (i < 0) {
-        /* set again after it was deleted (t.k = nil leaves no raw value,
-         * so __newindex sees it again): noted already */
-        for (int j = 0; j < z->nkeys; j++) {
-            lua_getiuservalue(L, -1, 2 + j);
-            bool same = lua_rawequal(L, -1, -4);
-            lua_pop(L, 1);
-            if (same)
-                return -1;
-        }
+    /* set again after it was deleted (t.k = nil leaves no raw value, so
+     * __newindex sees it again), or after a rawset that failed */
+    for (int j = 0; j < z->nkeys; j++) {
+        lua_getiuservalue(L, -1, 2 + j);
+        bool same = lua_rawequal(L, -1, -4);
+        lua_pop(L, 1);
+        if (same)
+            return i;
     }
     if (z->nkeys >= LUA_JSON_LAZY_KEYS) {
         z->walk = true;
@@ -135,6 +137,9 @@ void lua_event_settle(lua_State *L, int idx)
     if (!z)
         return;
     luaL_checkstack(L, 4, "no Lua stack to settle an event table");
+    /* its keys are no longer only those its state noted (lua_json.h), even
+     * if this stops halfway, out of memory, and leaves it lazy */
+    z->walk = true;
     lua_rawgetp(L, idx, &lua_json_lazy_tag);    /* z stays alive while its members go in */
     const char *text = lua_json_lazy_text(z);
     for (uint32_t i = 0; i < z->n; i++) {

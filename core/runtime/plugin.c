@@ -373,9 +373,10 @@ static void call_free(struct plugin *p, struct call *c)
 }
 
 /* Whether the restamp would find nothing to do in a returned table's
- * text: m[0..n), the members the encoder wrote for the lazy table z, the
- * ones it copied from z's text first (all but those skip or z's loaded
- * bits leave out). So when z's text is e's, which the daemon stamped
+ * text: m[0..n), its members (m[0] the eventId reencode wrote, if first;
+ * then those the encoder wrote for the lazy table z, the ones it copied
+ * from z's text first: all but those skip or z's loaded bits leave out).
+ * So when z's text is e's, which the daemon stamped
  * itself (stamped: valid as the stamp checks an app's event), and neither
  * a member the table wrote nor one of the text it read, set or deleted is
  * one the daemon stamps or checks (but params, still an object): then the
@@ -383,13 +384,15 @@ static void call_free(struct plugin *p, struct call *c)
  * checked members are as the stamp checked them. The eventId is reencode's
  * own. Anything else, or any doubt, goes through the restamp. */
 static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool stamped,
-                             const struct envelope *e, const struct json_member *m, int n)
+                             const struct envelope *e, const struct json_member *m, int n, int first)
 {
+    /* more members than an event may have: the restamp refuses it (and
+     * m holds only the first EVENT_MEMBERS_MAX) */
     if (!stamped || !z || z->root != z || n > EVENT_MEMBERS_MAX || z->len != e->len ||
         memcmp(z->text, e->data, e->len) != 0)
         return false;
     uint64_t all = z->n == 64 ? UINT64_MAX : (UINT64_C(1) << z->n) - 1;
-    int copied = (int)z->n - __builtin_popcountll((z->loaded | skip) & all);
+    int copied = first + (int)z->n - __builtin_popcountll((z->loaded | skip) & all);
     bool params_read = false, params_object = false;
     for (uint64_t b = z->loaded & all; b; b &= b - 1) {
         const struct json_span *sp = &z->span[__builtin_ctzll(b)];
@@ -515,7 +518,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     const char *why = NULL;
     int skipped = !in_place && z ? lua_json_lazy_find(z, "eventId", 7) : -1;   /* as the encoder does */
     uint64_t skip = skipped >= 0 ? UINT64_C(1) << skipped : 0;
-    if (!restamp_needless(z, skip, stamped, e, m + ours, rc) &&
+    if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours) &&
         event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         buf_free(&b);

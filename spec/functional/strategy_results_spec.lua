@@ -176,6 +176,32 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  -- the eventId read (so written first by the daemon), 6 members copied
+  -- and 57 or 58 added: 64 members pass, 65 are refused, as any event's
+  it("refuses a returned event of more than 64 members, also when the restamp had nothing else to do", function()
+    local d = H.start_daemon({plugins = {
+      wide = {lua = [[
+        polaris.on_event("*", function(ev)
+          local _ = ev.eventId
+          for i = 1, ev.params.add do ev["x" .. i] = i end
+          return ev
+        end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(1, {params = {add = 57}}))
+    app:send_event(H.event(2, {params = {add = 58}}))
+    local a, b = g:event(), g:event()
+    local n = 0
+    for _ in pairs(a) do n = n + 1 end
+    assert.are.equal(64, n)
+    assert.is_nil(a.strategyError)
+    assert.is_nil(b.x1)
+    assert.is_truthy(b.strategyError and b.strategyError.reason:find("more than 64 top-level members", 1, true))
+    H.stop_ok(d)
+  end)
+
   it("a handler that edits its event and returns nil: forwarded as it came, warned once, counted", function()
     local d = H.start_daemon({plugins = {
       forgetful = {lua = [[
@@ -377,6 +403,48 @@ describe("a strategy's returned event", function()
       return chain
     end
   ]]
+
+  -- a settle (pairs) that runs out of memory halfway leaves the table
+  -- lazy, holding keys its state did not note: the check that the table
+  -- still says what its text says must walk it, or an edit of a settled
+  -- member would go nowhere (the original bytes sent instead)
+  it("keeps an edit made after a settle that ran out of memory halfway", function()
+    local big = string.rep("z", 40000)
+    -- filling 4 MiB a few KB at a time takes longer than the default budget
+    local d = H.start_daemon({config = {plugins = {cpu_time_limit_ms = 20000}}, plugins = {
+      hog = {lua = [[
+        local keep = {}
+        for i = 1, 4000 do keep[i] = false end     -- no growth while it fills
+        polaris.on_event(1, function(ev)
+          -- the state full to a few KB, then ~12 KB given back: the small
+          -- members settle, the 40 KB one cannot
+          local n = 0
+          for _, sz in ipairs{65536, 4096, 4096, 512, 512} do
+            collectgarbage()                   -- what the last round left
+            while pcall(function() keep[n + 1] = string.rep("y", sz) .. n; n = n + 1 end) do end
+          end
+          for i = n - 24, n do keep[i] = false end
+          collectgarbage()
+          local ok = pcall(function() for _ in pairs(ev) do end end)
+          for i = 1, n do keep[i] = false end
+          collectgarbage()
+          if ok then return false end          -- not halfway: the spec says so below
+          ev.a = "changed"
+          return ev
+        end)
+      ]], manifest = {sandbox = {memory_limit = 4 * 1024 * 1024}}},
+    }})
+    local g = H.guest_connected(d)
+    H.app(d):send_event(('{"eventId":1,"timestamp":1732262400123,"processName":"spec","processVer":"1",' ..
+                         '"params":{"n":1},"a":"x","b":"y","big":"%s"}'):format(big))
+    local ev = g:event()
+    assert.is_table(ev, "the settle did not run out of memory halfway (the margins above)")
+    assert.are.equal("changed", ev.a)
+    assert.are.equal("y", ev.b)
+    assert.are.equal(big, ev.big)
+    assert.is_nil(ev.strategyError)
+    H.stop_ok(d)
+  end)
 
   it("writes a read member back without memory of the plugin's: a strategy at its limit cannot abort the daemon", function()
     -- the write-back runs outside any protected call: were it to allocate
