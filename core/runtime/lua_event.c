@@ -33,6 +33,20 @@ static const char eventid_anchor = 0;
 static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i);
 static int event_pairs(lua_State *L);
 
+/* Keeps the key at index key in the next free key user value of the lazy
+ * state z, whose userdata is at ud (lua_json.h); past those the encoder
+ * must walk the table. */
+static void keep_key(lua_State *L, struct lua_json_lazy *z, int key, int ud)
+{
+    if (z->nkeys >= LUA_JSON_LAZY_KEYS) {
+        z->walk = true;
+        return;
+    }
+    ud = lua_absindex(L, ud);
+    lua_pushvalue(L, key);
+    lua_setiuservalue(L, ud, lua_json_lazy_key_uv(z->nkeys++));
+}
+
 static int lazy_index(lua_State *L)
 {
     if (lua_type(L, 2) != LUA_TSTRING)
@@ -50,12 +64,7 @@ static int lazy_index(lua_State *L)
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -2);
     lua_rawset(L, 1);
-    if (z->nkeys < LUA_JSON_LAZY_KEYS) {
-        lua_pushvalue(L, 2);
-        lua_setiuservalue(L, 3, 2 + z->nkeys++);
-    } else {
-        z->walk = true;
-    }
+    keep_key(L, z, 2, 3);
     z->loaded |= UINT64_C(1) << i;           /* only once it is in the table */
     return 1;
 }
@@ -83,18 +92,13 @@ static int note_key(lua_State *L, struct lua_json_lazy *z)
     /* set again after it was deleted (t.k = nil leaves no raw value, so
      * __newindex sees it again), or after a rawset that failed */
     for (int j = 0; j < z->nkeys; j++) {
-        lua_getiuservalue(L, -1, 2 + j);
+        lua_getiuservalue(L, -1, lua_json_lazy_key_uv(j));
         bool same = lua_rawequal(L, -1, -4);
         lua_pop(L, 1);
         if (same)
             return i;
     }
-    if (z->nkeys >= LUA_JSON_LAZY_KEYS) {
-        z->walk = true;
-        return i;
-    }
-    lua_pushvalue(L, -3);
-    lua_setiuservalue(L, -2, 2 + z->nkeys++);
+    keep_key(L, z, -3, -1);
     return i;
 }
 
@@ -190,34 +194,53 @@ void lua_event_push_metatable(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_tag);
 }
 
-static bool can_be_lazy(const struct json_member *m, int k, size_t max, size_t n)
+/* Whether no key of the k spans sp of s is given twice (the last would
+ * win: such an object is decoded whole). A key is compared with the ones
+ * before it only when one of them has its length and first byte (a bit
+ * of 64 for each pair). */
+static bool keys_unique(const char *s, const struct json_span *sp, int k)
 {
-    if (k > LUA_JSON_LAZY_MAX || (size_t)k > max || n >= UINT32_MAX)
-        return false;
-    /* a key is compared with the ones before it only when one of them
-     * has its length and first byte (a bit of 64 for each pair) */
     uint64_t seen = 0;
     for (int i = 0; i < k; i++) {
-        if (m[i].key_escaped)
-            return false;
-        uint64_t bit = UINT64_C(1) << ((m[i].key_len * 31u + (m[i].key_len ? (unsigned char)m[i].key[0] : 0u)) & 63u);
+        const char *key = s + sp[i].key;
+        uint64_t bit = UINT64_C(1) << ((sp[i].key_len * 31u + (unsigned char)key[0]) & 63u);
         if (seen & bit)
             for (int j = 0; j < i; j++)
-                if (m[j].key_len == m[i].key_len && memcmp(m[j].key, m[i].key, m[i].key_len) == 0)
-                    return false;            /* the last would win: decode it whole */
+                if (sp[j].key_len == sp[i].key_len && memcmp(s + sp[j].key, key, sp[i].key_len) == 0)
+                    return false;
         seen |= bit;
     }
     return true;
 }
 
-/* Pushes a lazy table for the object s[0..n) of k members and returns its
- * state, whose spans and uint_mask the caller fills (unchecked: found by
- * an index, their values not validated). With anchor 0 it keeps a copy
- * of s; else s lies in the text of the lazy object whose state is at
- * anchor, kept alive as this one's user value, and that object's
- * metatable (this one's too) is at mt. */
-static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, int k, bool unchecked,
-                                       int anchor, struct lua_json_lazy *parent, int mt)
+/* The k members m of the object s[0..n) as spans sp and their digits-only
+ * marks, when a lazy table can stand for them: at most LUA_JSON_LAZY_MAX
+ * (and max), no key escaped or given twice. */
+static bool lazy_spans(const char *s, size_t n, const struct json_member *m, int k, size_t max,
+                       struct json_span *sp, uint64_t *uint_mask)
+{
+    if (k > LUA_JSON_LAZY_MAX || (size_t)k > max || n >= UINT32_MAX)
+        return false;
+    *uint_mask = 0;
+    for (int i = 0; i < k; i++) {
+        if (m[i].key_escaped)
+            return false;
+        sp[i] = (struct json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
+                                   (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
+        *uint_mask |= (uint64_t)m[i].is_uint << i;
+    }
+    return keys_unique(s, sp, k);
+}
+
+/* Pushes a lazy table for the object s[0..n) whose k members are sp
+ * (uint_mask: which are digits only; unchecked: found by an index, their
+ * values not validated). With anchor 0 it keeps a copy of s; else s lies
+ * in the text of the lazy object whose state is at anchor, kept alive as
+ * this one's user value, and that object's metatable (this one's too) is
+ * at mt. Returns its state. */
+static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, const struct json_span *sp,
+                                       int k, uint64_t uint_mask, bool unchecked, int anchor,
+                                       struct lua_json_lazy *parent, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
     /* room for four keys, not one for each member: the state's, the
@@ -232,7 +255,8 @@ static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, in
     z->loaded = 0;
     z->nkeys = 0;
     z->walk = false;
-    z->uint_mask = 0;
+    z->uint_mask = uint_mask;
+    memcpy(z->span, sp, (size_t)k * sizeof *sp);
     z->n = (uint32_t)k;
     z->len = (uint32_t)n;
     z->written = false;
@@ -257,58 +281,33 @@ static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, in
     return z;
 }
 
-/* z's spans and digits-only marks from the k members m of its text s. */
-static void spans_of(struct lua_json_lazy *z, const char *s, const struct json_member *m, int k)
-{
-    for (int i = 0; i < k; i++) {
-        z->span[i] = (struct json_span){(uint32_t)(m[i].key - s), (uint32_t)m[i].key_len,
-                                        (uint32_t)(m[i].val - s), (uint32_t)m[i].val_len};
-        z->uint_mask |= (uint64_t)m[i].is_uint << i;
-    }
-}
-
-/* can_be_lazy for members an index found (no key escaped: an escaped key
- * leaves a text unindexed, and no more than JSON_INDEX_MAX) */
-static bool spans_unique(const char *s, const struct json_span *sp, int k)
-{
-    uint64_t seen = 0;
-    for (int i = 0; i < k; i++) {
-        const char *key = s + sp[i].key;
-        uint64_t bit = UINT64_C(1) << ((sp[i].key_len * 31u + (unsigned char)key[0]) & 63u);
-        if (seen & bit)
-            for (int j = 0; j < i; j++)
-                if (sp[j].key_len == sp[i].key_len && memcmp(s + sp[j].key, key, sp[i].key_len) == 0)
-                    return false;            /* the last would win: decode it whole */
-        seen |= bit;
-    }
-    return true;
-}
-
 int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_index *ix,
                    struct json_member *m, size_t max, const char **err, int mt,
                    struct lua_json_lazy **indexed)
 {
-    struct json_span sp[JSON_INDEX_MAX];
+    struct json_span sp[LUA_JSON_LAZY_MAX];
+    uint64_t uint_mask = 0;
     int k = ix ? json_index_spans(ix, s, n, sp, max < JSON_INDEX_MAX ? max : JSON_INDEX_MAX) : -1;
     if (indexed)
         *indexed = NULL;
-    if (k >= 0 && spans_unique(s, sp, k)) {
+    mt = mt ? lua_absindex(L, mt) : 0;
+    if (k >= 0 && keys_unique(s, sp, k)) {
         /* the members as the stamp noted them, straight into the state:
-         * not scanned, and not made json_members on the way */
-        struct lua_json_lazy *z = push_lazy(L, s, n, k, true, 0, NULL, mt ? lua_absindex(L, mt) : 0);
-        memcpy(z->span, sp, (size_t)k * sizeof *sp);
+         * not scanned, and not made json_members on the way (no key of
+         * an indexed text is escaped) */
         for (int i = 0; i < k; i++)
             if ((ix->uint_mask >> i & 1) && json_kind_of(s[sp[i].val]) == JSON_NUMBER)
-                z->uint_mask |= UINT64_C(1) << i;
+                uint_mask |= UINT64_C(1) << i;
+        struct lua_json_lazy *z = push_lazy(L, s, n, sp, k, uint_mask, true, 0, NULL, mt);
         if (indexed)
             *indexed = z;
         return k;
     }
     if ((k = json_object_members(s, n, m, max, err)) < 0)
         return -1;
-    if (!can_be_lazy(m, k, max, n))
+    if (!lazy_spans(s, n, m, k, max, sp, &uint_mask))
         return lua_json_decode_members(L, s, n, m, max, err);    /* validates it */
-    spans_of(push_lazy(L, s, n, k, false, 0, NULL, mt ? lua_absindex(L, mt) : 0), s, m, k);
+    push_lazy(L, s, n, sp, k, uint_mask, false, 0, NULL, mt);
     return k;
 }
 
@@ -321,11 +320,13 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
     const char *v = lua_json_lazy_text(z) + sp->val;
     if (v[0] == '{' && sp->val_len > 2) {
         struct json_member m[LUA_JSON_LAZY_MAX];
+        struct json_span msp[LUA_JSON_LAZY_MAX];
+        uint64_t uint_mask;
         const char *err;
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
-        if (k > 0 && can_be_lazy(m, k, LUA_JSON_LAZY_MAX, sp->val_len)) {
+        if (k > 0 && lazy_spans(v, sp->val_len, m, k, LUA_JSON_LAZY_MAX, msp, &uint_mask)) {
             lua_getmetatable(L, 1);
-            spans_of(push_lazy(L, v, sp->val_len, k, false, 3, z, lua_gettop(L)), v, m, k);
+            push_lazy(L, v, sp->val_len, msp, k, uint_mask, false, 3, z, lua_gettop(L));
             lua_remove(L, -2);
             return;
         }
@@ -351,7 +352,8 @@ static bool table_as_text(lua_State *L, int t, const struct lua_json_lazy *z, in
             size_t kl;
             const char *k;
             int i = -1;
-            if (lua_getiuservalue(L, zi, 2 + j) == LUA_TSTRING && (k = lua_tolstring(L, -1, &kl)))
+            if (lua_getiuservalue(L, zi, lua_json_lazy_key_uv(j)) == LUA_TSTRING &&
+                (k = lua_tolstring(L, -1, &kl)))
                 i = lua_json_lazy_find(z, k, kl);
             if (i < 0) {
                 lua_pop(L, 1);

@@ -314,12 +314,6 @@ static inline bool compact_member(const struct json_span *sp)
     return sp->val == sp->key + sp->key_len + 2;
 }
 
-/* A lazy object (lua_json.h) written back: first each member nobody read
- * or set, copied from its text in its order, then what the table itself
- * holds (the members read or set, and new keys), as any table's members
- * are. With no member left to copy it is written as any table (it may
- * now be an array). Nothing here allocates from the state, so it cannot
- * raise where no call protects it (reencode, a command's result). */
 /* The members a lazy table (state z, its userdata at zi) holds, as
  * put_members writes them, each key taken from the state's user values
  * (lua_json.h) in the order the table took it: the table is not walked
@@ -331,7 +325,7 @@ static int put_lazy_members(lua_State *L, int idx, struct enc *e, int depth, boo
     if (z->walk)
         return put_members(L, idx, e, depth, first);
     for (int j = 0; j < z->nkeys; j++) {
-        if (lua_getiuservalue(L, zi, 2 + j) != LUA_TSTRING ||
+        if (lua_getiuservalue(L, zi, lua_json_lazy_key_uv(j)) != LUA_TSTRING ||
             (depth == 0 && e->skip_event_id && is_event_id(L, -1))) {
             lua_pop(L, 1);
             continue;
@@ -349,6 +343,12 @@ static int put_lazy_members(lua_State *L, int idx, struct enc *e, int depth, boo
     return 0;
 }
 
+/* A lazy object (lua_json.h) written back: first each member nobody read
+ * or set, copied from its text in its order, then what the table itself
+ * holds (the members read or set, and new keys), as any table's members
+ * are. With no member left to copy it is written as any table (it may
+ * now be an array). Nothing here allocates from the state, so it cannot
+ * raise where no call protects it (reencode, a command's result). */
 static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const struct lua_json_lazy *z, int zi)
 {
     uint64_t loaded = z->loaded | (depth == 0 ? e->skip_mask : 0);

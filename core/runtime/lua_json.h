@@ -88,8 +88,8 @@ struct lua_json_lazy {
                             * is decoded */
     uint8_t nkeys;         /* keys the table holds (members read or set, and keys
                             * set that are not members), each in a user value */
-    bool walk;             /* more keys than LUA_JSON_LAZY_KEYS, or one not a
-                            * string: the encoder walks the table for them */
+    bool walk;             /* more keys than LUA_JSON_LAZY_KEYS, one not a string,
+                            * or a settle begun: the table is walked for them */
     struct lua_json_lazy *root;  /* the outermost lazy object of this text: this
                             * one's, or kept alive through the user values */
     const char *text;      /* the object's text: after the spans (a copy of
@@ -108,6 +108,10 @@ struct lua_json_lazy {
  * allocation. */
 #define LUA_JSON_LAZY_KEYS 4
 #define LUA_JSON_LAZY_UVS (1 + LUA_JSON_LAZY_KEYS)
+static inline int lua_json_lazy_key_uv(int j)          /* the j-th key's user value */
+{
+    return 2 + j;
+}
 static inline const char *lua_json_lazy_text(const struct lua_json_lazy *z)
 {
     return z->text;

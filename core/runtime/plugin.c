@@ -431,7 +431,8 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
-    int mi = z ? lua_json_lazy_find(z, "eventId", 7) : -1;
+    const int eid = z ? lua_json_lazy_find(z, "eventId", 7) : -1;   /* the text's eventId member */
+    int mi = eid;
     /* the eventId is the lazy text's first member, untouched (an id past
      * 2^63 would have been set by read), in digits: it stays in its place,
      * copied by the encoder as buf_json_u64 would write it (the table has
@@ -516,8 +517,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
     const char *why = NULL;
-    int skipped = !in_place && z ? lua_json_lazy_find(z, "eventId", 7) : -1;   /* as the encoder does */
-    uint64_t skip = skipped >= 0 ? UINT64_C(1) << skipped : 0;
+    uint64_t skip = !in_place && eid >= 0 ? UINT64_C(1) << eid : 0;   /* the encoder's skip_mask */
     if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours) &&
         event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
