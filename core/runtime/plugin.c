@@ -825,8 +825,9 @@ static int read_event(lua_State *L)
      * something else: the text's, read lazily or decoded, is that integer
      * already */
     uint64_t text_id;
-    if (!id_digits || e->ev.id > INT64_MAX || json_to_u64(id_val, id_len, &text_id) < 0 ||
-        text_id != e->ev.id) {
+    bool same_id = z && ix->id_first && id_val == e->data + z->span[0].val;   /* the index says so */
+    if (e->ev.id > INT64_MAX ||
+        (!same_id && (!id_digits || json_to_u64(id_val, id_len, &text_id) < 0 || text_id != e->ev.id))) {
         lua_pushinteger(L, (lua_Integer)e->ev.id);
         lua_event_set(L, -2, "eventId");
     }

@@ -139,14 +139,17 @@ static const char *strings_bad(const struct json_member *const *f)
 }
 
 /* Notes, in ix (if any), that a member of the text being written begins
- * with the key whose opening quote is at offset at, its value digits only
- * or not (is_uint). */
-static inline void index_note(struct json_index *ix, size_t at, bool is_uint)
+ * with the key whose opening quote is at offset at, key_len bytes long,
+ * its value digits only or not (is_uint). */
+static inline void index_note(struct json_index *ix, size_t at, size_t key_len, bool is_uint)
 {
     if (!ix)
         return;
+    if (key_len > UINT8_MAX)
+        ix->n = JSON_INDEX_MAX + 1;            /* not indexed */
     if (ix->n < JSON_INDEX_MAX && at <= UINT16_MAX) {
         ix->key_at[ix->n] = (uint16_t)at;
+        ix->key_len[ix->n] = (uint8_t)key_len;
         ix->uint_mask |= (uint16_t)(is_uint << ix->n);
     }
     if (ix->n <= JSON_INDEX_MAX)
@@ -160,7 +163,7 @@ static inline void index_note_kept(struct json_index *ix, size_t at, const struc
 {
     if (ix && m->key_escaped)
         ix->n = JSON_INDEX_MAX + 1;
-    index_note(ix, at, m->is_uint);
+    index_note(ix, at, m->key_len, m->is_uint);
 }
 
 /* The one pass both app events (pid >= 0: identity stamped) and emitted
@@ -174,6 +177,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     if (ix) {
         ix->n = ix->ident_n = 0;
         ix->uint_mask = 0;
+        ix->id_first = false;
     }
     struct json_member m[MAX_MEMBERS];
     enum field kind[MAX_MEMBERS];
@@ -216,10 +220,12 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
      * indexed (lib/json_index.h) as it is written */
     size_t base = out->len;
     int rc = buf_reserve(out, len + 128);
-    index_note(ix, 1, true);                      /* json_to_u64 took it: digits */
+    index_note(ix, 1, 7, true);                      /* json_to_u64 took it: digits */
+    if (ix)
+        ix->id_first = true;
     rc |= buf_append(out, "{\"eventId\":", 11);
     rc |= buf_append(out, id->val, id->val_len);
-    index_note(ix, out->len + 1 - base, true);    /* timestamp_ok, or wall_ms */
+    index_note(ix, out->len + 1 - base, 9, true);    /* timestamp_ok, or wall_ms */
     rc |= buf_append(out, ",\"timestamp\":", 13);
     if (ts)
         rc |= buf_append(out, ts->val, ts->val_len);
@@ -240,11 +246,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         /* the app's own pid, uid and claimedPid are not kept: these
          * are all the identity the text has */
         uint8_t ident_at = ix ? ix->n : 0;
-        index_note(ix, out->len + 1 - base, true);
-        index_note(ix, out->len + (size_t)ident.uid_at - base, true);
+        index_note(ix, out->len + 1 - base, 3, true);
+        index_note(ix, out->len + (size_t)ident.uid_at - base, 3, true);
         rc |= buf_append(out, ident.text, (size_t)ident.len);
         if (p && claimed != (int64_t)pid) {
-            index_note(ix, out->len + 1 - base, claimed >= 0);
+            index_note(ix, out->len + 1 - base, 10, claimed >= 0);
             rc |= buf_append(out, ",\"claimedPid\":", 14);
             rc |= buf_json_i64(out, claimed);
         }
@@ -254,23 +260,23 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         }
     }
     if (!params) {
-        index_note(ix, out->len + 1 - base, false);
+        index_note(ix, out->len + 1 - base, 6, false);
         rc |= buf_append(out, ",\"params\":{}", 12);
     }
     if (src && !p) {
-        index_note(ix, out->len + 1 - base, src->pid >= 0);
+        index_note(ix, out->len + 1 - base, 3, src->pid >= 0);
         rc |= buf_append(out, ",\"pid\":", 7);
         rc |= buf_json_i64(out, src->pid);
     }
     if (src && !f[F_PROCESS_NAME]) {
-        index_note(ix, out->len + 1 - base, false);
+        index_note(ix, out->len + 1 - base, 11, false);
         rc |= buf_puts(out, ",\"processName\":");
         rc |= buf_json_cstr(out, src->process_name);
     }
     if (!f[F_PROCESS_NAME] && stamp) {
         char comm[32];
         if (proc_comm(pid, comm, sizeof comm) == 0) {
-            index_note(ix, out->len + 1 - base, false);
+            index_note(ix, out->len + 1 - base, 11, false);
             rc |= buf_puts(out, ",\"processName\":");
             rc |= buf_json_cstr(out, comm);
         }
@@ -278,11 +284,11 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
     /* DESIGN 6: a process that gives no version is "unknown", on every path;
      * only an absent one takes the source's (null was the plugin's say) */
     if (src && !f[F_PROCESS_VER]) {
-        index_note(ix, out->len + 1 - base, false);
+        index_note(ix, out->len + 1 - base, 10, false);
         rc |= buf_puts(out, ",\"processVer\":");
         rc |= buf_json_cstr(out, src->process_ver);
     } else if (!f[F_PROCESS_VER] || f[F_PROCESS_VER]->kind == JSON_NULL) {
-        index_note(ix, out->len + 1 - base, false);
+        index_note(ix, out->len + 1 - base, 10, false);
         rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
     }
     for (int i = 0; i < n; i++) {

@@ -471,22 +471,15 @@ int json_index_spans(const struct json_index *ix, const char *s, size_t n, struc
         s[n - 1] != '}' || ix->key_at[0] != 1)
         return -1;
     for (int i = 0; i < ix->n; i++) {
-        size_t k = ix->key_at[i];
+        size_t k = ix->key_at[i], q = k + 1 + ix->key_len[i];     /* the key's closing quote */
         /* where the value ends: the comma before the next key, or the close */
         size_t end = i + 1 < ix->n ? (size_t)ix->key_at[i + 1] - 1 : n - 1;
-        if (end <= k + 3 || end >= n || s[k] != '"' || (i + 1 < ix->n && s[end] != ','))
-            return -1;
-        /* the key's closing quote, which must come before any backslash:
-         * 16 bytes at a time to the first that may need a look, then
-         * byte by byte (UTF-8; a run too short for the 16) */
-        size_t qi = json_plain_run((const unsigned char *)s, k + 1, end);
-        while (qi < end && s[qi] != '"' && s[qi] != '\\')
-            qi++;
         /* "key": and at least one byte of value before the end */
-        if (qi + 2 >= end || s[qi] != '"' || s[qi + 1] != ':')
+        if (q + 2 >= end || end >= n || s[k] != '"' || s[q] != '"' || s[q + 1] != ':' ||
+            (i + 1 < ix->n && s[end] != ','))
             return -1;
-        sp[i] = (struct json_span){(uint32_t)(k + 1), (uint32_t)(qi - (k + 1)), (uint32_t)(qi + 2),
-                                   (uint32_t)(end - (qi + 2))};
+        sp[i] = (struct json_span){(uint32_t)(k + 1), ix->key_len[i], (uint32_t)(q + 2),
+                                   (uint32_t)(end - (q + 2))};
     }
     return ix->n;
 }

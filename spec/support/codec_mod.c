@@ -326,7 +326,8 @@ static int l_json_encode(lua_State *L)
  * must be an event as the ingress stamps it (pid -1), made with the
  * index the stamp notes, as the worker makes an app's event, and a
  * second result says whether the index was taken; index a list of key
- * offsets (0-based): that index, right or wrong. event_env() -> a table with
+ * offsets (0-based): that index, right or wrong (each key's length: to
+ * the next quote). event_env() -> a table with
  * the plugins' next, pairs, rawget, rawset, getmetatable and a
  * setmetatable that settles first, as the sandbox has them;
  * lazy_state(t) -> nil for a plain table, else its members read or set
@@ -346,6 +347,9 @@ static int l_lazy_event(lua_State *L)
             lua_rawgeti(L, 2, i + 1);
             ix.key_at[i] = (uint16_t)luaL_checkinteger(L, -1);
             lua_pop(L, 1);
+            /* the key's length as its writer would note it: to the next quote */
+            const char *q = ix.key_at[i] + 1u < len ? memchr(s + ix.key_at[i] + 1, '"', len - ix.key_at[i] - 1) : NULL;
+            ix.key_len[i] = q ? (uint8_t)(q - (s + ix.key_at[i] + 1)) : 0;
         }
     } else if (lua_toboolean(L, 2)) {
         struct buf b = BUF_INIT;

@@ -454,6 +454,16 @@ TEST(stamp_index_gives_the_scanners_members)
     CHECK(index_agrees("{\"eventId\":7,\"p\\u0061d\":1}", 1234, false) == 0);
     CHECK(index_agrees("{\"eventId\":7,\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,"
                        "\"i\":9,\"j\":10,\"k\":11}", 1234, false) == 0);
+    /* a key of 255 bytes is indexed, one of 256 is not (its length is a byte) */
+    for (int kl = 255; kl <= 256; kl++) {
+        struct buf key = BUF_INIT;
+        buf_puts(&key, "{\"eventId\":7,\"");
+        for (int i = 0; i < kl; i++)
+            buf_putc(&key, 'k');
+        buf_puts(&key, "\":1,\"z\":2}");
+        CHECK(index_agrees(key.p, 1234, kl == 255) == 0);
+        buf_free(&key);
+    }
     struct buf big = BUF_INIT;
     buf_puts(&big, "{\"eventId\":7,\"pad\":\"");
     for (int i = 0; i < 70000; i++)
@@ -484,6 +494,9 @@ TEST(index_that_does_not_fit_its_text_is_refused)
         for (int d = -1; d <= 1; d += 2) {
             t = ix;
             t.key_at[i] = (uint16_t)(t.key_at[i] + d);
+            CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
+            t = ix;
+            t.key_len[i] = (uint8_t)(t.key_len[i] + d);          /* the key's end */
             CHECK(json_index_members(&t, b.p, b.len, m, EVENT_MEMBERS_MAX) == -1);
         }
     /* what the checks cannot see: a comma and a key inside a nested
