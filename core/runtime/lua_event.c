@@ -261,6 +261,7 @@ static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, co
     z->len = (uint32_t)n;
     z->written = false;
     z->unchecked = unchecked;
+    z->first_known = false;
     z->root = parent ? parent->root : z;
     if (anchor) {
         z->text = s;

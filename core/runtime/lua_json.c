@@ -236,11 +236,10 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
     if (!*first)
         buf_putc(out, ',');
     *first = false;
-    size_t key_at = out->len + 1;
+    size_t key_at = out->len + 1, key_len = 0;
     if (kt == LUA_TSTRING) {
-        size_t kl;
-        const char *k = lua_tolstring(L, -2, &kl);
-        buf_json_str(out, k, kl);
+        const char *k = lua_tolstring(L, -2, &key_len);
+        buf_json_str(out, k, key_len);
     } else {
         char tmp[64];
         if (lua_isinteger(L, -2))
@@ -254,8 +253,11 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
     size_t val_at = out->len;
     if (encode(L, lua_gettop(L), e, depth + 1) < 0)
         return -1;
+    /* an escape makes the key longer than the string: a key as long as
+     * its string has none (a longer one without any, UTF-8 put right, is
+     * only taken for escaped: it is decoded before it is compared) */
     note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at,
-                kt == LUA_TSTRING && memchr(out->p + key_at, '\\', key_end - key_at) != NULL, -1);
+                kt == LUA_TSTRING && key_end - key_at != key_len, -1);
     return 0;
 }
 
@@ -377,7 +379,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_putc(out, ',');
         first = false;
         size_t at = out->len;
-        if (!compact_member(sp)) {               /* blanks around the colon go */
+        if (!z->unchecked && !compact_member(sp)) {   /* blanks around the colon go */
             buf_putc(out, '"');
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
@@ -387,11 +389,13 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text, in one copy (a daemon-made
              * event's text is all compact: every member of an event nobody
-             * touched) */
+             * touched); an index's members are (json_index_spans checked
+             * that) and are not looked at again */
             uint32_t from = sp->key - 1;
             note_copied(e, depth, z, i, at + 1);
-            while (i + 1 < z->n && !(loaded >> (i + 1) & 1) && compact_member(&sp[1]) &&
-                   sp[1].key == sp->val + sp->val_len + 2 && text[sp->val + sp->val_len] == ',') {
+            while (i + 1 < z->n && !(loaded >> (i + 1) & 1) &&
+                   (z->unchecked || (compact_member(&sp[1]) && sp[1].key == sp->val + sp->val_len + 2 &&
+                                     text[sp->val + sp->val_len] == ','))) {
                 i++;
                 sp++;
                 if (copy_check(L, e, depth, text + sp->val, sp->val_len) < 0)
@@ -504,10 +508,11 @@ static void note_kind(struct json_member *m)
     m->is_uint = m->kind == JSON_NUMBER && (known ? m->is_uint : json_digits_only(m->val, m->val_len));
 }
 
-int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
                             struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen)
 {
     idx = lua_absindex(L, idx);
+    zi = lua_absindex(L, zi);
     size_t start = out->len;
     struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0};
     if (skip_event_id && z) {
@@ -515,17 +520,7 @@ int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z
         if (mi >= 0)
             e.skip_mask = UINT64_C(1) << mi;
     }
-    int rc;
-    if (!z) {
-        rc = encode(L, idx, &e, 0);
-    } else if (!lua_checkstack(L, 1)) {
-        snprintf(err, errlen, "out of Lua stack");
-        rc = -1;
-    } else {
-        lua_rawgetp(L, idx, &lua_json_lazy_tag);         /* z's userdata */
-        rc = encode_lazy(L, idx, &e, 0, z, lua_gettop(L));
-        lua_pop(L, 1);
-    }
+    int rc = z ? encode_lazy(L, idx, &e, 0, z, zi) : encode(L, idx, &e, 0);
     if (rc == 0 && out->len > event_opts.max_len) {
         too_long(&e);
         rc = -1;

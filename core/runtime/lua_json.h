@@ -35,14 +35,15 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * grows). The text is refused past LUA_JSON_EVENT_MAX bytes (what an app's
  * LSP frame may carry). Returns the count of members (which may exceed
  * max; 0 for anything but an object with members), or -1 with a message
- * in err. z is lua_json_lazy_of(L, idx), which the caller has looked up.
+ * in err. z is lua_json_lazy_at(L, idx), which the caller has looked up,
+ * and zi where that left its userdata.
  * With skip_event_id the top-level "eventId" (a key of the table, or a
  * member of z's text) is left out, for the caller to write; the table is
  * not changed. */
 #define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
 struct lua_json_lazy;
-int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, bool skip_event_id,
+int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
                             struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen);
 
 /* Pushes the Lua value of the JSON text s[0..n): objects and arrays as
@@ -90,6 +91,9 @@ struct lua_json_lazy {
                             * set that are not members), each in a user value */
     bool walk;             /* more keys than LUA_JSON_LAZY_KEYS, one not a string,
                             * or a settle begun: the table is walked for them */
+    bool first_known;      /* member 0's value is the digits of first (whoever made
+                            * the table read it: an event's eventId) */
+    uint64_t first;
     struct lua_json_lazy *root;  /* the outermost lazy object of this text: this
                             * one's, or kept alive through the user values */
     const char *text;      /* the object's text: after the spans (a copy of

@@ -419,10 +419,11 @@ static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool 
     return !params_read || params_object;
 }
 
-/* Replaces e's payload with the JSON of the table on top of S's stack
- * (z: its lazy state, or NULL); ident, nident: e's identity members if
- * known, stamped: e's text is the daemon's stamp (struct call). */
-static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct envelope *e,
+/* Replaces e's payload with the JSON of the table at t on S's stack (z:
+ * its lazy state, its userdata at zi; or NULL); ident, nident: e's
+ * identity members if known, stamped: e's text is the daemon's stamp
+ * (struct call). */
+static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, int zi, struct envelope *e,
                                  const struct json_span *ident, int nident, bool stamped, char *err,
                                  size_t errlen)
 {
@@ -438,8 +439,11 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
      * copied by the encoder as buf_json_u64 would write it (the table has
      * no key "eventId" but through the text) */
     bool in_place = mi == 0 && !(z->loaded & 1) &&
-                    json_digits_only(lua_json_lazy_text(z) + z->span[0].val, z->span[0].val_len);
-    if (in_place) {
+                    (z->first_known ||
+                     json_digits_only(lua_json_lazy_text(z) + z->span[0].val, z->span[0].val_len));
+    if (in_place && z->first_known) {
+        id = z->first;                        /* read_event's, which read it (<= INT64_MAX) */
+    } else if (in_place) {
         const struct json_span *sp = &z->span[0];
         if (json_to_u64(lua_json_lazy_text(z) + sp->val, sp->val_len, &id) < 0 || id > INT64_MAX) {
             snprintf(err, errlen, "the returned event has no integer eventId");
@@ -447,8 +451,8 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
         }
     } else {
         lua_pushliteral(S, "eventId");
-        int t = lua_rawget(S, -2);             /* table, value */
-        if (t != LUA_TNIL)
+        int vt = lua_rawget(S, t);
+        if (vt != LUA_TNIL)
             mi = -1;
         if (mi >= 0 && !(z->loaded >> mi & 1)) {
             /* a lazy table nobody read the eventId of (the event as it
@@ -463,7 +467,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
                 return NULL;
             }
             id = (uint64_t)v;
-        } else if (t != LUA_TNUMBER || !lua_isinteger(S, -1)) {
+        } else if (vt != LUA_TNUMBER || !lua_isinteger(S, -1)) {
             lua_pop(S, 1);
             snprintf(err, errlen, "the returned event has no integer eventId");
             return NULL;
@@ -495,7 +499,7 @@ static struct envelope *reencode(lua_State *S, struct lua_json_lazy *z, struct e
     /* the rest by the encoder, which leaves the table's (or its text's)
      * eventId out where it was written here, and the table as it is (a
      * plugin that keeps its event still reads its eventId) */
-    int rc = lua_json_encode_members(S, -1, z, !in_place, &b, m + ours, EVENT_MEMBERS_MAX - ours, err,
+    int rc = lua_json_encode_members(S, t, z, zi, !in_place, &b, m + ours, EVENT_MEMBERS_MAX - ours, err,
                                      errlen);
     if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
         if (rc >= 0)
@@ -646,15 +650,16 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
             home_chain_drop(p->home, e);
         } else if (nres >= 1 && lua_istable(co, -nres)) {
             lua_settop(co, lua_gettop(co) - nres + 1);
-            struct lua_json_lazy *z = lua_json_lazy_of(co, -1);
-            if (lua_event_as_text(co, -1, z, e->data, e->len)) {
+            struct lua_json_lazy *z = lua_json_lazy_at(co, -1);   /* its userdata (or nil) on top */
+            int t = lua_gettop(co) - 1;
+            if (lua_event_as_text(co, t, z, e->data, e->len)) {
                 /* its own event, as it came (what it read, unchanged):
                  * the bytes go on as they are, as for nil */
                 p->consecutive_errors = 0;
                 pass_on(p, e);
                 break;
             }
-            struct envelope *n = reencode(co, z, e, c->ident, c->nident, c->stamped, why, sizeof why);
+            struct envelope *n = reencode(co, t, z, t + 1, e, c->ident, c->nident, c->stamped, why, sizeof why);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));
@@ -830,6 +835,9 @@ static int read_event(lua_State *L)
         (!same_id && (!id_digits || json_to_u64(id_val, id_len, &text_id) < 0 || text_id != e->ev.id))) {
         lua_pushinteger(L, (lua_Integer)e->ev.id);
         lua_event_set(L, -2, "eventId");
+    } else if (same_id) {
+        z->first = e->ev.id;                   /* for the write-back, which need not read it again */
+        z->first_known = true;
     }
     return 1;
 }

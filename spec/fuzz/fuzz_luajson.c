@@ -78,7 +78,9 @@ static void check_members(const char *text, size_t len)
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
     const char *err;
-    int n = lua_json_encode_members(L, 1, lua_json_lazy_of(L, 1), false, &b, got, MEMBERS, msg, sizeof msg);
+    const struct lua_json_lazy *z = lua_json_lazy_at(L, 1);       /* its userdata on top */
+    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, msg, sizeof msg);
+    lua_pop(L, 1);
     if (n < 0 || b.len != len || memcmp(b.p, text, len) != 0)
         abort();
     if (text[0] == '{') {
@@ -194,7 +196,9 @@ static int lazy_protected(lua_State *S)
     struct buf b = BUF_INIT;
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
-    int k = lua_json_encode_members(S, 2, lua_json_lazy_of(S, 2), skip, &b, got, MEMBERS, msg, sizeof msg);
+    const struct lua_json_lazy *z = lua_json_lazy_at(S, 2);       /* its userdata on top */
+    int k = lua_json_encode_members(S, 2, z, -1, skip, &b, got, MEMBERS, msg, sizeof msg);
+    lua_pop(S, 1);
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
