@@ -676,8 +676,7 @@ void bind_polaris(struct plugin *p)
     p->driver_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "strategy");
     p->strategy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, -1, "strategy1");
-    p->strategy1_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    p->strategy1_ref = plugin_strategy1_ref(L, lua_gettop(L));
     p->reader_ref = plugin_reader_ref(L);
     int drivers = lua_gettop(L);
 

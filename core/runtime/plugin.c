@@ -774,7 +774,7 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
  * string first). It also notes where the event's identity members are,
  * so the restamp of a returned table need not look for them.
  * Only the driver holds it; a plugin cannot reach it. */
-static int read_event(lua_State *L)
+static int push_event(lua_State *L, int mt)
 {
     void *ud;
     lua_getallocf(L, &ud);                     /* the sandbox: the plugin's own */
@@ -786,8 +786,7 @@ static int read_event(lua_State *L)
     const char *err;
     struct json_member m[EVENT_MEMBERS_MAX];
     struct lua_json_lazy *z;
-    int n = lua_event_push(L, e->data, e->len, &e->ev.index, m, EVENT_MEMBERS_MAX, &err,
-                           lua_upvalueindex(1), &z);
+    int n = lua_event_push(L, e->data, e->len, &e->ev.index, m, EVENT_MEMBERS_MAX, &err, mt, &z);
     if (n < 0)
         return luaL_error(L, "invalid JSON: %s", err);
     /* where the identity members are (the restamp of a returned table need
@@ -842,10 +841,54 @@ static int read_event(lua_State *L)
     return 1;
 }
 
+static int read_event(lua_State *L)
+{
+    return push_event(L, lua_upvalueindex(1));
+}
+
 int plugin_reader_ref(lua_State *L)
 {
     lua_event_push_metatable(L);               /* at hand: not a registry lookup an event */
     lua_pushcclosure(L, read_event, 1);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* driver.lua's strategy, for one handler (most events' case), in C: the
+ * coroutine's body, called with the reader, the event's id and the
+ * handler. It reads the event itself (push_event, not a call through the
+ * VM) and gives back what the handler returned: false, a table and
+ * anything else alike (finish_call refuses what is not an event), and for
+ * nil what driver.unchanged (its first upvalue) makes of it. Written in
+ * Lua it cost a frame and a call an event more (docs/performance.md). */
+static int strategy1_done(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;                              /* a handler that waited, resumed */
+    if (ctx == 0 && lua_isnil(L, -1)) {
+        lua_pushvalue(L, lua_upvalueindex(1)); /* driver.unchanged(read, id, ev) */
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, 4);
+        lua_callk(L, 3, 2, 1, strategy1_done);
+        return 2;
+    }
+    return ctx == 0 ? 1 : 2;
+}
+
+static int strategy1(lua_State *L)
+{
+    lua_settop(L, 3);                          /* 1 reader, 2 id, 3 handler */
+    push_event(L, lua_upvalueindex(2));        /* 4: the event */
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 4);
+    lua_callk(L, 1, 1, 0, strategy1_done);
+    return strategy1_done(L, LUA_OK, 0);
+}
+
+int plugin_strategy1_ref(lua_State *L, int driver)
+{
+    lua_getfield(L, driver, "unchanged");
+    lua_event_push_metatable(L);
+    lua_pushcclosure(L, strategy1, 2);
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 

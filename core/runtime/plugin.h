@@ -200,6 +200,9 @@ void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and free
 /* The strategy drivers' read(id), made once per state (bind_polaris.c):
  * its registry reference. Raises only when out of memory. */
 int  plugin_reader_ref(lua_State *L);
+/* The same for the one-handler strategy driver (C), driver.lua's table at
+ * driver. */
+int  plugin_strategy1_ref(lua_State *L, int driver);
 /* The worker pool's watchdog: j (a plugin's job or command lane) has been
  * running for ms, far past any budget. The plugin goes to Error and what
  * waits for it goes on without it. */

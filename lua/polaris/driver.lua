@@ -33,12 +33,14 @@ local function same(a, b, depth)
   return true
 end
 
--- A handler that returned nil: were its edits lost?
+-- A handler that returned nil: were its edits lost? (Also the one-handler
+-- driver's, core/runtime/plugin.c's strategy1: one count for both.)
 local function unchanged(read, id, ev)
   checks = checks + 1
   if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
   return nil, not same(ev, read(id), 0)
 end
+M.unchanged = unchanged
 
 local function bad_result(r)
   error("on_event handler returned a " .. type(r) .. " (want the event, nil or false)", 0)
@@ -66,17 +68,10 @@ function M.strategy(read, id, ...)
   return unchanged(read, id, ev)
 end
 
--- The same for one handler, the usual case: no walk of the arguments, and
--- a result other than nil goes back as it is. The runtime (plugin.c's
--- finish_call) takes false or a table and refuses anything else with
--- bad_result's words: asking type(r) here cost a twentieth of a trivial
--- strategy's whole run (a C call and a string).
-function M.strategy1(read, id, fn)
-  local ev = read(id)
-  local r = fn(ev)
-  if r == nil then return unchanged(read, id, ev) end
-  return r
-end
+-- One handler, the usual case, has a driver in C (core/runtime/plugin.c's
+-- strategy1): what it does is the same as strategy's, less the walk of
+-- the arguments, and it hands back any result but nil as it is (finish_call
+-- refuses what is not false or a table, in bad_result's words).
 
 function M.command(json, fn, req)
   return fn(decode(json), req)

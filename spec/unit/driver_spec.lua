@@ -62,18 +62,16 @@ describe("driver.strategy", function()
     assert.is_false(edited)
   end)
 
-  for _, name in ipairs({"strategy", "strategy1"}) do
-    it("looks for lost edits in the first 100 events, then in one of 64 (" .. name .. ")", function()
-      local d = load_driver()
-      local edit = function(ev) ev.params.s = "changed" end
-      local reported = 0
-      for _ = 1, 100 + 64 * 3 do
-        local _, edited = d[name](R(EV), 1, edit)
-        if edited then reported = reported + 1 end
-      end
-      assert.are.equal(100 + 3, reported)
-    end)
-  end
+  it("looks for lost edits in the first 100 events, then in one of 64", function()
+    local d = load_driver()
+    local edit = function(ev) ev.params.s = "changed" end
+    local reported = 0
+    for _ = 1, 100 + 64 * 3 do
+      local _, edited = d.strategy(R(EV), 1, edit)
+      if edited then reported = reported + 1 end
+    end
+    assert.are.equal(100 + 3, reported)
+  end)
 
   it("compares raw: a metatable on the event cannot fake sameness", function()
     local d = load_driver()
@@ -85,36 +83,21 @@ describe("driver.strategy", function()
   end)
 end)
 
-describe("driver.strategy1 (one handler)", function()
-  -- every kind of handler result, through both drivers: the same outcome
-  local handlers = {
-    ["nil, no edits"] = function(ev) local _ = ev.params.s end,
-    ["nil after edits"] = function(ev) ev.params.s = "y" end,
-    ["false"] = function() return false end,
-    ["the event"] = function(ev) ev.x = 1; return ev end,
-    ["another table"] = function() return {eventName = "other"} end,
-    ["a table with __eq"] = function()
-      return setmetatable({eventName = "eq"}, {__eq = function() error("__eq ran") end})
-    end,
-    ["a number"] = function() return 42 end,
-    ["true"] = function() return true end,
-    ["a raise"] = function() error("boom", 0) end,
-  }
-  -- strategy1 hands any result but nil back as it is; the runtime's
-  -- finish_call takes false or a table and refuses the rest in these words
-  local function as_the_runtime_takes(ok, r, ...)
-    if ok and r ~= nil and r ~= false and type(r) ~= "table" then
-      return table.pack(false, "on_event handler returned a " .. type(r) .. " (want the event, nil or false)")
-    end
-    return table.pack(ok, r, ...)
+describe("driver.unchanged (the C one-handler driver's nil check)", function()
+  -- core/runtime/plugin.c's strategy1 runs one handler and, for nil, asks
+  -- driver.unchanged; its outcomes for every kind of result are the
+  -- functional specs' (strategy_results_spec)
+  local function edited_ev(id)
+    local ev = R(EV)(id)
+    ev.params.s = "changed"
+    return ev
   end
-  for name, h in pairs(handlers) do
-    it("gives what driver.strategy gives for a handler returning " .. name, function()
-      local a = table.pack(pcall(load_driver().strategy, R(EV), 9, h))
-      local b = as_the_runtime_takes(pcall(load_driver().strategy1, R(EV), 9, h))
-      assert.are.same(a, b)
-    end)
-  end
+
+  it("tells an edited event from one as it came", function()
+    local d = load_driver()
+    assert.are.same({nil, true}, {d.unchanged(R(EV), 4, edited_ev(4))})
+    assert.are.same({nil, false}, {d.unchanged(R(EV), 4, R(EV)(4))})
+  end)
 
   it("shares one sampling count with driver.strategy (one plugin, one warning budget)", function()
     local d = load_driver()
@@ -123,7 +106,7 @@ describe("driver.strategy1 (one handler)", function()
     for i = 1, 100 + 64 * 3 do
       local _, edited
       if i % 2 == 0 then
-        _, edited = d.strategy1(R(EV), 1, edit)
+        _, edited = d.unchanged(R(EV), 1, edited_ev(1))
       else
         _, edited = d.strategy(R(EV), 1, edit, function() end)
       end
@@ -132,6 +115,7 @@ describe("driver.strategy1 (one handler)", function()
     assert.are.equal(100 + 3, reported)
   end)
 end)
+
 
 describe("driver.command and driver.message", function()
   it("decode their JSON and call the handler", function()
