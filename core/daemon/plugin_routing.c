@@ -122,6 +122,8 @@ void route_index_free(struct route_index *x)
 static const struct route_rule *router_rule(struct plugin_registry *r, uint64_t event_id)
 {
     const struct route_rule *any = NULL;
+    if (!r->any_routes)
+        return NULL;                          /* no Router: not a walk of every plugin an event */
     for (size_t i = 0; i < r->n; i++) {
         struct plugin *p = r->plugins[i];
         if (!p->nroutes || atomic_load(&p->state) != PLUGIN_ACTIVE)

@@ -189,7 +189,8 @@ void lua_event_push_metatable(lua_State *L)
         {"__pairs", event_pairs}, {NULL, NULL},
     };
     lua_createtable(L, 0, 4);
-    luaL_setfuncs(L, mm, 0);
+    lua_pushvalue(L, -1);                    /* each metamethod's upvalue: for the tables it makes */
+    luaL_setfuncs(L, mm, 1);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &mt_tag);
 }
@@ -312,9 +313,10 @@ int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_inde
     return k;
 }
 
-/* Pushes member i of the lazy table at 1 (state z, its userdata at 3): an
- * object lazy in its turn (a handler that sets ev.params.x then touches
- * none of params' other members), anything else decoded. */
+/* Pushes member i of the lazy table at 1 (state z, its userdata at 3),
+ * for __index (the metatable its upvalue): an object lazy in its turn (a
+ * handler that sets ev.params.x then touches none of params' other
+ * members), anything else decoded. */
 static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 {
     const struct json_span *sp = &z->span[i];
@@ -326,9 +328,8 @@ static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
         const char *err;
         int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
         if (k > 0 && lazy_spans(v, sp->val_len, m, k, LUA_JSON_LAZY_MAX, msp, &uint_mask)) {
-            lua_getmetatable(L, 1);
-            push_lazy(L, v, sp->val_len, msp, k, uint_mask, false, 3, z, lua_gettop(L));
-            lua_remove(L, -2);
+            /* the metatable: __index's upvalue (lua_event_push_metatable) */
+            push_lazy(L, v, sp->val_len, msp, k, uint_mask, false, 3, z, lua_upvalueindex(1));
             return;
         }
     }

@@ -467,21 +467,26 @@ int json_array_elements(const char *s, size_t n, struct json_member *m, size_t m
 int json_index_spans(const struct json_index *ix, const char *s, size_t n, struct json_span *sp,
                      size_t max)
 {
-    if (ix->n == 0 || ix->n > JSON_INDEX_MAX || ix->n > max || ix->len != n || n < 2 || s[0] != '{' ||
+    int k = ix->n;
+    if (k == 0 || k > JSON_INDEX_MAX || (size_t)k > max || ix->len != n || n < 2 || s[0] != '{' ||
         s[n - 1] != '}' || ix->key_at[0] != 1)
         return -1;
-    for (int i = 0; i < ix->n; i++) {
-        size_t k = ix->key_at[i], q = k + 1 + ix->key_len[i];     /* the key's closing quote */
+    size_t at = 1;                               /* member i's key's opening quote */
+    for (int i = 0; i < k; i++) {
+        size_t q = at + 1 + ix->key_len[i];      /* the key's closing quote */
         /* where the value ends: the comma before the next key, or the close */
-        size_t end = i + 1 < ix->n ? (size_t)ix->key_at[i + 1] - 1 : n - 1;
+        size_t next = i + 1 < k ? ix->key_at[i + 1] : n, end = next - 1;
         /* "key": and at least one byte of value before the end */
-        if (q + 2 >= end || end >= n || s[k] != '"' || s[q] != '"' || s[q + 1] != ':' ||
-            (i + 1 < ix->n && s[end] != ','))
+        if (q + 2 >= end || end >= n || s[at] != '"' || s[q] != '"' || s[q + 1] != ':' ||
+            (i + 1 < k && s[end] != ','))
             return -1;
-        sp[i] = (struct json_span){(uint32_t)(k + 1), ix->key_len[i], (uint32_t)(q + 2),
-                                   (uint32_t)(end - (q + 2))};
+        sp[i].key = (uint32_t)(at + 1);
+        sp[i].key_len = ix->key_len[i];
+        sp[i].val = (uint32_t)(q + 2);
+        sp[i].val_len = (uint32_t)(end - (q + 2));
+        at = next;
     }
-    return ix->n;
+    return k;
 }
 
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
