@@ -35,6 +35,8 @@ struct json_index {
                                        * is_uint), as the writer knew without looking */
     bool id_first;                    /* member 0 is the eventId, its value the digits the
                                        * writer read the event's id (envelope ev.id) from */
+    bool keys_unique;                 /* no key is given twice, as the writer knows: a reader
+                                       * need not compare them */
     uint16_t key_at[JSON_INDEX_MAX];  /* each member's key's opening quote */
     uint8_t key_len[JSON_INDEX_MAX];  /* and its length (between the quotes) */
 };

@@ -293,7 +293,7 @@ int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_inde
     if (indexed)
         *indexed = NULL;
     mt = mt ? lua_absindex(L, mt) : 0;
-    if (k >= 0 && keys_unique(s, sp, k)) {
+    if (k >= 0 && (ix->keys_unique || keys_unique(s, sp, k))) {
         /* the members as the stamp noted them, straight into the state:
          * not scanned, and not made json_members on the way (no key of
          * an indexed text is escaped) */

@@ -291,6 +291,10 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         index_note(ix, out->len + 1 - base, 10, false);
         rc |= buf_puts(out, ",\"processVer\":\"unknown\"");
     }
+    /* every member written here has a key of its own (one of each known
+     * field: kept drops the others), so only the app's own keys (F_OTHER)
+     * can come twice */
+    int others = 0;
     for (int i = 0; i < n; i++) {
         if (!kept(m, kind, f, i, stamp))
             continue;
@@ -298,6 +302,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
          * after it written the same way, as one run of the input */
         const char *from = m[i].key - 1, *to = m[i].val + m[i].val_len;
         index_note_kept(ix, out->len + 1 - base, &m[i]);
+        others += kind[i] == F_OTHER;
         if (!compact(&m[i])) {
             rc |= buf_putc(out, ',');             /* spaces around the colon */
             rc |= buf_append(out, m[i].key - 1, m[i].key_len + 2);
@@ -310,6 +315,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
             i++;
             to = m[i].val + m[i].val_len;
             index_note_kept(ix, out->len + 1 + (size_t)(m[i].key - 1 - from) - base, &m[i]);
+            others += kind[i] == F_OTHER;
         }
         rc |= buf_putc(out, ',');
         rc |= buf_append(out, from, (size_t)(to - from));
@@ -320,6 +326,7 @@ static int stamp_event(const char *json, size_t len, pid_t pid, uid_t uid,
         return -1;
     }
     if (ix) {
+        ix->keys_unique = others <= 1;
         if (ix->n > JSON_INDEX_MAX || out->len - base > UINT16_MAX)
             ix->n = 0;                            /* too many members, or too long, to index */
         ix->len = (uint16_t)(out->len - base);

@@ -415,6 +415,10 @@ static int index_agrees(const char *in, pid_t pid, bool want_index)
             bad |= im[i].key != m[i].key || im[i].key_len != m[i].key_len || im[i].val != m[i].val ||
                    im[i].val_len != m[i].val_len || im[i].kind != m[i].kind ||
                    im[i].key_escaped != m[i].key_escaped || im[i].is_uint != m[i].is_uint;
+        /* no key twice where the index says so */
+        for (int i = 0; ix.keys_unique && i < k; i++)
+            for (int j = 0; j < i; j++)
+                bad |= m[i].key_len == m[j].key_len && memcmp(m[i].key, m[j].key, m[i].key_len) == 0;
         /* the identity the stamp noted: all of it, as the scan finds it,
          * and the eventId first; none noted where none was stamped */
         struct json_span spans[8];
@@ -442,6 +446,8 @@ TEST(stamp_index_gives_the_scanners_members)
         "{\"eventId\":7,\"pid\":1234,\"params\":{\"a\":[1,{\"b\":\"c,\\\"d\\\":1\"}]},\"x\":-1.5e3,\"y\":0}",
         " { \"eventId\" : 7 , \"a\" : true ,\"b\":false,\"c\" :null, \"s\": \"q\\\"r\" } ",
         "{\"eventId\":7,\"a\":1,\"a\":2,\"processVer\":null,\"params\":{}}",
+        "{\"eventId\":7,\"a\":1,\"b\":2,\"a\":3,\"params\":{},\"params\":{\"x\":1},\"pid\":5,\"pid\":6}",
+        "{\"eventId\":7,\"processName\":\"a\",\"processName\":\"b\",\"logf\":\"\",\"logf\":\"l\"}",
         "{\"eventId\":7,\"processVer\":\"1\",\"params\":{},\"processName\":\"n\",\"logf\":\"/l\"}",
         "{\"eventId\":7,\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8}",
     };
