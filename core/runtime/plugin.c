@@ -129,6 +129,7 @@ static void plugin_free(struct plugin *p)
         free(c);
     }
     envelope_free_list(envlist_take(&p->held));
+    buf_free(&p->rewrite);
     if (p->sb.L) {
         atomic_store(&p->state, PLUGIN_UNLOADING);
         if (p->callbacks_ref != LUA_NOREF) {
@@ -419,13 +420,18 @@ static bool restamp_needless(const struct lua_json_lazy *z, uint64_t skip, bool 
     return !params_read || params_object;
 }
 
+/* A rewrite buffer larger than this is freed after use: one huge event
+ * does not keep its size for the plugin's life. */
+#define REWRITE_KEEP (64u << 10)
+
 /* Replaces e's payload with the JSON of the table at t on S's stack (z:
- * its lazy state, its userdata at zi; or NULL); ident, nident: e's
- * identity members if known, stamped: e's text is the daemon's stamp
- * (struct call). */
+ * its lazy state, its userdata at zi; or NULL), written in b (empty;
+ * the caller's to reset);
+ * ident, nident: e's identity members if known, stamped: e's text is the
+ * daemon's stamp (struct call). */
 static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, int zi, struct envelope *e,
-                                 const struct json_span *ident, int nident, bool stamped, char *err,
-                                 size_t errlen)
+                                 const struct json_span *ident, int nident, bool stamped, struct buf *b,
+                                 char *err, size_t errlen)
 {
     /* raw access only: this runs outside the budget, so no metamethod of
      * the plugin's may run here; and outside any protected call, so
@@ -481,10 +487,8 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
      * between them. Room for what comes back, usually about what went
      * in: grown a few bytes at a time it cost more reallocs than the
      * encode itself */
-    struct buf b = BUF_INIT;
-    if (buf_reserve(&b, e->len + 64) < 0 ||
-        (!in_place && (buf_puts(&b, "{\"eventId\":") < 0 || buf_json_u64(&b, id) < 0))) {
-        buf_free(&b);
+    if (buf_reserve(b, e->len + 64) < 0 ||
+        (!in_place && (buf_puts(b, "{\"eventId\":") < 0 || buf_json_u64(b, id) < 0))) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -493,43 +497,40 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
     struct json_member m[EVENT_MEMBERS_MAX];
     int ours = in_place ? 0 : 1;                     /* the eventId member written here */
     if (!in_place)
-        m[0] = (struct json_member){.key_len = 7, .val_len = b.len - 11, .kind = JSON_NUMBER,
+        m[0] = (struct json_member){.key_len = 7, .val_len = b->len - 11, .kind = JSON_NUMBER,
                                     .is_uint = true};
-    size_t at = b.len;
+    size_t at = b->len;
     /* the rest by the encoder, which leaves the table's (or its text's)
      * eventId out where it was written here, and the table as it is (a
      * plugin that keeps its event still reads its eventId) */
-    int rc = lua_json_encode_members(S, t, z, zi, !in_place, &b, m + ours, EVENT_MEMBERS_MAX - ours, err,
+    int rc = lua_json_encode_members(S, t, z, zi, !in_place, b, m + ours, EVENT_MEMBERS_MAX - ours, err,
                                      errlen);
-    if (rc < 0 || b.len - at < 2 || b.p[at] != '{') {
+    if (rc < 0 || b->len - at < 2 || b->p[at] != '{') {
         if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
-        buf_free(&b);
         return NULL;
     }
     if (!in_place) {
-        if (b.len - at == 2) {                       /* {} */
-            b.p[at] = '}';
-            b.p[at + 1] = '\0';
-            b.len = at + 1;
+        if (b->len - at == 2) {                       /* {} */
+            b->p[at] = '}';
+            b->p[at + 1] = '\0';
+            b->len = at + 1;
         } else {
-            b.p[at] = ',';
+            b->p[at] = ',';
         }
-        m[0].key = b.p + 2;                          /* b may have moved while it grew */
-        m[0].val = b.p + 11;
+        m[0].key = b->p + 2;                          /* b may have moved while it grew */
+        m[0].val = b->p + 11;
     }
     /* DESIGN 5.4: what a strategy returns is held to what an app may send,
      * and the identity the daemon stamped is not the strategy's to change */
     const char *why = NULL;
     uint64_t skip = !in_place && eid >= 0 ? UINT64_C(1) << eid : 0;   /* the encoder's skip_mask */
     if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours) &&
-        event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, &b, &why) < 0) {
+        event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, b, &why) < 0) {
         snprintf(err, errlen, "the returned event is invalid: %s", why);
-        buf_free(&b);
         return NULL;
     }
-    struct envelope *n = envelope_new(e->type, b.p, b.len);
-    buf_free(&b);
+    struct envelope *n = envelope_new(e->type, b->p, b->len);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -659,7 +660,12 @@ static void finish_call(struct plugin *p, struct call *c, int rc, int nres, cons
                 pass_on(p, e);
                 break;
             }
-            struct envelope *n = reencode(co, t, z, t + 1, e, c->ident, c->nident, c->stamped, why, sizeof why);
+            struct envelope *n = reencode(co, t, z, t + 1, e, c->ident, c->nident, c->stamped, &p->rewrite,
+                                          why, sizeof why);
+            if (p->rewrite.cap > REWRITE_KEEP)
+                buf_free(&p->rewrite);
+            else
+                buf_reset(&p->rewrite);
             if (!n) {
                 count_failure(p, "on_event", why);
                 pass_on(p, with_strategy_error(p, e, why));

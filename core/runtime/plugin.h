@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include "lib/buf.h"
 #include "lib/envelope.h"
 #include "lib/job.h"
 #include "runtime/sandbox.h"
@@ -141,6 +142,9 @@ struct plugin {
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
     struct call *idle;            /* finished calls kept with their coroutine */
+    struct buf rewrite;           /* a returned event's text is written here (worker thread),
+                                   * kept from one event to the next (not a malloc and a
+                                   * free an event); let go when it grew past REWRITE_KEEP */
     unsigned nidle;
     bool strategy_parked;         /* later events wait behind it (order) */
     struct envlist held;          /* events waiting behind a parked strategy */
