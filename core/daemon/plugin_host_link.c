@@ -393,16 +393,12 @@ static bool on_result(struct plugin_host *h, const struct plugin_host_frame *f)
         plugin_strategy_failed(p, e, "the plugin host returned an event that is not a JSON object with its eventId");
         return plugin_host_link_violation(h, "an invalid rewritten event");
     }
-    struct envelope *ne = envelope_new((enum env_type)e->type, json, len);
+    struct envelope *ne = envelope_rewrite(e, json, len);
     if (!ne) {
         plugin_strategy_failed(p, e, "out of memory");
         return true;
     }
-    memcpy(ne, e, offsetof(struct envelope, len));
     ne->ev.id = id;
-    ne->ev.rewritten = 1;
-    ne->ev.index.n = 0;                              /* e's, not this payload's */
-    envelope_free(e);
     plugin_strategy_done(p, ne);
     return true;
 }

@@ -1,6 +1,8 @@
 /* envelope.c - allocation of envelopes: one malloc holding header and payload. */
 #include "lib/envelope.h"
 
+#include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,24 @@ struct envelope *envelope_new(enum env_type type, const void *data, size_t len)
         memcpy(e->data, data, len);
     e->data[len] = '\0';
     return e;
+}
+
+struct envelope *envelope_rewrite(struct envelope *e, const void *data, size_t len)
+{
+    struct envelope *n = e;
+    if (sizeof *e + len + 1 > malloc_usable_size(e)) {
+        if (!(n = envelope_new((enum env_type)e->type, data, len)))
+            return NULL;
+        memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
+        free(e);
+    } else {
+        memmove(n->data, data, len);
+        n->data[len] = '\0';
+        n->len = len;
+    }
+    n->ev.rewritten = 1;
+    n->ev.index.n = 0;
+    return n;
 }
 
 void envelope_free(struct envelope *e)

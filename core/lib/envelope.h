@@ -169,6 +169,12 @@ static inline struct envelope *envlist_take(struct envlist *l)
 }
 
 struct envelope *envelope_new(enum env_type type, const void *data, size_t len);
+/* An event e with data[0..len) for its payload (a strategy rewrote it):
+ * written over e's own when it fits in e's allocation (the allocator's size
+ * class has room: one allocation and one free less), else a new envelope
+ * with e's header, e freed. Either way ev.rewritten is set and the index
+ * cleared (it was e's payload's). NULL, e untouched, when out of memory. */
+struct envelope *envelope_rewrite(struct envelope *e, const void *data, size_t len);
 void envelope_free(struct envelope *e);
 void envelope_free_list(struct envelope *e);
 

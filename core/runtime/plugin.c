@@ -530,16 +530,12 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
         snprintf(err, errlen, "the returned event is invalid: %s", why);
         return NULL;
     }
-    struct envelope *n = envelope_new(e->type, b->p, b->len);
+    struct envelope *n = envelope_rewrite(e, b->p, b->len);
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
     n->ev.id = id;
-    n->ev.rewritten = 1;
-    n->ev.index.n = 0;                               /* e's, not this payload's */
-    envelope_free(e);
     return n;
 }
 
@@ -558,15 +554,9 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
     buf_puts(&b, ",\"reason\":");
     buf_json_cstr(&b, reason);
     buf_puts(&b, "}}");
-    struct envelope *n = envelope_new(e->type, b.p, b.len);
+    struct envelope *n = envelope_rewrite(e, b.p, b.len);
     buf_free(&b);
-    if (!n)
-        return e;
-    memcpy(n, e, offsetof(struct envelope, len));
-    n->ev.rewritten = 1;
-    n->ev.index.n = 0;                               /* e's, not this payload's */
-    envelope_free(e);
-    return n;
+    return n ? n : e;
 }
 
 static void finish_command(struct plugin *p, struct envelope *req, int code, const char *msg,

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <string.h>
 
 #define PRODUCERS 4
@@ -107,4 +109,33 @@ TEST(envq_bound_and_full_flag)
     h = envq_drain(&q, &was_full);
     CHECK(h == NULL && !was_full);
     envq_destroy(&q);
+}
+
+/* A rewritten payload goes over the old one when the allocation has room,
+ * else into a new envelope: the header is kept either way, the index
+ * (the old payload's) cleared. */
+TEST(envelope_rewrite_keeps_the_header_in_place_or_not)
+{
+    const char *orig = "{\"eventId\":5,\"params\":{}}";
+    for (size_t grow = 0; grow <= 4096; grow = grow ? grow * 2 : 1) {
+        struct envelope *e = envelope_new(ENV_IPC_EVENT, orig, strlen(orig));
+        REQUIRE(e != NULL);
+        e->ev.id = 5;
+        e->pid = 1234;
+        snprintf(e->from, sizeof e->from, "%s", "plug");
+        e->ev.index.n = 3;
+        char *text = malloc(strlen(orig) + grow + 1);
+        REQUIRE(text != NULL);
+        memset(text, 'x', strlen(orig) + grow);
+        text[strlen(orig) + grow] = '\0';
+        size_t room = malloc_usable_size(e);
+        struct envelope *n = envelope_rewrite(e, text, strlen(text));
+        REQUIRE(n != NULL);
+        CHECK((n == e) == (sizeof *e + strlen(text) + 1 <= room));
+        CHECK(n->len == strlen(text) && memcmp(n->data, text, n->len) == 0 && n->data[n->len] == '\0');
+        CHECK(n->ev.id == 5 && n->pid == 1234 && strcmp(n->from, "plug") == 0);
+        CHECK(n->ev.rewritten == 1 && n->ev.index.n == 0);
+        envelope_free(n);
+        free(text);
+    }
 }
