@@ -45,6 +45,67 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  it("comes out the same through one handler (the C driver) and through driver.strategy, for any result", function()
+    -- each handler on event k, alone in plugin one (plugin.c's strategy1),
+    -- and on k + 100 in plugin two, whose handler for every event comes
+    -- after it and returns nil (driver.lua's strategy): what the guest gets
+    -- must not tell the two apart. Failures never five in a row (that
+    -- would put the plugin in Error); 9 and 11 wait first (the C driver's
+    -- continuation)
+    local handlers = [[
+      return {
+        function(ev) local _ = ev.params.n end,
+        function(ev) return {eventId = ev.eventId, params = {other = true}} end,
+        function(ev) ev.x = 1; return ev end,
+        function(ev)
+          return setmetatable({eventId = ev.eventId, params = {}}, {__eq = function() error("__eq ran") end})
+        end,
+        function(ev) ev.params.s = "y" end,
+        function() return 42 end,
+        function() return false end,
+        function() return true end,
+        function(ev) polaris.sleep(5); ev.params.slept = true; return ev end,
+        function() error("boom", 0) end,
+        function(ev) polaris.sleep(5); ev.params.lost = true end,
+      }
+    ]]
+    local d = H.start_daemon({plugins = {
+      one = {lua = "local hs = (function() " .. handlers .. " end)()\n" ..
+                   "for k, h in ipairs(hs) do polaris.on_event(k, h) end"},
+      two = {lua = "local hs = (function() " .. handlers .. " end)()\n" ..
+                   "for k, h in ipairs(hs) do polaris.on_event(k + 100, h) end\n" ..
+                   "polaris.on_event('*', function() end)"},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    for k = 1, 11 do app:send_event(H.event(k)) end
+    for k = 1, 11 do app:send_event(H.event(k + 100)) end
+    local got = {}
+    for _ = 1, 20 do                            -- 7 and 107 are dropped
+      local ev = assert(g:event())
+      local k = ev.eventId % 100
+      ev.eventId, ev.timestamp = nil, nil
+      ev.params.n = nil
+      if ev.strategyError then ev.strategyError.plugin = nil end
+      got[k] = got[k] or {}
+      got[k][#got[k] + 1] = ev
+    end
+    for k = 1, 11 do
+      if k == 7 then
+        assert.is_nil(got[k], "dropped by false")
+      else
+        assert.are.equal(2, #got[k], "event " .. k .. " and " .. (k + 100))
+        assert.are.same(got[k][1], got[k][2], "event " .. k)
+      end
+    end
+    assert.are.equal(1, got[3][1].x)
+    assert.is_true(got[9][1].params.slept, "a handler that waited returns its event")
+    assert.is_nil(got[11][1].params.lost, "nil after a wait: as it came")
+    assert.are.equal("boom", got[10][1].strategyError.reason)
+    assert.are.equal("Active", H.plugin_by_id(d:status(), "one").state)
+    H.stop_ok(d)
+  end)
+
   it("is forwarded as it came in, with strategyError, when it is not a valid event; the error is counted", function()
     local d = H.start_daemon({plugins = {
       breaker = {lua = [[
