@@ -29,7 +29,8 @@ struct envelope *envelope_rewrite(struct envelope *e, const void *data, size_t l
         memcpy(n, e, offsetof(struct envelope, len));   /* routing fields, not the payload */
         free(e);
     } else {
-        memmove(n->data, data, len);
+        if (len)                 /* data may be NULL for an empty payload */
+            memmove(n->data, data, len);
         n->data[len] = '\0';
         n->len = len;
     }

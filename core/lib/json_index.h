@@ -11,7 +11,9 @@
  * turns the notes back into members, checking each against the text (the
  * quotes and the colon where the notes put them, the comma after the
  * value), not scanning it: finding each key's end was most of the cost
- * of reading an index (callgrind, session 15).
+ * of reading an index (callgrind, session 15). So a wrong index could
+ * give a key with an escape in it, taken as its raw bytes; never a span
+ * outside the text.
  *
  * Only text written compact between its members ("k":v,"k":v), with no
  * key escaped or longer than 255 bytes, shorter than 64 KiB and of at

@@ -548,13 +548,14 @@ static struct envelope *with_strategy_error(struct plugin *p, struct envelope *e
         end--;
     if (end == 0)
         return e;
-    buf_append(&b, e->data, end - 1);
-    buf_puts(&b, end > 2 ? ",\"strategyError\":{\"plugin\":" : "\"strategyError\":{\"plugin\":");
-    buf_json_cstr(&b, p->id);
-    buf_puts(&b, ",\"reason\":");
-    buf_json_cstr(&b, reason);
-    buf_puts(&b, "}}");
-    struct envelope *n = envelope_rewrite(e, b.p, b.len);
+    /* out of memory anywhere: the event goes on as it came, not cut short */
+    int rc = buf_append(&b, e->data, end - 1);
+    rc |= buf_puts(&b, end > 2 ? ",\"strategyError\":{\"plugin\":" : "\"strategyError\":{\"plugin\":");
+    rc |= buf_json_cstr(&b, p->id);
+    rc |= buf_puts(&b, ",\"reason\":");
+    rc |= buf_json_cstr(&b, reason);
+    rc |= buf_puts(&b, "}}");
+    struct envelope *n = rc ? NULL : envelope_rewrite(e, b.p, b.len);
     buf_free(&b);
     return n ? n : e;
 }

@@ -138,4 +138,11 @@ TEST(envelope_rewrite_keeps_the_header_in_place_or_not)
         envelope_free(n);
         free(text);
     }
+    /* an empty payload, no bytes to copy from (UBSan: no memmove from NULL) */
+    struct envelope *e = envelope_new(ENV_IPC_EVENT, "{}", 2);
+    REQUIRE(e != NULL);
+    struct envelope *n = envelope_rewrite(e, NULL, 0);
+    REQUIRE(n != NULL);
+    CHECK(n->len == 0 && n->data[0] == '\0' && n->ev.rewritten == 1);
+    envelope_free(n);
 }
