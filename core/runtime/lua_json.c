@@ -32,6 +32,7 @@ struct enc {
     size_t nmembers;
     bool skip_event_id;          /* the top-level "eventId" is the caller's to write */
     uint64_t skip_mask;          /* the top-level lazy object's members left out for it */
+    struct lua_json_copied *copied;  /* members copied from a lazy text: runs, not notes */
 };
 
 static const struct lua_json_opts runtime_opts = {MAX_DEPTH, 0, false, false, NULL};
@@ -215,6 +216,18 @@ static inline void note_copied(struct enc *e, int depth, const struct lua_json_l
     if (depth != 0 || !e->members)
         return;                                  /* only the top level's are noted */
     const struct json_span *sp = &z->span[i];
+    struct lua_json_copied *c = e->copied;
+    if (c) {
+        /* the next of a run: the member after its last, where the text puts it */
+        if (c->nruns && c->run[c->nruns - 1].last + 1 == i &&
+            key_at == c->run[c->nruns - 1].key_at + (sp->key - z->span[c->run[c->nruns - 1].first].key))
+            c->run[c->nruns - 1].last = i;
+        else
+            c->run[c->nruns++] = (typeof(c->run[0])){i, i, key_at};
+        c->n++;
+        e->nmembers++;
+        return;
+    }
     note_member(e, depth, key_at, sp->key_len, key_at + sp->key_len + 2, sp->val_len, false,
                 (int)(z->uint_mask >> i & 1));
 }
@@ -486,7 +499,7 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 {
     idx = lua_absindex(L, idx);
     size_t start = out->len;
-    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0, false, 0};
+    struct enc e = {o, out, 0, err, errlen, NULL, 0, 0, false, 0, NULL};
     if (encode(L, idx, &e, 0) < 0) {
         out->len = start;
         if (out->p)
@@ -509,12 +522,17 @@ static void note_kind(struct json_member *m)
 }
 
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
-                            struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen)
+                            struct buf *out, struct json_member *m, size_t max,
+                            struct lua_json_copied *copied, char *err, size_t errlen)
 {
     idx = lua_absindex(L, idx);
     zi = lua_absindex(L, zi);
     size_t start = out->len;
-    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0};
+    /* runs only for z's own members (a table found lazy under another
+     * name would leave notes nobody could fill) */
+    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0, z ? copied : NULL};
+    if (copied)
+        copied->n = copied->nruns = 0;
     if (skip_event_id && z) {
         int mi = lua_json_lazy_find(z, "eventId", 7);
         if (mi >= 0)
@@ -531,12 +549,29 @@ int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z
             out->p[start] = '\0';
         return -1;
     }
-    for (size_t i = 0; i < e.nmembers && i < max; i++) {
+    for (size_t i = copied ? copied->n : 0; i < e.nmembers && i < max; i++) {
         m[i].key = out->p + (uintptr_t)m[i].key;
         m[i].val = out->p + (uintptr_t)m[i].val;
         note_kind(&m[i]);
     }
     return (int)e.nmembers;
+}
+
+void lua_json_copied_members(const struct lua_json_lazy *z, const struct lua_json_copied *copied,
+                             const struct buf *out, struct json_member *m, size_t max)
+{
+    size_t k = 0;
+    for (uint32_t r = 0; r < copied->nruns; r++) {
+        uint32_t first = copied->run[r].first;
+        for (uint32_t x = first; x <= copied->run[r].last && k < max; x++, k++) {
+            const struct json_span *sp = &z->span[x];
+            const char *key = out->p + copied->run[r].key_at + (sp->key - z->span[first].key);
+            const char *val = key + sp->key_len + 2;          /* copied "key":value */
+            enum json_kind kind = json_kind_of(val[0]);
+            m[k] = (struct json_member){key, sp->key_len, val, sp->val_len, kind, false,
+                                        kind == JSON_NUMBER && (z->uint_mask >> x & 1)};
+        }
+    }
 }
 
 /* ---- JSON -> Lua ---- */

@@ -43,8 +43,25 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 #define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
 struct lua_json_lazy;
+/* With copied, the top-level members copied from z's text are counted but
+ * not noted: they are the first copied->n of m, left for
+ * lua_json_copied_members to fill if the caller needs them (the
+ * write-back's restamp rarely does: ~40 instructions a member an event
+ * saved). */
+struct lua_json_copied {
+    uint32_t n, nruns;
+    struct {
+        uint32_t first, last;     /* z's members first..last, one after the other */
+        size_t key_at;            /* the first one's key, as an offset into out */
+    } run[64];
+};
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
-                            struct buf *out, struct json_member *m, size_t max, char *err, size_t errlen);
+                            struct buf *out, struct json_member *m, size_t max,
+                            struct lua_json_copied *copied, char *err, size_t errlen);
+/* Fills m[0..copied->n) (up to max) as lua_json_encode_members would have
+ * noted them, from z's spans and out, the text it wrote. */
+void lua_json_copied_members(const struct lua_json_lazy *z, const struct lua_json_copied *copied,
+                             const struct buf *out, struct json_member *m, size_t max);
 
 /* Pushes the Lua value of the JSON text s[0..n): objects and arrays as
  * tables, integers that fit in 64 bits as integers, other numbers as floats,

@@ -503,8 +503,9 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
     /* the rest by the encoder, which leaves the table's (or its text's)
      * eventId out where it was written here, and the table as it is (a
      * plugin that keeps its event still reads its eventId) */
-    int rc = lua_json_encode_members(S, t, z, zi, !in_place, b, m + ours, EVENT_MEMBERS_MAX - ours, err,
-                                     errlen);
+    struct lua_json_copied copied;
+    int rc = lua_json_encode_members(S, t, z, zi, !in_place, b, m + ours, EVENT_MEMBERS_MAX - ours,
+                                     &copied, err, errlen);
     if (rc < 0 || b->len - at < 2 || b->p[at] != '{') {
         if (rc >= 0)
             snprintf(err, errlen, "the returned event is not an object");
@@ -525,10 +526,13 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
      * and the identity the daemon stamped is not the strategy's to change */
     const char *why = NULL;
     uint64_t skip = !in_place && eid >= 0 ? UINT64_C(1) << eid : 0;   /* the encoder's skip_mask */
-    if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours) &&
-        event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, b, &why) < 0) {
-        snprintf(err, errlen, "the returned event is invalid: %s", why);
-        return NULL;
+    if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours)) {
+        if (z)                                       /* the copied members' notes, now needed */
+            lua_json_copied_members(z, &copied, b, m + ours, EVENT_MEMBERS_MAX - ours);
+        if (event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, b, &why) < 0) {
+            snprintf(err, errlen, "the returned event is invalid: %s", why);
+            return NULL;
+        }
     }
     struct envelope *n = envelope_rewrite(e, b->p, b->len);
     if (!n) {

@@ -79,7 +79,7 @@ static void check_members(const char *text, size_t len)
     char msg[256];
     const char *err;
     const struct lua_json_lazy *z = lua_json_lazy_at(L, 1);       /* its userdata on top */
-    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, msg, sizeof msg);
+    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, NULL, msg, sizeof msg);
     lua_pop(L, 1);
     if (n < 0 || b.len != len || memcmp(b.p, text, len) != 0)
         abort();
@@ -196,9 +196,16 @@ static int lazy_protected(lua_State *S)
     struct buf b = BUF_INIT;
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
+    /* the copied members' notes taken as runs and filled in after, as the
+     * write-back's restamp has them */
     const struct lua_json_lazy *z = lua_json_lazy_at(S, 2);       /* its userdata on top */
-    int k = lua_json_encode_members(S, 2, z, -1, skip, &b, got, MEMBERS, msg, sizeof msg);
+    static struct lua_json_copied copied;
+    int k = lua_json_encode_members(S, 2, z, -1, skip, &b, got, MEMBERS, &copied, msg, sizeof msg);
     lua_pop(S, 1);
+    if (k >= 0 && z)
+        lua_json_copied_members(z, &copied, &b, got, MEMBERS);
+    else if (k >= 0 && copied.n)
+        abort();                                   /* runs with no lazy table to fill them from */
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
