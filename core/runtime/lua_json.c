@@ -216,20 +216,25 @@ static inline void note_copied(struct enc *e, int depth, const struct lua_json_l
     if (depth != 0 || !e->members)
         return;                                  /* only the top level's are noted */
     const struct json_span *sp = &z->span[i];
-    struct lua_json_copied *c = e->copied;
-    if (c) {
-        /* the next of a run: the member after its last, where the text puts it */
-        if (c->nruns && c->run[c->nruns - 1].last + 1 == i &&
-            key_at == c->run[c->nruns - 1].key_at + (sp->key - z->span[c->run[c->nruns - 1].first].key))
-            c->run[c->nruns - 1].last = i;
-        else
-            c->run[c->nruns++] = (typeof(c->run[0])){i, i, key_at};
-        c->n++;
-        e->nmembers++;
-        return;
-    }
     note_member(e, depth, key_at, sp->key_len, key_at + sp->key_len + 2, sp->val_len, false,
                 (int)(z->uint_mask >> i & 1));
+}
+
+/* Whether the top level's copied members are noted as runs (lua_json.h:
+ * struct lua_json_copied), not one by one. */
+static inline bool noting_runs(const struct enc *e, int depth)
+{
+    return depth == 0 && e->members && e->copied;
+}
+
+/* Notes z's members first..last, copied "key":value one after the other
+ * with the first one's key's first byte at key_at, as one run. */
+static void note_run(struct enc *e, uint32_t first, uint32_t last, size_t key_at)
+{
+    struct lua_json_copied *c = e->copied;
+    c->run[c->nruns++] = (typeof(c->run[0])){first, last, key_at};
+    c->n += last - first + 1;
+    e->nmembers += last - first + 1;
 }
 
 /* Writes the member whose key and value are on top of the stack (both
@@ -392,20 +397,25 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_putc(out, ',');
         first = false;
         size_t at = out->len;
+        bool runs = noting_runs(e, depth);
         if (!z->unchecked && !compact_member(sp)) {   /* blanks around the colon go */
             buf_putc(out, '"');
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
             buf_append(out, v, sp->val_len);
-            note_copied(e, depth, z, i, at + 1);
+            if (runs)
+                note_run(e, i, i, at + 1);
+            else
+                note_copied(e, depth, z, i, at + 1);
         } else {
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text, in one copy (a daemon-made
              * event's text is all compact: every member of an event nobody
              * touched); an index's members are (json_index_spans checked
              * that) and are not looked at again */
-            uint32_t from = sp->key - 1;
-            note_copied(e, depth, z, i, at + 1);
+            uint32_t from = sp->key - 1, run_first = i;
+            if (!runs)
+                note_copied(e, depth, z, i, at + 1);
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) &&
                    (z->unchecked || (compact_member(&sp[1]) && sp[1].key == sp->val + sp->val_len + 2 &&
                                      text[sp->val + sp->val_len] == ','))) {
@@ -413,9 +423,12 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                 sp++;
                 if (copy_check(L, e, depth, text + sp->val, sp->val_len) < 0)
                     return -1;
-                note_copied(e, depth, z, i, at + (sp->key - from));
+                if (!runs)
+                    note_copied(e, depth, z, i, at + (sp->key - from));
             }
             buf_append(out, text + from, sp->val + sp->val_len - from);
+            if (runs)
+                note_run(e, run_first, i, at + 1);
         }
         if (e->o->max_len && out->len > e->o->max_len) {
             too_long(e);
