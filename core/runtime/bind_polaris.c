@@ -667,7 +667,8 @@ void bind_polaris(struct plugin *p)
     if (luaL_loadbufferx(L, polaris_driver_lua, (size_t)(polaris_driver_lua_end - polaris_driver_lua),
                          "=polaris", "t") == LUA_OK) {
         lua_pushcfunction(L, lua_json_decode_fn);     /* integers exact (lua_json.c) */
-        lua_call(L, 1, 1);
+        plugin_push_nil_sampler(L);
+        lua_call(L, 2, 1);
     } else {
         lua_pop(L, 1);
         lua_newtable(L);                     /* unreachable: the source is ours */

@@ -769,6 +769,14 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
+/* The plugin whose state L is (the sandbox is its allocator's). */
+static struct plugin *plugin_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return (struct plugin *)((char *)ud - offsetof(struct plugin, sb));
+}
+
 /* The strategy driver's read(id): the running call's event as a table with
  * its eventId (the envelope's: the argument is for driver_spec's stand-ins),
  * decoded from the envelope's own bytes (no copy of them made a Lua
@@ -777,9 +785,7 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
  * Only the driver holds it; a plugin cannot reach it. */
 static int push_event(lua_State *L, int mt)
 {
-    void *ud;
-    lua_getallocf(L, &ud);                     /* the sandbox: the plugin's own */
-    struct plugin *p = (struct plugin *)((char *)ud - offsetof(struct plugin, sb));
+    struct plugin *p = plugin_of(L);
     struct call *c = p->running;
     if (!c || c->kind != CALL_STRATEGY)
         return luaL_error(L, "no event to read");
@@ -854,18 +860,44 @@ int plugin_reader_ref(lua_State *L)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* Whether a handler's nil is checked for lost edits (driver.lua): the
+ * first NIL_CHECK_FIRST, then one in NIL_CHECK_EVERY, counted over both
+ * drivers. A check decodes the event again: the warning is for the
+ * plugin's author, not a cost of every event. */
+#define NIL_CHECK_FIRST 100
+#define NIL_CHECK_EVERY 64
+static bool nil_sampled(struct plugin *p)
+{
+    p->nil_checks++;
+    return p->nil_checks <= NIL_CHECK_FIRST || p->nil_checks % NIL_CHECK_EVERY == 0;
+}
+
+static int l_nil_sampled(lua_State *L)
+{
+    lua_pushboolean(L, nil_sampled(plugin_of(L)));
+    return 1;
+}
+
+void plugin_push_nil_sampler(lua_State *L)
+{
+    lua_pushcfunction(L, l_nil_sampled);
+}
+
 /* driver.lua's strategy, for one handler (most events' case), in C: the
  * coroutine's body, called with the reader, the event's id and the
  * handler. It reads the event itself (push_event, not a call through the
  * VM) and gives back what the handler returned: false, a table and
  * anything else alike (finish_call refuses what is not an event), and for
- * nil what driver.unchanged (its first upvalue) makes of it. Written in
- * Lua it cost a frame and a call an event more (docs/performance.md). */
+ * nil, on the events nil_sampled picks, what driver.edited (its first
+ * upvalue) makes of it. Written in Lua it cost a frame and a call an
+ * event more (docs/performance.md). */
 static int strategy1_done(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;                              /* a handler that waited, resumed */
     if (ctx == 0 && lua_isnil(L, -1)) {
-        lua_pushvalue(L, lua_upvalueindex(1)); /* driver.unchanged(read, id, ev) */
+        if (!nil_sampled(plugin_of(L)))
+            return 1;
+        lua_pushvalue(L, lua_upvalueindex(1)); /* driver.edited(read, id, ev) */
         lua_pushvalue(L, 1);
         lua_pushvalue(L, 2);
         lua_pushvalue(L, 4);
@@ -887,7 +919,7 @@ static int strategy1(lua_State *L)
 
 int plugin_strategy1_ref(lua_State *L, int driver)
 {
-    lua_getfield(L, driver, "unchanged");
+    lua_getfield(L, driver, "edited");
     lua_event_push_metatable(L);
     lua_pushcclosure(L, strategy1, 2);
     return luaL_ref(L, LUA_REGISTRYINDEX);

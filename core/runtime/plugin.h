@@ -142,6 +142,7 @@ struct plugin {
     struct call *running;         /* the call on the CPU now (worker thread) */
     struct call *parked;          /* calls waiting for the core */
     struct call *idle;            /* finished calls kept with their coroutine */
+    uint64_t nil_checks;          /* handlers' nils seen (nil_sampled; worker thread) */
     struct buf rewrite;           /* a returned event's text is written here (worker thread),
                                    * kept from one event to the next (not a malloc and a
                                    * free an event); let go when it grew past REWRITE_KEEP */
@@ -207,6 +208,9 @@ int  plugin_reader_ref(lua_State *L);
 /* The same for the one-handler strategy driver (C), driver.lua's table at
  * driver. */
 int  plugin_strategy1_ref(lua_State *L, int driver);
+/* Pushes driver.lua's sampled(): whether a handler's nil is checked for
+ * lost edits, one count a plugin with the C driver's. */
+void plugin_push_nil_sampler(lua_State *L);
 /* The worker pool's watchdog: j (a plugin's job or command lane) has been
  * running for ms, far past any budget. The plugin goes to Error and what
  * waits for it goes on without it. */

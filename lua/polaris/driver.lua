@@ -7,7 +7,7 @@
 -- core/runtime/bind_polaris.c runs it with the runtime's JSON decoder (exact
 -- 64-bit integers, lua_json.c) and keeps the table it returns. Plugins never
 -- see this table: only what bind_polaris makes of it.
-local decode = ...
+local decode, sampled = ...
 local select, type, error = select, type, error
 local next, rawget, rawequal = next, rawget, rawequal
 
@@ -16,10 +16,10 @@ local M = {}
 -- A handler that edits ev and returns nil loses its edits (nil means "as it
 -- came"). Seen by comparing with a fresh decode, only when no handler
 -- returned a table, with raw access only. A second decode costs as much as
--- the first, so only the first CHECK_FIRST such events are looked at, then
--- one in CHECK_EVERY: the warning is meant for the plugin's author.
-local CHECK_FIRST, CHECK_EVERY = 100, 64
-local checks = 0
+-- the first, so only some such events are looked at: sampled() says which
+-- (the runtime's count, core/runtime/plugin.c's nil_sampled: the first 100,
+-- then one in 64), shared with the one-handler driver there. The warning
+-- is meant for the plugin's author.
 
 local function same(a, b, depth)
   if rawequal(a, b) then return true end
@@ -33,14 +33,16 @@ local function same(a, b, depth)
   return true
 end
 
--- A handler that returned nil: were its edits lost? (Also the one-handler
--- driver's, core/runtime/plugin.c's strategy1: one count for both.)
-local function unchanged(read, id, ev)
-  checks = checks + 1
-  if checks > CHECK_FIRST and checks % CHECK_EVERY ~= 0 then return nil end
+-- Were a nil-returning handler's edits lost? (Also the one-handler
+-- driver's, for the events sampled() picks.)
+function M.edited(read, id, ev)
   return nil, not same(ev, read(id), 0)
 end
-M.unchanged = unchanged
+
+local function unchanged(read, id, ev)
+  if not sampled() then return nil end
+  return M.edited(read, id, ev)
+end
 
 local function bad_result(r)
   error("on_event handler returned a " .. type(r) .. " (want the event, nil or false)", 0)

@@ -291,6 +291,24 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 
+  it("checks the first 100 nils for lost edits, then one in 64, one count over both drivers", function()
+    -- event 2 has one handler (the C driver), event 1 two (driver.strategy):
+    -- a count of each would check 200 of these 228, one count 102
+    local d = H.start_daemon({plugins = {
+      forgetful = {lua = [[
+        polaris.on_event("*", function(ev) ev.params.lost = true end)
+        polaris.on_event(1, function() end)
+      ]]},
+    }})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    local n = 100 + 64 * 2
+    for i = 1, n do app:send_event(H.event(i % 2 + 1)) end
+    for _ = 1, n do assert.is_nil(assert(g:event()).params.lost) end
+    assert.are.equal(102, plugin(d, "forgetful").ignored_edits)
+    H.stop_ok(d)
+  end)
+
   it("counts the lost edits of an isolated plugin too (its plugin host reports them)", function()
     local d = H.start_daemon({plugins = {
       forgetful = {lua = [[

@@ -4,9 +4,11 @@
 -- sampling, and how waiting calls turn the core's answers into values.
 local codec = require "polaris.codec"
 
-local function load_driver()
+-- sampled: the runtime's count of nils to check (plugin.c's nil_sampled);
+-- here every nil is checked unless a spec says otherwise
+local function load_driver(sampled)
   local chunk = assert(loadfile("lua/polaris/driver.lua", "t"))
-  return chunk(codec.json_decode)
+  return chunk(codec.json_decode, sampled or function() return true end)
 end
 
 local EV = '{"eventName":"crash","params":{"n":9007199254740993,"s":"x"},"pid":4}'
@@ -62,15 +64,19 @@ describe("driver.strategy", function()
     assert.is_false(edited)
   end)
 
-  it("looks for lost edits in the first 100 events, then in one of 64", function()
-    local d = load_driver()
+  it("looks for lost edits only in the events the runtime samples, and reads nothing for the others", function()
+    local asked, reads = 0, 0
+    local d = load_driver(function() asked = asked + 1; return asked % 2 == 1 end)
+    local counting = function(id) reads = reads + 1; return R(EV)(id) end
     local edit = function(ev) ev.params.s = "changed" end
     local reported = 0
-    for _ = 1, 100 + 64 * 3 do
-      local _, edited = d.strategy(R(EV), 1, edit)
+    for _ = 1, 10 do
+      local _, edited = d.strategy(counting, 1, edit)
       if edited then reported = reported + 1 end
     end
-    assert.are.equal(100 + 3, reported)
+    assert.are.equal(10, asked)
+    assert.are.equal(5, reported)
+    assert.are.equal(10 + 5, reads)              -- each event, and each one checked again
   end)
 
   it("compares raw: a metatable on the event cannot fake sameness", function()
@@ -83,39 +89,19 @@ describe("driver.strategy", function()
   end)
 end)
 
-describe("driver.unchanged (the C one-handler driver's nil check)", function()
-  -- core/runtime/plugin.c's strategy1 runs one handler and, for nil, asks
-  -- driver.unchanged; its outcomes for every kind of result are the
-  -- functional specs' (strategy_results_spec)
-  local function edited_ev(id)
-    local ev = R(EV)(id)
-    ev.params.s = "changed"
-    return ev
-  end
-
+describe("driver.edited (the C one-handler driver's nil check)", function()
+  -- core/runtime/plugin.c's strategy1 runs one handler and, for a nil on
+  -- an event its count samples, asks driver.edited; its outcomes for every
+  -- kind of result, and the sampling, are the functional specs'
+  -- (strategy_results_spec)
   it("tells an edited event from one as it came", function()
     local d = load_driver()
-    assert.are.same({nil, true}, {d.unchanged(R(EV), 4, edited_ev(4))})
-    assert.are.same({nil, false}, {d.unchanged(R(EV), 4, R(EV)(4))})
-  end)
-
-  it("shares one sampling count with driver.strategy (one plugin, one warning budget)", function()
-    local d = load_driver()
-    local edit = function(ev) ev.params.s = "changed" end
-    local reported = 0
-    for i = 1, 100 + 64 * 3 do
-      local _, edited
-      if i % 2 == 0 then
-        _, edited = d.unchanged(R(EV), 1, edited_ev(1))
-      else
-        _, edited = d.strategy(R(EV), 1, edit, function() end)
-      end
-      if edited then reported = reported + 1 end
-    end
-    assert.are.equal(100 + 3, reported)
+    local ev = R(EV)(4)
+    ev.params.s = "changed"
+    assert.are.same({nil, true}, {d.edited(R(EV), 4, ev)})
+    assert.are.same({nil, false}, {d.edited(R(EV), 4, R(EV)(4))})
   end)
 end)
-
 
 describe("driver.command and driver.message", function()
   it("decode their JSON and call the handler", function()
