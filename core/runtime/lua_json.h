@@ -120,6 +120,10 @@ struct lua_json_lazy {
     struct json_span span[];
 };
 #define LUA_JSON_LAZY_MAX 64
+/* a run holds a member at least, and a lazy text has at most this many */
+_Static_assert(sizeof(((struct lua_json_copied *)0)->run) / sizeof(((struct lua_json_copied *)0)->run[0]) >=
+                   LUA_JSON_LAZY_MAX,
+               "struct lua_json_copied has room for a run per member");
 /* The state's user values: 1, the state whose text this one's lies in
  * (nil for a root); 2 to LUA_JSON_LAZY_KEYS + 1, the keys the table holds
  * (members once read or set, other keys once set: nkeys of them, in that
