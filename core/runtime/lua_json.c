@@ -190,11 +190,11 @@ static int put_members(lua_State *L, int idx, struct enc *e, int depth, bool *fi
 }
 
 /* Notes a top-level member written from key_at (its first byte after the
- * quote) on: offsets for now, out may move while the rest is written.
- * is_uint: whether its value is digits only, when known (a member copied
- * from a lazy text), else -1 (note_kind looks). */
+ * quote) on: offsets for now, out may move while the rest is written (its
+ * kind is note_kind's, once it is done). Members copied from a lazy text
+ * are noted as runs instead (note_run). */
 static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len, size_t val_at,
-                        size_t val_len, bool key_escaped, int is_uint)
+                        size_t val_len, bool key_escaped)
 {
     if (depth != 0 || !e->members || e->nmembers++ >= e->max_members)
         return;
@@ -204,33 +204,15 @@ static void note_member(struct enc *e, int depth, size_t key_at, size_t key_len,
     m->val = (const char *)(uintptr_t)val_at;
     m->val_len = val_len;
     m->key_escaped = key_escaped;
-    m->kind = is_uint < 0 ? JSON_INVALID : JSON_NUMBER;  /* note_kind's: is_uint known or not */
-    m->is_uint = is_uint > 0;
 }
 
-/* Notes member i of the lazy text z, copied "key":value with its key's
- * first byte at key_at. */
-static inline void note_copied(struct enc *e, int depth, const struct lua_json_lazy *z, uint32_t i,
-                               size_t key_at)
+/* Notes the top-level lazy text's members first..last, copied "key":value
+ * one after the other with the first one's key's first byte at key_at, as
+ * one run (lua_json.h: struct lua_json_copied). */
+static void note_run(struct enc *e, int depth, uint32_t first, uint32_t last, size_t key_at)
 {
     if (depth != 0 || !e->members)
         return;                                  /* only the top level's are noted */
-    const struct json_span *sp = &z->span[i];
-    note_member(e, depth, key_at, sp->key_len, key_at + sp->key_len + 2, sp->val_len, false,
-                (int)(z->uint_mask >> i & 1));
-}
-
-/* Whether the top level's copied members are noted as runs (lua_json.h:
- * struct lua_json_copied), not one by one. */
-static inline bool noting_runs(const struct enc *e, int depth)
-{
-    return depth == 0 && e->members && e->copied;
-}
-
-/* Notes z's members first..last, copied "key":value one after the other
- * with the first one's key's first byte at key_at, as one run. */
-static void note_run(struct enc *e, uint32_t first, uint32_t last, size_t key_at)
-{
     struct lua_json_copied *c = e->copied;
     c->run[c->nruns++] = (typeof(c->run[0])){first, last, key_at};
     c->n += last - first + 1;
@@ -275,7 +257,7 @@ static int put_member(lua_State *L, struct enc *e, int depth, bool *first)
      * its string has none (a longer one without any, UTF-8 put right, is
      * only taken for escaped: it is decoded before it is compared) */
     note_member(e, depth, key_at, key_end - key_at, val_at, out->len - val_at,
-                kt == LUA_TSTRING && key_end - key_at != key_len, -1);
+                kt == LUA_TSTRING && key_end - key_at != key_len);
     return 0;
 }
 
@@ -397,16 +379,12 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_putc(out, ',');
         first = false;
         size_t at = out->len;
-        bool runs = noting_runs(e, depth);
         if (!z->unchecked && !compact_member(sp)) {   /* blanks around the colon go */
             buf_putc(out, '"');
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
             buf_append(out, v, sp->val_len);
-            if (runs)
-                note_run(e, i, i, at + 1);
-            else
-                note_copied(e, depth, z, i, at + 1);
+            note_run(e, depth, i, i, at + 1);
         } else {
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text, in one copy (a daemon-made
@@ -414,8 +392,6 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
              * touched); an index's members are (json_index_spans checked
              * that) and are not looked at again */
             uint32_t from = sp->key - 1, run_first = i;
-            if (!runs)
-                note_copied(e, depth, z, i, at + 1);
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) &&
                    (z->unchecked || (compact_member(&sp[1]) && sp[1].key == sp->val + sp->val_len + 2 &&
                                      text[sp->val + sp->val_len] == ','))) {
@@ -423,12 +399,9 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
                 sp++;
                 if (copy_check(L, e, depth, text + sp->val, sp->val_len) < 0)
                     return -1;
-                if (!runs)
-                    note_copied(e, depth, z, i, at + (sp->key - from));
             }
             buf_append(out, text + from, sp->val + sp->val_len - from);
-            if (runs)
-                note_run(e, run_first, i, at + 1);
+            note_run(e, depth, run_first, i, at + 1);
         }
         if (e->o->max_len && out->len > e->o->max_len) {
             too_long(e);
@@ -529,9 +502,8 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
  * object's keys have none.) */
 static void note_kind(struct json_member *m)
 {
-    bool known = m->kind != JSON_INVALID;           /* note_member's mark */
     m->kind = json_kind_of(m->val[0]);
-    m->is_uint = m->kind == JSON_NUMBER && (known ? m->is_uint : json_digits_only(m->val, m->val_len));
+    m->is_uint = m->kind == JSON_NUMBER && json_digits_only(m->val, m->val_len);
 }
 
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
@@ -541,11 +513,8 @@ int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z
     idx = lua_absindex(L, idx);
     zi = lua_absindex(L, zi);
     size_t start = out->len;
-    /* runs only for z's own members (a table found lazy under another
-     * name would leave notes nobody could fill) */
-    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0, z ? copied : NULL};
-    if (copied)
-        copied->n = copied->nruns = 0;
+    struct enc e = {&event_opts, out, 0, err, errlen, m, max, 0, skip_event_id, 0, copied};
+    copied->n = copied->nruns = 0;
     if (skip_event_id && z) {
         int mi = lua_json_lazy_find(z, "eventId", 7);
         if (mi >= 0)
@@ -562,7 +531,7 @@ int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z
             out->p[start] = '\0';
         return -1;
     }
-    for (size_t i = copied ? copied->n : 0; i < e.nmembers && i < max; i++) {
+    for (size_t i = copied->n; i < e.nmembers && i < max; i++) {
         m[i].key = out->p + (uintptr_t)m[i].key;
         m[i].val = out->p + (uintptr_t)m[i].val;
         note_kind(&m[i]);

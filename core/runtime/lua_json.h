@@ -43,17 +43,18 @@ int lua_json_encode_opts(lua_State *L, int idx, struct buf *out, const struct lu
 #define LUA_JSON_EVENT_MAX (4u << 20)
 struct json_member;
 struct lua_json_lazy;
-/* With copied, the top-level members copied from z's text are counted but
- * not noted: they are the first copied->n of m, left for
+/* The top-level members copied from z's text are counted but not noted
+ * in m: they are its first copied->n, noted as runs in copied, for
  * lua_json_copied_members to fill if the caller needs them (the
  * write-back's restamp rarely does: ~40 instructions a member an event
  * saved). */
+#define LUA_JSON_LAZY_MAX 64
 struct lua_json_copied {
     uint32_t n, nruns;
     struct {
         uint32_t first, last;     /* z's members first..last, one after the other */
         size_t key_at;            /* the first one's key, as an offset into out */
-    } run[64];
+    } run[LUA_JSON_LAZY_MAX];     /* a member a run at most */
 };
 int lua_json_encode_members(lua_State *L, int idx, const struct lua_json_lazy *z, int zi, bool skip_event_id,
                             struct buf *out, struct json_member *m, size_t max,
@@ -119,11 +120,6 @@ struct lua_json_lazy {
                             * one's user value keeps alive */
     struct json_span span[];
 };
-#define LUA_JSON_LAZY_MAX 64
-/* a run holds a member at least, and a lazy text has at most this many */
-_Static_assert(sizeof(((struct lua_json_copied *)0)->run) / sizeof(((struct lua_json_copied *)0)->run[0]) >=
-                   LUA_JSON_LAZY_MAX,
-               "struct lua_json_copied has room for a run per member");
 /* The state's user values: 1, the state whose text this one's lies in
  * (nil for a root); 2 to LUA_JSON_LAZY_KEYS + 1, the keys the table holds
  * (members once read or set, other keys once set: nkeys of them, in that

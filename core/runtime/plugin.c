@@ -527,7 +527,7 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
     const char *why = NULL;
     uint64_t skip = !in_place && eid >= 0 ? UINT64_C(1) << eid : 0;   /* the encoder's skip_mask */
     if (!restamp_needless(z, skip, stamped, e, m, rc + ours, ours)) {
-        if (z)                                       /* the copied members' notes, now needed */
+        if (copied.n)                                /* the copied members' notes, now needed */
             lua_json_copied_members(z, &copied, b, m + ours, EVENT_MEMBERS_MAX - ours);
         if (event_restamp_members(e->data, e->len, ident, nident, m, rc + ours, b, &why) < 0) {
             snprintf(err, errlen, "the returned event is invalid: %s", why);
@@ -769,12 +769,10 @@ static void run_call(struct plugin *p, struct call *c, int nargs)
     finish_call(p, c, rc, nres, err);
 }
 
-/* The plugin whose state L is (the sandbox is its allocator's). */
+/* The plugin whose state L is. */
 static struct plugin *plugin_of(lua_State *L)
 {
-    void *ud;
-    lua_getallocf(L, &ud);
-    return (struct plugin *)((char *)ud - offsetof(struct plugin, sb));
+    return (struct plugin *)((char *)sandbox_of(L) - offsetof(struct plugin, sb));
 }
 
 /* The strategy driver's read(id): the running call's event as a table with

@@ -118,7 +118,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return sb_alloc_slow(sb, ptr, osize, nsize);
 }
 
-static struct sandbox *sb_of(lua_State *L)
+struct sandbox *sandbox_of(lua_State *L)
 {
     void *ud;
     lua_getallocf(L, &ud);
@@ -205,7 +205,7 @@ static int budget_raise(lua_State *L, struct sandbox *sb)
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    struct sandbox *sb = sb_of(L);
+    struct sandbox *sb = sandbox_of(L);
     if (!sb->in_call)
         return;
     if (!sb->over_budget && !budget_spent(sb))
@@ -228,7 +228,7 @@ int sandbox_raise(lua_State *L, const char *fmt, ...)
  * see them: the long-running ones (lua_strmatch.c) ask here. */
 void sandbox_check_budget(lua_State *L)
 {
-    struct sandbox *sb = sb_of(L);
+    struct sandbox *sb = sandbox_of(L);
     if (!sb->in_call)
         return;
     if (!sb->over_budget && !budget_spent(sb))
@@ -238,7 +238,7 @@ void sandbox_check_budget(lua_State *L)
 
 size_t sandbox_mem_room(lua_State *L)
 {
-    struct sandbox *sb = sb_of(L);
+    struct sandbox *sb = sandbox_of(L);
     if (!sb->mem_limit)
         return SIZE_MAX;
     return sb->mem_used < sb->mem_limit ? sb->mem_limit - sb->mem_used : 0;
@@ -424,7 +424,7 @@ static int safe_setmetatable(lua_State *L)
  * budget is spent the plugin's handler is skipped and the error goes on. */
 static int guarded_handler(lua_State *L)
 {
-    if (sb_of(L)->over_budget)
+    if (sandbox_of(L)->over_budget)
         return 1;
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -446,7 +446,7 @@ static int safe_collectgarbage(lua_State *L)
 {
     const char *opt = luaL_optstring(L, 1, "collect");
     if (strcmp(opt, "count") == 0) {
-        lua_pushnumber(L, (lua_Number)sb_of(L)->mem_used / 1024.0);
+        lua_pushnumber(L, (lua_Number)sandbox_of(L)->mem_used / 1024.0);
         return 1;
     }
     if (strcmp(opt, "collect") == 0 || strcmp(opt, "step") == 0) {

@@ -71,6 +71,9 @@ void sandbox_where(lua_State *L);
  * runtime's wrapper that called the C function. */
 int sandbox_raise(lua_State *L, const char *fmt, ...);
 
+/* The sandbox whose state L (any of its threads) is: its allocator's. */
+struct sandbox *sandbox_of(lua_State *L);
+
 /* The bytes L's sandbox may still allocate (SIZE_MAX without a limit). */
 size_t sandbox_mem_room(lua_State *L);
 

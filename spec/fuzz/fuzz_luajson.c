@@ -79,8 +79,11 @@ static void check_members(const char *text, size_t len)
     char msg[256];
     const char *err;
     const struct lua_json_lazy *z = lua_json_lazy_at(L, 1);       /* its userdata on top */
-    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, NULL, msg, sizeof msg);
+    static struct lua_json_copied copied;
+    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, &copied, msg, sizeof msg);
     lua_pop(L, 1);
+    if (n >= 0 && copied.n)
+        lua_json_copied_members(z, &copied, &b, got, MEMBERS);
     if (n < 0 || b.len != len || memcmp(b.p, text, len) != 0)
         abort();
     if (text[0] == '{') {
@@ -202,10 +205,8 @@ static int lazy_protected(lua_State *S)
     static struct lua_json_copied copied;
     int k = lua_json_encode_members(S, 2, z, -1, skip, &b, got, MEMBERS, &copied, msg, sizeof msg);
     lua_pop(S, 1);
-    if (k >= 0 && z)
+    if (k >= 0 && copied.n)
         lua_json_copied_members(z, &copied, &b, got, MEMBERS);
-    else if (k >= 0 && copied.n)
-        abort();                                   /* runs with no lazy table to fill them from */
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
