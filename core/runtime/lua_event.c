@@ -234,13 +234,13 @@ static bool lazy_spans(const char *s, size_t n, const struct json_member *m, int
 }
 
 /* Pushes a lazy table for the object s[0..n) whose k members are sp
- * (uint_mask: which are digits only; unchecked: found by an index, their
- * values not validated). With anchor 0 it keeps a copy of s; else s lies
+ * (uint_mask: which are digits only; unchecked: its values not validated,
+ * compact: written "k":v,"k":v, lua_json.h). With anchor 0 it keeps a copy of s; else s lies
  * in the text of the lazy object whose state is at anchor, kept alive as
  * this one's user value, and that object's metatable (this one's too) is
  * at mt. Returns its state. */
 static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, const struct json_span *sp,
-                                       int k, uint64_t uint_mask, bool unchecked, int anchor,
+                                       int k, uint64_t uint_mask, bool unchecked, bool compact, int anchor,
                                        struct lua_json_lazy *parent, int mt)
 {
     luaL_checkstack(L, 4, "no Lua stack for an event table");
@@ -262,6 +262,7 @@ static struct lua_json_lazy *push_lazy(lua_State *L, const char *s, size_t n, co
     z->len = (uint32_t)n;
     z->written = false;
     z->unchecked = unchecked;
+    z->compact = compact;
     z->first_known = false;
     z->root = parent ? parent->root : z;
     if (anchor) {
@@ -300,7 +301,7 @@ int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_inde
         for (int i = 0; i < k; i++)
             if ((ix->uint_mask >> i & 1) && json_kind_of(s[sp[i].val]) == JSON_NUMBER)
                 uint_mask |= UINT64_C(1) << i;
-        struct lua_json_lazy *z = push_lazy(L, s, n, sp, k, uint_mask, true, 0, NULL, mt);
+        struct lua_json_lazy *z = push_lazy(L, s, n, sp, k, uint_mask, true, true, 0, NULL, mt);
         if (indexed)
             *indexed = z;
         return k;
@@ -309,27 +310,30 @@ int lua_event_push(lua_State *L, const char *s, size_t n, const struct json_inde
         return -1;
     if (!lazy_spans(s, n, m, k, max, sp, &uint_mask))
         return lua_json_decode_members(L, s, n, m, max, err);    /* validates it */
-    push_lazy(L, s, n, sp, k, uint_mask, false, 0, NULL, mt);
+    push_lazy(L, s, n, sp, k, uint_mask, false, false, 0, NULL, mt);
     return k;
 }
 
 /* Pushes member i of the lazy table at 1 (state z, its userdata at 3),
  * for __index (the metatable its upvalue): an object lazy in its turn (a
  * handler that sets ev.params.x then touches none of params' other
- * members), anything else decoded. */
+ * members), anything else decoded. The object's text is part of z's,
+ * valid as z's is, so its members are found without validating it again
+ * (json_valid_spans): as z's values, its values are validated before
+ * they are decoded if z's text came with an index and was never scanned. */
 static void push_member(lua_State *L, struct lua_json_lazy *z, uint32_t i)
 {
     const struct json_span *sp = &z->span[i];
     const char *v = lua_json_lazy_text(z) + sp->val;
     if (v[0] == '{' && sp->val_len > 2) {
-        struct json_member m[LUA_JSON_LAZY_MAX];
         struct json_span msp[LUA_JSON_LAZY_MAX];
         uint64_t uint_mask;
-        const char *err;
-        int k = json_object_members(v, sp->val_len, m, LUA_JSON_LAZY_MAX, &err);
-        if (k > 0 && lazy_spans(v, sp->val_len, m, k, LUA_JSON_LAZY_MAX, msp, &uint_mask)) {
+        bool compact;
+        int k = json_valid_spans(v, sp->val_len, msp, LUA_JSON_LAZY_MAX, &uint_mask, &compact);
+        if (k > 0 && keys_unique(v, msp, k)) {
             /* the metatable: __index's upvalue (lua_event_push_metatable) */
-            push_lazy(L, v, sp->val_len, msp, k, uint_mask, false, 3, z, lua_upvalueindex(1));
+            push_lazy(L, v, sp->val_len, msp, k, uint_mask, z->unchecked, compact, 3, z,
+                      lua_upvalueindex(1));
             return;
         }
     }

@@ -379,7 +379,7 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             buf_putc(out, ',');
         first = false;
         size_t at = out->len;
-        if (!z->unchecked && !compact_member(sp)) {   /* blanks around the colon go */
+        if (!z->compact && !compact_member(sp)) {   /* blanks around the colon go */
             buf_putc(out, '"');
             buf_append(out, text + sp->key, sp->key_len);
             buf_append(out, "\":", 2);
@@ -389,11 +389,11 @@ static int encode_lazy(lua_State *L, int idx, struct enc *e, int depth, const st
             /* it and the compact members right after it that nobody read
              * or set go as one run of the text, in one copy (a daemon-made
              * event's text is all compact: every member of an event nobody
-             * touched); an index's members are (json_index_spans checked
-             * that) and are not looked at again */
+             * touched); a compact object's members are (json_index_spans
+             * or json_valid_spans saw to that) and are not looked at again */
             uint32_t from = sp->key - 1, run_first = i;
             while (i + 1 < z->n && !(loaded >> (i + 1) & 1) &&
-                   (z->unchecked || (compact_member(&sp[1]) && sp[1].key == sp->val + sp->val_len + 2 &&
+                   (z->compact || (compact_member(&sp[1]) && sp[1].key == sp->val + sp->val_len + 2 &&
                                      text[sp->val + sp->val_len] == ','))) {
                 i++;
                 sp++;

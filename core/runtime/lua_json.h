@@ -102,9 +102,14 @@ struct lua_json_lazy {
     uint32_t len;          /* the text's length */
     bool written;          /* (the root's) a key was set through __newindex in
                             * this table or any lazy table made from its text */
-    bool unchecked;        /* the spans came from an index (lib/json_index.h), not
-                            * a validating scan: a value is validated before it
+    bool unchecked;        /* the spans came from an index (lib/json_index.h) or
+                            * from json_valid_spans over an index's text, not a
+                            * validating scan: a value is validated before it
                             * is decoded */
+    bool compact;          /* every member is written "key":value, one after the
+                            * other with a comma between (an index's text, or
+                            * json_valid_spans found no blank): the encoder copies
+                            * them in runs without looking */
     uint8_t nkeys;         /* keys the table holds (members read or set, and keys
                             * set that are not members), each in a user value */
     bool walk;             /* more keys than LUA_JSON_LAZY_KEYS, one not a string,

@@ -438,7 +438,9 @@ static struct envelope *reencode(lua_State *S, int t, struct lua_json_lazy *z, i
      * nothing may allocate from the state ("eventId" is kept alive by
      * lua_event_open, the write-back allocates nothing) */
     uint64_t id;
-    const int eid = z ? lua_json_lazy_find(z, "eventId", 7) : -1;   /* the text's eventId member */
+    /* the text's eventId member: the first, when read_event found it
+     * there (first_known; a lazy table's keys are unique) */
+    const int eid = !z ? -1 : z->first_known ? 0 : lua_json_lazy_find(z, "eventId", 7);
     int mi = eid;
     /* the eventId is the lazy text's first member, untouched (an id past
      * 2^63 would have been set by read), in digits: it stays in its place,

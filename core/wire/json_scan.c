@@ -489,6 +489,128 @@ int json_index_spans(const struct json_index *ix, const char *s, size_t n, struc
     return k;
 }
 
+static inline bool blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Past the blanks from i (and notes that there were some). */
+static inline size_t skip_blanks(const char *s, size_t n, size_t i, bool *compact)
+{
+    size_t j = i;
+    while (j < n && blank(s[j]))
+        j++;
+    if (j != i)
+        *compact = false;
+    return j;
+}
+
+/* Past the string whose opening quote is at i, or n when it has no end. */
+static size_t past_string(const char *s, size_t n, size_t i)
+{
+    for (size_t j = i + 1; j < n;) {
+        const char *q = memchr(s + j, '"', n - j);
+        if (!q)
+            return n;
+        size_t at = (size_t)(q - s), bs = 0;
+        while (at - bs > i + 1 && s[at - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return at + 1;
+        j = at + 1;                                /* an escaped quote */
+    }
+    return n;
+}
+
+/* The bytes a key's scan stops at, and a scalar's: json_valid_spans
+ * checks first that the text ends with '}', a stop for both, so neither
+ * loop needs a bound of its own. */
+static const bool key_stop[256] = {['"'] = true, ['\\'] = true, ['}'] = true};
+static const bool scalar_stop[256] = {[','] = true, ['}'] = true, [']'] = true, [' '] = true,
+                                      ['\t'] = true, ['\n'] = true, ['\r'] = true};
+
+/* Past the value that starts at i < n (valid text: a string, a container
+ * matched by counting brackets outside strings, or a scalar up to the
+ * next delimiter), s[n - 1] being '}'. */
+static size_t past_value(const char *s, size_t n, size_t i)
+{
+    if (s[i] == '"')
+        return past_string(s, n, i);
+    if (s[i] == '{' || s[i] == '[') {
+        size_t depth = 0;
+        for (size_t j = i; j < n; j++) {
+            char c = s[j];
+            if (c == '"') {
+                j = past_string(s, n, j) - 1;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if ((c == '}' || c == ']') && --depth == 0) {
+                return j + 1;
+            }
+        }
+        return n;
+    }
+    size_t j = i;
+    while (!scalar_stop[(unsigned char)s[j]])
+        j++;
+    return j;
+}
+
+int json_valid_spans(const char *s, size_t n, struct json_span *sp, size_t max, uint64_t *uint_mask,
+                     bool *compact)
+{
+    *uint_mask = 0;
+    *compact = true;
+    if (n < 2 || n >= UINT32_MAX || s[n - 1] != '}')
+        return -1;
+    size_t i = skip_blanks(s, n, 0, compact);
+    if (s[i] != '{')
+        return -1;
+    i = skip_blanks(s, n, i + 1, compact);
+    if (s[i] == '}')
+        return i == n - 1 ? 0 : -1;
+    size_t k = 0;
+    for (;;) {
+        if (k >= max || k >= 64 || s[i] != '"')
+            return -1;
+        size_t key = i + 1, q = key;
+        while (!key_stop[(unsigned char)s[q]] || (s[q] == '}' && q < n - 1))
+            q++;
+        if (s[q] != '"' || q - key > 255)
+            return -1;                             /* escaped, too long, or no end */
+        i = q + 1;
+        if (s[i] != ':') {
+            i = skip_blanks(s, n, i, compact);
+            if (i >= n || s[i] != ':')
+                return -1;
+        }
+        i++;
+        if (blank(s[i]))
+            i = skip_blanks(s, n, i, compact);
+        if (i >= n - 1)
+            return -1;
+        size_t end = past_value(s, n, i);
+        if (end == i)
+            return -1;
+        sp[k] = (struct json_span){(uint32_t)key, (uint32_t)(q - key), (uint32_t)i, (uint32_t)(end - i)};
+        if ((unsigned char)(s[i] - '0') < 10 && json_digits_only(s + i, end - i))
+            *uint_mask |= UINT64_C(1) << k;
+        k++;
+        i = end;
+        if (i < n && blank(s[i]))
+            i = skip_blanks(s, n, i, compact);
+        if (i >= n)
+            return -1;
+        if (s[i] == ',') {
+            i++;
+            if (blank(s[i]))
+                i = skip_blanks(s, n, i, compact);
+            continue;
+        }
+        return s[i] == '}' && i == n - 1 ? (int)k : -1;
+    }
+}
+
 int json_index_members(const struct json_index *ix, const char *s, size_t n, struct json_member *m,
                        size_t max)
 {

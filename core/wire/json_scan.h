@@ -61,6 +61,22 @@ int json_index_members(const struct json_index *ix, const char *s, size_t n, str
 int json_index_spans(const struct json_index *ix, const char *s, size_t n, struct json_span *sp,
                      size_t max);
 
+/* The members of the object s[0..n) as spans, up to max, found without
+ * validating it: for text already known valid (a member of an object a
+ * checked scan or the daemon's own writer produced), where scanning it
+ * again to validate it was most of the cost of reading a nested object
+ * (docs/performance.md, session 16). *uint_mask gets bit i for a value
+ * written as digits only, *compact whether no blank stands between its
+ * own tokens ("k":v,"k":v, as an index's text; a value's blanks are its
+ * own text). Returns the count, or
+ * -1 for an object it does not take (more than max members, a key with
+ * an escape or over 255 bytes) or text that is not an object's. On any
+ * bytes at all it reads nothing outside s[0..n), and every span lies in
+ * it; on text that is not valid JSON the spans are whatever it found, so
+ * a caller that is not sure must validate a value before it decodes it. */
+int json_valid_spans(const char *s, size_t n, struct json_span *sp, size_t max, uint64_t *uint_mask,
+                     bool *compact);
+
 /* The kind of the JSON value whose text starts with c (valid text: the
  * first byte decides). */
 static inline enum json_kind json_kind_of(char c)

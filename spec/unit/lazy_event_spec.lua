@@ -22,6 +22,8 @@ local EVENTS = {
   escaped_key = '{"a\\u0062":1,"params":{"x":1}}',
   twice = '{"a":1,"params":{"x":1},"a":2}',
   inner_escaped = '{"params":{"k\\"":1,"z":2},"q":3}',
+  -- blanks between params' own members: its members are copied one by one
+  blank_params = '{"eventId":2,"params": { "a" : 1 ,"b":[1, 2],\n "c":"x\\"}" ,"d":{ "e" :1}} ,"z":1}',
   kinds = '{"eventId":3, "a" : true,"b":false,"c":null,"d":[1,{"e":"f"}],"g":-1.5,' ..
           '"params":{"h":{"i":[]}},"k":"caf\\u00e9","timestamp":0}',
 }
@@ -402,6 +404,19 @@ describe("a strategy's event table", function()
     assert.is_false(taken)
     assert.are.equal(2, ev2.a.y)
     assert.are.equal("]", ev2.b[2])
+  end)
+
+  it("validates a nested object's member from an index's text before decoding it", function()
+    -- the nested object's members are found without validating it (its
+    -- text is the root's); a wrong index, or text that is not JSON, is
+    -- still caught before a value is decoded
+    local json = '{"eventId":1,"a":{"x":tru,"y":2}}'
+    local ev = assert(codec.lazy_event(json, {1, json:find('"a"', 1, true) - 1}))
+    local a = ev.a
+    assert.are.equal(2, a.y)
+    local ok, err = pcall(function() return a.x end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("its index is wrong", 1, true), err)
   end)
 
   local RUNS = {}

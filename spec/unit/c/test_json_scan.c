@@ -3,6 +3,8 @@
 #include "wire/json_scan.h"
 
 #include <string.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 static enum json_kind v(const char *s)
 {
@@ -203,5 +205,201 @@ TEST(json_digits_only_agrees_with_a_byte_loop)
                 want = want && s[i] >= '0' && s[i] <= '9';
             CHECK(json_digits_only(s, n) == want);
         }
+    }
+}
+
+/* ---- json_valid_spans against the validating scanner ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+static void put(char *s, size_t *at, const char *t)
+{
+    size_t l = strlen(t);
+    memcpy(s + *at, t, l);
+    *at += l;
+}
+
+/* Blanks, or none (most often; none at all in a compact round). */
+static bool compact_round;
+static void blanks(char *s, size_t *at)
+{
+    static const char *b[] = {"", "", "", "", " ", "\n", "\t ", "\r\n  "};
+    put(s, at, compact_round ? "" : b[rnd(8)]);
+}
+
+static void string_value(char *s, size_t *at, bool keyish)
+{
+    static const char *parts[] = {"a", "thread", "x y", "\\\"", "\\\\", "\\n", "\\u00e9", "}", "]", "{",
+                                  ",", ":", "\xc3\xa9", "7", "\\\\\\\""};
+    put(s, at, "\"");
+    unsigned n = rnd(5);
+    for (unsigned i = 0; i < n; i++)
+        put(s, at, parts[keyish ? rnd(3) : rnd(15)]);
+    put(s, at, "\"");
+}
+
+static void value(char *s, size_t *at, int depth)
+{
+    static const char *scalars[] = {"0", "7", "1234567890123", "-1", "1.5", "2e10", "true", "false", "null",
+                                    "18446744073709551615"};
+    switch (depth > 2 ? rnd(2) : rnd(4)) {
+    case 0:
+        put(s, at, scalars[rnd(10)]);
+        break;
+    case 1:
+        string_value(s, at, false);
+        break;
+    case 2: {
+        put(s, at, "[");
+        unsigned n = rnd(4);
+        for (unsigned i = 0; i < n; i++) {
+            if (i)
+                put(s, at, ",");
+            blanks(s, at);
+            value(s, at, depth + 1);
+            blanks(s, at);
+        }
+        put(s, at, "]");
+        break;
+    }
+    default: {
+        put(s, at, "{");
+        unsigned n = rnd(4);
+        for (unsigned i = 0; i < n; i++) {
+            if (i)
+                put(s, at, ",");
+            blanks(s, at);
+            string_value(s, at, false);
+            blanks(s, at);
+            put(s, at, ":");
+            blanks(s, at);
+            value(s, at, depth + 1);
+            blanks(s, at);
+        }
+        put(s, at, "}");
+    }
+    }
+}
+
+/* Random valid objects (blanks or none, keys with escapes or not, nested
+ * values with quotes and brackets in their strings): json_valid_spans
+ * finds what json_object_members finds, or refuses exactly the objects
+ * with an escaped key; compact says whether a blank stands between the
+ * object's own tokens. */
+TEST(json_valid_spans_agrees_with_the_validating_scan)
+{
+    static char s[1 << 16];
+    int compared = 0, escaped = 0, compact_seen = 0;
+    for (int round = 0; round < 20000; round++) {
+        size_t at = 0;
+        bool any_blank = false;
+        compact_round = rnd(3) == 0;
+        put(s, &at, "{");
+        unsigned n = 1 + rnd(9);
+        for (unsigned i = 0; i < n; i++) {
+            if (i)
+                put(s, &at, ",");
+            blanks(s, &at);
+            string_value(s, &at, rnd(4) != 0);       /* most keys plain */
+            blanks(s, &at);
+            put(s, &at, ":");
+            blanks(s, &at);
+            value(s, &at, 0);
+        }
+        blanks(s, &at);
+        put(s, &at, "}");
+        const char *err;
+        REQUIRE(json_validate(s, at, &err) == JSON_OBJECT);
+        /* a blank between the object's own tokens: outside strings and
+         * outside its nested values (their blanks are their text) */
+        int depth = 0;
+        for (size_t i = 0; i < at; i++) {
+            if (s[i] == '"') {
+                for (i++; s[i] != '"'; i++)
+                    i += s[i] == '\\';
+            } else if (s[i] == '{' || s[i] == '[') {
+                depth++;
+            } else if (s[i] == '}' || s[i] == ']') {
+                depth--;
+            } else if (depth <= 1 && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) {
+                any_blank = true;
+            }
+        }
+        struct json_member m[16];
+        struct json_span sp[16];
+        int k = json_object_members(s, at, m, 16, &err);
+        REQUIRE(k > 0);
+        bool key_escaped = false;
+        for (int i = 0; i < k && i < 16; i++)
+            key_escaped |= m[i].key_escaped;
+        uint64_t mask;
+        bool compact;
+        int v = json_valid_spans(s, at, sp, 16, &mask, &compact);
+        if (key_escaped) {
+            CHECK(v == -1);
+            escaped++;
+            continue;
+        }
+        REQUIRE(v == k);
+        CHECK(compact == !any_blank);
+        compact_seen += compact;
+        for (int i = 0; i < k; i++) {
+            CHECK(s + sp[i].key == m[i].key && sp[i].key_len == m[i].key_len);
+            CHECK(s + sp[i].val == m[i].val && sp[i].val_len == m[i].val_len);
+            CHECK(((mask >> i) & 1) == m[i].is_uint);
+        }
+        compared++;
+    }
+    /* the generator made each kind of case */
+    CHECK(compared > 5000 && escaped > 1000 && compact_seen > 500);
+}
+
+/* What it does not take: not an object, more members than asked for, a
+ * key over 255 bytes; and on bytes that are not JSON at all, every span
+ * it gives lies inside them. */
+TEST(json_valid_spans_refuses_and_stays_in_bounds)
+{
+    struct json_span sp[4];
+    uint64_t mask;
+    bool compact;
+    CHECK(json_valid_spans("[1]", 3, sp, 4, &mask, &compact) == -1);
+    CHECK(json_valid_spans("{}", 2, sp, 4, &mask, &compact) == 0);
+    CHECK(json_valid_spans("{\"a\":1}x", 8, sp, 4, &mask, &compact) == -1);
+    CHECK(json_valid_spans("{\"a\":1,\"b\":2}", 13, sp, 1, &mask, &compact) == -1);
+    CHECK(json_valid_spans("{\"a\":1,\"b\":2}", 13, sp, 2, &mask, &compact) == 2 && compact && mask == 3);
+    char big[300];
+    size_t at = 0;
+    big[at++] = '{';
+    big[at++] = '"';
+    memset(big + at, 'k', 256);
+    at += 256;
+    memcpy(big + at, "\":1}", 4);
+    at += 4;
+    CHECK(json_valid_spans(big, at, sp, 4, &mask, &compact) == -1);
+    /* random bytes drawn from JSON's own punctuation, each a buffer of its
+     * exact length (ASan sees a read past it) */
+    static const char alphabet[] = "{}[]\":,\\ a1";
+    for (int round = 0; round < 200000; round++) {
+        size_t n = 1 + rnd(24);
+        char *t = malloc(n);
+        REQUIRE(t);
+        for (size_t i = 0; i < n; i++)
+            t[i] = alphabet[rnd(sizeof alphabet - 1)];
+        if (rnd(2)) {
+            t[0] = '{';
+            t[n - 1] = '}';
+        }
+        int k = json_valid_spans(t, n, sp, 4, &mask, &compact);
+        CHECK(k >= -1 && k <= 4);
+        for (int i = 0; i < k; i++)
+            CHECK(sp[i].key + sp[i].key_len <= n && sp[i].val + sp[i].val_len <= n);
+        free(t);
     }
 }
