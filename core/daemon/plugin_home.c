@@ -104,20 +104,46 @@ int home_emit(struct plugin_home *h, struct envelope *e)
     return 0;
 }
 
+/* Events a worker finishes during one job go back to the core as one batch
+ * (one wakeup), not one push each; and the refs their chains held are let
+ * go once a batch, the refs in a row for one plugin (nearly always the
+ * job's own) as one count: refs is a line the core writes for every event
+ * it routes (struct plugin). The job's own ref holds its plugin until
+ * then. */
+static __thread struct envlist done;
+static __thread bool in_job;
+static __thread struct plugin *unref_p;
+static __thread int unref_n;
+
+static void unrefs_flush(void)
+{
+    plugin_unref_n(unref_p, unref_n);
+    unref_p = NULL;
+    unref_n = 0;
+}
+
+static void unref_later(struct plugin *p)
+{
+    if (p != unref_p) {
+        unrefs_flush();
+        unref_p = p;
+    }
+    unref_n++;
+}
+
 static void release_chain(struct envelope *e)
 {
-    for (unsigned i = 0; i < e->ev.chain_len; i++)
-        plugin_unref(env_chain_at(e, i));
+    for (unsigned i = 0; i < e->ev.chain_len; i++) {
+        if (in_job)
+            unref_later(env_chain_at(e, i));
+        else
+            plugin_unref(env_chain_at(e, i));
+    }
     if (e->ev.chain_len > 1)
         free(e->ev.chain);
     e->ev.chain = NULL;
     e->ev.chain_len = e->ev.chain_pos = 0;
 }
-
-/* Events a worker finishes during one job go back to the core as one batch
- * (one wakeup), not one push each. */
-static __thread struct envlist done;
-static __thread bool in_job;
 
 void home_job_begin(void)
 {
@@ -130,6 +156,7 @@ void home_job_flush(struct plugin_home *h)
     struct envelope *batch = envlist_take(&done);
     if (batch)
         envq_push_list_force(&r->d->core_q, batch);
+    unrefs_flush();
 }
 
 void home_job_end(struct plugin_home *h)

@@ -331,7 +331,7 @@ int registry_status_json(struct plugin_registry *r, struct buf *b)
 
 struct plugin *registry_plugin_new(struct plugin_registry *r)
 {
-    struct plugin *p = calloc(1, sizeof *p);
+    struct plugin *p = plugin_alloc();
     if (!p)
         return NULL;
     p->home = &r->home;

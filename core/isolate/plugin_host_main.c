@@ -170,7 +170,7 @@ int main(int argc, char **argv)
     init.config = str_field(L, "config", &init.config_len);
     plugin_host_home_init(CHANNEL_FD, &init);
 
-    struct plugin *p = calloc(1, sizeof *p);
+    struct plugin *p = plugin_alloc();
     if (!p)
         return 1;
     p->home = plugin_host_home();

@@ -45,6 +45,15 @@ void plugin_set_error(struct plugin *p, const char *fmt, ...)
     pthread_mutex_unlock(&p->mu);
 }
 
+struct plugin *plugin_alloc(void)
+{
+    size_t size = (sizeof(struct plugin) + PLUGIN_LINE - 1) / PLUGIN_LINE * PLUGIN_LINE;
+    struct plugin *p = aligned_alloc(PLUGIN_LINE, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
 void plugin_ref(struct plugin *p)
 {
     atomic_fetch_add(&p->refs, 1);
@@ -160,18 +169,23 @@ static void plugin_free(struct plugin *p)
     free(p);
 }
 
-void plugin_unref(struct plugin *p)
+void plugin_unref_n(struct plugin *p, int n)
 {
-    if (!p)
+    if (!p || n <= 0)
         return;
     /* read before letting go: once the count is down, its host may free p */
     void (*unpinned)(void *) = p->unpinned;
     void *arg = p->unpinned_arg;
-    int before = atomic_fetch_sub(&p->refs, 1);
-    if (before == 1)
+    int left = atomic_fetch_sub(&p->refs, n) - n;
+    if (left == 0)
         plugin_free(p);
-    else if (before == 2 && unpinned)
+    else if (left == 1 && unpinned)
         unpinned(arg);
+}
+
+void plugin_unref(struct plugin *p)
+{
+    plugin_unref_n(p, 1);
 }
 
 bool plugin_handles(const struct plugin *p, uint64_t event_id)
@@ -1220,14 +1234,18 @@ static void run_job(struct plugin *p, bool lane)
          * than per call: its handlers and the decoding and encoding of
          * its events */
         uint64_t cpu0 = thread_cpu_ns();
+        int taken = 0;
         while (e) {
             struct envelope *next = e->next;
             e->next = NULL;
             process(p, e);
-            plugin_unref(p);                   /* the mailbox's ref for e */
+            taken++;
             e = next;
         }
         p->sb.cpu_ns_total += thread_cpu_ns() - cpu0;
+        /* the mailbox's refs for the batch, in one go: the job's own ref
+         * holds p, and refs is the core's line (struct plugin) */
+        plugin_unref_n(p, taken);
         home_job_flush(home);               /* this batch's events go on now */
         plugin_refresh_status(p, false);
         if (p->sb.L)

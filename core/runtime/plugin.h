@@ -97,11 +97,19 @@ struct call {
 
 enum wait_kind { WAIT_SLEEP = 1, WAIT_EXEC, WAIT_TIMER, WAIT_EVERY, WAIT_GUEST };
 
+/* The fields are grouped by who writes them, each group on cache lines of
+ * its own (PLUGIN_LINE): the core thread takes refs and posts to the
+ * mailbox for every event while a worker runs the plugin, and a line one
+ * writes and the other reads moves between their cores each time, which
+ * no instruction count shows (docs/performance.md, session 16). A
+ * struct plugin is allocated aligned to them (plugin_alloc). */
+#define PLUGIN_LINE 64
 struct plugin {
     struct job job;               /* first: the worker runs it */
     struct plugin_home *home;     /* the program running the runtime (port.h) */
-    _Atomic int refs;
-    char id[64], name[96], version[32], type[16];
+    _Alignas(PLUGIN_LINE) _Atomic int refs;   /* the core's, for each event it routes */
+    _Alignas(PLUGIN_LINE) char id[64];
+    char name[96], version[32], type[16];
     char file[512], manifest[512];
     char module_dir[512];         /* a plugin folder: its own modules, searched first */
     char entry_fn[64];            /* manifest entry_point naming a function in file, or "" */
@@ -110,21 +118,22 @@ struct plugin {
     unsigned perms;
     size_t mem_limit;
     uint64_t budget_ns;
-    struct sandbox sb;
+    _Alignas(PLUGIN_LINE) struct sandbox sb;  /* the worker's, for each allocation of Lua's */
     int callbacks_ref;            /* the table the file returned */
-    _Atomic int state;
+    _Alignas(PLUGIN_LINE) _Atomic int state;  /* read by the core for each event */
     bool loading;                 /* registration calls are allowed */
     char last_error[256];
     uint64_t loaded_mono_ns;
-    _Atomic uint64_t events, errors, messages, commands;
+    _Alignas(PLUGIN_LINE) _Atomic uint64_t events, errors, messages, commands;   /* the worker's */
     unsigned consecutive_errors;
-    struct handler *handlers;     /* the daemon's memory: at most PLUGIN_MAX_HANDLERS */
+    _Alignas(PLUGIN_LINE) struct handler *handlers;   /* the daemon's memory: at most
+                                                       * PLUGIN_MAX_HANDLERS; read by the core */
     size_t nhandlers;
     struct command_handler *cmds;
     size_t ncmds;
     struct route_rule *routes;    /* Router plugins only */
     size_t nroutes;
-    pthread_mutex_t mu;           /* guards the mailbox, last_error */
+    _Alignas(PLUGIN_LINE) pthread_mutex_t mu;   /* guards the mailbox, last_error */
     struct envlist mailbox;
     bool scheduled;
     /* The command lane (DESIGN 2): command requests wait in their own list,
@@ -136,7 +145,8 @@ struct plugin {
     struct envlist urgent;
     bool cmd_scheduled;
     bool job_running;
-    int driver_ref;               /* runs a plugin's strategy handlers in order */
+    _Alignas(PLUGIN_LINE) int driver_ref;   /* (to next_op: the worker's) runs a plugin's
+                                             * strategy handlers in order */
     int strategy_ref, strategy1_ref;   /* its strategy drivers: any handlers, one */
     int reader_ref;               /* read_event, the lazy tables' metatable its upvalue */
     struct call *running;         /* the call on the CPU now (worker thread) */
@@ -150,7 +160,7 @@ struct plugin {
     bool strategy_parked;         /* later events wait behind it (order) */
     struct envlist held;          /* events waiting behind a parked strategy */
     uint32_t next_op;
-    _Atomic unsigned ntimers;     /* live timers (ids in the state's registry) */
+    _Alignas(PLUGIN_LINE) _Atomic unsigned ntimers;   /* live timers (ids in the state's registry) */
     _Atomic unsigned nmsgs;       /* messages in the mailbox */
     double emit_tokens;           /* polaris.emit's bucket (stand-in's RPCs or in-process) */
     uint64_t emit_refill_ns;
@@ -200,8 +210,11 @@ void plugin_strategy_done(struct plugin *p, struct envelope *e);
 void plugin_strategy_failed(struct plugin *p, struct envelope *e, const char *reason);
 void plugin_command_done(struct plugin *p, struct envelope *req, int code, const char *msg,
                          const char *data, size_t data_len);
+/* A zeroed struct plugin, aligned to its cache-line groups (free() it). */
+struct plugin *plugin_alloc(void);
 void plugin_ref(struct plugin *p);
 void plugin_unref(struct plugin *p);  /* the last one runs stop/cleanup and frees */
+void plugin_unref_n(struct plugin *p, int n);   /* n of them at once */
 /* The strategy drivers' read(id), made once per state (bind_polaris.c):
  * its registry reference. Raises only when out of memory. */
 int  plugin_reader_ref(lua_State *L);
