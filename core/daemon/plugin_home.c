@@ -105,39 +105,32 @@ int home_emit(struct plugin_home *h, struct envelope *e)
 }
 
 /* Events a worker finishes during one job go back to the core as one batch
- * (one wakeup), not one push each; and the refs their chains held are let
- * go once a batch, the refs in a row for one plugin (nearly always the
- * job's own) as one count: refs is a line the core writes for every event
- * it routes (struct plugin). The job's own ref holds its plugin until
- * then. */
+ * (one wakeup), not one push each; and the refs their chains held on the
+ * job's own plugin are let go once a batch, as one count: refs is a line
+ * the core writes for every event it routes (struct plugin). The job's own
+ * ref holds that plugin until after home_job_end. A ref on any other
+ * plugin of a chain goes at once: a job the watchdog abandons never
+ * reaches its end, and must not keep another plugin pinned. */
 static __thread struct envlist done;
 static __thread bool in_job;
-static __thread struct plugin *unref_p;
-static __thread int unref_n;
+static __thread struct plugin *job_plugin;
+static __thread int job_unrefs;
 
 static void unrefs_flush(void)
 {
-    plugin_unref_n(unref_p, unref_n);
-    unref_p = NULL;
-    unref_n = 0;
-}
-
-static void unref_later(struct plugin *p)
-{
-    if (p != unref_p) {
-        unrefs_flush();
-        unref_p = p;
-    }
-    unref_n++;
+    int n = job_unrefs;
+    job_unrefs = 0;                /* before: letting go may run a nested job */
+    plugin_unref_n(job_plugin, n);
 }
 
 static void release_chain(struct envelope *e)
 {
     for (unsigned i = 0; i < e->ev.chain_len; i++) {
-        if (in_job)
-            unref_later(env_chain_at(e, i));
+        struct plugin *q = env_chain_at(e, i);
+        if (in_job && q == job_plugin)
+            job_unrefs++;
         else
-            plugin_unref(env_chain_at(e, i));
+            plugin_unref(q);
     }
     if (e->ev.chain_len > 1)
         free(e->ev.chain);
@@ -145,9 +138,11 @@ static void release_chain(struct envelope *e)
     e->ev.chain_len = e->ev.chain_pos = 0;
 }
 
-void home_job_begin(void)
+void home_job_begin(struct plugin *p)
 {
+    unrefs_flush();                /* a job run inside another's (a joined pool) */
     in_job = true;
+    job_plugin = p;
 }
 
 void home_job_flush(struct plugin_home *h)
@@ -163,6 +158,7 @@ void home_job_end(struct plugin_home *h)
 {
     home_job_flush(h);
     in_job = false;
+    job_plugin = NULL;
 }
 
 /* Every event leaves its strategies through the core, finished or dropped:

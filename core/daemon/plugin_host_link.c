@@ -586,7 +586,7 @@ bool plugin_host_link_read(struct plugin_host *h)
         if (n <= 0)
             return n < 0 && errno == EAGAIN;   /* at the end, on_child reports the death */
         rxbuf_commit(&h->rx, (size_t)n);
-        home_job_begin();              /* finished events go to the core as one batch */
+        home_job_begin(NULL);          /* finished events go to the core as one batch */
         bool ok = plugin_host_link_drain(h);
         home_job_end(h->p->home);
         if (!ok)

@@ -353,8 +353,9 @@ static void send_stats(struct plugin *p)
         *o = s;
 }
 
-void home_job_begin(void)
+void home_job_begin(struct plugin *p)
 {
+    (void)p;
 }
 
 void home_job_flush(struct plugin_home *r)

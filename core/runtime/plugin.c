@@ -1201,7 +1201,7 @@ static void run_job(struct plugin *p, bool lane)
     }
     p->job_running = true;
     pthread_mutex_unlock(&p->mu);
-    home_job_begin();
+    home_job_begin(p);
     for (;;) {
         /* at most MAILBOX_BATCH at a time: results leave in steady batches */
         pthread_mutex_lock(&p->mu);

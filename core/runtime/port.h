@@ -42,8 +42,10 @@ int  home_emit(struct plugin_home *h, struct envelope *e);
 void home_chain_done(struct plugin_home *h, struct envelope *e);
 void home_chain_drop(struct plugin_home *h, struct envelope *e);
 /* Around one job on a thread: what it sends to the core goes as one batch
- * at flush or end. */
-void home_job_begin(void);
+ * at flush or end, and the refs its finished chains held on p (the job's
+ * own plugin, or NULL) are let go then too, as one count (the job's own
+ * ref holds p until after the end). */
+void home_job_begin(struct plugin *p);
 void home_job_flush(struct plugin_home *h);
 void home_job_end(struct plugin_home *h);
 

@@ -45,4 +45,50 @@ describe("the worker watchdog", function()
     assert.is_true(d:alive())
     H.stop_ok(d)
   end)
+
+  it("leaves no other plugin of a stuck job's chains pinned: it unloads", function()
+    -- a worker gives back the refs its chains held once a batch; a job the
+    -- watchdog abandons never ends its batch, so only the stuck plugin's
+    -- own may wait there. a_stuck comes first in the 555s' chain and drops
+    -- them (their chains end in its job, z_other's ref with them), then
+    -- hangs on 666, in the same batch (777 keeps the one worker busy while
+    -- they queue): z_other, which 666 does not go to, must still unload.
+    local d = H.start_daemon({binary = H.BUILD .. "/polarisd-hooks", plugins = {
+      a_stuck = {lua = [[polaris.on_event("*", function(ev)
+                   if ev.eventId == 777 then
+                     local t = os.clock() while os.clock() - t < 0.3 do end
+                   elseif ev.eventId == 666 then
+                     polaris._test_hang()
+                   end
+                   return false
+                 end)]],
+                 manifest = {plugin_type = "Strategy", isolation = "inprocess"}},
+      z_other = {lua = [[polaris.on_event(555, function(ev) ev.params.z = true return ev end)]],
+                 manifest = {plugin_type = "Strategy", isolation = "inprocess"}},
+    }, config = {daemon = {workers = 1}, plugins = {watchdog_ms = 1000}}})
+    if H.plugin_by_id(d:status(), "a_stuck").isolation == "process" then
+      H.stop_ok(d)
+      return
+    end
+    H.guest_connected(d)
+    local app = H.app(d)
+    app:send_event(H.event(777))
+    H.wait_for("a_stuck busy", function()
+      return H.plugin_by_id(d:status(), "a_stuck").events >= 1
+    end, 5000)
+    for i = 1, 20 do app:send_event(H.event(555, {params = {n = i}})) end
+    app:send_event(H.event(666))
+    H.wait_for("the stuck plugin in Error", function()
+      return H.plugin_by_id(d:status(), "a_stuck").state == "Error"
+    end, 10000)
+    local how, code, out = H.run({H.POLARISCTL, "--socket", d.ipc, "unload", "z_other"}, nil, 30000)
+    assert.are.equal("exited", how, out)
+    assert.are.equal(0, code, out)
+    H.wait_for("z_other Unloaded", function()
+      local p = H.leaving_by_id(d:status(), "z_other")
+      return p and p.state == "Unloaded"
+    end, 10000)
+    assert.is_true(d:alive())
+    H.stop_ok(d)
+  end)
 end)
