@@ -245,6 +245,29 @@ static void string_value(char *s, size_t *at, bool keyish)
     put(s, at, "\"");
 }
 
+static void value(char *s, size_t *at, int depth);
+
+/* An array or an object of up to three random values (keys: any string). */
+static void container(char *s, size_t *at, int depth, bool object)
+{
+    put(s, at, object ? "{" : "[");
+    unsigned n = rnd(4);
+    for (unsigned i = 0; i < n; i++) {
+        if (i)
+            put(s, at, ",");
+        blanks(s, at);
+        if (object) {
+            string_value(s, at, false);
+            blanks(s, at);
+            put(s, at, ":");
+            blanks(s, at);
+        }
+        value(s, at, depth + 1);
+        blanks(s, at);
+    }
+    put(s, at, object ? "}" : "]");
+}
+
 static void value(char *s, size_t *at, int depth)
 {
     static const char *scalars[] = {"0", "7", "1234567890123", "-1", "1.5", "2e10", "true", "false", "null",
@@ -256,35 +279,8 @@ static void value(char *s, size_t *at, int depth)
     case 1:
         string_value(s, at, false);
         break;
-    case 2: {
-        put(s, at, "[");
-        unsigned n = rnd(4);
-        for (unsigned i = 0; i < n; i++) {
-            if (i)
-                put(s, at, ",");
-            blanks(s, at);
-            value(s, at, depth + 1);
-            blanks(s, at);
-        }
-        put(s, at, "]");
-        break;
-    }
-    default: {
-        put(s, at, "{");
-        unsigned n = rnd(4);
-        for (unsigned i = 0; i < n; i++) {
-            if (i)
-                put(s, at, ",");
-            blanks(s, at);
-            string_value(s, at, false);
-            blanks(s, at);
-            put(s, at, ":");
-            blanks(s, at);
-            value(s, at, depth + 1);
-            blanks(s, at);
-        }
-        put(s, at, "}");
-    }
+    default:
+        container(s, at, depth, rnd(2) == 0);
     }
 }
 
