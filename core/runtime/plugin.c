@@ -644,66 +644,75 @@ static void release_held(struct plugin *p)
     }
 }
 
+/* A strategy call returned (rc LUA_OK, nres values on top of co's stack)
+ * or failed (err): its event goes on, as the result says. */
+static void finish_strategy(struct plugin *p, struct call *c, int rc, int nres, const char *err)
+{
+    lua_State *co = c->co;
+    char why[512];
+    struct envelope *e = c->e;
+    p->strategy_parked = false;
+    if (rc != LUA_OK) {
+        count_failure(p, "on_event", err);
+        pass_on(p, with_strategy_error(p, e, err));
+    } else if (nres >= 1 && lua_isboolean(co, -nres) && !lua_toboolean(co, -nres)) {
+        p->consecutive_errors = 0;
+        STAT_INC(core_events_dropped_by_strategy);
+        home_chain_drop(p->home, e);
+    } else if (nres >= 1 && lua_istable(co, -nres)) {
+        lua_settop(co, lua_gettop(co) - nres + 1);
+        struct lua_json_lazy *z = lua_json_lazy_at(co, -1);   /* its userdata (or nil) on top */
+        int t = lua_gettop(co) - 1;
+        if (lua_event_as_text(co, t, z, e->data, e->len)) {
+            /* its own event, as it came (what it read, unchanged):
+             * the bytes go on as they are, as for nil */
+            p->consecutive_errors = 0;
+            pass_on(p, e);
+            return;
+        }
+        struct envelope *n = reencode(co, t, z, t + 1, e, c->ident, c->nident, c->stamped, &p->rewrite,
+                                      why, sizeof why);
+        if (p->rewrite.cap > REWRITE_KEEP)
+            buf_free(&p->rewrite);
+        else
+            buf_reset(&p->rewrite);
+        if (!n) {
+            count_failure(p, "on_event", why);
+            pass_on(p, with_strategy_error(p, e, why));
+        } else {
+            p->consecutive_errors = 0;
+            pass_on(p, n);
+        }
+    } else if (nres >= 1 && !lua_isnil(co, -nres)) {
+        /* driver.strategy1 leaves this check to us (driver.lua) */
+        snprintf(why, sizeof why, "on_event handler returned a %s (want the event, nil or false)",
+                 luaL_typename(co, -nres));
+        count_failure(p, "on_event", why);
+        pass_on(p, with_strategy_error(p, e, why));
+    } else {
+        p->consecutive_errors = 0;
+        /* the driver's second result: a handler edited the event and
+         * returned nil, so its edits go nowhere (DESIGN 5.4's nil) */
+        if (nres >= 2 && lua_toboolean(co, -nres + 1) &&
+            atomic_fetch_add(&p->ignored_edits, 1) == 0)
+            log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
+                     "nil, which forwards the event as it came: return ev to keep the changes "
+                     "(warned once; counted as ignored_edits in its status)",
+                     p->id, (unsigned long long)e->ev.id);
+        pass_on(p, e);                     /* nil: the original bytes go on */
+    }
+}
+
 /* The call returned (rc LUA_OK, nres values on its stack) or failed (err). */
 static void finish_call(struct plugin *p, struct call *c, int rc, int nres, const char *err)
 {
     lua_State *co = c->co;
     char why[512];
     switch (c->kind) {
-    case CALL_STRATEGY: {
-        struct envelope *e = c->e;
-        p->strategy_parked = false;
-        if (rc != LUA_OK) {
-            count_failure(p, "on_event", err);
-            pass_on(p, with_strategy_error(p, e, err));
-        } else if (nres >= 1 && lua_isboolean(co, -nres) && !lua_toboolean(co, -nres)) {
-            p->consecutive_errors = 0;
-            STAT_INC(core_events_dropped_by_strategy);
-            home_chain_drop(p->home, e);
-        } else if (nres >= 1 && lua_istable(co, -nres)) {
-            lua_settop(co, lua_gettop(co) - nres + 1);
-            struct lua_json_lazy *z = lua_json_lazy_at(co, -1);   /* its userdata (or nil) on top */
-            int t = lua_gettop(co) - 1;
-            if (lua_event_as_text(co, t, z, e->data, e->len)) {
-                /* its own event, as it came (what it read, unchanged):
-                 * the bytes go on as they are, as for nil */
-                p->consecutive_errors = 0;
-                pass_on(p, e);
-                break;
-            }
-            struct envelope *n = reencode(co, t, z, t + 1, e, c->ident, c->nident, c->stamped, &p->rewrite,
-                                          why, sizeof why);
-            if (p->rewrite.cap > REWRITE_KEEP)
-                buf_free(&p->rewrite);
-            else
-                buf_reset(&p->rewrite);
-            if (!n) {
-                count_failure(p, "on_event", why);
-                pass_on(p, with_strategy_error(p, e, why));
-            } else {
-                p->consecutive_errors = 0;
-                pass_on(p, n);
-            }
-        } else if (nres >= 1 && !lua_isnil(co, -nres)) {
-            /* driver.strategy1 leaves this check to us (driver.lua) */
-            snprintf(why, sizeof why, "on_event handler returned a %s (want the event, nil or false)",
-                     luaL_typename(co, -nres));
-            count_failure(p, "on_event", why);
-            pass_on(p, with_strategy_error(p, e, why));
-        } else {
-            p->consecutive_errors = 0;
-            /* the driver's second result: a handler edited the event and
-             * returned nil, so its edits go nowhere (DESIGN 5.4's nil) */
-            if (nres >= 2 && lua_toboolean(co, -nres + 1) &&
-                atomic_fetch_add(&p->ignored_edits, 1) == 0)
-                log_warn("plugin %s: an on_event handler changed its event (eventId %llu) and returned "
-                         "nil, which forwards the event as it came: return ev to keep the changes "
-                         "(warned once; counted as ignored_edits in its status)",
-                         p->id, (unsigned long long)e->ev.id);
-            pass_on(p, e);                     /* nil: the original bytes go on */
-        }
+    case CALL_STRATEGY:
+        if (c->e)                              /* (strategy1 may have finished it) */
+            finish_strategy(p, c, rc, nres, err);
         break;
-    }
     case CALL_COMMAND: {
         struct envelope *e = c->e;
         if (rc != LUA_OK) {
@@ -921,14 +930,76 @@ static int strategy1_done(lua_State *L, int status, lua_KContext ctx)
     return ctx == 0 ? 1 : 2;
 }
 
+/* The next envelope of the batch the job runs, or NULL. */
+static struct envelope *batch_take(struct plugin *p)
+{
+    struct envelope *e = p->batch;
+    if (e) {
+        p->batch = e->next;
+        e->next = NULL;
+        p->batch_taken++;
+    }
+    return e;
+}
+
+/* Whether the batch's next envelope is an event this driver can go on
+ * with in the same resume, as start_strategy would have started it: the
+ * plugin Active, nothing held before it, and one handler of the plugin's
+ * for it (its reference in *ref). */
+static bool strategy1_next(struct plugin *p, int *ref)
+{
+    struct envelope *e = p->batch;
+    if (!e || (e->type != ENV_IPC_EVENT && e->type != ENV_MONITOR_EVENT) || p->held.head ||
+        atomic_load(&p->state) != PLUGIN_ACTIVE)
+        return false;
+    int matching = 0;
+    for (size_t i = 0; i < p->nhandlers; i++)
+        if (p->handlers[i].any || p->handlers[i].event_id == e->ev.id) {
+            matching++;
+            *ref = p->handlers[i].ref;
+        }
+    return matching == 1;
+}
+
+/* The coroutine's body for an event one handler takes. When the handler
+ * returns without having waited, the event is finished here (the
+ * write-back, on to the core) and the batch's next event, if it is one
+ * this driver takes too, runs in the same resume with its own budget: a
+ * resume, its call's set-up and its return cost ~600 instructions an
+ * event (docs/performance.md, session 16). A wait, an error or anything
+ * else ends the resume as before, and the rest of the batch goes through
+ * start_strategy (held behind a parked call, in order). */
 static int strategy1(lua_State *L)
 {
-    lua_settop(L, 3);                          /* 1 reader, 2 id, 3 handler */
-    push_event(L, lua_upvalueindex(2));        /* 4: the event */
-    lua_pushvalue(L, 3);
-    lua_pushvalue(L, 4);
-    lua_callk(L, 1, 1, 0, strategy1_done);
-    return strategy1_done(L, LUA_OK, 0);
+    struct plugin *p = plugin_of(L);
+    for (;;) {
+        lua_settop(L, 3);                      /* 1 reader, 2 id, 3 handler */
+        push_event(L, lua_upvalueindex(2));    /* 4: the event */
+        lua_pushvalue(L, 3);
+        lua_pushvalue(L, 4);
+        lua_callk(L, 1, 1, 0, strategy1_done);
+        int nres = strategy1_done(L, LUA_OK, 0);
+        int ref;
+        if (!strategy1_next(p, &ref))
+            return nres;                       /* finish_call finishes it */
+        struct call *c = p->running;
+        sandbox_call_end(&p->sb);
+        finish_strategy(p, c, LUA_OK, nres, NULL);
+        /* finishing it may have put the plugin in Error (count_failure) */
+        if (!strategy1_next(p, &ref)) {
+            c->e = NULL;                       /* finished: nothing for finish_call */
+            return 0;
+        }
+        struct envelope *next = batch_take(p);
+        atomic_fetch_add(&p->events, 1);
+        c->e = next;
+        c->nident = -1;
+        c->stamped = false;
+        lua_settop(L, 1);
+        lua_pushinteger(L, (lua_Integer)next->ev.id);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        sandbox_call_next(&p->sb, L);
+    }
 }
 
 int plugin_strategy1_ref(lua_State *L, int driver)
@@ -1234,18 +1305,14 @@ static void run_job(struct plugin *p, bool lane)
          * than per call: its handlers and the decoding and encoding of
          * its events */
         uint64_t cpu0 = thread_cpu_ns();
-        int taken = 0;
-        while (e) {
-            struct envelope *next = e->next;
-            e->next = NULL;
+        p->batch = e;
+        p->batch_taken = 0;
+        while ((e = batch_take(p)))
             process(p, e);
-            taken++;
-            e = next;
-        }
         p->sb.cpu_ns_total += thread_cpu_ns() - cpu0;
         /* the mailbox's refs for the batch, in one go: the job's own ref
          * holds p, and refs is the core's line (struct plugin) */
-        plugin_unref_n(p, taken);
+        plugin_unref_n(p, p->batch_taken);
         home_job_flush(home);               /* this batch's events go on now */
         plugin_refresh_status(p, false);
         if (p->sb.L)

@@ -159,6 +159,9 @@ struct plugin {
     unsigned nidle;
     bool strategy_parked;         /* later events wait behind it (order) */
     struct envlist held;          /* events waiting behind a parked strategy */
+    struct envelope *batch;       /* the rest of the batch the job is running (worker thread):
+                                   * the one-handler driver takes its next events from it */
+    int batch_taken;              /* envelopes of it taken so far */
     uint32_t next_op;
     _Alignas(PLUGIN_LINE) _Atomic unsigned ntimers;   /* live timers (ids in the state's registry) */
     _Atomic unsigned nmsgs;       /* messages in the mailbox */

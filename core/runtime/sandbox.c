@@ -659,10 +659,8 @@ int sandbox_reset(struct sandbox *sb, lua_State *co)
     return sb->over_budget ? -1 : 0;
 }
 
-int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
+void sandbox_call_next(struct sandbox *sb, lua_State *co)
 {
-    if (t_tick == 0)
-        tick_start();
     budget_arm(sb);
     if (t_tick == 1) {
         sb->cpu_floor = atomic_load_explicit(&t_tick_cpu, memory_order_relaxed);
@@ -674,6 +672,18 @@ int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char
     } else {
         lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     }
+}
+
+void sandbox_call_end(struct sandbox *sb)
+{
+    sb->in_call = false;
+}
+
+int sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen)
+{
+    if (t_tick == 0)
+        tick_start();
+    sandbox_call_next(sb, co);
     int rc = lua_resume(co, sb->L, nargs, nres);
     t_running = NULL;
     atomic_signal_fence(memory_order_seq_cst);

@@ -48,6 +48,14 @@ int  sandbox_call(struct sandbox *sb, int nargs, int nresults, char *err, size_t
  * not added to cpu_ns_total: the caller accounts for a whole batch. */
 int  sandbox_resume(struct sandbox *sb, lua_State *co, int nargs, int *nres, char *err, size_t errlen);
 
+/* Two calls in one resume (the strategy driver runs the next event of a
+ * batch without returning, plugin.c): sandbox_call_end stops the budget
+ * counting for what the runtime does between them (the write-back, which
+ * may run other plugins' jobs inline at shutdown), sandbox_call_next arms
+ * it afresh for the next call, as sandbox_resume does for the first. */
+void sandbox_call_end(struct sandbox *sb);
+void sandbox_call_next(struct sandbox *sb, lua_State *co);
+
 /* Makes a coroutine that failed or was left suspended ready to run again.
  * Its pending to-be-closed variables are closed here, and their __close is
  * plugin code: it runs under the budget and the memory limit like any call

@@ -658,3 +658,116 @@ describe("a strategy's returned event", function()
     H.stop_ok(d)
   end)
 end)
+
+-- The one-handler driver (plugin.c's strategy1) runs the events of a batch
+-- one after another in one resume. Each spec holds the plugin busy on a
+-- first event (0) while the others queue, so that they reach it as one
+-- batch, and holds every outcome to what one resume an event gave.
+describe("events one handler takes, run in one resume", function()
+  local HOLD = [[
+    polaris.on_event(1000, function()
+      local t = os.clock() while os.clock() - t < 0.25 do end
+    end)
+  ]]
+
+  local function hold_then(app, d, ids)
+    app:send_event(H.event(1000))
+    H.wait_for("the plugin busy on the first event", function()
+      return plugin(d, "batch").events >= 1
+    end, 5000)
+    for _, id in ipairs(ids) do app:send_event(H.event(id)) end
+  end
+
+  it("finish each as it would alone, in order: an edit, an error, a drop, nil, a bad result, a wait", function()
+    local d = H.start_daemon({plugins = {batch = {lua = HOLD .. [[
+      polaris.on_event(10, function(ev) ev.params.ok = true; return ev end)
+      polaris.on_event(11, function() error("boom") end)
+      polaris.on_event(12, function() return false end)
+      polaris.on_event(13, function(ev) local _ = ev.processName end)
+      polaris.on_event(14, function() return 42 end)
+      polaris.on_event(15, function(ev) polaris.sleep(20); ev.params.waited = true; return ev end)
+      polaris.on_event(16, function(ev) ev.params.after = true; return ev end)
+    ]]}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    hold_then(app, d, {10, 11, 12, 13, 14, 10, 15, 16, 10, 16})
+    local function next_event()
+      local ev = assert(g:event(10000), "an event did not arrive")
+      return ev
+    end
+    assert.are.equal(1000, next_event().eventId)
+    local want = {
+      {10, {n = 10, ok = true}}, {11, {n = 11}, "boom"}, {13, {n = 13}},
+      {14, {n = 14}, "on_event handler returned a number"}, {10, {n = 10, ok = true}},
+      {15, {n = 15, waited = true}}, {16, {n = 16, after = true}}, {10, {n = 10, ok = true}},
+      {16, {n = 16, after = true}},
+    }
+    for i, w in ipairs(want) do
+      local ev = next_event()
+      assert.are.equal(w[1], ev.eventId, "event " .. i)
+      assert.are.same(w[2], ev.params, "event " .. i)
+      if w[3] then
+        assert.truthy(ev.strategyError and ev.strategyError.reason:find(w[3], 1, true), "event " .. i)
+      else
+        assert.is_nil(ev.strategyError, "event " .. i)
+      end
+    end
+    local st = plugin(d, "batch")
+    assert.are.equal(11, st.events)
+    assert.are.equal(2, st.errors)
+    assert.are.equal("Active", st.state)
+    H.stop_ok(d)
+  end)
+
+  it("gives each its own CPU budget, and holds each to it", function()
+    -- each 20 takes 60% of the budget: had the batch shared one, the
+    -- second would be stopped; the 21 after them never ends on its own
+    local d = H.start_daemon({config = {plugins = {cpu_time_limit_ms = 400}}, plugins = {batch = {lua = HOLD .. [[
+      polaris.on_event(20, function(ev)
+        local t = os.clock() while os.clock() - t < 0.24 do end
+        ev.params.spent = true
+        return ev
+      end)
+      polaris.on_event(21, function() while true do end end)
+    ]]}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    hold_then(app, d, {20, 20, 20, 21, 20})
+    assert.are.equal(1000, assert(g:event(10000)).eventId)
+    for _, id in ipairs({20, 20, 20, 21, 20}) do
+      local ev = assert(g:event(10000), "an event did not arrive")
+      assert.are.equal(id, ev.eventId)
+      if id == 20 then
+        assert.is_nil(ev.strategyError, ev.strategyError and ev.strategyError.reason)
+        assert.is_true(ev.params.spent)
+      else
+        assert.truthy(ev.strategyError and ev.strategyError.reason:find("cpu budget exceeded", 1, true))
+      end
+    end
+    assert.are.equal(1, plugin(d, "batch").errors)
+    H.stop_ok(d)
+  end)
+
+  it("stops where a result puts the plugin in Error: the rest pass untouched", function()
+    local d = H.start_daemon({config = {plugins = {max_consecutive_errors = 3}}, plugins = {batch = {lua = HOLD .. [[
+      polaris.on_event(30, function() return 42 end)
+      polaris.on_event(31, function(ev) ev.params.touched = true; return ev end)
+    ]]}}})
+    local g = H.guest_connected(d)
+    local app = H.app(d)
+    hold_then(app, d, {30, 30, 30, 31, 31})
+    assert.are.equal(1000, assert(g:event(10000)).eventId)
+    for i = 1, 3 do
+      local ev = assert(g:event(10000))
+      assert.are.equal(30, ev.eventId)
+      assert.truthy(ev.strategyError, "event " .. i)
+    end
+    for _ = 1, 2 do
+      local ev = assert(g:event(10000))
+      assert.are.equal(31, ev.eventId)
+      assert.are.same({n = 31}, ev.params)              -- in Error: untouched
+    end
+    assert.are.equal("Error", plugin(d, "batch").state)
+    H.stop_ok(d)
+  end)
+end)
