@@ -965,7 +965,7 @@ static bool strategy1_next(struct plugin *p, int *ref)
  * returns without having waited, the event is finished here (the
  * write-back, on to the core) and the batch's next event, if it is one
  * this driver takes too, runs in the same resume with its own budget: a
- * resume, its call's set-up and its return cost ~600 instructions an
+ * resume, its call's set-up and its return cost ~400 instructions an
  * event (docs/performance.md, session 16). A wait, an error or anything
  * else ends the resume as before, and the rest of the batch goes through
  * start_strategy (held behind a parked call, in order). */

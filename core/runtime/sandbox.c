@@ -663,6 +663,11 @@ void sandbox_call_next(struct sandbox *sb, lua_State *co)
 {
     budget_arm(sb);
     if (t_tick == 1) {
+        /* between two calls of one resume the tick still sees this one
+         * running: one landing inside the lua_sethook below could leave a
+         * hook set with no mask, which it would never set again */
+        t_running = NULL;
+        atomic_signal_fence(memory_order_seq_cst);
         sb->cpu_floor = atomic_load_explicit(&t_tick_cpu, memory_order_relaxed);
         sb->cpu_floor_known = true;
         lua_sethook(co, NULL, 0, 0);         /* until a tick finds it running */
