@@ -985,8 +985,9 @@ static int strategy1(lua_State *L)
         struct call *c = p->running;
         sandbox_call_end(&p->sb);
         finish_strategy(p, c, LUA_OK, nres, NULL);
-        /* finishing it may have put the plugin in Error (count_failure) */
-        if (!strategy1_next(p, &ref)) {
+        /* finishing it may have put the plugin in Error (count_failure);
+         * nothing else strategy1_next looked at changes there */
+        if (atomic_load(&p->state) != PLUGIN_ACTIVE) {
             c->e = NULL;                       /* finished: nothing for finish_call */
             return 0;
         }

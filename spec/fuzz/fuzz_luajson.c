@@ -71,6 +71,21 @@ static int decode(const char *p, size_t n)
     return lua_gettop(L) == 1;
 }
 
+/* lua_json_encode_members of the value at idx into b, its members noted
+ * in got: the copied members' notes taken as runs and filled in after, as
+ * the write-back's restamp has them. */
+static int encode_noted(lua_State *S, int idx, bool skip, struct buf *b, struct json_member *got, char *msg,
+                        size_t msglen)
+{
+    const struct lua_json_lazy *z = lua_json_lazy_at(S, idx);     /* its userdata on top */
+    static struct lua_json_copied copied;
+    int n = lua_json_encode_members(S, idx, z, -1, skip, b, got, MEMBERS, &copied, msg, msglen);
+    lua_pop(S, 1);
+    if (n >= 0 && copied.n)
+        lua_json_copied_members(z, &copied, b, got, MEMBERS);
+    return n;
+}
+
 /* the value the text decoded to is at 1 */
 static void check_members(const char *text, size_t len)
 {
@@ -78,12 +93,7 @@ static void check_members(const char *text, size_t len)
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
     const char *err;
-    const struct lua_json_lazy *z = lua_json_lazy_at(L, 1);       /* its userdata on top */
-    static struct lua_json_copied copied;
-    int n = lua_json_encode_members(L, 1, z, -1, false, &b, got, MEMBERS, &copied, msg, sizeof msg);
-    lua_pop(L, 1);
-    if (n >= 0 && copied.n)
-        lua_json_copied_members(z, &copied, &b, got, MEMBERS);
+    int n = encode_noted(L, 1, false, &b, got, msg, sizeof msg);
     if (n < 0 || b.len != len || memcmp(b.p, text, len) != 0)
         abort();
     if (text[0] == '{') {
@@ -199,14 +209,7 @@ static int lazy_protected(lua_State *S)
     struct buf b = BUF_INIT;
     struct json_member got[MEMBERS], want[MEMBERS];
     char msg[256];
-    /* the copied members' notes taken as runs and filled in after, as the
-     * write-back's restamp has them */
-    const struct lua_json_lazy *z = lua_json_lazy_at(S, 2);       /* its userdata on top */
-    static struct lua_json_copied copied;
-    int k = lua_json_encode_members(S, 2, z, -1, skip, &b, got, MEMBERS, &copied, msg, sizeof msg);
-    lua_pop(S, 1);
-    if (k >= 0 && copied.n)
-        lua_json_copied_members(z, &copied, &b, got, MEMBERS);
+    int k = encode_noted(S, 2, skip, &b, got, msg, sizeof msg);
     if (k < 0) {
         /* only what the plain table cannot be written as either */
         struct buf c = BUF_INIT;
